@@ -1,0 +1,170 @@
+import { z } from 'zod';
+import { DEVICE_ID_PATTERN, MODEL_NAME_PATTERN } from './topics.js';
+import { FAILURE_CODES, UPDATE_STATES } from './update-state.js';
+import { LATENCY_BUCKET_COUNT } from './telemetry.js';
+import { PROTOCOL_VERSION } from './version.js';
+
+/**
+ * Message schemas for every MQTT payload. Both sides decode with these before any side effect;
+ * a payload that fails is refused (device side) or dropped, logged and counted (server side).
+ * Objects are not strict: a newer peer may add optional fields without breaking an older one.
+ */
+
+const protocolVersion = z.literal(PROTOCOL_VERSION);
+const semverString = z.string().min(5).max(128).regex(/^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$/, 'must be a semver version');
+const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, 'must be a lower-case hex sha256');
+const isoTime = z.iso.datetime({ offset: true });
+export const deviceIdSchema = z.string().regex(DEVICE_ID_PATTERN, 'device id: 1-128 chars of [A-Za-z0-9._:-], starting alphanumeric');
+export const modelNameSchema = z.string().regex(MODEL_NAME_PATTERN, 'model name: 1-64 chars of [a-z0-9._-], starting alphanumeric');
+/** Per-device report sequence: monotonically increasing for the life of the device's data dir. */
+const sequence = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+
+/** Compatibility constraints a device checks before it downloads anything. */
+export const compatibilitySchema = z.object({
+  /** Hardware classes the artifact runs on; absent or empty means any. */
+  hardwareClasses: z.array(z.string().min(1).max(64)).max(64).optional(),
+  /** Semver range of the runtime version (e.g. onnxruntime ">=1.17"). */
+  runtimeRange: z.string().min(1).max(128).optional(),
+  /** Semver range of the agent version (e.g. ">=0.1.0"). */
+  agentRange: z.string().min(1).max(128).optional(),
+  /** Accelerators the artifact needs (e.g. "cuda"); absent means CPU is fine. */
+  accelerators: z.array(z.string().min(1).max(64)).max(16).optional(),
+});
+export type Compatibility = z.infer<typeof compatibilitySchema>;
+
+export const artifactRefSchema = z.object({
+  /** TUF target path; the agent verifies the download against the signed targets metadata for it. */
+  targetPath: z.string().min(1).max(512),
+  sha256: sha256Hex,
+  length: z.number().int().positive(),
+  /** Runtime that loads it: "onnx", "command", "simulated", ... */
+  runtime: z.string().min(1).max(64),
+  framework: z.string().max(64).optional(),
+  compatibility: compatibilitySchema.default({}),
+});
+export type ArtifactRef = z.infer<typeof artifactRefSchema>;
+
+/**
+ * Desired state for one model, published retained on `desired/{model}` (QoS1). An empty retained
+ * payload on that topic means "this model is no longer assigned" (MQTT 3.1.1 §3.3.1.3).
+ */
+export const desiredModelSchema = z.object({
+  v: protocolVersion,
+  model: modelNameSchema,
+  version: semverString,
+  /** Server revision of this assignment; the device echoes it in its reports. Monotonic per device and model. */
+  revision: z.number().int().nonnegative(),
+  /** install: download, verify, activate. download-only: stop at "downloaded" until an install command arrives. */
+  action: z.enum(['install', 'download-only']).default('install'),
+  /** Present when a rollout made the assignment. */
+  rolloutId: z.string().max(64).optional(),
+  /** Seconds the device may spend on this update before it gives up (download deadline included). */
+  timeoutSeconds: z.number().int().positive().max(7 * 24 * 3600).optional(),
+  artifacts: z.array(artifactRefSchema).min(1).max(16),
+  assignedAt: isoTime,
+});
+export type DesiredModel = z.infer<typeof desiredModelSchema>;
+
+/** One update report; sent on every state change. */
+export const updateReportSchema = z.object({
+  v: protocolVersion,
+  seq: sequence,
+  model: modelNameSchema,
+  /** The version this report is about (the target of the update). */
+  version: semverString,
+  /** Echo of the desired revision being worked on. */
+  revision: z.number().int().nonnegative(),
+  state: z.enum(UPDATE_STATES),
+  /** The version that is active on the device right now (may differ from `version` mid-update). */
+  activeVersion: semverString.nullable(),
+  /** Last-known-good version kept for rollback. */
+  previousVersion: semverString.nullable(),
+  failure: z.object({ code: z.enum(FAILURE_CODES), message: z.string().max(2000) }).optional(),
+  /** Download progress for `downloading`. */
+  progress: z.object({ bytes: z.number().int().nonnegative(), total: z.number().int().nonnegative() }).optional(),
+  rolloutId: z.string().max(64).optional(),
+  at: isoTime,
+});
+export type UpdateReport = z.infer<typeof updateReportSchema>;
+
+export const inventorySchema = z.object({
+  hardwareClass: z.string().min(1).max(64),
+  os: z.string().max(64),
+  arch: z.string().max(32),
+  accelerators: z.array(z.string().max(64)).max(16).default([]),
+  agentVersion: semverString,
+  /** Runtime name -> version (semver), e.g. { onnx: "1.30.0", command: "1.0.0" }. */
+  runtimes: z.record(z.string().max(64), z.string().max(64)).default({}),
+  cpuCount: z.number().int().nonnegative().optional(),
+  memoryBytes: z.number().int().nonnegative().optional(),
+  diskFreeBytes: z.number().int().nonnegative().optional(),
+});
+export type Inventory = z.infer<typeof inventorySchema>;
+
+export const inventoryMessageSchema = z.object({ v: protocolVersion, seq: sequence, inventory: inventorySchema, at: isoTime });
+export type InventoryMessage = z.infer<typeof inventoryMessageSchema>;
+
+/** Presence: published retained by the device on connect (online) and registered as its last will (offline). */
+export const presenceMessageSchema = z.object({ v: protocolVersion, online: z.boolean(), at: isoTime.optional() });
+export type PresenceMessage = z.infer<typeof presenceMessageSchema>;
+
+/** Commands to one device: non-retained, QoS1. */
+export const commandSchema = z.discriminatedUnion('type', [
+  z.object({ v: protocolVersion, type: z.literal('install'), model: modelNameSchema, version: semverString, revision: z.number().int().nonnegative() }),
+  z.object({ v: protocolVersion, type: z.literal('report-inventory') }),
+  z.object({ v: protocolVersion, type: z.literal('decommission') }),
+]);
+export type Command = z.infer<typeof commandSchema>;
+
+/** Per-interval, per-model-version performance aggregate. One message per interval per active model. */
+export const telemetryMessageSchema = z.object({
+  v: protocolVersion,
+  seq: sequence,
+  model: modelNameSchema,
+  version: semverString,
+  intervalStart: isoTime,
+  intervalEnd: isoTime,
+  count: z.number().int().nonnegative(),
+  errors: z.number().int().nonnegative(),
+  /** Counts per LATENCY_BUCKETS_MS bucket (+Inf last). */
+  latencyBuckets: z.array(z.number().int().nonnegative()).length(LATENCY_BUCKET_COUNT),
+  latencySumMs: z.number().nonnegative(),
+  /** Prediction distribution: label (or score bucket key) -> count. */
+  predictions: z.record(z.string().max(64), z.number().int().nonnegative()).refine((p) => Object.keys(p).length <= 256, 'at most 256 labels'),
+  vitals: z
+    .object({
+      cpuPercent: z.number().min(0).max(100 * 1024).optional(),
+      memoryRssBytes: z.number().int().nonnegative().optional(),
+      memoryFreeBytes: z.number().int().nonnegative().optional(),
+      temperatureC: z.number().min(-100).max(300).optional(),
+    })
+    .default({}),
+  /** Messages the agent dropped from its offline queue since the last message (queue cap reached). */
+  dropped: z.number().int().nonnegative().default(0),
+});
+export type TelemetryMessage = z.infer<typeof telemetryMessageSchema>;
+
+export type DecodeResult<T> = { ok: true; value: T } | { ok: false; error: string };
+
+/**
+ * Decodes a raw MQTT payload with a schema. Never throws: the caller decides whether a bad
+ * payload is refused, dropped or counted.
+ */
+export function decodePayload<T>(schema: z.ZodType<T>, payload: Buffer | Uint8Array | string): DecodeResult<T> {
+  let json: unknown;
+  try {
+    json = JSON.parse(typeof payload === 'string' ? payload : Buffer.from(payload).toString('utf8'));
+  } catch {
+    return { ok: false, error: 'payload is not valid JSON' };
+  }
+  const result = schema.safeParse(json);
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    return { ok: false, error: issue ? `${issue.path.join('.') || '(root)'}: ${issue.message}` : 'invalid payload' };
+  }
+  return { ok: true, value: result.data };
+}
+
+export function encodePayload(message: unknown): Buffer {
+  return Buffer.from(JSON.stringify(message));
+}

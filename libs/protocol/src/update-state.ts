@@ -1,0 +1,47 @@
+/**
+ * States of one model update on a device. The device agent's transition table
+ * (device-agent/src/update/transition-table.ts) is the authority on which moves are legal;
+ * this list is what goes on the wire.
+ */
+export const UPDATE_STATES = [
+  'idle',
+  'downloading',
+  'downloaded', // download-only assignment: verified and staged, waiting for an install command
+  'verifying',
+  'installing',
+  'activating',
+  'health-checking',
+  'committed',
+  'rolling-back',
+  'rolled-back', // health check failed; the previous version runs again
+  'failed', // could not even start (download/verification failed); the previous version still runs
+  'incompatible', // the assignment's constraints do not match this device; nothing was attempted
+] as const;
+export type UpdateState = (typeof UPDATE_STATES)[number];
+
+/** States after which the device does nothing more for this assignment until told otherwise. */
+export const TERMINAL_UPDATE_STATES: readonly UpdateState[] = ['committed', 'rolled-back', 'failed', 'incompatible', 'downloaded'];
+
+export function isTerminalUpdateState(state: UpdateState): boolean {
+  return TERMINAL_UPDATE_STATES.includes(state);
+}
+
+/** Why an update ended badly; lets the rollout engine tell transient faults (retry) from permanent ones. */
+export const FAILURE_CODES = [
+  'download-failed',
+  'download-timeout',
+  'verification-failed',
+  'insufficient-disk',
+  'install-failed',
+  'health-check-failed',
+  'health-check-timeout',
+  'incompatible-hardware',
+  'incompatible-runtime',
+  'incompatible-agent',
+  'boot-loop',
+  'internal',
+] as const;
+export type FailureCode = (typeof FAILURE_CODES)[number];
+
+/** Failures worth retrying automatically: the same bytes may well succeed a minute later. */
+export const TRANSIENT_FAILURE_CODES: readonly FailureCode[] = ['download-failed', 'download-timeout', 'insufficient-disk', 'internal'];
