@@ -1,0 +1,48 @@
+import { Body, Controller, Delete, Get, HttpCode, Param, ParseUUIDPipe, Post } from '@nestjs/common';
+import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
+import { CurrentPrincipal, type Principal, RequireRole } from './access.decorators.js';
+import { AccessService, type CreatedApiKey } from './access.service.js';
+import { AuditLogRepository } from './audit-log.repository.js';
+import { CreateApiKeyDto } from './dto/create-api-key.dto.js';
+
+@ApiTags('access')
+@ApiBearerAuth()
+@Controller('api/v1')
+export class AccessController {
+  constructor(
+    private readonly access: AccessService,
+    private readonly audit: AuditLogRepository,
+  ) {}
+
+  @Post('api-keys')
+  @RequireRole('admin')
+  create(@Body() dto: CreateApiKeyDto): Promise<CreatedApiKey> {
+    return this.access.createKey(dto.name, dto.role);
+  }
+
+  @Get('api-keys')
+  @RequireRole('admin')
+  async list(): Promise<{ items: { id: string; name: string; role: string; createdAt: Date; revokedAt: Date | null; lastUsedAt: Date | null }[] }> {
+    const keys = await this.access.listKeys();
+    return { items: keys.map(({ id, name, role, createdAt, revokedAt, lastUsedAt }) => ({ id, name, role, createdAt, revokedAt, lastUsedAt })) };
+  }
+
+  @Delete('api-keys/:id')
+  @RequireRole('admin')
+  @HttpCode(204)
+  revoke(@Param('id', new ParseUUIDPipe()) id: string): Promise<void> {
+    return this.access.revokeKey(id);
+  }
+
+  /** Who am I: lets the CLI and dashboard show what the key may do. */
+  @Get('whoami')
+  whoami(@CurrentPrincipal() principal: Principal | undefined): { id?: string; name?: string; role?: string } {
+    return { id: principal?.id, name: principal?.name, role: principal?.role };
+  }
+
+  @Get('audit-log')
+  @RequireRole('admin')
+  async auditLog(): Promise<{ items: unknown[] }> {
+    return { items: await this.audit.page(200) };
+  }
+}

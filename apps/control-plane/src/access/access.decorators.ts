@@ -1,0 +1,28 @@
+import { createParamDecorator, type ExecutionContext, SetMetadata } from '@nestjs/common';
+import type { Role } from './role.js';
+
+export const REQUIRED_ROLE = 'fleetline:required-role';
+export const PUBLIC_ROUTE = 'fleetline:public-route';
+
+/** Minimum role for a route. Routes without it need `viewer` for reads and `operator` for writes. */
+export const RequireRole = (role: Role) => SetMetadata(REQUIRED_ROLE, role);
+
+/** No API key needed: health probes, device enrollment (token-authenticated), device downloads (device-authenticated). */
+export const Public = () => SetMetadata(PUBLIC_ROUTE, true);
+
+/** What the guard attaches to the request. */
+export interface Principal {
+  kind: 'api-key';
+  id: string;
+  name: string;
+  role: Role;
+}
+
+export interface RequestWithPrincipal {
+  principal?: Principal;
+}
+
+/** The authenticated API key of the request (set by ApiKeyGuard). */
+export const CurrentPrincipal = createParamDecorator((_data: unknown, context: ExecutionContext): Principal | undefined => {
+  return context.switchToHttp().getRequest<RequestWithPrincipal>().principal;
+});

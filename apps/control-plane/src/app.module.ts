@@ -1,0 +1,33 @@
+import { type DynamicModule, Module } from '@nestjs/common';
+import { ScheduleModule } from '@nestjs/schedule';
+import { AccessModule } from './access/access.module.js';
+import { DevicesModule } from './devices/devices.module.js';
+import { HealthModule } from './health/health.module.js';
+import { ConfigModule } from './infra/config/config.module.js';
+import type { AppConfig } from './infra/config/config.schema.js';
+import { DatabaseModule } from './infra/database/database.module.js';
+import { MqttModule } from './infra/mqtt/mqtt.module.js';
+import { ModelsModule } from './models/models.module.js';
+import { RolloutsModule } from './rollouts/rollouts.module.js';
+import { TelemetryModule } from './telemetry/telemetry.module.js';
+
+@Module({})
+export class AppModule {
+  static forRoot(config: AppConfig): DynamicModule {
+    return {
+      module: AppModule,
+      imports: [
+        ConfigModule.forRoot(config),
+        DatabaseModule,
+        MqttModule,
+        ScheduleModule.forRoot(),
+        AccessModule,
+        HealthModule,
+        DevicesModule,
+        ModelsModule,
+        RolloutsModule,
+        TelemetryModule,
+      ],
+    };
+  }
+}

@@ -1,0 +1,33 @@
+import 'reflect-metadata';
+import { mkdirSync } from 'node:fs';
+import { type INestApplication, type LogLevel, ValidationPipe } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import type { NestExpressApplication } from '@nestjs/platform-express';
+import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import { AppModule } from './app.module.js';
+import type { AppConfig } from './infra/config/config.schema.js';
+import { DomainExceptionFilter } from './infra/http/domain-exception.filter.js';
+
+const levels: LogLevel[] = ['error', 'warn', 'log', 'debug', 'verbose'];
+
+/** Builds the control plane (used by main.ts and by integration tests, so both run the same wiring). */
+export async function createApp(config: AppConfig): Promise<INestApplication> {
+  mkdirSync(config.dataDir, { recursive: true });
+  const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config), {
+    logger: levels.slice(0, levels.indexOf(config.logLevel) + 1),
+    bodyParser: false,
+  });
+  // JSON bodies only where a controller expects them; uploads stream through busboy untouched.
+  app.useBodyParser('json', { limit: '50mb' });
+  app.useGlobalPipes(new ValidationPipe({ whitelist: true, forbidNonWhitelisted: true, transform: true }));
+  app.useGlobalFilters(new DomainExceptionFilter());
+  app.enableShutdownHooks();
+  const openApi = new DocumentBuilder()
+    .setTitle('Fleetline control plane')
+    .setDescription('Admin API: devices, models, staged rollouts and model telemetry')
+    .setVersion('1')
+    .addBearerAuth()
+    .build();
+  SwaggerModule.setup('api/docs', app, () => SwaggerModule.createDocument(app, openApi), { jsonDocumentUrl: 'api/openapi.json' });
+  return app;
+}

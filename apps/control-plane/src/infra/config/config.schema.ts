@@ -1,0 +1,114 @@
+import { isAbsolute, resolve } from 'node:path';
+import { z } from 'zod';
+
+const port = (fallback: number) =>
+  z.coerce
+    .number({ error: 'must be a port number' })
+    .int('must be an integer')
+    .min(0, 'must be 0-65535')
+    .max(65535, 'must be 0-65535')
+    .default(fallback);
+
+const url = (protocols: string[]) =>
+  z
+    .string()
+    .refine((value) => {
+      try {
+        return protocols.includes(new URL(value).protocol);
+      } catch {
+        return false;
+      }
+    }, `must be a URL with one of ${protocols.join(', ')}`);
+
+const optionalString = z.preprocess((v) => (v === '' ? undefined : v), z.string().optional());
+
+/**
+ * Environment variables the control plane reads. Everything is validated once at start-up;
+ * a bad value stops the process with a message naming the variable (see loadConfig).
+ */
+export const envSchema = z.object({
+  PORT: port(3000),
+  HOST: z.string().default('0.0.0.0'),
+  /** Embedded broker TCP port. Ignored when MQTT_URL is set. */
+  MQTT_PORT: port(1883),
+  /** Embedded broker WebSocket port; unset disables WebSocket. */
+  MQTT_WS_PORT: z.preprocess((v) => (v === '' ? undefined : v), port(0).optional()),
+  DATA_DIR: z.string().min(1).default('.data'),
+  DATABASE_URL: z.preprocess((v) => (v === '' ? undefined : v), url(['postgres:', 'postgresql:']).optional()),
+  /** External broker (Mosquitto, EMQX). When set, no embedded broker runs. */
+  MQTT_URL: z.preprocess((v) => (v === '' ? undefined : v), url(['mqtt:', 'mqtts:', 'ws:', 'wss:', 'tcp:']).optional()),
+  MQTT_USERNAME: optionalString,
+  MQTT_PASSWORD: optionalString,
+  /** MQTT 5 shared-subscription group for several replicas on an external broker ($share/<group>/...). */
+  MQTT_SHARED_GROUP: z.preprocess((v) => (v === '' ? undefined : v), z.string().regex(/^[A-Za-z0-9_-]+$/).optional()),
+  /** Broker URL handed to devices at enrollment; defaults to the embedded broker's address or MQTT_URL. */
+  MQTT_PUBLIC_URL: z.preprocess((v) => (v === '' ? undefined : v), url(['mqtt:', 'mqtts:', 'ws:', 'wss:', 'tcp:']).optional()),
+  /** Base URL handed to devices for artifact downloads; defaults to http://<host>:PORT. */
+  PUBLIC_URL: z.preprocess((v) => (v === '' ? undefined : v), url(['http:', 'https:']).optional()),
+  /** First admin API key. Without it, one is generated on first start and printed once. */
+  FLEET_ADMIN_KEY: z.preprocess((v) => (v === '' ? undefined : v), z.string().min(24, 'must be at least 24 characters').optional()),
+  /** Largest MQTT packet the embedded broker accepts, in bytes (MQTT 3.1.1 §2.2.3 allows up to 256 MB). */
+  MQTT_MAX_PACKET_BYTES: z.coerce.number().int().min(1024).max(268_435_455).default(256 * 1024),
+  /** Milliseconds the embedded broker waits for a slow client's socket to drain before dropping it. */
+  MQTT_DRAIN_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(10_000),
+  /** Largest artifact upload, in bytes. */
+  MAX_ARTIFACT_BYTES: z.coerce.number().int().min(1).default(10 * 1024 * 1024 * 1024),
+  /** Seconds between rollout engine ticks. */
+  ROLLOUT_TICK_SECONDS: z.coerce.number().min(0.1).max(3600).default(2),
+  /** Days of raw telemetry kept. */
+  TELEMETRY_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(14),
+  LOG_LEVEL: z.enum(['error', 'warn', 'log', 'debug', 'verbose']).default('log'),
+});
+
+export type Env = z.infer<typeof envSchema>;
+
+export interface AppConfig {
+  http: { port: number; host: string; publicUrl?: string };
+  dataDir: string;
+  database: { kind: 'postgres'; url: string } | { kind: 'pglite'; dir: string };
+  mqtt:
+    | { kind: 'embedded'; port: number; wsPort?: number; publicUrl?: string; maxPacketBytes: number; drainTimeoutMs: number }
+    | { kind: 'external'; url: string; username?: string; password?: string; sharedGroup?: string; publicUrl?: string };
+  adminKey?: string;
+  maxArtifactBytes: number;
+  rolloutTickSeconds: number;
+  telemetryRetentionDays: number;
+  logLevel: Env['LOG_LEVEL'];
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Reads and validates the environment. Throws ConfigError naming every bad variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    throw new ConfigError(parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`));
+  }
+  const e = parsed.data;
+  const dataDir = isAbsolute(e.DATA_DIR) ? e.DATA_DIR : resolve(process.cwd(), e.DATA_DIR);
+  return {
+    http: { port: e.PORT, host: e.HOST, publicUrl: e.PUBLIC_URL },
+    dataDir,
+    database: e.DATABASE_URL ? { kind: 'postgres', url: e.DATABASE_URL } : { kind: 'pglite', dir: resolve(dataDir, 'pglite') },
+    mqtt: e.MQTT_URL
+      ? { kind: 'external', url: e.MQTT_URL, username: e.MQTT_USERNAME, password: e.MQTT_PASSWORD, sharedGroup: e.MQTT_SHARED_GROUP, publicUrl: e.MQTT_PUBLIC_URL }
+      : {
+          kind: 'embedded',
+          port: e.MQTT_PORT,
+          wsPort: e.MQTT_WS_PORT,
+          publicUrl: e.MQTT_PUBLIC_URL,
+          maxPacketBytes: e.MQTT_MAX_PACKET_BYTES,
+          drainTimeoutMs: e.MQTT_DRAIN_TIMEOUT_MS,
+        },
+    adminKey: e.FLEET_ADMIN_KEY,
+    maxArtifactBytes: e.MAX_ARTIFACT_BYTES,
+    rolloutTickSeconds: e.ROLLOUT_TICK_SECONDS,
+    telemetryRetentionDays: e.TELEMETRY_RETENTION_DAYS,
+    logLevel: e.LOG_LEVEL,
+  };
+}

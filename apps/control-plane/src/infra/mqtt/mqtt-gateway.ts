@@ -1,0 +1,66 @@
+/**
+ * The control plane's only view of MQTT. Two implementations: the embedded aedes broker
+ * (in-process publish/subscribe, no loopback client) and an external broker (Mosquitto, EMQX)
+ * joined as an mqtt.js client. Feature code depends on this abstract class only.
+ */
+export interface InboundMessage {
+  topic: string;
+  payload: Buffer;
+}
+
+export type MessageHandler = (message: InboundMessage) => void;
+
+export interface PublishOptions {
+  qos: 0 | 1;
+  retain: boolean;
+}
+
+export interface OutboundMessage extends PublishOptions {
+  topic: string;
+  payload: Buffer;
+}
+
+/** A device connection seen by the broker itself (embedded mode only; external brokers report presence through messages). */
+export interface ConnectionEvent {
+  clientId: string;
+  online: boolean;
+  at: Date;
+}
+
+/** Decides whether a client may connect. Registered by the devices feature (embedded broker only). */
+export interface BrokerAuthenticator {
+  authenticate(clientId: string, username: string | undefined, password: Buffer | undefined): Promise<boolean>;
+}
+
+export abstract class MqttGateway {
+  /** Publishes one message; resolves when the broker has accepted it (QoS1: PUBACK on an external broker). */
+  abstract publish(topic: string, payload: Buffer, options: PublishOptions): Promise<void>;
+
+  /**
+   * Publishes many messages with bounded concurrency; resolves when all were accepted.
+   * Used for a rollout wave: thousands of retained desired states at once.
+   */
+  abstract publishMany(messages: OutboundMessage[]): Promise<void>;
+
+  /**
+   * Subscribes to a fleet-wide filter such as `fleet/v1/devices/+/reported`. On an external
+   * broker with several replicas this becomes a shared subscription so each message is handled once.
+   * The handler must not throw; decoding and error accounting are the caller's job.
+   */
+  abstract subscribe(filter: string, handler: MessageHandler): Promise<void>;
+
+  /** Connection events for presence (embedded broker only; a no-op registration on an external broker). */
+  abstract onConnectionEvent(listener: (event: ConnectionEvent) => void): void;
+
+  /** Drops a device's live connection (decommission). Embedded: closes it. External: not possible, returns false. */
+  abstract disconnectClient(clientId: string): Promise<boolean>;
+
+  /** Only the embedded broker authenticates devices itself. */
+  abstract useAuthenticator(authenticator: BrokerAuthenticator): void;
+
+  /** Current number of device connections when the broker can tell (embedded), else null. */
+  abstract connectionCount(): number | null;
+
+  /** Broker address devices should connect to (handed out at enrollment). */
+  abstract publicUrl(): string;
+}

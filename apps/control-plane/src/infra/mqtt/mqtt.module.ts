@@ -1,0 +1,36 @@
+import { Global, Inject, Module, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
+import { EmbeddedBrokerGateway } from './embedded-broker.gateway.js';
+import { ExternalBrokerGateway } from './external-broker.gateway.js';
+import { MqttGateway } from './mqtt-gateway.js';
+
+/**
+ * Provides MqttGateway. The broker starts in onApplicationBootstrap, after every feature's
+ * onModuleInit has registered its subscriptions' prerequisites (the embedded broker needs the
+ * devices feature's authenticator before it accepts a single connection).
+ */
+@Global()
+@Module({
+  providers: [
+    {
+      provide: MqttGateway,
+      inject: [APP_CONFIG],
+      useFactory: (config: AppConfig): MqttGateway =>
+        config.mqtt.kind === 'embedded'
+          ? new EmbeddedBrokerGateway({ ...config.mqtt, host: config.http.host })
+          : new ExternalBrokerGateway(config.mqtt),
+    },
+  ],
+  exports: [MqttGateway],
+})
+export class MqttModule implements OnApplicationBootstrap, OnApplicationShutdown {
+  constructor(@Inject(MqttGateway) private readonly gateway: MqttGateway) {}
+
+  async onApplicationBootstrap(): Promise<void> {
+    if (this.gateway instanceof EmbeddedBrokerGateway || this.gateway instanceof ExternalBrokerGateway) await this.gateway.start();
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    if (this.gateway instanceof EmbeddedBrokerGateway || this.gateway instanceof ExternalBrokerGateway) await this.gateway.stop();
+  }
+}
