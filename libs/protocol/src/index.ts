@@ -4,3 +4,4 @@ export * from './update-state.js';
 export * from './telemetry.js';
 export * from './messages.js';
 export * from './enrollment.js';
+export * from './compatibility.js';

@@ -1,0 +1,70 @@
+import { describe, expect, it } from '@jest/globals';
+import { decodePayload, desiredModelSchema, encodePayload, telemetryMessageSchema, updateReportSchema } from './messages.js';
+import { LATENCY_BUCKET_COUNT } from './telemetry.js';
+
+const report = {
+  v: 1,
+  seq: 7,
+  model: 'detector',
+  version: '1.2.0',
+  revision: 3,
+  state: 'committed',
+  activeVersion: '1.2.0',
+  previousVersion: '1.1.0',
+  at: '2026-11-27T10:00:00.000Z',
+};
+
+describe('decodePayload', () => {
+  it('accepts a valid report and round-trips through encodePayload', () => {
+    const result = decodePayload(updateReportSchema, encodePayload(report));
+    expect(result).toEqual({ ok: true, value: report });
+  });
+
+  it('explains what is wrong instead of throwing', () => {
+    expect(decodePayload(updateReportSchema, Buffer.from('{not json'))).toEqual({ ok: false, error: 'payload is not valid JSON' });
+    const bad = decodePayload(updateReportSchema, encodePayload({ ...report, state: 'exploded' }));
+    expect(bad.ok).toBe(false);
+    expect(!bad.ok && bad.error).toMatch(/^state:/);
+    expect(decodePayload(updateReportSchema, encodePayload({ ...report, v: 2 })).ok).toBe(false);
+    expect(decodePayload(updateReportSchema, encodePayload({ ...report, version: '1.2' })).ok).toBe(false);
+    expect(decodePayload(updateReportSchema, encodePayload({ ...report, seq: -1 })).ok).toBe(false);
+  });
+
+  it('ignores unknown fields so newer peers can add optional ones', () => {
+    const result = decodePayload(updateReportSchema, encodePayload({ ...report, futureField: true }));
+    expect(result.ok).toBe(true);
+  });
+
+  it('requires telemetry histograms of the shared bucket layout', () => {
+    const telemetry = {
+      v: 1,
+      seq: 1,
+      model: 'detector',
+      version: '1.2.0',
+      intervalStart: '2026-11-27T10:00:00.000Z',
+      intervalEnd: '2026-11-27T10:01:00.000Z',
+      count: 10,
+      errors: 1,
+      latencyBuckets: new Array<number>(LATENCY_BUCKET_COUNT).fill(0),
+      latencySumMs: 120,
+      predictions: { cat: 10 },
+    };
+    expect(decodePayload(telemetryMessageSchema, encodePayload(telemetry)).ok).toBe(true);
+    expect(decodePayload(telemetryMessageSchema, encodePayload({ ...telemetry, latencyBuckets: [1, 2, 3] })).ok).toBe(false);
+  });
+
+  it('defaults the desired action to install', () => {
+    const desired = decodePayload(
+      desiredModelSchema,
+      encodePayload({
+        v: 1,
+        model: 'detector',
+        version: '2.0.0',
+        revision: 1,
+        artifacts: [{ targetPath: 'detector/2.0.0/model.onnx', sha256: 'a'.repeat(64), length: 10, runtime: 'onnx' }],
+        assignedAt: '2026-11-27T10:00:00.000Z',
+      }),
+    );
+    expect(desired.ok && desired.value.action).toBe('install');
+  });
+});

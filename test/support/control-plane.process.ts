@@ -1,0 +1,148 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+
+export const repoRoot = resolve(fileURLToPath(new URL('.', import.meta.url)), '../..');
+export const controlPlaneMain = join(repoRoot, 'apps/control-plane/dist/main.js');
+export const agentMain = join(repoRoot, 'device-agent/dist/cli/main.js');
+export const fleetctlMain = join(repoRoot, 'apps/fleetctl/dist/main.js');
+
+/** A free TCP port on 127.0.0.1 (the OS picks it; tests never use 1883 or 3000). */
+export async function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolvePort(port));
+    });
+  });
+}
+
+export interface ScratchDatabase {
+  url: string;
+  drop(): Promise<void>;
+}
+
+/** A fresh PostgreSQL database when DATABASE_URL is set; undefined means "use PGlite". */
+export async function scratchDatabase(): Promise<ScratchDatabase | undefined> {
+  const base = process.env['DATABASE_URL'];
+  if (!base) return undefined;
+  const name = `fleetline_e2e_${randomBytes(6).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: base });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.end();
+  const url = new URL(base);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    drop: async () => {
+      const c = new pg.Client({ connectionString: base });
+      await c.connect();
+      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await c.end();
+    },
+  };
+}
+
+export interface ControlPlaneProcess {
+  baseUrl: string;
+  mqttUrl: string;
+  httpPort: number;
+  mqttPort: number;
+  adminKey: string;
+  dataDir: string;
+  databaseUrl?: string;
+  child: ChildProcess;
+  output(): string;
+  /** SIGKILL, no goodbye: what a power cut or OOM kill looks like. */
+  kill(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface ControlPlaneOptions {
+  dataDir?: string;
+  databaseUrl?: string;
+  httpPort?: number;
+  mqttPort?: number;
+  adminKey?: string;
+  env?: Record<string, string>;
+}
+
+/**
+ * Runs the built control plane (apps/control-plane/dist/main.js) as a real child process on
+ * ephemeral ports and waits for /readyz. Pass the same dataDir/databaseUrl/ports to restart it.
+ */
+export async function startControlPlane(options: ControlPlaneOptions = {}): Promise<ControlPlaneProcess> {
+  const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'fleetline-e2e-')));
+  const httpPort = options.httpPort ?? (await freePort());
+  const mqttPort = options.mqttPort ?? (await freePort());
+  const adminKey = options.adminKey ?? `flk_e2e_${randomBytes(24).toString('base64url')}`;
+  let log = '';
+  const child = spawn(process.execPath, [controlPlaneMain], {
+    env: {
+      ...process.env,
+      PORT: String(httpPort),
+      HOST: '127.0.0.1',
+      MQTT_PORT: String(mqttPort),
+      DATA_DIR: dataDir,
+      DATABASE_URL: options.databaseUrl ?? '',
+      FLEET_ADMIN_KEY: adminKey,
+      LOG_LEVEL: 'warn',
+      ROLLOUT_TICK_SECONDS: '0.5',
+      ...options.env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout?.on('data', (chunk: Buffer) => (log += chunk.toString()));
+  child.stderr?.on('data', (chunk: Buffer) => (log += chunk.toString()));
+  const baseUrl = `http://127.0.0.1:${httpPort}`;
+  const exited = new Promise<number | null>((resolveExit) => child.once('exit', (code) => resolveExit(code)));
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`control plane exited with ${child.exitCode}:\n${log}`);
+    try {
+      const response = await fetch(`${baseUrl}/readyz`);
+      if (response.ok) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`control plane not ready after 60 s:\n${log}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    baseUrl,
+    mqttUrl: `mqtt://127.0.0.1:${mqttPort}`,
+    httpPort,
+    mqttPort,
+    adminKey,
+    dataDir,
+    databaseUrl: options.databaseUrl,
+    child,
+    output: () => log,
+    kill: async () => {
+      if (child.exitCode === null) child.kill('SIGKILL');
+      await exited;
+    },
+    stop: async () => {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+export async function removeDir(dir: string): Promise<void> {
+  await rm(dir, { recursive: true, force: true });
+}
