@@ -10,7 +10,8 @@ export interface DeviceCapabilities {
   runtimes: Readonly<Record<string, string>>;
 }
 
-export type CompatibilityResult = { ok: true } | { ok: false; code: Extract<FailureCode, 'incompatible-hardware' | 'incompatible-runtime' | 'incompatible-agent'>; message: string };
+export type CompatibilityResult =
+  { ok: true } | { ok: false; code: Extract<FailureCode, 'incompatible-hardware' | 'incompatible-runtime' | 'incompatible-agent'>; message: string };
 
 /**
  * Checks one artifact against the device BEFORE anything is downloaded, so an incompatible

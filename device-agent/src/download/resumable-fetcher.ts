@@ -106,7 +106,9 @@ export class ResumableFetcher extends BaseFetcher {
         const remaining = scope.deadline - Date.now();
         if (remaining <= 0) throw new UpdateFailure('download-timeout', `download deadline passed after ${offset} of ${length} bytes`, { cause: err });
         if (attempt >= this.maxAttempts) {
-          throw new UpdateFailure('download-failed', `download failed after ${attempt} attempts: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+          throw new UpdateFailure('download-failed', `download failed after ${attempt} attempts: ${err instanceof Error ? err.message : String(err)}`, {
+            cause: err,
+          });
         }
         await sleep(Math.min(backoff.next(), remaining), scope.signal).catch(() => undefined);
       }

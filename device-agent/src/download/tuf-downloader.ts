@@ -33,7 +33,8 @@ export class TufDownloader implements ArtifactDownloader {
   constructor(private readonly opts: TufDownloaderOptions) {
     this.fetcher = new ResumableFetcher({
       authorization: basicAuth(opts.deviceId, opts.secret),
-      targetsUrl: opts.targetsUrl.replace(/\/+$/, ''),
+      // Normalised the way tuf-js builds target URLs (WHATWG URL), so the prefix test matches.
+      targetsUrl: new URL(opts.targetsUrl.endsWith('/') ? opts.targetsUrl : `${opts.targetsUrl}/`).toString().replace(/\/+$/, ''),
       downloadDir: join(opts.downloadDir, 'partial'),
     });
   }

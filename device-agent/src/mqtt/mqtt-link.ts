@@ -61,7 +61,12 @@ export class MqttLink extends EventEmitter {
       const port = Number(url.port || 1883);
       const localAddress = this.opts.localAddress;
       // mqtt.js' own TCP builder ignores localAddress, so build the socket here.
-      this.client = new mqtt.MqttClient(() => net.createConnection({ host, port, ...(localAddress ? { localAddress } : {}) }), { ...options, host, port, protocol: 'mqtt' });
+      this.client = new mqtt.MqttClient(() => net.createConnection({ host, port, ...(localAddress ? { localAddress } : {}) }), {
+        ...options,
+        host,
+        port,
+        protocol: 'mqtt',
+      });
     } else {
       this.client = mqtt.connect(this.opts.url, options);
     }

@@ -6,6 +6,8 @@ export interface OutboxItem {
   payload: string;
   retain: boolean;
   seq: number;
+  /** Drop count this message carries; if it is evicted in turn, the count moves on to the next one. */
+  carried?: number;
 }
 
 interface OutboxDoc {
@@ -68,13 +70,13 @@ export class Outbox {
       const seq = this.doc.nextSeq++;
       const dropped = this.doc.dropped;
       this.doc.dropped = 0;
-      const item: OutboxItem = { topic, payload: JSON.stringify(build(seq, dropped)), retain, seq };
+      const item: OutboxItem = { topic, payload: JSON.stringify(build(seq, dropped)), retain, seq, ...(dropped > 0 ? { carried: dropped } : {}) };
       this.doc.items.push(item);
       this.bytes += item.payload.length;
       while (this.doc.items.length > 1 && (this.doc.items.length > this.opts.maxItems || this.bytes > this.opts.maxBytes)) {
         const old = this.doc.items.shift()!;
         this.bytes -= old.payload.length;
-        this.doc.dropped++;
+        this.doc.dropped += 1 + (old.carried ?? 0);
       }
       await this.store.write(this.key, this.doc);
       return item;

@@ -23,22 +23,25 @@ interface OrtModule {
   env: { versions?: { common?: string; node?: string } };
 }
 
-function zeroData(type: string, size: number): unknown {
+/** Zero data as a plain array; onnxruntime converts it to the typed array the element type needs. */
+function zeroData(type: string, size: number): unknown[] {
   switch (type) {
     case 'float32':
-      return new Float32Array(size);
     case 'float64':
-      return new Float64Array(size);
     case 'int32':
-      return new Int32Array(size);
-    case 'int64':
-      return new BigInt64Array(size);
     case 'uint8':
-      return new Uint8Array(size);
     case 'int8':
-      return new Int8Array(size);
+    case 'int16':
+    case 'uint16':
+    case 'uint32':
+      return new Array<number>(size).fill(0);
+    case 'int64':
+    case 'uint64':
+      return new Array<bigint>(size).fill(0n);
     case 'bool':
-      return new Uint8Array(size);
+      return new Array<boolean>(size).fill(false);
+    case 'string':
+      return new Array<string>(size).fill('');
     default:
       throw new Error(`self-test cannot build a zero tensor of type ${type}`);
   }

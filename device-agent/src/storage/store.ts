@@ -1,4 +1,4 @@
-import { readFile, rm } from 'node:fs/promises';
+import { readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isErrnoCode, writeFileAtomic } from './atomic-file.js';
 
@@ -40,7 +40,6 @@ export class FileStateStore implements StateStore {
   }
 
   async list(prefix: string): Promise<string[]> {
-    const { readdir } = await import('node:fs/promises');
     try {
       const names = await readdir(join(this.root, prefix));
       return names.filter((n) => n.endsWith('.json') && !n.startsWith('.')).map((n) => `${prefix}/${n.slice(0, -5)}`);

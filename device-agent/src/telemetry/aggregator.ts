@@ -43,7 +43,15 @@ export class TelemetryAggregator {
     const key = `${sample.model}@${version}`;
     let b = this.buckets.get(key);
     if (!b) {
-      b = { model: sample.model, version, count: 0, errors: 0, latencyBuckets: new Array<number>(LATENCY_BUCKET_COUNT).fill(0), latencySumMs: 0, predictions: new Map() };
+      b = {
+        model: sample.model,
+        version,
+        count: 0,
+        errors: 0,
+        latencyBuckets: new Array<number>(LATENCY_BUCKET_COUNT).fill(0),
+        latencySumMs: 0,
+        predictions: new Map(),
+      };
       this.buckets.set(key, b);
     }
     b.count++;
@@ -68,7 +76,15 @@ export class TelemetryAggregator {
     for (const a of activeVersions) {
       const key = `${a.model}@${a.version}`;
       if (!this.buckets.has(key)) {
-        this.buckets.set(key, { model: a.model, version: a.version, count: 0, errors: 0, latencyBuckets: new Array<number>(LATENCY_BUCKET_COUNT).fill(0), latencySumMs: 0, predictions: new Map() });
+        this.buckets.set(key, {
+          model: a.model,
+          version: a.version,
+          count: 0,
+          errors: 0,
+          latencyBuckets: new Array<number>(LATENCY_BUCKET_COUNT).fill(0),
+          latencySumMs: 0,
+          predictions: new Map(),
+        });
       }
     }
     const out: TelemetryAggregate[] = [...this.buckets.values()].map((b) => ({

@@ -63,7 +63,12 @@ export class UpdateJournal {
   }
 
   /** Applies one event through the transition table and persists the result before returning it. */
-  async apply(entry: JournalEntry, event: UpdateEvent, now: Date, patch: Partial<Pick<JournalEntry, 'failure' | 'installRequested' | 'restarts'>> = {}): Promise<JournalEntry> {
+  async apply(
+    entry: JournalEntry,
+    event: UpdateEvent,
+    now: Date,
+    patch: Partial<Pick<JournalEntry, 'failure' | 'installRequested' | 'restarts'>> = {},
+  ): Promise<JournalEntry> {
     const next: JournalEntry = { ...entry, ...patch, state: transition(entry.state, event), updatedAt: now.toISOString() };
     await this.store.write(this.key(entry.model), next);
     return next;

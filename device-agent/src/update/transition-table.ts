@@ -19,7 +19,20 @@ import type { UpdateState } from '@fleetline/protocol';
  * - restored    the previous version is active again
  * - abandon     a newer assignment superseded this one before the device changed anything
  */
-export const UPDATE_EVENTS = ['start', 'reject', 'fetched', 'stage', 'verified', 'install', 'installed', 'activated', 'healthy', 'fail', 'restored', 'abandon'] as const;
+export const UPDATE_EVENTS = [
+  'start',
+  'reject',
+  'fetched',
+  'stage',
+  'verified',
+  'install',
+  'installed',
+  'activated',
+  'healthy',
+  'fail',
+  'restored',
+  'abandon',
+] as const;
 export type UpdateEvent = (typeof UPDATE_EVENTS)[number];
 
 export interface TransitionRow {

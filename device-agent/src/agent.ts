@@ -1,0 +1,320 @@
+import { EventEmitter } from 'node:events';
+import {
+  commandSchema,
+  decodePayload,
+  desiredModelSchema,
+  parseDeviceTopic,
+  PROTOCOL_VERSION,
+  topics,
+  type DeviceCredentials,
+  type Inventory,
+  type InventoryMessage,
+  type TelemetryMessage,
+  type UpdateReport,
+} from '@fleetline/protocol';
+import type { ArtifactDownloader } from './download/downloader.js';
+import type { ModelStore } from './install/model-store.js';
+import { MqttLink } from './mqtt/mqtt-link.js';
+import { Reconciler, type ActiveModel, type ReportDraft } from './reconcile/reconciler.js';
+import { Outbox } from './reports/outbox.js';
+import type { RuntimeRegistry } from './runtime/model-runtime.js';
+import type { StateStore } from './storage/store.js';
+import { TelemetryAggregator, type InferenceSample } from './telemetry/aggregator.js';
+import type { Vitals } from './telemetry/vitals.js';
+import type { JournalEntry } from './update/journal.js';
+import type { Backoff } from './util/backoff.js';
+
+export interface AgentOptions {
+  credentials: DeviceCredentials;
+  store: StateStore;
+  models: ModelStore;
+  downloader: ArtifactDownloader;
+  runtimes: RuntimeRegistry;
+  /** Inventory minus runtimes (filled from the registry). */
+  inventory: Omit<Inventory, 'runtimes'> & { runtimes?: Record<string, string> };
+  telemetryIntervalMs?: number;
+  healthCheckTimeoutMs?: number;
+  updateTimeoutMs?: number;
+  maxActivationRestarts?: number;
+  reportQueue?: { maxItems: number; maxBytes: number };
+  telemetryQueue?: { maxItems: number; maxBytes: number };
+  /** Samples vitals at each telemetry interval. */
+  vitals?: () => Promise<Vitals>;
+  localAddress?: string;
+  mqttBackoff?: Backoff;
+  /** Called after a decommission command wiped the credentials. */
+  onDecommission?: () => Promise<void>;
+  log?: (msg: string) => void;
+}
+
+export interface AgentStatus {
+  deviceId: string;
+  connected: boolean;
+  models: ActiveModel[];
+  updates: JournalEntry[];
+  pendingReports: number;
+  pendingTelemetry: number;
+}
+
+/**
+ * One device: broker link, reconciler, durable outboxes and telemetry. The real agent (`run`) and
+ * every simulated device use this same class with different storage, downloader and runtimes.
+ *
+ * Events: 'active-changed' (model, version | null), 'connected', 'disconnected', 'decommissioned'.
+ */
+export class Agent extends EventEmitter {
+  readonly deviceId: string;
+  readonly reconciler: Reconciler;
+  readonly link: MqttLink;
+  private readonly reports: Outbox;
+  private readonly telemetryOut: Outbox;
+  private readonly inventoryOut: Outbox;
+  private readonly aggregator = new TelemetryAggregator();
+  private readonly active = new Map<string, string>();
+  private telemetryTimer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> | undefined;
+  private flushAgain = false;
+  private started = false;
+  /** Bad MQTT payloads refused (decoded with the protocol schemas before any side effect). */
+  invalidMessages = 0;
+
+  constructor(private readonly opts: AgentOptions) {
+    super();
+    const c = opts.credentials;
+    this.deviceId = c.deviceId;
+    this.reports = new Outbox(opts.store, 'outbox/reports', opts.reportQueue ?? { maxItems: 1000, maxBytes: 1_000_000 });
+    this.telemetryOut = new Outbox(opts.store, 'outbox/telemetry', opts.telemetryQueue ?? { maxItems: 2000, maxBytes: 4_000_000 });
+    this.inventoryOut = new Outbox(opts.store, 'outbox/inventory', { maxItems: 1, maxBytes: 1_000_000 });
+    this.reconciler = new Reconciler({
+      store: opts.store,
+      models: opts.models,
+      downloader: opts.downloader,
+      runtimes: opts.runtimes,
+      capabilities: {
+        hardwareClass: opts.inventory.hardwareClass,
+        accelerators: opts.inventory.accelerators ?? [],
+        agentVersion: opts.inventory.agentVersion,
+        runtimes: opts.runtimes.versions(),
+      },
+      report: (draft) => this.queueReport(draft),
+      ...(opts.healthCheckTimeoutMs !== undefined ? { healthCheckTimeoutMs: opts.healthCheckTimeoutMs } : {}),
+      ...(opts.updateTimeoutMs !== undefined ? { updateTimeoutMs: opts.updateTimeoutMs } : {}),
+      ...(opts.maxActivationRestarts !== undefined ? { maxActivationRestarts: opts.maxActivationRestarts } : {}),
+      ...(opts.log ? { log: opts.log } : {}),
+    });
+    this.reconciler.on('active-changed', (model: string, version: string | null) => {
+      if (version) this.active.set(model, version);
+      else this.active.delete(model);
+      this.emit('active-changed', model, version);
+    });
+    this.link = new MqttLink({
+      url: c.mqtt.url,
+      clientId: c.mqtt.clientId,
+      username: c.mqtt.username,
+      password: c.secret,
+      will: { topic: topics.presence(c.deviceId), payload: Buffer.from(JSON.stringify({ v: PROTOCOL_VERSION, online: false })), qos: 1, retain: true },
+      ...(opts.localAddress ? { localAddress: opts.localAddress } : {}),
+      ...(opts.mqttBackoff ? { backoff: opts.mqttBackoff } : {}),
+      ...(opts.log ? { log: opts.log } : {}),
+    });
+    this.link.on('connect', () => void this.onConnect().catch((err: unknown) => this.log(`on-connect: ${String(err)}`)));
+    this.link.on('close', () => this.emit('disconnected'));
+    this.link.on(
+      'message',
+      (topic: string, payload: Buffer) => void this.onMessage(topic, payload).catch((err: unknown) => this.log(`message ${topic}: ${String(err)}`)),
+    );
+  }
+
+  private log(msg: string): void {
+    this.opts.log?.(msg);
+  }
+
+  async start(): Promise<void> {
+    if (this.started) return;
+    this.started = true;
+    for (const m of await this.reconciler.activeModels()) this.active.set(m.model, m.version);
+    await this.reconciler.recover();
+    this.link.start();
+    const interval = this.opts.telemetryIntervalMs ?? 60_000;
+    if (interval > 0) {
+      this.telemetryTimer = setInterval(() => void this.emitTelemetry().catch((err: unknown) => this.log(`telemetry: ${String(err)}`)), interval);
+      this.telemetryTimer.unref();
+    }
+  }
+
+  /** Stops cleanly: finishes the running step, publishes offline presence, disconnects. */
+  async stop(): Promise<void> {
+    if (!this.started) return;
+    this.started = false;
+    clearInterval(this.telemetryTimer);
+    await this.reconciler.stop();
+    if (this.link.connected) {
+      // Best effort: hand queued messages to the broker before leaving (they stay queued otherwise).
+      this.flush();
+      await Promise.race([this.flushed(), new Promise((r) => setTimeout(r, 5000).unref())]);
+      await this.link
+        .publish(topics.presence(this.deviceId), JSON.stringify({ v: PROTOCOL_VERSION, online: false, at: new Date().toISOString() }), { retain: true })
+        .catch(() => undefined);
+    }
+    await this.link.stop(true);
+  }
+
+  get connected(): boolean {
+    return this.link.connected;
+  }
+
+  private async onConnect(): Promise<void> {
+    this.emit('connected');
+    await this.link.publish(topics.presence(this.deviceId), JSON.stringify({ v: PROTOCOL_VERSION, online: true, at: new Date().toISOString() }), {
+      retain: true,
+    });
+    // Retained desired states (one per model) arrive right after this SUBACK (MQTT 3.1.1 §3.3.1.3).
+    await this.link.subscribe([topics.desiredAll(this.deviceId), topics.commands(this.deviceId)]);
+    await this.queueInventory();
+    this.flush();
+  }
+
+  private async onMessage(topic: string, payload: Buffer): Promise<void> {
+    const parsed = parseDeviceTopic(topic);
+    if (!parsed || parsed.deviceId !== this.deviceId) {
+      this.invalidMessages++;
+      this.log(`refused message on unexpected topic ${topic}`);
+      return;
+    }
+    if (parsed.kind === 'desired' && parsed.model) {
+      if (payload.length === 0) {
+        await this.reconciler.setDesired(parsed.model, null);
+        return;
+      }
+      const d = decodePayload(desiredModelSchema, payload);
+      if (!d.ok || d.value.model !== parsed.model) {
+        this.invalidMessages++;
+        this.log(`refused desired state for ${parsed.model}: ${d.ok ? 'model does not match topic' : d.error}`);
+        return;
+      }
+      await this.reconciler.setDesired(parsed.model, d.value);
+      return;
+    }
+    if (parsed.kind === 'commands') {
+      const c = decodePayload(commandSchema, payload);
+      if (!c.ok) {
+        this.invalidMessages++;
+        this.log(`refused command: ${c.error}`);
+        return;
+      }
+      switch (c.value.type) {
+        case 'install':
+          await this.reconciler.requestInstall(c.value.model, c.value.version, c.value.revision);
+          return;
+        case 'report-inventory':
+          await this.queueInventory();
+          this.flush();
+          return;
+        case 'decommission':
+          this.log('decommission command received');
+          await this.stop();
+          await this.opts.onDecommission?.();
+          this.emit('decommissioned');
+          return;
+      }
+    }
+  }
+
+  inventory(): Inventory {
+    return {
+      ...this.opts.inventory,
+      accelerators: this.opts.inventory.accelerators ?? [],
+      runtimes: { ...this.opts.runtimes.versions(), ...(this.opts.inventory.runtimes ?? {}) },
+    };
+  }
+
+  private async queueInventory(): Promise<void> {
+    await this.inventoryOut.enqueue(
+      topics.inventory(this.deviceId),
+      (seq): InventoryMessage => ({ v: PROTOCOL_VERSION, seq, inventory: this.inventory(), at: new Date().toISOString() }),
+      true,
+    );
+  }
+
+  private async queueReport(draft: ReportDraft): Promise<void> {
+    await this.reports.enqueue(topics.reported(this.deviceId), (seq): UpdateReport => ({ v: PROTOCOL_VERSION, seq, ...draft }));
+    this.emit('report', draft);
+    this.flush();
+  }
+
+  /** Publishes the outboxes in order (reports first: rollouts wait on them). Coalesces calls. */
+  flush(): void {
+    if (this.flushing) {
+      this.flushAgain = true;
+      return;
+    }
+    this.flushing = (async (): Promise<void> => {
+      do {
+        this.flushAgain = false;
+        if (!this.link.connected) break;
+        const publish = async (item: { topic: string; payload: string; retain: boolean }): Promise<void> =>
+          this.link.publish(item.topic, item.payload, { retain: item.retain });
+        await this.inventoryOut.flush(publish);
+        await this.reports.flush(publish);
+        await this.telemetryOut.flush(publish);
+      } while (this.flushAgain);
+    })()
+      .catch((err: unknown) => this.log(`flush: ${String(err)}`))
+      .finally(() => {
+        this.flushing = undefined;
+        // A flush() that arrived between the loop's last check and here must not be lost.
+        if (this.flushAgain && this.link.connected) this.flush();
+      });
+  }
+
+  /** Resolves when the current flush (if any) finished. */
+  async flushed(): Promise<void> {
+    while (this.flushing) await this.flushing;
+  }
+
+  /** An inference result from the on-device application (local API) or the simulator. */
+  recordInference(sample: InferenceSample): boolean {
+    const version = this.active.get(sample.model);
+    if (!version) return false;
+    this.aggregator.record(sample, version);
+    return true;
+  }
+
+  /** Closes the telemetry interval: one message per active model version. */
+  async emitTelemetry(): Promise<number> {
+    const now = new Date();
+    const aggregates = this.aggregator.flush(
+      now,
+      [...this.active.entries()].map(([model, version]) => ({ model, version })),
+    );
+    if (aggregates.length === 0) return 0;
+    const vitals = (await this.opts.vitals?.().catch(() => ({}))) ?? {};
+    for (const a of aggregates) {
+      await this.telemetryOut.enqueue(topics.telemetry(this.deviceId), (seq, dropped): TelemetryMessage => ({
+        v: PROTOCOL_VERSION,
+        seq,
+        ...a,
+        vitals,
+        dropped,
+      }));
+    }
+    this.emit('telemetry', aggregates.length);
+    this.flush();
+    return aggregates.length;
+  }
+
+  async activeModels(): Promise<ActiveModel[]> {
+    return this.reconciler.activeModels();
+  }
+
+  async status(): Promise<AgentStatus> {
+    return {
+      deviceId: this.deviceId,
+      connected: this.link.connected,
+      models: await this.reconciler.activeModels(),
+      updates: await this.reconciler.journalEntries(),
+      pendingReports: (await this.reports.pending()).length,
+      pendingTelemetry: (await this.telemetryOut.pending()).length,
+    };
+  }
+}

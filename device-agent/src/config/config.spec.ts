@@ -1,0 +1,41 @@
+import { describe, it, expect } from '@jest/globals';
+import { ConfigError, parseAgentConfig } from './config.js';
+
+describe('agent config', () => {
+  it('fills defaults for an empty file', () => {
+    const c = parseAgentConfig({});
+    expect(c.localApi).toEqual({ port: 7878, host: '127.0.0.1', enabled: true });
+    expect(c.telemetryIntervalSeconds).toBe(60);
+    expect(c.maxActivationRestarts).toBe(3);
+    expect(c.runtimes.onnx.enabled).toBe(true);
+  });
+
+  it('applies FLEET_AGENT_* overrides over the file', () => {
+    const c = parseAgentConfig(
+      { hardwareClass: 'a', localApi: { port: 9000 } },
+      {
+        FLEET_AGENT_HARDWARE_CLASS: 'jetson-orin',
+        FLEET_AGENT_LOCAL_API_PORT: '0',
+        FLEET_AGENT_ACCELERATORS: 'cuda,tensorrt',
+        FLEET_AGENT_HEALTH_COMMAND: '/usr/bin/check-model',
+      },
+    );
+    expect(c.hardwareClass).toBe('jetson-orin');
+    expect(c.localApi.port).toBe(0);
+    expect(c.accelerators).toEqual(['cuda', 'tensorrt']);
+    expect(c.runtimes.command).toMatchObject({ command: '/usr/bin/check-model', timeoutSeconds: 60 });
+  });
+
+  it('names the bad field', () => {
+    expect(() => parseAgentConfig({ localApi: { port: 70000 } })).toThrow(/localApi\.port/);
+    try {
+      parseAgentConfig({ localApi: { port: 70000 } });
+    } catch (err: unknown) {
+      expect(err).toBeInstanceOf(ConfigError);
+      expect((err as ConfigError).field).toBe('localApi.port');
+    }
+    expect(() => parseAgentConfig({}, { FLEET_AGENT_TELEMETRY_INTERVAL_SECONDS: 'often' })).toThrow(/telemetryIntervalSeconds/);
+    expect(() => parseAgentConfig({ telemetryIntervall: 5 })).toThrow(ConfigError);
+    expect(() => parseAgentConfig([])).toThrow(/\(root\)/);
+  });
+});

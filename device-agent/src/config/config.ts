@@ -1,0 +1,138 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import os from 'node:os';
+import { z } from 'zod';
+import { isErrnoCode } from '../storage/atomic-file.js';
+
+/**
+ * `{dataDir}/agent.json`, overridable per field with FLEET_AGENT_* environment variables
+ * (e.g. FLEET_AGENT_LOCAL_API_PORT=0). Validated at start; a bad value exits non-zero naming the field.
+ */
+export const agentConfigSchema = z
+  .object({
+    /** Hardware class reported in the inventory and matched against compatibility.hardwareClasses. */
+    hardwareClass: z.string().min(1).max(64).default(os.machine()),
+    accelerators: z.array(z.string().min(1).max(64)).max(16).default([]),
+    localApi: z
+      .object({
+        /** TCP port on 127.0.0.1; 0 picks a free port. Ignored when socketPath is set. */
+        port: z.number().int().min(0).max(65535).default(7878),
+        host: z.string().default('127.0.0.1'),
+        socketPath: z.string().min(1).optional(),
+        enabled: z.boolean().default(true),
+      })
+      .prefault({}),
+    telemetryIntervalSeconds: z.number().int().min(1).max(86_400).default(60),
+    healthCheckTimeoutSeconds: z.number().int().min(1).max(3600).default(60),
+    /** Download deadline when an assignment has no timeoutSeconds. */
+    updateTimeoutSeconds: z
+      .number()
+      .int()
+      .min(10)
+      .max(7 * 86_400)
+      .default(3600),
+    maxActivationRestarts: z.number().int().min(1).max(100).default(3),
+    runtimes: z
+      .object({
+        onnx: z.object({ enabled: z.boolean().default(true) }).prefault({}),
+        command: z
+          .object({
+            /** Health-check executable, run as `{command} ...args {modelPath}`. */
+            command: z.string().min(1),
+            args: z.array(z.string()).default([]),
+            timeoutSeconds: z.number().int().min(1).max(3600).default(60),
+            version: z.string().default('1.0.0'),
+          })
+          .optional(),
+      })
+      .prefault({}),
+    queues: z
+      .object({
+        reportsMaxItems: z.number().int().min(1).default(1000),
+        telemetryMaxItems: z.number().int().min(1).default(2000),
+        telemetryMaxBytes: z.number().int().min(1024).default(4_000_000),
+      })
+      .prefault({}),
+    logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+  })
+  .strict();
+export type AgentConfig = z.infer<typeof agentConfigSchema>;
+
+export class ConfigError extends Error {
+  constructor(
+    readonly field: string,
+    message: string,
+  ) {
+    super(`invalid agent config: ${field}: ${message}`);
+  }
+}
+
+/** Env var -> config path. Values are parsed as JSON when possible (numbers, booleans, arrays). */
+const ENV_MAP: Record<string, string[]> = {
+  FLEET_AGENT_HARDWARE_CLASS: ['hardwareClass'],
+  FLEET_AGENT_ACCELERATORS: ['accelerators'],
+  FLEET_AGENT_LOCAL_API_PORT: ['localApi', 'port'],
+  FLEET_AGENT_LOCAL_API_HOST: ['localApi', 'host'],
+  FLEET_AGENT_LOCAL_API_SOCKET: ['localApi', 'socketPath'],
+  FLEET_AGENT_LOCAL_API_ENABLED: ['localApi', 'enabled'],
+  FLEET_AGENT_TELEMETRY_INTERVAL_SECONDS: ['telemetryIntervalSeconds'],
+  FLEET_AGENT_HEALTH_CHECK_TIMEOUT_SECONDS: ['healthCheckTimeoutSeconds'],
+  FLEET_AGENT_UPDATE_TIMEOUT_SECONDS: ['updateTimeoutSeconds'],
+  FLEET_AGENT_MAX_ACTIVATION_RESTARTS: ['maxActivationRestarts'],
+  FLEET_AGENT_HEALTH_COMMAND: ['runtimes', 'command', 'command'],
+  FLEET_AGENT_ONNX_ENABLED: ['runtimes', 'onnx', 'enabled'],
+  FLEET_AGENT_LOG_LEVEL: ['logLevel'],
+};
+
+function parseEnvValue(raw: string): unknown {
+  try {
+    return JSON.parse(raw);
+  } catch {
+    // Comma lists for array fields; plain strings otherwise.
+    return raw.includes(',') ? raw.split(',').map((s) => s.trim()) : raw;
+  }
+}
+
+function setPath(target: Record<string, unknown>, path: string[], value: unknown): void {
+  let node = target;
+  for (const key of path.slice(0, -1)) {
+    const child = node[key];
+    if (typeof child !== 'object' || child === null || Array.isArray(child)) node[key] = {};
+    node = node[key] as Record<string, unknown>;
+  }
+  node[path[path.length - 1]!] = value;
+}
+
+/** Validates raw config + env overrides. Pure (env passed in) so it is unit-testable. */
+export function parseAgentConfig(raw: unknown, env: NodeJS.ProcessEnv = {}): AgentConfig {
+  const merged: Record<string, unknown> = typeof raw === 'object' && raw !== null && !Array.isArray(raw) ? structuredClone(raw as Record<string, unknown>) : {};
+  if (raw !== undefined && (typeof raw !== 'object' || raw === null || Array.isArray(raw))) throw new ConfigError('(root)', 'must be a JSON object');
+  for (const [name, path] of Object.entries(ENV_MAP)) {
+    const v = env[name];
+    if (v !== undefined && v !== '') {
+      let value = parseEnvValue(v);
+      if (path.join('.') === 'accelerators' && typeof value === 'string') value = [value];
+      if (['hardwareClass', 'localApi.host', 'localApi.socketPath', 'runtimes.command.command'].includes(path.join('.'))) value = v;
+      setPath(merged, path, value);
+    }
+  }
+  const result = agentConfigSchema.safeParse(merged);
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    throw new ConfigError(issue.path.join('.') || '(root)', issue.message);
+  }
+  return result.data;
+}
+
+export async function loadAgentConfig(dataDir: string, env: NodeJS.ProcessEnv = process.env): Promise<AgentConfig> {
+  let raw: unknown = {};
+  try {
+    raw = JSON.parse(await readFile(join(dataDir, 'agent.json'), 'utf8'));
+  } catch (err: unknown) {
+    if (!isErrnoCode(err, 'ENOENT')) {
+      if (err instanceof SyntaxError) throw new ConfigError('(file)', `agent.json is not valid JSON: ${err.message}`);
+      throw err;
+    }
+  }
+  return parseAgentConfig(raw, env);
+}

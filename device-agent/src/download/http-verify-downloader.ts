@@ -1,0 +1,101 @@
+import { createHash } from 'node:crypto';
+import type { DesiredModel } from '@fleetline/protocol';
+import type { StagedFile } from '../install/model-store.js';
+import { UpdateFailure } from '../update/update-failure.js';
+import type { Semaphore } from '../util/semaphore.js';
+import { artifactFileName, basicAuth, consistentTargetUrl, type ArtifactDownloader, type FetchContext } from './downloader.js';
+
+export interface HttpVerifyDownloaderOptions {
+  deviceId: string;
+  secret: string;
+  targetsUrl: string;
+  /** full: fetch and hash every byte; skip: trust the assignment (load tests of the control plane only). */
+  mode?: 'full' | 'skip';
+  /** Probability that a download fails (simulated flaky network), per assignment version. */
+  failProbability?: (version: string) => number;
+  random?: () => number;
+  /** Shared limit on downloads in flight (keeps a simulator process under its file-descriptor budget). */
+  limiter?: Semaphore;
+}
+
+/**
+ * Downloader for simulated devices: really fetches each target over HTTP (with the device's Basic
+ * auth, consistent-snapshot URL) and checks length + sha256 while streaming, but keeps no bytes.
+ * No TUF metadata walk: simulated devices exercise the control plane, not the trust chain.
+ */
+export class HttpVerifyDownloader implements ArtifactDownloader {
+  private readonly verified = new Set<string>();
+  private readonly auth: string;
+
+  constructor(private readonly opts: HttpVerifyDownloaderOptions) {
+    this.auth = basicAuth(opts.deviceId, opts.secret);
+  }
+
+  async fetch(desired: DesiredModel, ctx: FetchContext): Promise<void> {
+    if (this.opts.limiter) return this.opts.limiter.run(() => this.fetchAll(desired, ctx));
+    return this.fetchAll(desired, ctx);
+  }
+
+  private async fetchAll(desired: DesiredModel, ctx: FetchContext): Promise<void> {
+    const random = this.opts.random ?? Math.random;
+    if (random() < (this.opts.failProbability?.(desired.version) ?? 0)) {
+      throw new UpdateFailure('download-failed', 'simulated download failure');
+    }
+    const total = desired.artifacts.reduce((n, a) => n + a.length, 0);
+    let done = 0;
+    for (const a of desired.artifacts) {
+      if (this.opts.mode === 'skip') {
+        this.verified.add(a.sha256);
+        continue;
+      }
+      const timeout = AbortSignal.timeout(Math.max(1, ctx.deadline - Date.now()));
+      let res: Response;
+      try {
+        res = await fetch(consistentTargetUrl(this.opts.targetsUrl, a.targetPath, a.sha256), {
+          headers: { authorization: this.auth },
+          signal: AbortSignal.any([ctx.signal, timeout]),
+        });
+      } catch (err: unknown) {
+        throw new UpdateFailure(
+          timeout.aborted ? 'download-timeout' : 'download-failed',
+          `GET ${a.targetPath}: ${err instanceof Error ? err.message : String(err)}`,
+        );
+      }
+      if (!res.ok || !res.body) {
+        await res.body?.cancel();
+        throw new UpdateFailure('download-failed', `GET ${a.targetPath}: HTTP ${res.status}`);
+      }
+      const hash = createHash('sha256');
+      let length = 0;
+      try {
+        for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+          length += chunk.length;
+          if (length > a.length) throw new UpdateFailure('verification-failed', `${a.targetPath}: more than the declared ${a.length} bytes`);
+          hash.update(chunk);
+          ctx.onProgress?.({ bytes: done + length, total });
+        }
+      } catch (err: unknown) {
+        if (err instanceof UpdateFailure) throw err;
+        throw new UpdateFailure(
+          timeout.aborted ? 'download-timeout' : 'download-failed',
+          `${a.targetPath}: ${err instanceof Error ? err.message : String(err)}`,
+        );
+      }
+      const sha = hash.digest('hex');
+      if (length !== a.length || sha !== a.sha256) throw new UpdateFailure('verification-failed', `${a.targetPath}: got ${length} bytes sha256 ${sha}`);
+      this.verified.add(a.sha256);
+      done += a.length;
+    }
+  }
+
+  async verify(desired: DesiredModel): Promise<StagedFile[]> {
+    return desired.artifacts.map((a) => {
+      if (!this.verified.has(a.sha256)) throw new UpdateFailure('verification-failed', `${a.targetPath} was not downloaded`);
+      return { fileName: artifactFileName(a.targetPath), sha256: a.sha256, length: a.length };
+    });
+  }
+
+  async discard(desired: DesiredModel): Promise<void> {
+    for (const a of desired.artifacts) this.verified.delete(a.sha256);
+  }
+}
