@@ -1,12 +1,16 @@
 import { type DynamicModule, Module } from '@nestjs/common';
 import { ScheduleModule } from '@nestjs/schedule';
 import { AccessModule } from './access/access.module.js';
+import { DashboardModule } from './dashboard/dashboard.module.js';
 import { DevicesModule } from './devices/devices.module.js';
+import { DistributionModule } from './distribution/distribution.module.js';
+import { FleetModule } from './fleet/fleet.module.js';
 import { HealthModule } from './health/health.module.js';
 import { ConfigModule } from './infra/config/config.module.js';
 import type { AppConfig } from './infra/config/config.schema.js';
 import { DatabaseModule } from './infra/database/database.module.js';
 import { MqttModule } from './infra/mqtt/mqtt.module.js';
+import { MetricsModule } from './metrics/metrics.module.js';
 import { ModelsModule } from './models/models.module.js';
 import { RolloutsModule } from './rollouts/rollouts.module.js';
 import { TelemetryModule } from './telemetry/telemetry.module.js';
@@ -24,9 +28,13 @@ export class AppModule {
         AccessModule,
         HealthModule,
         DevicesModule,
+        FleetModule,
         ModelsModule,
+        DistributionModule,
         RolloutsModule,
         TelemetryModule,
+        DashboardModule,
+        MetricsModule,
       ],
     };
   }

@@ -15,6 +15,10 @@ async function main(): Promise<void> {
     throw err;
   }
   const app = await createApp(config);
+  // Multi-gigabyte artifact uploads and long Server-Sent Events streams outlive Node's 5-minute
+  // default request timeout; idle connections are still reaped by headersTimeout/keepAliveTimeout.
+  const server = app.getHttpServer() as import('node:http').Server;
+  server.requestTimeout = 0;
   await app.listen(config.http.port, config.http.host);
   const url = await app.getUrl();
   Logger.log(`control plane listening on ${url} (database: ${config.database.kind}, mqtt: ${config.mqtt.kind})`, 'Fleetline');

@@ -1,7 +1,16 @@
+import { TufMetadata1764232000001 } from '../distribution/migrations/1764232000001-tuf-metadata.js';
+import { TufMetadataEntity } from '../distribution/tuf-metadata.entity.js';
 import type { FeatureSchema } from '../infra/database/feature-schema.js';
+import { ArtifactEntity } from './artifact.entity.js';
+import { Models1764232000000 } from './migrations/1764232000000-models.js';
+import { ModelVersionEntity } from './model-version.entity.js';
+import { ModelEntity } from './model.entity.js';
 
-/** Entities and migrations of the models feature (collected by infra/database/schema.registry.ts). */
+/**
+ * Entities and migrations of the models feature (collected by infra/database/schema.registry.ts),
+ * including the TUF metadata table of distribution/, which publishes this feature's artifacts.
+ */
 export const modelsSchema: FeatureSchema = {
-  entities: [],
-  migrations: [],
+  entities: [ModelEntity, ModelVersionEntity, ArtifactEntity, TufMetadataEntity],
+  migrations: [Models1764232000000, TufMetadata1764232000001],
 };

@@ -1,0 +1,84 @@
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject, sign } from 'node:crypto';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Key, Signature } from '@tufjs/models';
+
+export const TOP_LEVEL_ROLES = ['root', 'targets', 'snapshot', 'timestamp'] as const;
+export type TopLevelRole = (typeof TOP_LEVEL_ROLES)[number];
+
+/** A role's signing key: its TUF public key and a signer for Metadata.sign(). */
+export interface RoleKey {
+  key: Key;
+  sign: (data: Buffer) => Signature;
+}
+
+/** TUF key object of an ed25519 public key (hex keyval, as the TUF spec §4.2 "ed25519" key type). */
+export function tufPublicKey(publicKey: KeyObject): Key {
+  const jwk = publicKey.export({ format: 'jwk' });
+  if (jwk.kty !== 'OKP' || jwk.crv !== 'Ed25519' || typeof jwk.x !== 'string') throw new Error('TUF keys must be ed25519');
+  const publicHex = Buffer.from(jwk.x, 'base64url').toString('hex');
+  return new Key({ keyID: keyIdOf(publicHex), keyType: 'ed25519', scheme: 'ed25519', keyVal: { public: publicHex } });
+}
+
+/**
+ * KEYID = sha256 of the canonical JSON of the public key (TUF spec §4.2). Canonical JSON sorts
+ * object keys and has no whitespace; with only hex strings inside, JSON.stringify of the
+ * key-sorted object is exactly that.
+ */
+export function keyIdOf(publicHex: string): string {
+  const canonical = JSON.stringify({ keytype: 'ed25519', keyval: { public: publicHex }, scheme: 'ed25519' });
+  return createHash('sha256').update(canonical).digest('hex');
+}
+
+export function roleKeyFromPrivate(privateKey: KeyObject): RoleKey {
+  const key = tufPublicKey(createPublicKey(privateKey));
+  return {
+    key,
+    // ed25519 signs the message itself (no pre-hash), hence the null algorithm.
+    sign: (data: Buffer) => new Signature({ keyID: key.keyID, sig: sign(null, data, privateKey).toString('hex') }),
+  };
+}
+
+/**
+ * Private keys of the top-level roles, one PKCS#8 PEM file per role under `{dataDir}/tuf-keys/`
+ * (directory 0700, files 0600). A role whose file is absent is "offline": its metadata is signed
+ * elsewhere and uploaded (docs/tuf.md).
+ */
+export class TufKeyDirectory {
+  constructor(readonly dir: string) {}
+
+  static fileName(role: TopLevelRole): string {
+    return `${role}.key.pem`;
+  }
+
+  async load(): Promise<Map<TopLevelRole, RoleKey>> {
+    const keys = new Map<TopLevelRole, RoleKey>();
+    for (const role of TOP_LEVEL_ROLES) {
+      let pem: string;
+      try {
+        pem = await readFile(join(this.dir, TufKeyDirectory.fileName(role)), 'utf8');
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        throw err;
+      }
+      keys.set(role, roleKeyFromPrivate(createPrivateKey(pem)));
+    }
+    return keys;
+  }
+
+  /** Generates a fresh ed25519 key for each role that has no file yet. */
+  async generateMissing(): Promise<Map<TopLevelRole, RoleKey>> {
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    await chmod(this.dir, 0o700);
+    const existing = await this.load();
+    for (const role of TOP_LEVEL_ROLES) {
+      if (existing.has(role)) continue;
+      const { privateKey } = generateKeyPairSync('ed25519');
+      const pem = privateKey.export({ format: 'pem', type: 'pkcs8' }).toString();
+      // 'wx': never overwrite a key another process wrote meanwhile.
+      await writeFile(join(this.dir, TufKeyDirectory.fileName(role)), pem, { mode: 0o600, flag: 'wx' });
+      existing.set(role, roleKeyFromPrivate(privateKey));
+    }
+    return existing;
+  }
+}

@@ -1,0 +1,429 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Inject, Injectable, Logger, type OnModuleInit } from '@nestjs/common';
+import type { Metadata, Root, Targets } from '@tufjs/models';
+import { DataSource, type EntityManager } from 'typeorm';
+import { APP_CONFIG, type AppConfig } from '../infra/config/app-config.js';
+import { DistributionErrorCode, DistributionException } from './distribution.exception.js';
+import { type RoleKey, TOP_LEVEL_ROLES, type TopLevelRole, TufKeyDirectory } from './tuf-keys.js';
+import { TufMetadataRepository } from './tuf-metadata.repository.js';
+import {
+  needsRenewal,
+  parseRoot,
+  parseTargets,
+  type SignedMetadata,
+  signInitialRoot,
+  signNextRoot,
+  signNextSnapshot,
+  signNextTargets,
+  signNextTimestamp,
+  type TargetInput,
+} from './tuf-signing.js';
+
+/** How long a replica reuses the latest metadata it read; devices poll timestamp.json often. */
+const LATEST_CACHE_MS = 2_000;
+
+export interface TufUrls {
+  metadataUrl: string;
+  targetsUrl: string;
+}
+
+/** Where devices fetch TUF metadata and targets below a control-plane base URL. */
+export function tufUrls(baseUrl: string): TufUrls {
+  const base = baseUrl.replace(/\/+$/, '');
+  return { metadataUrl: `${base}/api/v1/tuf/metadata`, targetsUrl: `${base}/api/v1/tuf/targets` };
+}
+
+/**
+ * The TUF repository devices verify every model download against (TUF spec 1.0.31). Signed
+ * metadata lives in tuf_metadata so that replicas serve one repository; writers serialise on an
+ * advisory lock. Keys of online roles live in `{dataDir}/tuf-keys/` (see docs/tuf.md for keeping
+ * root and targets offline).
+ */
+@Injectable()
+export class TufRepositoryService implements OnModuleInit {
+  private readonly logger = new Logger('Tuf');
+  private readonly keyDir: TufKeyDirectory;
+  private keys = new Map<TopLevelRole, RoleKey>();
+  private readonly latestCache = new Map<TopLevelRole, { value: SignedMetadata; at: number }>();
+
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly dataSource: DataSource,
+    private readonly metadata: TufMetadataRepository,
+  ) {
+    this.keyDir = new TufKeyDirectory(join(config.dataDir, 'tuf-keys'));
+  }
+
+  async onModuleInit(): Promise<void> {
+    await this.initialise();
+    await this.renewExpiring();
+  }
+
+  /**
+   * First start: generates keys and signs root v1 plus empty targets/snapshot/timestamp. Later
+   * starts (and other replicas): loads the keys and checks that root still trusts them.
+   */
+  async initialise(now = new Date()): Promise<void> {
+    await this.dataSource.transaction(async (manager) => {
+      await this.metadata.lockForWrite(manager);
+      const root = await this.metadata.latest('root', manager);
+      if (root) {
+        this.keys = this.trustedKeys(await this.keyDir.load(), root);
+        return;
+      }
+      const imported = await this.readImport();
+      if (imported.root) {
+        await this.importRepository(manager, imported.root, imported.targets, now);
+        return;
+      }
+      const keys = await this.keyDir.generateMissing();
+      const all = Object.fromEntries(TOP_LEVEL_ROLES.map((r) => [r, keys.get(r)])) as Record<TopLevelRole, RoleKey>;
+      const rootV1 = signInitialRoot(all, now);
+      const targets = signNextTargets(undefined, [], all.targets, now);
+      const snapshot = signNextSnapshot(0, targets.version, all.snapshot, now);
+      const timestamp = signNextTimestamp(0, snapshot, all.timestamp, now);
+      await this.metadata.insert(manager, [rootV1, targets, snapshot, timestamp]);
+      this.keys = keys;
+      this.logger.log(`created TUF repository (root v1) with new keys in ${this.keyDir.dir}`);
+    });
+    this.latestCache.clear();
+  }
+
+  /** The current root.json text, which devices pin at enrollment. */
+  async trustedRoot(): Promise<string> {
+    const root = await this.latest('root');
+    return root.json;
+  }
+
+  /** Metadata and targets URLs below `baseUrl` (default: PUBLIC_URL). */
+  urls(baseUrl?: string): TufUrls | undefined {
+    const base = baseUrl ?? this.config.http.publicUrl;
+    return base ? tufUrls(base) : undefined;
+  }
+
+  async latest(role: TopLevelRole): Promise<SignedMetadata> {
+    const cached = this.latestCache.get(role);
+    if (cached && Date.now() - cached.at < LATEST_CACHE_MS) return cached.value;
+    const value = await this.metadata.latest(role);
+    if (!value) throw new DistributionException(DistributionErrorCode.MetadataNotFound, `no ${role} metadata`);
+    this.latestCache.set(role, { value, at: Date.now() });
+    return value;
+  }
+
+  async byVersion(role: TopLevelRole, version: number): Promise<SignedMetadata> {
+    const value = await this.metadata.byVersion(role, version);
+    if (!value) throw new DistributionException(DistributionErrorCode.MetadataNotFound, `no ${role} metadata version ${version}`);
+    return value;
+  }
+
+  /**
+   * Adds targets and signs new targets, snapshot and timestamp versions, inside the caller's
+   * transaction: when the caller rolls back (or this throws), nothing was published.
+   */
+  async publishTargets(manager: EntityManager, added: readonly TargetInput[], now = new Date()): Promise<{ targetsVersion: number }> {
+    const targetsKey = this.requireKey('targets');
+    const snapshotKey = this.requireKey('snapshot');
+    const timestampKey = this.requireKey('timestamp');
+    await this.metadata.lockForWrite(manager);
+    const latest = await this.metadata.latestAll(manager);
+    const previousTargets = latest.get('targets');
+    const targets = signNextTargets(previousTargets ? parseTargets(previousTargets.json) : undefined, added, targetsKey, now);
+    const snapshot = signNextSnapshot(latest.get('snapshot')?.version ?? 0, targets.version, snapshotKey, now);
+    const timestamp = signNextTimestamp(latest.get('timestamp')?.version ?? 0, snapshot, timestampKey, now);
+    await this.metadata.insert(manager, [targets, snapshot, timestamp]);
+    return { targetsVersion: targets.version };
+  }
+
+  /** Drops this replica's cached "latest" metadata (after a publish commits). */
+  forgetCached(): void {
+    this.latestCache.clear();
+  }
+
+  /**
+   * Re-signs every role whose metadata is close to expiry and whose key is online; a new
+   * targets version implies a new snapshot, and a new snapshot a new timestamp (TUF spec §4.4-4.6).
+   * Returns the roles re-signed.
+   */
+  async renewExpiring(now = new Date()): Promise<TopLevelRole[]> {
+    const renewed = await this.dataSource.transaction(async (manager) => {
+      await this.metadata.lockForWrite(manager);
+      const latest = await this.metadata.latestAll(manager);
+      const out: SignedMetadata[] = [];
+      const due = (role: TopLevelRole): boolean => {
+        const current = latest.get(role);
+        if (!current || !needsRenewal(role, current.expiresAt, now)) return false;
+        if (this.keys.has(role)) return true;
+        this.logger.warn(
+          `${role} metadata v${current.version} expires at ${current.expiresAt.toISOString()} and its key is offline: sign a new version offline`,
+        );
+        return false;
+      };
+      const root = latest.get('root');
+      if (root && due('root')) out.push(signNextRoot(parseRoot(root.json), this.keys.get('root') as RoleKey, now));
+      let targetsVersion = latest.get('targets')?.version ?? 0;
+      const targets = latest.get('targets');
+      if (targets && due('targets')) {
+        const next = signNextTargets(parseTargets(targets.json), [], this.keys.get('targets') as RoleKey, now);
+        targetsVersion = next.version;
+        out.push(next);
+      }
+      let snapshot: SignedMetadata | undefined;
+      if ((out.some((m) => m.role === 'targets') || due('snapshot')) && this.keys.has('snapshot')) {
+        snapshot = signNextSnapshot(latest.get('snapshot')?.version ?? 0, targetsVersion, this.keys.get('snapshot') as RoleKey, now);
+        out.push(snapshot);
+      }
+      if ((snapshot || due('timestamp')) && this.keys.has('timestamp')) {
+        const current = snapshot ?? latest.get('snapshot');
+        if (current) out.push(signNextTimestamp(latest.get('timestamp')?.version ?? 0, current, this.keys.get('timestamp') as RoleKey, now));
+      }
+      await this.metadata.insert(manager, out);
+      return out.map((m) => m.role);
+    });
+    if (renewed.length > 0) {
+      this.latestCache.clear();
+      this.logger.log(`re-signed TUF metadata: ${renewed.join(', ')}`);
+    }
+    return renewed;
+  }
+
+  /** Versions, expiries and whether each role's key is online on this replica. */
+  async status(): Promise<Record<TopLevelRole, { version: number; expires: string; keyIds: string[]; threshold: number; online: boolean }>> {
+    const latest = await this.metadata.latestAll();
+    const root = latest.get('root');
+    if (!root) throw new DistributionException(DistributionErrorCode.MetadataNotFound, 'no root metadata');
+    const roles = parseRoot(root.json).signed.roles;
+    const out = {} as Record<TopLevelRole, { version: number; expires: string; keyIds: string[]; threshold: number; online: boolean }>;
+    for (const role of TOP_LEVEL_ROLES) {
+      const current = latest.get(role);
+      out[role] = {
+        version: current?.version ?? 0,
+        expires: current?.expiresAt.toISOString() ?? '',
+        keyIds: roles[role]?.keyIDs ?? [],
+        threshold: roles[role]?.threshold ?? 0,
+        online: this.keys.has(role),
+      };
+    }
+    return out;
+  }
+
+  /**
+   * Publishes root `N+1` signed elsewhere (key rotation, offline root key): it must carry a
+   * threshold of signatures from the current root's root keys and from its own (what a client
+   * checks, TUF spec §5.3.4-5.3.5), or devices would stop updating. Optionally with a targets
+   * version signed by the new targets keys. Snapshot and timestamp are re-signed with the
+   * online keys the new root trusts, which must already be in tuf-keys/.
+   */
+  async replaceRoot(rootJson: unknown, targetsJson?: unknown, now = new Date()): Promise<{ rootVersion: number }> {
+    const next = parseUploaded('root', rootJson, parseRoot);
+    const result = await this.dataSource.transaction(async (manager) => {
+      await this.metadata.lockForWrite(manager);
+      const latest = await this.metadata.latestAll(manager);
+      const current = parseRoot((latest.get('root') as SignedMetadata).json);
+      if (next.signed.version !== current.signed.version + 1) {
+        throw new DistributionException(DistributionErrorCode.StaleMetadata, `root version must be ${current.signed.version + 1} (got ${next.signed.version})`);
+      }
+      if (!next.signed.consistentSnapshot) throw new DistributionException(DistributionErrorCode.InvalidMetadata, 'root must set consistent_snapshot: true');
+      if (next.signed.isExpired(now)) throw new DistributionException(DistributionErrorCode.InvalidMetadata, `root expired at ${next.signed.expires}`);
+      verifyOrThrow(current, 'root', next, 'the current root keys');
+      verifyOrThrow(next, 'root', next, 'its own root keys');
+      const keys = this.usableKeys(await this.keyDir.load(), next);
+      const out: SignedMetadata[] = [toStored('root', next)];
+      let targetsVersion = (latest.get('targets') as SignedMetadata).version;
+      if (targetsJson !== undefined) {
+        const targets = parseUploaded('targets', targetsJson, parseTargets);
+        verifyOrThrow(next, 'targets', targets, 'the new root');
+        this.checkTargetsVersion(targets, targetsVersion);
+        await this.checkCoversArtifacts(manager, targets);
+        out.push(toStored('targets', targets));
+        targetsVersion = targets.signed.version;
+      } else if (!verifies(next, 'targets', parseTargets((latest.get('targets') as SignedMetadata).json))) {
+        const targetsKey = keys.get('targets');
+        if (!targetsKey) {
+          throw new DistributionException(
+            DistributionErrorCode.InvalidMetadata,
+            'the new root no longer trusts the current targets signature: upload a targets version signed with the new targets key along with it',
+          );
+        }
+        const resigned = signNextTargets(parseTargets((latest.get('targets') as SignedMetadata).json), [], targetsKey, now);
+        out.push(resigned);
+        targetsVersion = resigned.version;
+      }
+      const snapshotKey = keys.get('snapshot');
+      const timestampKey = keys.get('timestamp');
+      if (!snapshotKey || !timestampKey) {
+        throw new DistributionException(
+          DistributionErrorCode.SigningKeyOffline,
+          `the new root must trust the snapshot and timestamp keys in ${this.keyDir.dir} (put the new key files there first)`,
+        );
+      }
+      const snapshot = signNextSnapshot((latest.get('snapshot') as SignedMetadata).version, targetsVersion, snapshotKey, now);
+      out.push(snapshot, signNextTimestamp((latest.get('timestamp') as SignedMetadata).version, snapshot, timestampKey, now));
+      await this.metadata.insert(manager, out);
+      this.keys = keys;
+      return { rootVersion: next.signed.version };
+    });
+    this.latestCache.clear();
+    this.logger.log(`published root v${result.rootVersion}`);
+    return result;
+  }
+
+  /**
+   * Publishes a targets version signed elsewhere (offline targets key). It must be newer than
+   * the current one, verify against the current root and still list every uploaded artifact
+   * with its digest and length; snapshot and timestamp are re-signed online.
+   */
+  async replaceTargets(targetsJson: unknown, now = new Date()): Promise<{ targetsVersion: number }> {
+    const targets = parseUploaded('targets', targetsJson, parseTargets);
+    await this.dataSource.transaction(async (manager) => {
+      await this.metadata.lockForWrite(manager);
+      const latest = await this.metadata.latestAll(manager);
+      const root = parseRoot((latest.get('root') as SignedMetadata).json);
+      verifyOrThrow(root, 'targets', targets, 'the current root');
+      this.checkTargetsVersion(targets, (latest.get('targets') as SignedMetadata).version);
+      if (targets.signed.isExpired(now)) throw new DistributionException(DistributionErrorCode.InvalidMetadata, `targets expired at ${targets.signed.expires}`);
+      await this.checkCoversArtifacts(manager, targets);
+      const snapshot = signNextSnapshot((latest.get('snapshot') as SignedMetadata).version, targets.signed.version, this.requireKey('snapshot'), now);
+      const timestamp = signNextTimestamp((latest.get('timestamp') as SignedMetadata).version, snapshot, this.requireKey('timestamp'), now);
+      await this.metadata.insert(manager, [toStored('targets', targets), snapshot, timestamp]);
+    });
+    this.latestCache.clear();
+    return { targetsVersion: targets.signed.version };
+  }
+
+  private checkTargetsVersion(targets: Metadata<Targets>, currentVersion: number): void {
+    if (targets.signed.version <= currentVersion) {
+      throw new DistributionException(
+        DistributionErrorCode.StaleMetadata,
+        `targets version must be greater than ${currentVersion} (got ${targets.signed.version})`,
+      );
+    }
+  }
+
+  /** Devices must keep being able to verify every version already uploaded. */
+  private async checkCoversArtifacts(manager: EntityManager, targets: Metadata<Targets>): Promise<void> {
+    const missing: string[] = [];
+    for (const a of await this.metadata.publishedArtifacts(manager)) {
+      const t = targets.signed.targets[a.targetPath];
+      if (!t || t.length !== a.size || t.hashes['sha256'] !== a.sha256) missing.push(a.targetPath);
+    }
+    if (missing.length > 0) {
+      throw new DistributionException(DistributionErrorCode.InvalidMetadata, `targets metadata must list every uploaded artifact with its sha256 and length`, {
+        missing: missing.slice(0, 100),
+      });
+    }
+  }
+
+  /** `{dataDir}/tuf-keys/root.json` (and targets.json) prepared offline, imported on first start. */
+  private async readImport(): Promise<{ root?: string; targets?: string }> {
+    const read = async (name: string): Promise<string | undefined> => {
+      try {
+        return await readFile(join(this.keyDir.dir, name), 'utf8');
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+        throw err;
+      }
+    };
+    return { root: await read('root.json'), targets: await read('targets.json') };
+  }
+
+  /** First start with a root made offline: only the keys present locally are online. */
+  private async importRepository(manager: EntityManager, rootText: string, targetsText: string | undefined, now: Date): Promise<void> {
+    const root = parseRoot(rootText);
+    verifyOrThrow(root, 'root', root, 'its own root keys');
+    if (!root.signed.consistentSnapshot) throw new Error('imported root.json must set consistent_snapshot: true');
+    const keys = this.trustedKeys(await this.keyDir.load(), toStored('root', root));
+    const snapshotKey = keys.get('snapshot');
+    const timestampKey = keys.get('timestamp');
+    if (!snapshotKey || !timestampKey) throw new Error(`imported root.json: the snapshot and timestamp keys must be in ${this.keyDir.dir}`);
+    let targets: SignedMetadata;
+    if (targetsText) {
+      const parsed = parseTargets(targetsText);
+      verifyOrThrow(root, 'targets', parsed, 'the imported root');
+      targets = toStored('targets', parsed);
+    } else {
+      const targetsKey = keys.get('targets');
+      if (!targetsKey) throw new Error(`imported root.json: put a signed targets.json next to it or the targets key in ${this.keyDir.dir}`);
+      targets = signNextTargets(undefined, [], targetsKey, now);
+    }
+    const snapshot = signNextSnapshot(0, targets.version, snapshotKey, now);
+    const timestamp = signNextTimestamp(0, snapshot, timestampKey, now);
+    // Only the imported version is stored: devices pin exactly this root.
+    await this.metadata.insert(manager, [toStored('root', root), targets, snapshot, timestamp]);
+    this.keys = keys;
+    this.logger.log(`imported TUF root v${root.signed.version}; online roles: ${[...keys.keys()].join(', ') || 'none'}`);
+  }
+
+  /** Local keys the given root trusts for their role; others are ignored with a warning. */
+  private usableKeys(local: Map<TopLevelRole, RoleKey>, root: Metadata<Root>): Map<TopLevelRole, RoleKey> {
+    const usable = new Map<TopLevelRole, RoleKey>();
+    for (const [role, key] of local) {
+      if (root.signed.roles[role]?.keyIDs.includes(key.key.keyID)) usable.set(role, key);
+      else
+        this.logger.warn(
+          `ignoring the local ${role} key ${key.key.keyID}: root v${root.signed.version} does not trust it (remove ${TufKeyDirectory.fileName(role)})`,
+        );
+    }
+    return usable;
+  }
+
+  private requireKey(role: TopLevelRole): RoleKey {
+    const key = this.keys.get(role);
+    if (!key) {
+      throw new DistributionException(
+        DistributionErrorCode.SigningKeyOffline,
+        `the TUF ${role} key is not available on this control plane (${join(this.keyDir.dir, TufKeyDirectory.fileName(role))}); see docs/tuf.md`,
+      );
+    }
+    return key;
+  }
+
+  /**
+   * Keeps the local keys root trusts for their role. A local key root does not list (rotated
+   * away, or another replica's key) is a deployment error: signing with it would publish
+   * metadata every device rejects.
+   */
+  private trustedKeys(local: Map<TopLevelRole, RoleKey>, root: SignedMetadata): Map<TopLevelRole, RoleKey> {
+    const roles = parseRoot(root.json).signed.roles;
+    for (const [role, key] of local) {
+      if (!roles[role]?.keyIDs.includes(key.key.keyID)) {
+        throw new Error(
+          `TUF ${role} key ${key.key.keyID} in ${this.keyDir.dir} is not trusted by root v${root.version}. ` +
+            'Every replica must use the same tuf-keys directory (shared volume or the same key files); see docs/tuf.md',
+        );
+      }
+    }
+    return local;
+  }
+}
+
+function verifies(delegator: Metadata<Root>, role: TopLevelRole, delegate: Metadata<Root | Targets>): boolean {
+  try {
+    delegator.verifyDelegate(role, delegate);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function verifyOrThrow(delegator: Metadata<Root>, role: TopLevelRole, delegate: Metadata<Root | Targets>, by: string): void {
+  if (!verifies(delegator, role, delegate)) {
+    throw new DistributionException(
+      DistributionErrorCode.InvalidMetadata,
+      `${role} metadata v${delegate.signed.version} is not signed by a threshold of ${by}`,
+    );
+  }
+}
+
+function parseUploaded<T>(role: TopLevelRole, json: unknown, parse: (text: string) => T): T {
+  try {
+    return parse(typeof json === 'string' ? json : JSON.stringify(json));
+  } catch (err) {
+    throw new DistributionException(DistributionErrorCode.InvalidMetadata, `not valid ${role} metadata: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}
+
+/** Stores uploaded metadata as its canonical re-serialisation (signatures cover `signed` only). */
+function toStored(role: TopLevelRole, metadata: Metadata<Root | Targets>): SignedMetadata {
+  return { role, version: metadata.signed.version, json: JSON.stringify(metadata.toJSON()), expiresAt: new Date(metadata.signed.expires) };
+}

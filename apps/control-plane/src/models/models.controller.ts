@@ -1,0 +1,65 @@
+import { Body, Controller, Get, Param, Post, Query, Req } from '@nestjs/common';
+import { ApiBearerAuth, ApiBody, ApiConsumes, ApiOperation, ApiTags } from '@nestjs/swagger';
+import type { Request } from 'express';
+import type { Page } from '../infra/http/keyset-page.js';
+import { CreateModelDto } from './dto/create-model.dto.js';
+import { PageQueryDto } from './dto/page-query.dto.js';
+import type { ModelSummary } from './models.repository.js';
+import { ModelsService, type VersionView } from './models.service.js';
+
+@ApiTags('models')
+@ApiBearerAuth()
+@Controller('api/v1/models')
+export class ModelsController {
+  constructor(private readonly models: ModelsService) {}
+
+  @Post()
+  @ApiOperation({ summary: 'Register a model name' })
+  create(@Body() dto: CreateModelDto): Promise<ModelSummary> {
+    return this.models.createModel(dto.name, dto.description);
+  }
+
+  @Get()
+  list(@Query() query: PageQueryDto): Promise<Page<ModelSummary>> {
+    return this.models.listModels(query.limit, query.after);
+  }
+
+  @Get(':name')
+  get(@Param('name') name: string): Promise<ModelSummary> {
+    return this.models.getModel(name);
+  }
+
+  @Post(':name/versions')
+  @ApiOperation({
+    summary: 'Upload a model version',
+    description:
+      'multipart/form-data: field `version` (strict semver), optional field `metadata` (JSON: runtime, framework, compatibility, ' +
+      'referenceDistribution, notes), then one or more `file` parts. Fields must come before files. Files stream to the artifact ' +
+      'store and are published as TUF targets before the version becomes visible.',
+  })
+  @ApiConsumes('multipart/form-data')
+  @ApiBody({
+    schema: {
+      type: 'object',
+      required: ['version', 'file'],
+      properties: {
+        version: { type: 'string', example: '1.2.0' },
+        metadata: { type: 'string', description: 'JSON object', example: '{"runtime":"onnx","compatibility":{"hardwareClasses":["jetson-orin"]}}' },
+        file: { type: 'array', items: { type: 'string', format: 'binary' } },
+      },
+    },
+  })
+  upload(@Param('name') name: string, @Req() req: Request): Promise<VersionView> {
+    return this.models.uploadVersion(name, req);
+  }
+
+  @Get(':name/versions')
+  listVersions(@Param('name') name: string, @Query() query: PageQueryDto): Promise<Page<VersionView>> {
+    return this.models.listVersions(name, query.limit, query.after);
+  }
+
+  @Get(':name/versions/:version')
+  getVersion(@Param('name') name: string, @Param('version') version: string): Promise<VersionView> {
+    return this.models.describeVersion(name, version);
+  }
+}
