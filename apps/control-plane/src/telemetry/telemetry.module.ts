@@ -1,4 +1,32 @@
 import { Module } from '@nestjs/common';
+import { HealthGateService } from './health-gate.contract.js';
+import { RollupHealthGateService } from './health-gate.service.js';
+import { TelemetryController } from './telemetry.controller.js';
+import { TelemetryIngestMetrics } from './telemetry-ingest.metrics.js';
+import { TelemetryIngestRepository } from './telemetry-ingest.repository.js';
+import { DEFAULT_TELEMETRY_BATCH_OPTIONS, TELEMETRY_BATCH_OPTIONS, TelemetryIngestService } from './telemetry-ingest.service.js';
+import { TelemetryMaintenanceRepository } from './telemetry-maintenance.repository.js';
+import { TelemetryMaintenanceService } from './telemetry-maintenance.service.js';
+import { TelemetryQueryRepository } from './telemetry-query.repository.js';
+import { TelemetryQueryService } from './telemetry-query.service.js';
 
-@Module({})
+/**
+ * Model telemetry: MQTT ingestion into partitioned raw samples and per-minute rollups, the
+ * viewer API, drift references, retention, and the health gates rollouts consult.
+ */
+@Module({
+  controllers: [TelemetryController],
+  providers: [
+    TelemetryIngestMetrics,
+    { provide: TELEMETRY_BATCH_OPTIONS, useValue: DEFAULT_TELEMETRY_BATCH_OPTIONS },
+    TelemetryIngestRepository,
+    TelemetryIngestService,
+    TelemetryQueryRepository,
+    TelemetryQueryService,
+    TelemetryMaintenanceRepository,
+    TelemetryMaintenanceService,
+    { provide: HealthGateService, useClass: RollupHealthGateService },
+  ],
+  exports: [HealthGateService, TelemetryIngestMetrics, TelemetryIngestService],
+})
 export class TelemetryModule {}

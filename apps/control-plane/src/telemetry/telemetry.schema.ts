@@ -1,7 +1,9 @@
 import type { FeatureSchema } from '../infra/database/feature-schema.js';
+import { Telemetry1764234000000 } from './migrations/1764234000000-telemetry.js';
+import { TelemetryReferenceEntity } from './telemetry-reference.entity.js';
 
 /** Entities and migrations of the telemetry feature (collected by infra/database/schema.registry.ts). */
 export const telemetrySchema: FeatureSchema = {
-  entities: [],
-  migrations: [],
+  entities: [TelemetryReferenceEntity],
+  migrations: [Telemetry1764234000000],
 };

@@ -1,0 +1,41 @@
+import { ApiPropertyOptional } from '@nestjs/swagger';
+import { Type } from 'class-transformer';
+import { IsInt, IsISO8601, IsOptional, IsString, Matches, Max, MaxLength, Min } from 'class-validator';
+import { MODEL_NAME_PATTERN } from '@fleetline/protocol';
+
+export class TelemetryWindowQueryDto {
+  @ApiPropertyOptional({ description: 'Window start (ISO 8601); defaults to one hour before `to`.', example: '2026-01-01T00:00:00Z' })
+  @IsOptional()
+  @IsISO8601({ strict: true }, { message: 'from must be an ISO 8601 timestamp' })
+  from?: string;
+
+  @ApiPropertyOptional({ description: 'Window end, exclusive (ISO 8601); defaults to now.' })
+  @IsOptional()
+  @IsISO8601({ strict: true }, { message: 'to must be an ISO 8601 timestamp' })
+  to?: string;
+}
+
+export class TelemetrySeriesQueryDto extends TelemetryWindowQueryDto {
+  @ApiPropertyOptional({ description: 'Bucket width of the time series in seconds (multiple of 60).', default: 60 })
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt({ message: 'bucket must be an integer number of seconds' })
+  @Min(60, { message: 'bucket must be at least 60 seconds' })
+  @Max(86_400, { message: 'bucket must be at most 86400 seconds' })
+  bucket?: number;
+}
+
+export class VersionTelemetryQueryDto extends TelemetrySeriesQueryDto {
+  @ApiPropertyOptional({ description: 'Only this cohort: `fleet` or `rollout:<rolloutId>:w<wave>`.' })
+  @IsOptional()
+  @IsString()
+  @MaxLength(128)
+  cohort?: string;
+}
+
+export class DeviceTelemetryQueryDto extends TelemetrySeriesQueryDto {
+  @ApiPropertyOptional({ description: 'Only this model.' })
+  @IsOptional()
+  @Matches(MODEL_NAME_PATTERN, { message: 'model must be a model name' })
+  model?: string;
+}

@@ -1,0 +1,48 @@
+import { Injectable } from '@nestjs/common';
+import { type GateEvaluationInput, type GateResult, HealthGateService } from './health-gate.contract.js';
+import { evaluateGates, type GateInputs } from './health-gate.logic.js';
+import { candidateCohorts } from './telemetry-cohort.js';
+import { TelemetryQueryRepository } from './telemetry-query.repository.js';
+
+/**
+ * Health gates from the per-minute rollups. Candidate cohort: samples of the candidate version
+ * labelled with the given waves of the rollout. Baseline cohort: samples of the baseline version
+ * over the same window from every device outside those waves.
+ *
+ * PSI reference, in order of preference:
+ *   1. the baseline version's reference distribution (uploaded with the version, else captured
+ *      from its first production window): a canary is judged against what the fleet's current
+ *      model was known to predict, so a drifting canary cannot hide behind its own early data;
+ *   2. the baseline cohort's predictions over the same window (no reference captured yet);
+ *   3. without a baseline version, the candidate's own reference (uploaded validation-set
+ *      distribution, or its first production window).
+ */
+@Injectable()
+export class RollupHealthGateService extends HealthGateService {
+  constructor(private readonly repository: TelemetryQueryRepository) {
+    super();
+  }
+
+  async evaluate(input: GateEvaluationInput): Promise<GateResult[]> {
+    if (input.gates.length === 0) return [];
+    const window = { from: new Date(input.now.getTime() - input.windowSeconds * 1000), to: new Date(input.now.getTime() + 60_000) };
+    const cohorts = candidateCohorts(input.rolloutId, input.waves);
+    const [candidate, baseline] = await Promise.all([
+      this.repository.cohortTotals(input.model, input.candidateVersion, cohorts, window),
+      input.baselineVersion === null ? Promise.resolve(null) : this.repository.totalsExcludingCohorts(input.model, input.baselineVersion, cohorts, window),
+    ]);
+    let psiReference: GateInputs['psiReference'] = null;
+    if (input.gates.some((g) => g.metric === 'psi')) {
+      const versions = input.baselineVersion === null ? [input.candidateVersion] : [input.baselineVersion, input.candidateVersion];
+      const references = await this.repository.references(input.model, versions);
+      const baselineReference = input.baselineVersion === null ? undefined : references.get(input.baselineVersion);
+      if (baselineReference) psiReference = { distribution: baselineReference.distribution, source: `baseline ${baselineReference.source}` };
+      else if (baseline && Object.keys(baseline.predictions).length > 0) psiReference = { distribution: baseline.predictions, source: 'baseline window' };
+      else if (input.baselineVersion === null) {
+        const own = references.get(input.candidateVersion);
+        if (own) psiReference = { distribution: own.distribution, source: `candidate ${own.source}` };
+      }
+    }
+    return evaluateGates({ gates: input.gates, minSamples: input.minSamples, candidate, baseline, psiReference });
+  }
+}

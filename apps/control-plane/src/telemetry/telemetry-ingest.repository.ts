@@ -1,0 +1,206 @@
+import { Injectable } from '@nestjs/common';
+import { LATENCY_BUCKET_COUNT, type TelemetryMessage } from '@fleetline/protocol';
+import { DataSource } from 'typeorm';
+import { FLEET_COHORT } from './telemetry-cohort.js';
+import { partitionDay, partitionName, partitionBounds } from './telemetry-partitions.js';
+
+/** A decoded telemetry message and the device it came from (taken from the topic, which the broker ACL binds to the client). */
+export interface IngestSample {
+  deviceId: string;
+  message: TelemetryMessage;
+}
+
+export interface BatchWriteResult {
+  /** Samples from enrolled, not decommissioned devices. */
+  known: number;
+  /** New rows (known minus duplicates). */
+  inserted: number;
+  /** Sum of `dropped` over the inserted samples. */
+  agentDropped: number;
+}
+
+/**
+ * Element-wise sum of the fixed-length bucket arrays as one aggregate per element: a hash
+ * aggregate over the batch, where unnest-and-regroup would sort LATENCY_BUCKET_COUNT rows per sample.
+ * The schema guarantees every sample has exactly LATENCY_BUCKET_COUNT buckets.
+ */
+const BUCKET_SUMS = `ARRAY[${Array.from({ length: LATENCY_BUCKET_COUNT }, (_, i) => `sum(latency_buckets[${i + 1}])`).join(', ')}]::bigint[]`;
+
+/** Rollout states in which a device's samples carry the rollout's cohort label (rollouts/rollout.types.ts ACTIVE_ROLLOUT_STATES). */
+export const COHORT_ROLLOUT_STATES = ['scheduled', 'running', 'paused'] as const;
+
+/**
+ * Writes telemetry batches set-based: one statement per batch inserts the raw samples (unnest of
+ * column arrays; duplicates skipped by the unique key) and folds exactly the inserted rows into
+ * the per-minute rollup. Cohort labels come from a join with the device's rollout membership.
+ */
+@Injectable()
+export class TelemetryIngestRepository {
+  private readonly knownPartitions = new Set<string>();
+
+  constructor(private readonly dataSource: DataSource) {}
+
+  /** Whether the rollout membership tables exist (rollouts feature installed); without them every sample is `fleet`. */
+  async rolloutTablesPresent(): Promise<boolean> {
+    const rows: { n: string | number }[] = await this.dataSource.query(
+      `SELECT count(*) AS n FROM information_schema.columns
+        WHERE table_schema = current_schema()
+          AND ((table_name = 'rollouts' AND column_name IN ('id', 'model', 'state', 'created_at'))
+            OR (table_name = 'rollout_devices' AND column_name IN ('rollout_id', 'device_id', 'model', 'wave', 'state')))`,
+    );
+    return Number(rows[0]?.n ?? 0) === 9;
+  }
+
+  /** Creates the daily partitions covering `days` (YYYY-MM-DD, UTC) unless already known. */
+  async ensurePartitions(days: Iterable<string>): Promise<void> {
+    for (const day of days) {
+      if (this.knownPartitions.has(day)) continue;
+      const { from, to } = partitionBounds(day);
+      try {
+        await this.dataSource.query(`CREATE TABLE IF NOT EXISTS ${partitionName(day)} PARTITION OF telemetry_samples FOR VALUES FROM ('${from}') TO ('${to}')`);
+      } catch (err) {
+        // Another replica created it between our IF NOT EXISTS check and the CREATE.
+        const code = (err as { driverError?: { code?: string }; code?: string }).driverError?.code ?? (err as { code?: string }).code;
+        if (code !== '42P07' && code !== '23505') throw err;
+      }
+      this.knownPartitions.add(day);
+    }
+  }
+
+  forgetPartition(day: string): void {
+    this.knownPartitions.delete(day);
+  }
+
+  async writeBatch(samples: readonly IngestSample[], withCohorts: boolean): Promise<BatchWriteResult> {
+    if (samples.length === 0) return { known: 0, inserted: 0, agentDropped: 0 };
+    await this.ensurePartitions(new Set(samples.map((s) => partitionDay(new Date(s.message.intervalEnd)))));
+    const n = samples.length;
+    const deviceId = new Array<string>(n);
+    const model = new Array<string>(n);
+    const version = new Array<string>(n);
+    const seq = new Array<number>(n);
+    const start = new Array<string>(n);
+    const end = new Array<string>(n);
+    const count = new Array<number>(n);
+    const errors = new Array<number>(n);
+    const buckets = new Array<string>(n);
+    const latencySum = new Array<number>(n);
+    const predictions = new Array<string>(n);
+    const cpu = new Array<number | null>(n);
+    const rss = new Array<number | null>(n);
+    const free = new Array<number | null>(n);
+    const temp = new Array<number | null>(n);
+    const dropped = new Array<number>(n);
+    for (let i = 0; i < n; i++) {
+      const { deviceId: id, message: m } = samples[i]!;
+      deviceId[i] = id;
+      model[i] = m.model;
+      version[i] = m.version;
+      seq[i] = m.seq;
+      start[i] = m.intervalStart;
+      end[i] = m.intervalEnd;
+      count[i] = m.count;
+      errors[i] = m.errors;
+      // int[] literal per row: unnest of a 2-D array would flatten it.
+      buckets[i] = `{${m.latencyBuckets.join(',')}}`;
+      latencySum[i] = m.latencySumMs;
+      predictions[i] = JSON.stringify(m.predictions);
+      cpu[i] = m.vitals.cpuPercent ?? null;
+      rss[i] = m.vitals.memoryRssBytes ?? null;
+      free[i] = m.vitals.memoryFreeBytes ?? null;
+      temp[i] = m.vitals.temperatureC ?? null;
+      dropped[i] = m.dropped;
+    }
+    const params: unknown[] = [deviceId, model, version, seq, start, end, count, errors, buckets, latencySum, predictions, cpu, rss, free, temp, dropped];
+    let cohortJoin = '';
+    let cohortExpr = `'${FLEET_COHORT}'::text`;
+    if (withCohorts) {
+      params.push([...COHORT_ROLLOUT_STATES]);
+      // Set-based membership lookup (index rollout_devices (device_id, model) WHERE state <> 'skipped').
+      cohortJoin = `LEFT JOIN LATERAL (
+          SELECT 'rollout:' || rd.rollout_id::text || ':w' || rd.wave::text AS label
+            FROM rollout_devices rd JOIN rollouts r ON r.id = rd.rollout_id
+           WHERE rd.device_id = x.device_id AND rd.model = x.model AND rd.state <> 'skipped' AND rd.wave IS NOT NULL
+             AND r.model = x.model AND r.state = ANY ($17::text[])
+           ORDER BY r.created_at DESC
+           LIMIT 1) c ON true`;
+      cohortExpr = `coalesce(c.label, '${FLEET_COHORT}')`;
+    }
+    const rows: Record<string, unknown>[] = await this.dataSource.query(
+      `WITH input AS (
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::timestamptz[], $6::timestamptz[], $7::int[], $8::int[],
+                              $9::text[], $10::float8[], $11::text[], $12::real[], $13::bigint[], $14::bigint[], $15::real[], $16::int[])
+           AS x(device_id, model, version, seq, interval_start, interval_end, count, errors, buckets, latency_sum_ms, predictions,
+                cpu_percent, memory_rss_bytes, memory_free_bytes, temperature_c, dropped)
+       ),
+       known AS (
+         SELECT x.*, ${cohortExpr} AS cohort
+           FROM input x
+           JOIN devices d ON d.id = x.device_id AND d.decommissioned_at IS NULL
+           ${cohortJoin}
+       ),
+       ins AS (
+         INSERT INTO telemetry_samples (device_id, model, version, seq, interval_start, interval_end, count, errors, latency_buckets,
+                                        latency_sum_ms, predictions, cpu_percent, memory_rss_bytes, memory_free_bytes, temperature_c, cohort)
+         SELECT device_id, model, version, seq, interval_start, interval_end, count, errors, buckets::int[], latency_sum_ms, predictions::jsonb,
+                cpu_percent, memory_rss_bytes, memory_free_bytes, temperature_c, cohort
+           FROM known
+         ON CONFLICT DO NOTHING
+         RETURNING device_id, seq, interval_end, model, version, cohort, date_trunc('minute', interval_end) AS minute, count, errors,
+                   latency_buckets, latency_sum_ms, predictions, cpu_percent, memory_rss_bytes, memory_free_bytes, temperature_c
+       ),
+       totals AS (
+         SELECT model, version, cohort, minute, sum(count) AS count, sum(errors) AS errors, sum(latency_sum_ms) AS latency_sum_ms,
+                count(*) AS devices,
+                coalesce(sum(cpu_percent), 0) AS cpu_percent_sum, count(cpu_percent) AS cpu_percent_n,
+                coalesce(sum(memory_rss_bytes), 0) AS memory_rss_bytes_sum, count(memory_rss_bytes) AS memory_rss_bytes_n,
+                coalesce(sum(memory_free_bytes), 0) AS memory_free_bytes_sum, count(memory_free_bytes) AS memory_free_bytes_n,
+                coalesce(sum(temperature_c), 0) AS temperature_c_sum, count(temperature_c) AS temperature_c_n,
+                ${BUCKET_SUMS} AS latency_buckets
+           FROM ins GROUP BY model, version, cohort, minute
+       ),
+       prediction_sums AS (
+         SELECT model, version, cohort, minute, jsonb_object_agg(k, s) AS predictions FROM (
+           SELECT ins.model, ins.version, ins.cohort, ins.minute, e.key AS k, sum(e.value::bigint) AS s
+             FROM ins, jsonb_each_text(ins.predictions) AS e
+            GROUP BY 1, 2, 3, 4, 5
+         ) p GROUP BY model, version, cohort, minute
+       ),
+       rollup AS (
+         INSERT INTO telemetry_minute AS m (model, version, cohort, minute, count, errors, latency_buckets, latency_sum_ms, predictions, devices,
+                                            cpu_percent_sum, cpu_percent_n, memory_rss_bytes_sum, memory_rss_bytes_n,
+                                            memory_free_bytes_sum, memory_free_bytes_n, temperature_c_sum, temperature_c_n)
+         SELECT t.model, t.version, t.cohort, t.minute, t.count, t.errors, t.latency_buckets, t.latency_sum_ms,
+                coalesce(p.predictions, '{}'::jsonb), t.devices, t.cpu_percent_sum, t.cpu_percent_n, t.memory_rss_bytes_sum, t.memory_rss_bytes_n,
+                t.memory_free_bytes_sum, t.memory_free_bytes_n, t.temperature_c_sum, t.temperature_c_n
+           FROM totals t
+           LEFT JOIN prediction_sums p USING (model, version, cohort, minute)
+          -- A stable order keeps concurrent writers (replicas) from deadlocking on the same rollup rows.
+          ORDER BY t.model, t.version, t.cohort, t.minute
+         ON CONFLICT (model, version, cohort, minute) DO UPDATE SET
+           count = m.count + excluded.count,
+           errors = m.errors + excluded.errors,
+           latency_buckets = telemetry_array_add(m.latency_buckets, excluded.latency_buckets),
+           latency_sum_ms = m.latency_sum_ms + excluded.latency_sum_ms,
+           predictions = telemetry_jsonb_add(m.predictions, excluded.predictions),
+           devices = m.devices + excluded.devices,
+           cpu_percent_sum = m.cpu_percent_sum + excluded.cpu_percent_sum,
+           cpu_percent_n = m.cpu_percent_n + excluded.cpu_percent_n,
+           memory_rss_bytes_sum = m.memory_rss_bytes_sum + excluded.memory_rss_bytes_sum,
+           memory_rss_bytes_n = m.memory_rss_bytes_n + excluded.memory_rss_bytes_n,
+           memory_free_bytes_sum = m.memory_free_bytes_sum + excluded.memory_free_bytes_sum,
+           memory_free_bytes_n = m.memory_free_bytes_n + excluded.memory_free_bytes_n,
+           temperature_c_sum = m.temperature_c_sum + excluded.temperature_c_sum,
+           temperature_c_n = m.temperature_c_n + excluded.temperature_c_n
+         RETURNING 1
+       )
+       SELECT (SELECT count(*) FROM known) AS known,
+              (SELECT count(*) FROM ins) AS inserted,
+              (SELECT coalesce(sum(k.dropped), 0) FROM known k JOIN ins i ON i.device_id = k.device_id AND i.seq = k.seq AND i.interval_end = k.interval_end) AS agent_dropped,
+              (SELECT count(*) FROM rollup) AS rollup_rows`,
+      params,
+    );
+    const row = rows[0] ?? {};
+    return { known: Number(row['known'] ?? 0), inserted: Number(row['inserted'] ?? 0), agentDropped: Number(row['agent_dropped'] ?? 0) };
+  }
+}

@@ -1,0 +1,121 @@
+import { describe, expect, it } from '@jest/globals';
+import { LATENCY_BUCKET_COUNT, PROTOCOL_VERSION, type TelemetryMessage, topics } from '@fleetline/protocol';
+import type { AppConfig } from '../infra/config/app-config.js';
+import type { MqttGateway } from '../infra/mqtt/mqtt-gateway.js';
+import { TelemetryIngestMetrics } from './telemetry-ingest.metrics.js';
+import type { BatchWriteResult, IngestSample, TelemetryIngestRepository } from './telemetry-ingest.repository.js';
+import { storageProblem, TelemetryIngestService } from './telemetry-ingest.service.js';
+
+const end = new Date();
+
+function message(seq: number, extra: Partial<TelemetryMessage> = {}): TelemetryMessage {
+  const latencyBuckets = new Array<number>(LATENCY_BUCKET_COUNT).fill(0);
+  latencyBuckets[3] = 10;
+  return {
+    v: PROTOCOL_VERSION,
+    seq,
+    model: 'm',
+    version: '1.0.0',
+    intervalStart: new Date(end.getTime() - 60_000).toISOString(),
+    intervalEnd: end.toISOString(),
+    count: 10,
+    errors: 0,
+    latencyBuckets,
+    latencySumMs: 40,
+    predictions: { a: 10 },
+    vitals: {},
+    dropped: 0,
+    ...extra,
+  };
+}
+
+/** A repository that refuses (SQLSTATE 22003) every batch containing a sample with seq 13, like PostgreSQL would for a bad row. */
+class FakeRepository {
+  readonly written: IngestSample[] = [];
+  calls = 0;
+  async rolloutTablesPresent(): Promise<boolean> {
+    return false;
+  }
+  async writeBatch(samples: readonly IngestSample[]): Promise<BatchWriteResult> {
+    this.calls++;
+    if (samples.some((s) => s.message.seq === 13)) throw Object.assign(new Error('value out of range'), { driverError: { code: '22003' } });
+    const known = samples.filter((s) => s.deviceId !== 'ghost');
+    const fresh = known.filter((s) => !this.written.some((w) => w.deviceId === s.deviceId && w.message.seq === s.message.seq));
+    this.written.push(...fresh);
+    return { known: known.length, inserted: fresh.length, agentDropped: fresh.reduce((n, s) => n + s.message.dropped, 0) };
+  }
+}
+
+function setup(maxQueue = 100) {
+  const repository = new FakeRepository();
+  const metrics = new TelemetryIngestMetrics();
+  const gateway = { subscribe: async () => undefined } as unknown as MqttGateway;
+  const service = new TelemetryIngestService(gateway, repository as unknown as TelemetryIngestRepository, metrics, { telemetryRetentionDays: 7 } as AppConfig, {
+    maxBatch: 50,
+    maxQueue,
+    maxDelayMs: 10_000,
+  });
+  const send = (deviceId: string, payload: unknown) =>
+    service.handle({ topic: topics.telemetry(deviceId), payload: Buffer.from(typeof payload === 'string' ? payload : JSON.stringify(payload)) });
+  return { repository, metrics, service, send };
+}
+
+describe('TelemetryIngestService', () => {
+  it('counts every outcome: accepted, duplicate, malformed, unknown device, out of window, agent drops', async () => {
+    const { metrics, service, send, repository } = setup();
+    send('d1', message(1, { dropped: 3 }));
+    send('d1', message(1, { dropped: 3 })); // redelivery in the same batch
+    send('d1', message(2));
+    send('ghost', message(1));
+    send('d1', '{"v":');
+    send('d1', { ...message(3), latencyBuckets: [1] });
+    send(
+      'd1',
+      message(4, {
+        intervalEnd: new Date(end.getTime() - 30 * 86_400_000).toISOString(),
+        intervalStart: new Date(end.getTime() - 30 * 86_400_000 - 1000).toISOString(),
+      }),
+    );
+    service.handle({ topic: 'fleet/v1/devices/d1/reported', payload: Buffer.from(JSON.stringify(message(5))) });
+    await service.flush();
+    send('d1', message(2)); // redelivery in a later batch
+    await service.flush();
+    expect(metrics.received).toBe(9);
+    expect(metrics.accepted).toBe(2);
+    expect(metrics.duplicate).toBe(2);
+    expect(metrics.unknownDevice).toBe(1);
+    expect(metrics.malformed).toBe(3);
+    expect(metrics.outOfWindow).toBe(1);
+    expect(metrics.agentDropped).toBe(3);
+    expect(metrics.batches).toBe(2);
+    expect(repository.written.map((s) => s.message.seq)).toEqual([1, 2]);
+  });
+
+  it('isolates a sample the database refuses and writes the rest of its batch', async () => {
+    const { metrics, service, send, repository } = setup();
+    for (let seq = 0; seq < 40; seq++) send('d1', message(seq));
+    await service.flush();
+    expect(metrics.accepted).toBe(39);
+    expect(metrics.writeFailed).toBe(1);
+    // Bisection: a handful of statements, not one per sample.
+    expect(repository.calls).toBeLessThan(20);
+  });
+
+  it('drops with a counter when the queue is full', async () => {
+    const { metrics, service, send } = setup(50);
+    for (let seq = 100; seq < 160; seq++) send('d1', message(seq));
+    expect(metrics.droppedOverload).toBeGreaterThan(0);
+    await service.flush();
+    expect(metrics.accepted + metrics.droppedOverload).toBe(60);
+  });
+
+  it('refuses samples the store cannot hold', () => {
+    const t = (m: TelemetryMessage) => storageProblem(m, Date.parse(m.intervalStart), Date.parse(m.intervalEnd));
+    expect(t(message(1))).toBeUndefined();
+    expect(t(message(1, { intervalStart: '0000-01-01T00:00:00Z' }))).toContain('longer than a day');
+    expect(t(message(1, { count: 2 ** 31 }))).toContain('counter');
+    expect(t(message(1, { latencySumMs: 1e300 }))).toContain('latencySumMs');
+    expect(t(message(1, { predictions: { 'a\u0000': 1 } }))).toContain('U+0000');
+    expect(t(message(1, { intervalStart: new Date(end.getTime() + 1000).toISOString() }))).toContain('before');
+  });
+});

@@ -1,0 +1,192 @@
+import { Inject, Injectable, Logger, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
+import { decodePayload, parseDeviceTopic, type TelemetryMessage, telemetryMessageSchema, topics } from '@fleetline/protocol';
+import { APP_CONFIG, type AppConfig } from '../infra/config/app-config.js';
+import { type InboundMessage, MqttGateway } from '../infra/mqtt/mqtt-gateway.js';
+import { RateLimitedLog } from './rate-limited-log.js';
+import { TelemetryBatcher, type TelemetryBatcherOptions } from './telemetry-batcher.js';
+import { TelemetryIngestMetrics } from './telemetry-ingest.metrics.js';
+import { type IngestSample, TelemetryIngestRepository } from './telemetry-ingest.repository.js';
+import { acceptedWindow } from './telemetry-partitions.js';
+
+const INT32_MAX = 2_147_483_647;
+/** Longest interval one aggregate may cover; agents close an interval every minute by default. */
+const MAX_INTERVAL_MS = 86_400_000;
+/** Upper bound of latencySumMs per inference: one hour. */
+const MAX_LATENCY_PER_INFERENCE_MS = 3_600_000;
+
+/**
+ * What the protocol schema lets through but the store cannot hold or would be skewed by: checked
+ * before queueing so that one broken agent never makes a whole batch fail.
+ */
+export function storageProblem(m: TelemetryMessage, start: number, end: number): string | undefined {
+  if (end < start) return 'intervalEnd before intervalStart';
+  if (end - start > MAX_INTERVAL_MS) return 'interval longer than a day';
+  // Columns are 32-bit where a sample's counters are: a larger value is a broken agent.
+  if (m.count > INT32_MAX || m.errors > INT32_MAX || m.latencyBuckets.some((b) => b > INT32_MAX)) return 'counter out of range';
+  if (m.latencySumMs > Math.max(m.count, 1) * MAX_LATENCY_PER_INFERENCE_MS) return 'latencySumMs out of range';
+  // PostgreSQL text and jsonb cannot hold U+0000 (jsonb refuses the \u0000 escape).
+  for (const label in m.predictions) if (label.includes('\u0000')) return 'prediction label contains U+0000';
+  return undefined;
+}
+
+/** PostgreSQL data exception (22xxx) or integrity violation (23xxx): the rows are at fault, not the connection. */
+function isDataError(err: unknown): boolean {
+  const e = err as { driverError?: { code?: unknown }; code?: unknown };
+  const code = e.driverError?.code ?? e.code;
+  return typeof code === 'string' && (code.startsWith('22') || code.startsWith('23'));
+}
+
+/** Injection token for batching limits (tests and benchmarks may tune them). */
+export const TELEMETRY_BATCH_OPTIONS = Symbol('TELEMETRY_BATCH_OPTIONS');
+
+export const DEFAULT_TELEMETRY_BATCH_OPTIONS: TelemetryBatcherOptions = {
+  maxBatch: 5_000,
+  // Ten full batches: about 10 MB of decoded samples at worst.
+  maxQueue: 50_000,
+  maxDelayMs: 200,
+};
+
+/**
+ * MQTT -> database pipeline for device telemetry. Every payload is decoded with the protocol
+ * schema before anything else happens; good samples are batched in memory (bounded) and written
+ * set-based by TelemetryIngestRepository. Nothing here throws back into the broker.
+ */
+@Injectable()
+export class TelemetryIngestService implements OnModuleInit, OnModuleDestroy {
+  private readonly logger = new Logger('TelemetryIngest');
+  private readonly badInput = new RateLimitedLog(this.logger);
+  private readonly writeErrors = new RateLimitedLog(this.logger);
+  private readonly batcher: TelemetryBatcher<IngestSample>;
+  private withCohorts = false;
+  private cachedWindow: { at: number; from: Date; to: Date } | undefined;
+
+  constructor(
+    private readonly gateway: MqttGateway,
+    private readonly repository: TelemetryIngestRepository,
+    readonly metrics: TelemetryIngestMetrics,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    @Inject(TELEMETRY_BATCH_OPTIONS) options: TelemetryBatcherOptions,
+  ) {
+    this.batcher = new TelemetryBatcher(
+      options,
+      (batch) => this.write(batch),
+      (err, lost) => {
+        this.metrics.writeFailed += lost;
+        this.writeErrors.warn(`telemetry batch of ${lost} samples lost: ${err instanceof Error ? err.message : String(err)}`);
+      },
+    );
+  }
+
+  async onModuleInit(): Promise<void> {
+    this.withCohorts = await this.repository.rolloutTablesPresent();
+    if (!this.withCohorts) this.logger.warn('rollout tables not found: telemetry is labelled with the fleet cohort only');
+    await this.gateway.subscribe(topics.fleetFilter('telemetry'), (message) => this.handle(message));
+  }
+
+  /** Writes what is queued before the database goes away (shutdown order: onModuleDestroy runs before the DataSource closes). */
+  async onModuleDestroy(): Promise<void> {
+    await this.batcher.close();
+    this.metrics.queued = this.batcher.size;
+  }
+
+  /** Writes everything queued so far (tests, benchmarks and shutdown). */
+  async flush(): Promise<void> {
+    await this.batcher.flush();
+    this.metrics.queued = this.batcher.size;
+  }
+
+  /** Broker callback: synchronous, never throws. */
+  handle(message: InboundMessage): void {
+    this.metrics.received++;
+    const topic = parseDeviceTopic(message.topic);
+    if (!topic || topic.kind !== 'telemetry') {
+      this.metrics.malformed++;
+      this.badInput.warn(`telemetry on unexpected topic ${message.topic.slice(0, 200)} dropped`);
+      return;
+    }
+    const decoded = decodePayload(telemetryMessageSchema, message.payload);
+    if (!decoded.ok) {
+      this.metrics.malformed++;
+      this.badInput.warn(`malformed telemetry from ${topic.deviceId} dropped: ${decoded.error}`);
+      return;
+    }
+    const m = decoded.value;
+    const start = Date.parse(m.intervalStart);
+    const end = Date.parse(m.intervalEnd);
+    const problem = storageProblem(m, start, end);
+    if (problem) {
+      this.metrics.malformed++;
+      this.badInput.warn(`malformed telemetry from ${topic.deviceId} dropped: ${problem}`);
+      return;
+    }
+    const window = this.window();
+    if (end < window.from.getTime() || end > window.to.getTime()) {
+      this.metrics.outOfWindow++;
+      this.badInput.warn(`telemetry from ${topic.deviceId} for ${m.intervalEnd} is outside the stored window; dropped`);
+      return;
+    }
+    if (!this.batcher.offer({ deviceId: topic.deviceId, message: m })) {
+      if (this.batcher.isClosed) {
+        this.metrics.droppedShutdown++;
+        return;
+      }
+      this.metrics.droppedOverload++;
+      this.writeErrors.warn('telemetry ingest queue full: dropping samples');
+    }
+    this.metrics.queued = this.batcher.size;
+  }
+
+  /**
+   * Writes a batch; when the database refuses it for its data (SQLSTATE classes 22 and 23), the
+   * batch is split in halves and retried so that one bad sample costs only itself, not the
+   * samples of thousands of other devices. Other errors (database unavailable) lose the batch.
+   */
+  private async writeIsolating(samples: IngestSample[]): Promise<void> {
+    if (samples.length === 0) return;
+    try {
+      const result = await this.repository.writeBatch(samples, this.withCohorts);
+      this.metrics.unknownDevice += samples.length - result.known;
+      this.metrics.duplicate += result.known - result.inserted;
+      this.metrics.accepted += result.inserted;
+      this.metrics.agentDropped += result.agentDropped;
+    } catch (err) {
+      if (!isDataError(err)) throw err;
+      if (samples.length === 1) {
+        this.metrics.writeFailed++;
+        this.writeErrors.warn(`telemetry sample from ${samples[0]!.deviceId} refused by the database: ${err instanceof Error ? err.message : String(err)}`);
+        return;
+      }
+      const half = Math.ceil(samples.length / 2);
+      await this.writeIsolating(samples.slice(0, half));
+      await this.writeIsolating(samples.slice(half));
+    }
+  }
+
+  /** The accepted interval window, recomputed at most once a second (it moves by days, not milliseconds). */
+  private window(): { from: Date; to: Date } {
+    const now = Date.now();
+    if (!this.cachedWindow || now - this.cachedWindow.at > 1000) {
+      this.cachedWindow = { at: now, ...acceptedWindow(new Date(now), this.config.telemetryRetentionDays) };
+    }
+    return this.cachedWindow;
+  }
+
+  private async write(batch: IngestSample[]): Promise<void> {
+    const started = performance.now();
+    // The same message twice in one batch (a quick QoS1 redelivery) is a duplicate too.
+    const seen = new Set<string>();
+    const unique: IngestSample[] = [];
+    for (const s of batch) {
+      const key = `${s.deviceId}\u0000${s.message.seq}\u0000${s.message.intervalEnd}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      unique.push(s);
+    }
+    this.metrics.duplicate += batch.length - unique.length;
+    await this.writeIsolating(unique);
+    this.metrics.batches++;
+    this.metrics.lastBatchSize = batch.length;
+    this.metrics.lastBatchMs = Math.round((performance.now() - started) * 10) / 10;
+    this.metrics.queued = this.batcher.size;
+  }
+}

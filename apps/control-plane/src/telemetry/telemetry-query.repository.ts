@@ -1,0 +1,180 @@
+import { Injectable } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import { aggregateFromRow, distributionFromValue, type TelemetryAggregate } from './telemetry-stats.js';
+
+export interface TimeWindow {
+  from: Date;
+  to: Date;
+}
+
+export interface BucketAggregate {
+  start: Date;
+  aggregate: TelemetryAggregate;
+}
+
+export interface ReferenceDistribution {
+  distribution: Record<string, number>;
+  source: 'uploaded' | 'captured';
+}
+
+export interface RolloutRow {
+  id: string;
+  model: string;
+  version: string;
+  state: string;
+  baselineVersion: string | null;
+}
+
+/** Sums of rollup columns; `samples` is the number of device-intervals. */
+const ROLLUP_SUMS = `
+  sum(count) AS count, sum(errors) AS errors, telemetry_array_sum(latency_buckets) AS latency_buckets,
+  sum(latency_sum_ms) AS latency_sum_ms, telemetry_jsonb_sum(predictions) AS predictions, sum(devices) AS samples,
+  sum(cpu_percent_sum) AS cpu_percent_sum, sum(cpu_percent_n) AS cpu_percent_n,
+  sum(memory_rss_bytes_sum) AS memory_rss_bytes_sum, sum(memory_rss_bytes_n) AS memory_rss_bytes_n,
+  sum(memory_free_bytes_sum) AS memory_free_bytes_sum, sum(memory_free_bytes_n) AS memory_free_bytes_n,
+  sum(temperature_c_sum) AS temperature_c_sum, sum(temperature_c_n) AS temperature_c_n`;
+
+/** The same sums over raw samples (one device). */
+const RAW_SUMS = `
+  sum(count) AS count, sum(errors) AS errors, telemetry_array_sum(latency_buckets::bigint[]) AS latency_buckets,
+  sum(latency_sum_ms) AS latency_sum_ms, telemetry_jsonb_sum(predictions) AS predictions, count(*) AS samples,
+  sum(cpu_percent) AS cpu_percent_sum, count(cpu_percent) AS cpu_percent_n,
+  sum(memory_rss_bytes) AS memory_rss_bytes_sum, count(memory_rss_bytes) AS memory_rss_bytes_n,
+  sum(memory_free_bytes) AS memory_free_bytes_sum, count(memory_free_bytes) AS memory_free_bytes_n,
+  sum(temperature_c) AS temperature_c_sum, count(temperature_c) AS temperature_c_n`;
+
+const toDate = (v: unknown): Date => (v instanceof Date ? v : new Date(String(v)));
+
+/**
+ * Reads for the telemetry API and the health gates. Fleet-level reads go to the per-minute
+ * rollup (rows per model/version/cohort/minute, independent of the fleet size); only the
+ * per-device view reads raw samples, through (device_id, interval_end).
+ */
+@Injectable()
+export class TelemetryQueryRepository {
+  constructor(private readonly dataSource: DataSource) {}
+
+  /** One model version, grouped into buckets of `bucketSeconds` (a multiple of 60). */
+  async versionSeries(model: string, version: string, window: TimeWindow, bucketSeconds: number, cohort?: string): Promise<BucketAggregate[]> {
+    const params: unknown[] = [model, version, window.from, window.to, bucketSeconds];
+    if (cohort !== undefined) params.push(cohort);
+    const rows: Record<string, unknown>[] = await this.dataSource.query(
+      `SELECT to_timestamp(floor(extract(epoch FROM minute) / $5) * $5) AS bucket, ${ROLLUP_SUMS}
+         FROM telemetry_minute
+        WHERE model = $1 AND version = $2 AND minute >= $3 AND minute < $4 ${cohort !== undefined ? 'AND cohort = $6' : ''}
+        GROUP BY 1 ORDER BY 1`,
+      params,
+    );
+    return rows.map((r) => ({ start: toDate(r['bucket']), aggregate: aggregateFromRow(r) }));
+  }
+
+  /** Per version of a model over the window. */
+  async perVersion(model: string, window: TimeWindow): Promise<{ version: string; aggregate: TelemetryAggregate }[]> {
+    const rows: Record<string, unknown>[] = await this.dataSource.query(
+      `SELECT version, ${ROLLUP_SUMS} FROM telemetry_minute
+        WHERE model = $1 AND minute >= $2 AND minute < $3
+        GROUP BY version ORDER BY version`,
+      [model, window.from, window.to],
+    );
+    return rows.map((r) => ({ version: String(r['version']), aggregate: aggregateFromRow(r) }));
+  }
+
+  /**
+   * Per (cohort, version) of a rollout's model: the rollout's own cohorts by name, every other
+   * cohort of the model (fleet, other rollouts) folded into `baseline`.
+   */
+  async perRolloutCohort(
+    model: string,
+    cohortPrefix: string,
+    window: TimeWindow,
+  ): Promise<{ cohort: string; version: string; aggregate: TelemetryAggregate }[]> {
+    const rows: Record<string, unknown>[] = await this.dataSource.query(
+      `SELECT CASE WHEN left(cohort, length($2)) = $2 THEN cohort ELSE 'baseline' END AS cohort_group, version, ${ROLLUP_SUMS}
+         FROM telemetry_minute
+        WHERE model = $1 AND minute >= $3 AND minute < $4
+        GROUP BY 1, 2 ORDER BY 1, 2`,
+      [model, cohortPrefix, window.from, window.to],
+    );
+    return rows.map((r) => ({ cohort: String(r['cohort_group']), version: String(r['version']), aggregate: aggregateFromRow(r) }));
+  }
+
+  /** Candidate cohort of a gate: `version` in the given cohorts. */
+  async cohortTotals(model: string, version: string, cohorts: readonly string[], window: TimeWindow): Promise<TelemetryAggregate> {
+    const rows: Record<string, unknown>[] = await this.dataSource.query(
+      `SELECT ${ROLLUP_SUMS} FROM telemetry_minute
+        WHERE model = $1 AND version = $2 AND cohort = ANY ($3::text[]) AND minute >= $4 AND minute < $5`,
+      [model, version, [...cohorts], window.from, window.to],
+    );
+    return aggregateFromRow(rows[0] ?? {});
+  }
+
+  /** Baseline cohort of a gate: `version` outside the given cohorts. */
+  async totalsExcludingCohorts(model: string, version: string, cohorts: readonly string[], window: TimeWindow): Promise<TelemetryAggregate> {
+    const rows: Record<string, unknown>[] = await this.dataSource.query(
+      `SELECT ${ROLLUP_SUMS} FROM telemetry_minute
+        WHERE model = $1 AND version = $2 AND cohort <> ALL ($3::text[]) AND minute >= $4 AND minute < $5`,
+      [model, version, [...cohorts], window.from, window.to],
+    );
+    return aggregateFromRow(rows[0] ?? {});
+  }
+
+  /** One device from raw samples, per (model, version, bucket). */
+  async deviceSeries(
+    deviceId: string,
+    window: TimeWindow,
+    bucketSeconds: number,
+    model?: string,
+  ): Promise<{ model: string; version: string; start: Date; aggregate: TelemetryAggregate }[]> {
+    const params: unknown[] = [deviceId, window.from, window.to, bucketSeconds];
+    if (model !== undefined) params.push(model);
+    const rows: Record<string, unknown>[] = await this.dataSource.query(
+      `SELECT model, version, to_timestamp(floor(extract(epoch FROM interval_end) / $4) * $4) AS bucket, ${RAW_SUMS}
+         FROM telemetry_samples
+        WHERE device_id = $1 AND interval_end >= $2 AND interval_end < $3 ${model !== undefined ? 'AND model = $5' : ''}
+        GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`,
+      params,
+    );
+    return rows.map((r) => ({ model: String(r['model']), version: String(r['version']), start: toDate(r['bucket']), aggregate: aggregateFromRow(r) }));
+  }
+
+  /** Reference distributions of model versions: an uploaded one (models feature) wins over a captured one. */
+  async references(model: string, versions: readonly string[]): Promise<Map<string, ReferenceDistribution>> {
+    const out = new Map<string, ReferenceDistribution>();
+    if (versions.length === 0) return out;
+    const rows: Record<string, unknown>[] = await this.dataSource.query(
+      `SELECT v.version,
+              mv.reference_distribution AS uploaded,
+              tr.distribution AS captured, tr.source AS captured_source
+         FROM unnest($2::text[]) AS v(version)
+         LEFT JOIN model_versions mv ON mv.model = $1 AND mv.version = v.version
+         LEFT JOIN telemetry_reference tr ON tr.model = $1 AND tr.version = v.version`,
+      [model, [...new Set(versions)]],
+    );
+    for (const r of rows) {
+      if (r['uploaded'] !== null && r['uploaded'] !== undefined) {
+        out.set(String(r['version']), { distribution: distributionFromValue(r['uploaded']), source: 'uploaded' });
+      } else if (r['captured'] !== null && r['captured'] !== undefined) {
+        out.set(String(r['version']), {
+          distribution: distributionFromValue(r['captured']),
+          source: r['captured_source'] === 'uploaded' ? 'uploaded' : 'captured',
+        });
+      }
+    }
+    return out;
+  }
+
+  async rollout(rolloutId: string): Promise<RolloutRow | undefined> {
+    const rows: Record<string, unknown>[] = await this.dataSource.query(`SELECT id, model, version, state, baseline_version FROM rollouts WHERE id = $1`, [
+      rolloutId,
+    ]);
+    const r = rows[0];
+    if (!r) return undefined;
+    return {
+      id: String(r['id']),
+      model: String(r['model']),
+      version: String(r['version']),
+      state: String(r['state']),
+      baselineVersion: r['baseline_version'] === null || r['baseline_version'] === undefined ? null : String(r['baseline_version']),
+    };
+  }
+}
