@@ -1,0 +1,160 @@
+import { readFile } from 'node:fs/promises';
+import { extname } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { UsageError } from './exit-codes.js';
+import { parseKeyValue } from './output.js';
+
+/** Body of POST /api/v1/rollouts (the control plane's CreateRolloutDto is the authority). */
+export interface RolloutRequest {
+  model: string;
+  version: string;
+  target: { tags?: Record<string, string>; deviceIds?: string[] };
+  waves: WaveRequest[];
+  onFailure?: 'pause' | 'abort';
+  [extra: string]: unknown;
+}
+
+export interface WaveRequest {
+  percent: number;
+  bakeSeconds?: number;
+  successPercent?: number;
+  failure?: { percent?: number; minExecuted?: number };
+  [extra: string]: unknown;
+}
+
+export interface RolloutFlags {
+  file?: string;
+  model?: string;
+  version?: string;
+  tag?: string[];
+  deviceIdsFile?: string;
+  waves?: string;
+  bake?: string;
+  success?: string;
+  failurePercent?: string;
+  minExecuted?: string;
+  onFailure?: string;
+}
+
+/**
+ * Builds the create-rollout body from `--file` (YAML or JSON, sent as written) or from flags.
+ * Flags given together with `--file` override the file's top-level fields, so one file can serve
+ * several versions (`--file canary.yaml --version 2.1.1`). Wave flags (--bake, --success,
+ * --failure-percent, --min-executed) apply to every wave.
+ */
+export async function buildRolloutRequest(flags: RolloutFlags): Promise<RolloutRequest> {
+  const base: Partial<RolloutRequest> = flags.file ? await readRolloutFile(flags.file) : {};
+  const request: Partial<RolloutRequest> = { ...base };
+  if (flags.model !== undefined) request.model = flags.model;
+  if (flags.version !== undefined) request.version = flags.version;
+
+  const tags = flags.tag?.length ? Object.fromEntries(flags.tag.map((t) => parseKeyValue(t, '--tag'))) : undefined;
+  const deviceIds = flags.deviceIdsFile ? await readDeviceIds(flags.deviceIdsFile) : undefined;
+  if (tags || deviceIds) request.target = { ...(tags ? { tags } : {}), ...(deviceIds ? { deviceIds } : {}) };
+
+  const waveFlags = flags.bake ?? flags.success ?? flags.failurePercent ?? flags.minExecuted;
+  if (flags.waves !== undefined) request.waves = parseWaves(flags.waves).map((percent) => ({ percent }));
+  if (waveFlags !== undefined && request.waves) {
+    request.waves = request.waves.map((wave) => applyWaveFlags(wave, flags));
+  }
+  if (flags.onFailure !== undefined) {
+    if (flags.onFailure !== 'pause' && flags.onFailure !== 'abort') throw new UsageError('--on-failure must be pause or abort');
+    request.onFailure = flags.onFailure;
+  }
+
+  if (!request.model) throw new UsageError('--model is required (or "model" in --file)');
+  if (!request.version) throw new UsageError('--version is required (or "version" in --file)');
+  if (!request.target) throw new UsageError('a target is required: --tag key=value, --device-ids-file F, or "target" in --file');
+  if (!request.waves) throw new UsageError('--waves is required (e.g. --waves 1,10,100), or "waves" in --file');
+  return request as RolloutRequest;
+}
+
+/** "1,10,100" -> [1, 10, 100]: cumulative percentages of the target, strictly increasing, ending at 100. */
+export function parseWaves(text: string): number[] {
+  const waves = text.split(',').map((part) => {
+    const value = Number(part.trim());
+    if (part.trim() === '' || !Number.isFinite(value) || value <= 0 || value > 100) {
+      throw new UsageError(`--waves: "${part}" is not a percentage in (0, 100]`);
+    }
+    return value;
+  });
+  for (let i = 1; i < waves.length; i++) {
+    if (waves[i]! <= waves[i - 1]!) throw new UsageError('--waves must be increasing (cumulative percentages, e.g. 1,10,100)');
+  }
+  return waves;
+}
+
+function applyWaveFlags(wave: WaveRequest, flags: RolloutFlags): WaveRequest {
+  const next: WaveRequest = { ...wave };
+  if (flags.bake !== undefined) next.bakeSeconds = integerFlag(flags.bake, '--bake', 0);
+  if (flags.success !== undefined) next.successPercent = numberFlag(flags.success, '--success', 0, 100);
+  if (flags.failurePercent !== undefined || flags.minExecuted !== undefined) {
+    next.failure = { ...wave.failure };
+    if (flags.failurePercent !== undefined) next.failure.percent = numberFlag(flags.failurePercent, '--failure-percent', 0, 100);
+    if (flags.minExecuted !== undefined) next.failure.minExecuted = integerFlag(flags.minExecuted, '--min-executed', 0);
+  }
+  return next;
+}
+
+export function integerFlag(text: string, flag: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < min || value > max) throw new UsageError(`${flag} must be an integer between ${min} and ${max}`);
+  return value;
+}
+
+export function numberFlag(text: string, flag: string, min: number, max: number): number {
+  const value = Number(text);
+  if (text.trim() === '' || !Number.isFinite(value) || value < min || value > max) throw new UsageError(`${flag} must be a number between ${min} and ${max}`);
+  return value;
+}
+
+async function readRolloutFile(path: string): Promise<Partial<RolloutRequest>> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    throw new UsageError(`cannot read ${path}: ${(err as Error).message}`);
+  }
+  let parsed: unknown;
+  try {
+    // YAML 1.2 is a superset of JSON, but JSON.parse gives better messages for .json files.
+    parsed = extname(path).toLowerCase() === '.json' ? JSON.parse(text) : parseYaml(text);
+  } catch (err) {
+    throw new UsageError(`${path} does not parse: ${(err as Error).message}`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new UsageError(`${path} must contain an object`);
+  return parsed as Partial<RolloutRequest>;
+}
+
+/** One device id per line; blank lines and `#` comments are ignored. */
+export async function readDeviceIds(path: string): Promise<string[]> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    throw new UsageError(`cannot read ${path}: ${(err as Error).message}`);
+  }
+  const ids = text
+    .split(/\r?\n/)
+    .map((line) => line.replace(/#.*$/, '').trim())
+    .filter((line) => line.length > 0);
+  if (ids.length === 0) throw new UsageError(`${path} lists no device ids`);
+  return [...new Set(ids)];
+}
+
+/** `--metadata '{"a":1}'` or `--metadata @meta.json`. */
+export async function readJsonArgument(value: string, flag: string): Promise<unknown> {
+  let text = value;
+  if (value.startsWith('@')) {
+    try {
+      text = await readFile(value.slice(1), 'utf8');
+    } catch (err) {
+      throw new UsageError(`${flag}: cannot read ${value.slice(1)}: ${(err as Error).message}`);
+    }
+  }
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new UsageError(`${flag} is not valid JSON: ${(err as Error).message}`);
+  }
+}
