@@ -1,4 +1,40 @@
 import { Module } from '@nestjs/common';
+import { DesiredStateService } from './desired-state.service.js';
+import { DeviceAuthModule } from './device-auth.module.js';
+import { DeviceBrokerAuthenticator } from './device-broker-authenticator.js';
+import { DeviceIngestMetrics } from './device-ingest-metrics.js';
+import { DeviceModelsRepository } from './device-models.repository.js';
+import { DevicesController } from './devices.controller.js';
+import { DevicesRepository } from './devices.repository.js';
+import { DevicesService } from './devices.service.js';
+import { EnrollmentController } from './enrollment.controller.js';
+import { EnrollmentTokensRepository } from './enrollment-tokens.repository.js';
+import { EnrollmentTokensService } from './enrollment-tokens.service.js';
+import { modelCatalogProvider, ModelCatalogImports } from './model-catalog.provider.js';
+import { PresenceService } from './presence.service.js';
+import { ReportIngestService } from './report-ingest.service.js';
 
-@Module({})
+/**
+ * Devices: provisioning and enrollment, the broker authenticator, presence, report and
+ * inventory ingest, desired state. Exports DesiredStateService, ReportIngestService,
+ * DeviceIngestMetrics and (through the global DeviceAuthModule) DeviceAuthGuard.
+ */
+@Module({
+  imports: [DeviceAuthModule, ...ModelCatalogImports],
+  controllers: [DevicesController, EnrollmentController],
+  providers: [
+    DevicesRepository,
+    DeviceModelsRepository,
+    EnrollmentTokensRepository,
+    DevicesService,
+    EnrollmentTokensService,
+    DesiredStateService,
+    ReportIngestService,
+    PresenceService,
+    DeviceBrokerAuthenticator,
+    DeviceIngestMetrics,
+    modelCatalogProvider,
+  ],
+  exports: [DeviceAuthModule, DesiredStateService, ReportIngestService, DeviceIngestMetrics, DevicesRepository],
+})
 export class DevicesModule {}

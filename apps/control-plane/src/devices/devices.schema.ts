@@ -1,7 +1,11 @@
 import type { FeatureSchema } from '../infra/database/feature-schema.js';
+import { DeviceModelEntity } from './device-model.entity.js';
+import { DeviceEntity } from './device.entity.js';
+import { EnrollmentTokenEntity } from './enrollment-token.entity.js';
+import { Devices1764231000000 } from './migrations/1764231000000-devices.js';
 
 /** Entities and migrations of the devices feature (collected by infra/database/schema.registry.ts). */
 export const devicesSchema: FeatureSchema = {
-  entities: [],
-  migrations: [],
+  entities: [DeviceEntity, DeviceModelEntity, EnrollmentTokenEntity],
+  migrations: [Devices1764231000000],
 };

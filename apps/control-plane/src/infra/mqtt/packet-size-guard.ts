@@ -43,7 +43,8 @@ export class PacketSizeGuard extends Duplex {
       if (this.header.length < 2) continue;
       const last = this.header[this.header.length - 1]!;
       if ((last & 0x80) !== 0) {
-        if (this.header.length > 5) return this.reject(-1); // §2.2.3: at most four length bytes
+        // §2.2.3: at most four length bytes, so a fourth one with the continuation bit is malformed.
+        if (this.header.length >= 5) return this.reject(-1);
         continue;
       }
       let length = 0;

@@ -1,0 +1,24 @@
+import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
+import { type BrokerAuthenticator, MqttGateway } from '../infra/mqtt/mqtt-gateway.js';
+import { DeviceCredentialVerifier } from './device-credential-verifier.service.js';
+
+/**
+ * Lets a client onto the embedded broker only as an existing, live device presenting its own
+ * secret as password (the gateway has already bound client id = username = device id and
+ * checked the last will). Registered before the broker starts (MqttModule starts it on bootstrap).
+ */
+@Injectable()
+export class DeviceBrokerAuthenticator implements BrokerAuthenticator, OnModuleInit {
+  constructor(
+    @Inject(MqttGateway) private readonly gateway: MqttGateway,
+    private readonly verifier: DeviceCredentialVerifier,
+  ) {}
+
+  onModuleInit(): void {
+    this.gateway.useAuthenticator(this);
+  }
+
+  authenticate(clientId: string, _username: string | undefined, password: Buffer | undefined): Promise<boolean> {
+    return this.verifier.verify(clientId, password?.toString('utf8'));
+  }
+}

@@ -1,0 +1,75 @@
+import { Injectable, Logger } from '@nestjs/common';
+import { isValidDeviceId } from '@fleetline/protocol';
+import { secretMatches } from '../access/secret.js';
+import { CredentialCache } from './credential-cache.js';
+import { DeviceCredentialsRepository } from './device-credentials.repository.js';
+
+/** Positive results are trusted this long; decommission evicts at once on this replica. */
+export const CREDENTIAL_CACHE_TTL_MS = 30_000;
+const CREDENTIAL_CACHE_MAX = 100_000;
+/** Ids looked up per query when many devices connect in the same tick. */
+const LOOKUP_BATCH = 1000;
+
+/**
+ * Checks a device's secret for the broker authenticator and DeviceAuthGuard. Concurrent checks
+ * are coalesced: every id asked for within one event-loop turn is looked up in one query, so a
+ * fleet reconnecting at once costs a few queries rather than one per device; positive answers
+ * are cached briefly.
+ */
+@Injectable()
+export class DeviceCredentialVerifier {
+  private readonly logger = new Logger('DeviceCredentials');
+  private readonly cache = new CredentialCache(CREDENTIAL_CACHE_TTL_MS, CREDENTIAL_CACHE_MAX);
+  private waiting = new Map<string, { resolve: (hash: string | undefined) => void; reject: (err: unknown) => void }[]>();
+  private scheduled = false;
+  /** Bumped on every eviction so a lookup that started before it cannot re-cache a dead credential. */
+  private generation = 0;
+
+  constructor(private readonly credentials: DeviceCredentialsRepository) {}
+
+  async verify(deviceId: string, secret: string | undefined): Promise<boolean> {
+    if (!secret || !isValidDeviceId(deviceId)) return false;
+    const cached = this.cache.get(deviceId);
+    if (cached !== undefined && secretMatches(secret, cached)) return true;
+    const generation = this.generation;
+    const hash = await this.lookup(deviceId);
+    if (hash === undefined || !secretMatches(secret, hash)) return false;
+    if (generation === this.generation) this.cache.set(deviceId, hash);
+    return true;
+  }
+
+  /** Forgets a device at once (decommission). */
+  evict(deviceId: string): void {
+    this.generation++;
+    this.cache.delete(deviceId);
+  }
+
+  private lookup(deviceId: string): Promise<string | undefined> {
+    return new Promise((resolve, reject) => {
+      const list = this.waiting.get(deviceId);
+      if (list) list.push({ resolve, reject });
+      else this.waiting.set(deviceId, [{ resolve, reject }]);
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => void this.flush());
+      }
+    });
+  }
+
+  private async flush(): Promise<void> {
+    this.scheduled = false;
+    const batch = this.waiting;
+    this.waiting = new Map();
+    const ids = [...batch.keys()];
+    for (let i = 0; i < ids.length; i += LOOKUP_BATCH) {
+      const chunk = ids.slice(i, i + LOOKUP_BATCH);
+      try {
+        const hashes = await this.credentials.credentialHashes(chunk);
+        for (const id of chunk) for (const w of batch.get(id) ?? []) w.resolve(hashes.get(id));
+      } catch (err) {
+        this.logger.error(`credential lookup failed: ${String(err)}`);
+        for (const id of chunk) for (const w of batch.get(id) ?? []) w.reject(err);
+      }
+    }
+  }
+}

@@ -1,0 +1,149 @@
+import { Injectable } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import type { IncomingReport } from './report-ordering.js';
+import { toIso, toNumber, rowsOf } from './sql-values.js';
+
+export interface DesiredRow {
+  deviceId: string;
+  model: string;
+  version: string;
+  rolloutId: string | null;
+  action: 'install' | 'download-only';
+}
+
+export interface AssignedRow {
+  deviceId: string;
+  model: string;
+  revision: number;
+  assignedAt: string;
+}
+
+export interface AppliedReportRow {
+  deviceId: string;
+  model: string;
+  desiredRevision: number;
+}
+
+/** SQL of device_models: desired state (written by assignments) and reported state (written by ingest). */
+@Injectable()
+export class DeviceModelsRepository {
+  constructor(private readonly dataSource: DataSource) {}
+
+  /**
+   * One upsert for the whole batch; the revision grows by one per assignment. Devices that do
+   * not exist or are decommissioned are skipped by the join (and not returned).
+   */
+  async upsertDesired(rows: DesiredRow[]): Promise<AssignedRow[]> {
+    if (rows.length === 0) return [];
+    const result = rowsOf(
+      await this.dataSource.query(
+        `INSERT INTO device_models (device_id, model, desired_version, desired_revision, desired_rollout_id, desired_action, desired_at)
+       SELECT a.device_id, a.model, a.version, 1, a.rollout_id, a.action, now()
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[], $5::text[]) AS a(device_id, model, version, rollout_id, action)
+         JOIN devices d ON d.id = a.device_id AND d.decommissioned_at IS NULL
+       ON CONFLICT (device_id, model) DO UPDATE SET
+         desired_version = EXCLUDED.desired_version,
+         desired_revision = device_models.desired_revision + 1,
+         desired_rollout_id = EXCLUDED.desired_rollout_id,
+         desired_action = EXCLUDED.desired_action,
+         desired_at = EXCLUDED.desired_at
+       RETURNING device_id, model, desired_revision, desired_at`,
+        [rows.map((r) => r.deviceId), rows.map((r) => r.model), rows.map((r) => r.version), rows.map((r) => r.rolloutId), rows.map((r) => r.action)],
+      ),
+    );
+    return result.map((r) => ({
+      deviceId: String(r['device_id']),
+      model: String(r['model']),
+      revision: toNumber(r['desired_revision']),
+      assignedAt: toIso(r['desired_at']) ?? new Date().toISOString(),
+    }));
+  }
+
+  /** Clears the desired version (revision still grows, so a late report of the old assignment stays "older"). */
+  async clearDesired(pairs: { deviceId: string; model: string }[]): Promise<AssignedRow[]> {
+    if (pairs.length === 0) return [];
+    const result = rowsOf(
+      await this.dataSource.query(
+        `UPDATE device_models m
+          SET desired_version = NULL, desired_revision = m.desired_revision + 1, desired_rollout_id = NULL, desired_action = NULL, desired_at = now()
+         FROM unnest($1::text[], $2::text[]) AS p(device_id, model)
+        WHERE m.device_id = p.device_id AND m.model = p.model AND m.desired_version IS NOT NULL
+      RETURNING m.device_id, m.model, m.desired_revision, m.desired_at`,
+        [pairs.map((p) => p.deviceId), pairs.map((p) => p.model)],
+      ),
+    );
+    return result.map((r) => ({
+      deviceId: String(r['device_id']),
+      model: String(r['model']),
+      revision: toNumber(r['desired_revision']),
+      assignedAt: toIso(r['desired_at']) ?? new Date().toISOString(),
+    }));
+  }
+
+  /**
+   * Applies a batch of update reports in one transaction:
+   *  1. locks the batch's devices (id order, so concurrent batches cannot deadlock) and reads
+   *     last_report_seq;
+   *  2. `plan` (pure, report-ordering.ts) picks what to apply;
+   *  3. one set-based upsert into device_models, one set-based update of last_report_seq.
+   * The lock makes the seq check hold across replicas sharing one database.
+   */
+  async applyReports<P extends { apply: IncomingReport[]; deviceSeq: Map<string, number> }>(
+    deviceIds: string[],
+    plan: (lastSeq: Map<string, number>) => P,
+  ): Promise<{ plan: P; applied: AppliedReportRow[] }> {
+    return this.dataSource.transaction(async (manager) => {
+      const locked = rowsOf(
+        await manager.query(`SELECT id, last_report_seq FROM devices WHERE id = ANY($1::text[]) AND decommissioned_at IS NULL ORDER BY id FOR UPDATE`, [
+          deviceIds,
+        ]),
+      );
+      const lastSeq = new Map(locked.map((r) => [String(r['id']), toNumber(r['last_report_seq'])]));
+      const result = plan(lastSeq);
+      if (result.apply.length === 0) return { plan: result, applied: [] };
+      const a = result.apply;
+      // Rule 3 of report-ordering.ts: an older revision updates only what runs on the device.
+      const applied = rowsOf(
+        await manager.query(
+          `INSERT INTO device_models AS m (device_id, model, report_version, report_state, report_revision, report_at,
+                                         active_version, previous_version, failure_code, failure_message)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::timestamptz[],
+                              $7::text[], $8::text[], $9::text[], $10::text[])
+         ON CONFLICT (device_id, model) DO UPDATE SET
+           active_version = EXCLUDED.active_version,
+           previous_version = EXCLUDED.previous_version,
+           report_version = CASE WHEN EXCLUDED.report_revision >= m.desired_revision THEN EXCLUDED.report_version ELSE m.report_version END,
+           report_state = CASE WHEN EXCLUDED.report_revision >= m.desired_revision THEN EXCLUDED.report_state ELSE m.report_state END,
+           report_at = CASE WHEN EXCLUDED.report_revision >= m.desired_revision THEN EXCLUDED.report_at ELSE m.report_at END,
+           failure_code = CASE WHEN EXCLUDED.report_revision >= m.desired_revision THEN EXCLUDED.failure_code ELSE m.failure_code END,
+           failure_message = CASE WHEN EXCLUDED.report_revision >= m.desired_revision THEN EXCLUDED.failure_message ELSE m.failure_message END,
+           report_revision = CASE WHEN EXCLUDED.report_revision >= m.desired_revision THEN EXCLUDED.report_revision ELSE m.report_revision END
+         RETURNING device_id, model, desired_revision`,
+          [
+            a.map((r) => r.deviceId),
+            a.map((r) => r.report.model),
+            a.map((r) => r.report.version),
+            a.map((r) => r.report.state),
+            a.map((r) => r.report.revision),
+            a.map((r) => r.report.at),
+            a.map((r) => r.report.activeVersion),
+            a.map((r) => r.report.previousVersion),
+            a.map((r) => r.report.failure?.code ?? null),
+            a.map((r) => r.report.failure?.message ?? null),
+          ],
+        ),
+      );
+      const seqIds = [...result.deviceSeq.keys()];
+      await manager.query(
+        `UPDATE devices d SET last_report_seq = u.seq, last_seen_at = GREATEST(d.last_seen_at, now())
+           FROM unnest($1::text[], $2::bigint[]) AS u(id, seq)
+          WHERE d.id = u.id AND d.last_report_seq < u.seq`,
+        [seqIds, seqIds.map((id) => result.deviceSeq.get(id)!)],
+      );
+      return {
+        plan: result,
+        applied: applied.map((r) => ({ deviceId: String(r['device_id']), model: String(r['model']), desiredRevision: toNumber(r['desired_revision']) })),
+      };
+    });
+  }
+}

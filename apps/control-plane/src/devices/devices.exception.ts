@@ -1,0 +1,38 @@
+import { HttpStatus } from '@nestjs/common';
+import { DomainException } from '../infra/http/domain.exception.js';
+
+export enum DeviceErrorCode {
+  DeviceNotFound = 'device-not-found',
+  DuplicateDevice = 'duplicate-device',
+  InvalidDeviceId = 'invalid-device-id',
+  InvalidFilter = 'invalid-filter',
+  InvalidCursor = 'invalid-cursor',
+  EnrollmentTokenInvalid = 'enrollment-token-invalid',
+  EnrollmentTokenExpired = 'enrollment-token-expired',
+  EnrollmentTokenRevoked = 'enrollment-token-revoked',
+  EnrollmentTokenUsedUp = 'enrollment-token-used-up',
+  EnrollmentTokenNotFound = 'enrollment-token-not-found',
+  DeviceUnauthenticated = 'device-unauthenticated',
+  ModelNotAssigned = 'model-not-assigned',
+}
+
+const status: Record<DeviceErrorCode, HttpStatus> = {
+  [DeviceErrorCode.DeviceNotFound]: HttpStatus.NOT_FOUND,
+  [DeviceErrorCode.DuplicateDevice]: HttpStatus.CONFLICT,
+  [DeviceErrorCode.InvalidDeviceId]: HttpStatus.BAD_REQUEST,
+  [DeviceErrorCode.InvalidFilter]: HttpStatus.BAD_REQUEST,
+  [DeviceErrorCode.InvalidCursor]: HttpStatus.BAD_REQUEST,
+  [DeviceErrorCode.EnrollmentTokenInvalid]: HttpStatus.UNAUTHORIZED,
+  [DeviceErrorCode.EnrollmentTokenExpired]: HttpStatus.FORBIDDEN,
+  [DeviceErrorCode.EnrollmentTokenRevoked]: HttpStatus.FORBIDDEN,
+  [DeviceErrorCode.EnrollmentTokenUsedUp]: HttpStatus.FORBIDDEN,
+  [DeviceErrorCode.EnrollmentTokenNotFound]: HttpStatus.NOT_FOUND,
+  [DeviceErrorCode.DeviceUnauthenticated]: HttpStatus.UNAUTHORIZED,
+  [DeviceErrorCode.ModelNotAssigned]: HttpStatus.NOT_FOUND,
+};
+
+export class DeviceException extends DomainException<DeviceErrorCode> {
+  constructor(code: DeviceErrorCode, message: string, details?: Record<string, unknown>) {
+    super(code, message, status[code], details);
+  }
+}

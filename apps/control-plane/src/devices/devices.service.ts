@@ -1,0 +1,175 @@
+import { randomBytes } from 'node:crypto';
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import { type DeviceCredentials, type EnrollRequest, type Inventory, PROTOCOL_VERSION, type Tags, isValidDeviceId, topics } from '@fleetline/protocol';
+import { generateSecret, hashSecret } from '../access/secret.js';
+import { APP_CONFIG, type AppConfig } from '../infra/config/app-config.js';
+import type { Page } from '../infra/http/keyset-page.js';
+import { MqttGateway } from '../infra/mqtt/mqtt-gateway.js';
+import { DesiredStateService } from './desired-state.service.js';
+import { DeviceCredentialVerifier } from './device-credential-verifier.service.js';
+import { deviceCursor, type DeviceListFilter } from './device-filter.js';
+import { DeviceErrorCode, DeviceException } from './devices.exception.js';
+import { type DeviceDetail, type DeviceModelState, DevicesRepository, type DeviceSummary } from './devices.repository.js';
+import { EnrollmentTokensRepository } from './enrollment-tokens.repository.js';
+import { ModelCatalog } from './model-catalog.js';
+
+export type DeviceListItem = DeviceSummary & { models: Pick<DeviceModelState, 'model' | 'desiredVersion' | 'activeVersion' | 'reportedState'>[] };
+
+/** Provisioning, enrollment, inventory views and decommissioning of devices. */
+@Injectable()
+export class DevicesService {
+  private readonly logger = new Logger('Devices');
+
+  constructor(
+    private readonly devices: DevicesRepository,
+    private readonly tokens: EnrollmentTokensRepository,
+    private readonly dataSource: DataSource,
+    private readonly verifier: DeviceCredentialVerifier,
+    private readonly desired: DesiredStateService,
+    private readonly catalog: ModelCatalog,
+    @Inject(MqttGateway) private readonly gateway: MqttGateway,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+  ) {}
+
+  /** Pre-registration by an operator. The secret is in this answer only. */
+  async provision(input: { id: string; name?: string; tags?: Tags }, requestOrigin: string): Promise<DeviceCredentials> {
+    if (!isValidDeviceId(input.id))
+      throw new DeviceException(DeviceErrorCode.InvalidDeviceId, 'device id: 1-128 chars of [A-Za-z0-9._:-], starting alphanumeric');
+    const root = await this.catalog.trustedRoot();
+    const secret = generateSecret('fld_');
+    const inserted = await this.devices.insert({
+      id: input.id,
+      name: input.name ?? null,
+      tags: input.tags ?? {},
+      credentialHash: hashSecret(secret),
+      enrollmentTokenId: null,
+      inventory: null,
+    });
+    if (!inserted) throw new DeviceException(DeviceErrorCode.DuplicateDevice, `device ${input.id} already exists`);
+    this.verifier.evict(input.id);
+    return this.credentials(input.id, secret, root, requestOrigin);
+  }
+
+  /**
+   * Self-enrollment with a token. Takes one use of the token and creates the device in one
+   * transaction, so a refused enrollment (e.g. id taken) does not use the token up. An id of a
+   * live device is refused (409): re-enrolling must never hand out a second credential for a
+   * device someone else holds. Token tags win over requested tags (they are operator-controlled).
+   */
+  async enroll(request: EnrollRequest, requestOrigin: string): Promise<DeviceCredentials> {
+    // Fetched first: once the device row exists, the answer must not fail (the secret would be lost).
+    const root = await this.catalog.trustedRoot();
+    const tokenHash = hashSecret(request.token);
+    const id = request.id ?? `dev-${randomBytes(10).toString('hex')}`;
+    const secret = generateSecret('fld_');
+    await this.dataSource.transaction(async (manager) => {
+      const token = await this.tokens.consume(manager, tokenHash);
+      if (!token) {
+        const known = await this.tokens.findByHash(manager, tokenHash);
+        if (!known) throw new DeviceException(DeviceErrorCode.EnrollmentTokenInvalid, 'unknown enrollment token');
+        if (known.revokedAt) throw new DeviceException(DeviceErrorCode.EnrollmentTokenRevoked, `enrollment token "${known.name}" was revoked`);
+        if (known.expired) throw new DeviceException(DeviceErrorCode.EnrollmentTokenExpired, `enrollment token "${known.name}" expired at ${known.expiresAt}`);
+        throw new DeviceException(
+          DeviceErrorCode.EnrollmentTokenUsedUp,
+          `enrollment token "${known.name}" has been used ${known.uses} of ${known.maxUses} times`,
+        );
+      }
+      const inserted = await this.devices.insert(
+        {
+          id,
+          name: request.name ?? null,
+          tags: { ...(request.tags ?? {}), ...token.tags },
+          credentialHash: hashSecret(secret),
+          enrollmentTokenId: token.id,
+          inventory: (request.inventory as Inventory | undefined) ?? null,
+        },
+        manager,
+      );
+      if (!inserted) throw new DeviceException(DeviceErrorCode.DuplicateDevice, `device ${id} is already enrolled; decommission it first to enroll it again`);
+    });
+    this.verifier.evict(id);
+    this.logger.log(`device ${id} enrolled`);
+    return this.credentials(id, secret, root, requestOrigin);
+  }
+
+  async list(filter: DeviceListFilter): Promise<Page<DeviceListItem>> {
+    const rows = await this.devices.list(filter);
+    const page = rows.slice(0, filter.limit);
+    const models = await this.devices.modelsOf(page.map((d) => d.id));
+    return {
+      items: page.map((d) => ({
+        ...d,
+        models: (models.get(d.id) ?? []).map(({ model, desiredVersion, activeVersion, reportedState }) => ({
+          model,
+          desiredVersion,
+          activeVersion,
+          reportedState,
+        })),
+      })),
+      next: rows.length > filter.limit ? deviceCursor(page[page.length - 1]!.id) : null,
+    };
+  }
+
+  async get(id: string): Promise<DeviceDetail> {
+    const device = isValidDeviceId(id) ? await this.devices.findDetail(id) : undefined;
+    if (!device) throw new DeviceException(DeviceErrorCode.DeviceNotFound, `no device ${id}`);
+    return device;
+  }
+
+  async update(id: string, patch: { name?: string; tags?: Tags; tagsMode?: 'merge' | 'replace' }): Promise<DeviceDetail> {
+    await this.requireLive(id);
+    if (patch.tags !== undefined && !(await this.devices.updateTags(id, patch.tags, patch.tagsMode ?? 'replace'))) this.notFound(id);
+    if (patch.name !== undefined && !(await this.devices.updateName(id, patch.name))) this.notFound(id);
+    return this.get(id);
+  }
+
+  /**
+   * Decommission: the credential is cleared (HTTP and MQTT refuse it at once on this replica;
+   * other replicas' caches forget it within CREDENTIAL_CACHE_TTL_MS), the live MQTT connection is
+   * dropped, retained topics of the device are cleared, and per-model state is deleted. The row
+   * stays (audit, `?decommissioned=true`); the id can be enrolled again later.
+   */
+  async decommission(id: string): Promise<void> {
+    if (!isValidDeviceId(id)) this.notFound(id);
+    const models = await this.devices.decommission(id);
+    if (!models) this.notFound(id);
+    this.verifier.evict(id);
+    try {
+      // Tell a connected agent to stop and forget its credentials (best effort: it is about to be cut off anyway).
+      await this.desired.sendCommand(id, { v: PROTOCOL_VERSION, type: 'decommission' });
+      await this.gateway.disconnectClient(id);
+      await this.desired.clearRetained(id, models);
+      await this.gateway.publishMany(
+        [topics.presence(id), topics.inventory(id)].map((topic) => ({ topic, payload: Buffer.alloc(0), qos: 1 as const, retain: true })),
+      );
+    } catch (err) {
+      this.logger.warn(`decommissioned ${id} but clearing its broker state failed: ${String(err)}`);
+    }
+    this.logger.log(`device ${id} decommissioned`);
+  }
+
+  async assertLive(id: string): Promise<void> {
+    await this.requireLive(id);
+  }
+
+  private async requireLive(id: string): Promise<void> {
+    if (!isValidDeviceId(id) || !(await this.devices.isLive(id))) this.notFound(id);
+  }
+
+  private notFound(id: string): never {
+    throw new DeviceException(DeviceErrorCode.DeviceNotFound, `no device ${id}`);
+  }
+
+  private credentials(deviceId: string, secret: string, root: string, requestOrigin: string): DeviceCredentials {
+    const baseUrl = (this.config.http.publicUrl ?? requestOrigin).replace(/\/+$/, '');
+    return {
+      deviceId,
+      secret,
+      mqtt: { url: this.gateway.publicUrl(), clientId: deviceId, username: deviceId },
+      http: { baseUrl },
+      tuf: { root, metadataUrl: `${baseUrl}/api/v1/tuf/metadata`, targetsUrl: `${baseUrl}/api/v1/tuf/targets` },
+      protocolVersion: PROTOCOL_VERSION,
+    };
+  }
+}
