@@ -5,7 +5,9 @@ const device = { hardwareClass: 'jetson-orin', agentVersion: '0.3.1', runtimes: 
 
 describe('checkCompatibility', () => {
   it('accepts a device that meets every constraint', () => {
-    expect(checkCompatibility({ hardwareClasses: ['jetson-orin'], runtimeRange: '>=1.17', agentRange: '>=0.3.0', accelerators: ['cuda'] }, 'onnx', device)).toEqual({
+    expect(
+      checkCompatibility({ hardwareClasses: ['jetson-orin'], runtimeRange: '>=1.17', agentRange: '>=0.3.0', accelerators: ['cuda'] }, 'onnx', device),
+    ).toEqual({
       compatible: true,
     });
     expect(checkCompatibility({}, 'onnx', device)).toEqual({ compatible: true });

@@ -9,7 +9,11 @@ export type CompatibilityResult = { compatible: true } | { compatible: false; co
  * plane uses it to skip devices before a rollout sends anything, the agent to refuse an
  * assignment before it downloads anything. `runtime` is the artifact's runtime name.
  */
-export function checkCompatibility(constraints: Compatibility, runtime: string, inventory: Pick<Inventory, 'hardwareClass' | 'agentVersion' | 'runtimes' | 'accelerators'>): CompatibilityResult {
+export function checkCompatibility(
+  constraints: Compatibility,
+  runtime: string,
+  inventory: Pick<Inventory, 'hardwareClass' | 'agentVersion' | 'runtimes' | 'accelerators'>,
+): CompatibilityResult {
   const classes = constraints.hardwareClasses ?? [];
   if (classes.length > 0 && !classes.includes(inventory.hardwareClass)) {
     return { compatible: false, code: 'incompatible-hardware', reason: `hardware class ${inventory.hardwareClass} not in [${classes.join(', ')}]` };

@@ -11,7 +11,11 @@ import { PROTOCOL_VERSION } from './version.js';
  */
 
 const protocolVersion = z.literal(PROTOCOL_VERSION);
-const semverString = z.string().min(5).max(128).regex(/^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$/, 'must be a semver version');
+const semverString = z
+  .string()
+  .min(5)
+  .max(128)
+  .regex(/^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$/, 'must be a semver version');
 const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, 'must be a lower-case hex sha256');
 const isoTime = z.iso.datetime({ offset: true });
 export const deviceIdSchema = z.string().regex(DEVICE_ID_PATTERN, 'device id: 1-128 chars of [A-Za-z0-9._:-], starting alphanumeric');
@@ -59,7 +63,12 @@ export const desiredModelSchema = z.object({
   /** Present when a rollout made the assignment. */
   rolloutId: z.string().max(64).optional(),
   /** Seconds the device may spend on this update before it gives up (download deadline included). */
-  timeoutSeconds: z.number().int().positive().max(7 * 24 * 3600).optional(),
+  timeoutSeconds: z
+    .number()
+    .int()
+    .positive()
+    .max(7 * 24 * 3600)
+    .optional(),
   artifacts: z.array(artifactRefSchema).min(1).max(16),
   assignedAt: isoTime,
 });
@@ -133,7 +142,11 @@ export const telemetryMessageSchema = z.object({
   predictions: z.record(z.string().max(64), z.number().int().nonnegative()).refine((p) => Object.keys(p).length <= 256, 'at most 256 labels'),
   vitals: z
     .object({
-      cpuPercent: z.number().min(0).max(100 * 1024).optional(),
+      cpuPercent: z
+        .number()
+        .min(0)
+        .max(100 * 1024)
+        .optional(),
       memoryRssBytes: z.number().int().nonnegative().optional(),
       memoryFreeBytes: z.number().int().nonnegative().optional(),
       temperatureC: z.number().min(-100).max(300).optional(),

@@ -2,23 +2,19 @@ import { isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
 
 const port = (fallback: number) =>
-  z.coerce
-    .number({ error: 'must be a port number' })
-    .int('must be an integer')
-    .min(0, 'must be 0-65535')
-    .max(65535, 'must be 0-65535')
-    .default(fallback);
+  z.coerce.number({ error: 'must be a port number' }).int('must be an integer').min(0, 'must be 0-65535').max(65535, 'must be 0-65535').default(fallback);
 
 const url = (protocols: string[]) =>
-  z
-    .string()
-    .refine((value) => {
+  z.string().refine(
+    (value) => {
       try {
         return protocols.includes(new URL(value).protocol);
       } catch {
         return false;
       }
-    }, `must be a URL with one of ${protocols.join(', ')}`);
+    },
+    `must be a URL with one of ${protocols.join(', ')}`,
+  );
 
 const optionalString = z.preprocess((v) => (v === '' ? undefined : v), z.string().optional());
 
@@ -40,7 +36,13 @@ export const envSchema = z.object({
   MQTT_USERNAME: optionalString,
   MQTT_PASSWORD: optionalString,
   /** MQTT 5 shared-subscription group for several replicas on an external broker ($share/<group>/...). */
-  MQTT_SHARED_GROUP: z.preprocess((v) => (v === '' ? undefined : v), z.string().regex(/^[A-Za-z0-9_-]+$/).optional()),
+  MQTT_SHARED_GROUP: z.preprocess(
+    (v) => (v === '' ? undefined : v),
+    z
+      .string()
+      .regex(/^[A-Za-z0-9_-]+$/)
+      .optional(),
+  ),
   /** Broker URL handed to devices at enrollment; defaults to the embedded broker's address or MQTT_URL. */
   MQTT_PUBLIC_URL: z.preprocess((v) => (v === '' ? undefined : v), url(['mqtt:', 'mqtts:', 'ws:', 'wss:', 'tcp:']).optional()),
   /** Base URL handed to devices for artifact downloads; defaults to http://<host>:PORT. */
@@ -48,11 +50,20 @@ export const envSchema = z.object({
   /** First admin API key. Without it, one is generated on first start and printed once. */
   FLEET_ADMIN_KEY: z.preprocess((v) => (v === '' ? undefined : v), z.string().min(24, 'must be at least 24 characters').optional()),
   /** Largest MQTT packet the embedded broker accepts, in bytes (MQTT 3.1.1 §2.2.3 allows up to 256 MB). */
-  MQTT_MAX_PACKET_BYTES: z.coerce.number().int().min(1024).max(268_435_455).default(256 * 1024),
+  MQTT_MAX_PACKET_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .max(268_435_455)
+    .default(256 * 1024),
   /** Milliseconds the embedded broker waits for a slow client's socket to drain before dropping it. */
   MQTT_DRAIN_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(10_000),
   /** Largest artifact upload, in bytes. */
-  MAX_ARTIFACT_BYTES: z.coerce.number().int().min(1).default(10 * 1024 * 1024 * 1024),
+  MAX_ARTIFACT_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(10 * 1024 * 1024 * 1024),
   /** Seconds between rollout engine ticks. */
   ROLLOUT_TICK_SECONDS: z.coerce.number().min(0.1).max(3600).default(2),
   /** Days of raw telemetry kept. */
@@ -96,7 +107,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     dataDir,
     database: e.DATABASE_URL ? { kind: 'postgres', url: e.DATABASE_URL } : { kind: 'pglite', dir: resolve(dataDir, 'pglite') },
     mqtt: e.MQTT_URL
-      ? { kind: 'external', url: e.MQTT_URL, username: e.MQTT_USERNAME, password: e.MQTT_PASSWORD, sharedGroup: e.MQTT_SHARED_GROUP, publicUrl: e.MQTT_PUBLIC_URL }
+      ? {
+          kind: 'external',
+          url: e.MQTT_URL,
+          username: e.MQTT_USERNAME,
+          password: e.MQTT_PASSWORD,
+          sharedGroup: e.MQTT_SHARED_GROUP,
+          publicUrl: e.MQTT_PUBLIC_URL,
+        }
       : {
           kind: 'embedded',
           port: e.MQTT_PORT,

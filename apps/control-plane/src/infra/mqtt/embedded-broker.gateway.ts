@@ -59,7 +59,12 @@ export class EmbeddedBrokerGateway extends MqttGateway {
       maxClientsIdLength: 128,
       heartbeatInterval: 60_000,
       connectTimeout: 10_000,
-      authenticate: (client: Client, username: Readonly<string> | undefined, password: Readonly<Buffer> | undefined, done: (error: AuthenticateError | null, success: boolean | null) => void) => {
+      authenticate: (
+        client: Client,
+        username: Readonly<string> | undefined,
+        password: Readonly<Buffer> | undefined,
+        done: (error: AuthenticateError | null, success: boolean | null) => void,
+      ) => {
         const refuse = (code: number, reason: string): void => {
           this.metrics.denied('connect', reason);
           const error = Object.assign(new Error(reason), { returnCode: code }) as AuthenticateError;
@@ -136,7 +141,9 @@ export class EmbeddedBrokerGateway extends MqttGateway {
   publish(topic: string, payload: Buffer, options: PublishOptions): Promise<void> {
     const broker = this.requireBroker();
     return new Promise((resolve, reject) => {
-      broker.publish({ cmd: 'publish', topic, payload, qos: options.qos, retain: options.retain, dup: false }, (err?: Error) => (err ? reject(err) : resolve()));
+      broker.publish({ cmd: 'publish', topic, payload, qos: options.qos, retain: options.retain, dup: false }, (err?: Error) =>
+        err ? reject(err) : resolve(),
+      );
     });
   }
 

@@ -16,9 +16,7 @@ import { MqttGateway } from './mqtt-gateway.js';
       provide: MqttGateway,
       inject: [APP_CONFIG],
       useFactory: (config: AppConfig): MqttGateway =>
-        config.mqtt.kind === 'embedded'
-          ? new EmbeddedBrokerGateway({ ...config.mqtt, host: config.http.host })
-          : new ExternalBrokerGateway(config.mqtt),
+        config.mqtt.kind === 'embedded' ? new EmbeddedBrokerGateway({ ...config.mqtt, host: config.http.host }) : new ExternalBrokerGateway(config.mqtt),
     },
   ],
   exports: [MqttGateway],
