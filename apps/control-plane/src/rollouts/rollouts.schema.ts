@@ -1,7 +1,9 @@
 import type { FeatureSchema } from '../infra/database/feature-schema.js';
+import { Rollouts1764233000000 } from './migrations/1764233000000-rollouts.js';
+import { RolloutEntity, RolloutEventEntity } from './rollout.entity.js';
 
 /** Entities and migrations of the rollouts feature (collected by infra/database/schema.registry.ts). */
 export const rolloutsSchema: FeatureSchema = {
-  entities: [],
-  migrations: [],
+  entities: [RolloutEntity, RolloutEventEntity],
+  migrations: [Rollouts1764233000000],
 };

@@ -1,0 +1,554 @@
+import { Inject, Injectable, Logger, type OnApplicationBootstrap, type OnModuleDestroy, Optional } from '@nestjs/common';
+import { type ArtifactRef, TRANSIENT_FAILURE_CODES } from '@fleetline/protocol';
+import { DesiredStateService } from '../devices/desired-state.service.js';
+import { ReportIngestService } from '../devices/report-ingest.service.js';
+import { APP_CONFIG, type AppConfig } from '../infra/config/app-config.js';
+import { ModelsService } from '../models/models.service.js';
+import { type GateResult, HealthGateService } from '../telemetry/health-gate.contract.js';
+import { DriverLease } from './driver-lease.js';
+import { inMaintenanceWindow, nextWindowOpening } from './planning/maintenance-window.js';
+import { assessWave, decideWave, type WaveAssessment } from './planning/wave-conditions.js';
+import { rampAllowance } from './planning/wave-math.js';
+import { type NewEvent, RolloutRepository, type RolloutRow, type WaveRow } from './rollout.repository.js';
+
+/** Devices selected, assigned and published per batch. */
+export const NOTIFY_BATCH = 5_000;
+/** At most this many devices notified per rollout per tick, so one huge wave cannot starve the others. */
+const MAX_NOTIFY_PER_TICK = 20_000;
+const GATE_EVALUATION_MS = 5_000;
+/** Dynamic rollouts look for newly matching devices every max(this, 4 ticks). */
+const DYNAMIC_CHECK_MS = 2_000;
+const MIN_TICK_GAP_MS = 200;
+
+/**
+ * Drives every active rollout from the database: applies device reports, times out and retries
+ * devices, judges the current wave (success + bake + gates, or failure), starts the next wave
+ * and notifies devices in batches. Runs on a periodic tick and wakes early when reports arrive.
+ * Only the replica holding the driver lease does anything; all state is in the database, so any
+ * replica can take over at any moment and continue exactly where the last one stopped.
+ */
+@Injectable()
+export class RolloutEngine implements OnApplicationBootstrap, OnModuleDestroy {
+  private readonly logger = new Logger('RolloutEngine');
+  private timer?: NodeJS.Timeout;
+  private ticking?: Promise<void>;
+  private again = false;
+  private stopped = true;
+  private lastTickAt = 0;
+  private readonly republish = new Set<string>();
+  private recoverAll = false;
+  private readonly artifacts = new Map<string, ArtifactRef[]>();
+  private readonly lastGateEvaluation = new Map<string, number>();
+  private readonly lastDynamicCheck = new Map<string, number>();
+  /** Notes emitted once per rollout+wave (waiting for approval, stalled, ...), to keep the log about decisions. */
+  private readonly noted = new Set<string>();
+  private readonly tickListeners: ((rolloutIds: string[]) => void)[] = [];
+
+  constructor(
+    private readonly repo: RolloutRepository,
+    private readonly lease: DriverLease,
+    private readonly desired: DesiredStateService,
+    private readonly models: ModelsService,
+    private readonly reports: ReportIngestService,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    @Optional() private readonly gates?: HealthGateService,
+  ) {}
+
+  async onApplicationBootstrap(): Promise<void> {
+    this.stopped = false;
+    this.lease.onAcquired(() => this.requestRecovery());
+    this.reports.onReportsApplied(() => this.wake());
+    await this.lease.start();
+    this.timer = setInterval(() => this.wake(), Math.max(100, this.config.rolloutTickSeconds * 1000));
+    this.timer.unref();
+    this.wake();
+  }
+
+  async onModuleDestroy(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.timer);
+    while (this.ticking) await this.ticking;
+    await this.lease.stop();
+  }
+
+  /**
+   * Re-publishes every notified-but-unconfirmed device of the active rollouts on the next tick.
+   * Called whenever this replica becomes the driver: the previous driver may have crashed
+   * between marking a batch notified and publishing it.
+   */
+  requestRecovery(): void {
+    this.recoverAll = true;
+    this.wake();
+  }
+
+  isDriver(): boolean {
+    return this.lease.isDriver();
+  }
+
+  /** Listeners told after each tick which rollouts it touched (the SSE stream uses it). */
+  onTick(listener: (rolloutIds: string[]) => void): () => void {
+    this.tickListeners.push(listener);
+    return () => {
+      const i = this.tickListeners.indexOf(listener);
+      if (i >= 0) this.tickListeners.splice(i, 1);
+    };
+  }
+
+  /** Runs a tick soon; ticks never overlap (a wake during a tick schedules one more). */
+  wake(): void {
+    if (this.stopped) return;
+    if (this.ticking) {
+      this.again = true;
+      return;
+    }
+    const gap = Date.now() - this.lastTickAt;
+    const run = async (): Promise<void> => {
+      do {
+        this.again = false;
+        this.lastTickAt = Date.now();
+        await this.tick();
+      } while (this.again && !this.stopped);
+    };
+    const start = (): void => {
+      this.ticking = run().finally(() => (this.ticking = undefined));
+    };
+    if (gap >= MIN_TICK_GAP_MS) start();
+    else {
+      this.ticking = new Promise<void>((resolve) => setTimeout(resolve, MIN_TICK_GAP_MS - gap)).then(() => run()).finally(() => (this.ticking = undefined));
+    }
+  }
+
+  /** One pass over every rollout the engine has work for. Exposed for tests and tools. */
+  async tick(): Promise<void> {
+    if (!this.lease.isDriver() || this.stopped) return;
+    let rollouts: RolloutRow[];
+    try {
+      rollouts = await this.repo.listDriven();
+    } catch (err) {
+      this.logger.error(`cannot list rollouts: ${String(err)}`);
+      return;
+    }
+    if (this.recoverAll) {
+      this.recoverAll = false;
+      for (const r of rollouts) if (r.state === 'running' || r.state === 'paused') this.republish.add(r.id);
+    }
+    for (const rollout of rollouts) {
+      if (this.stopped || !this.lease.isDriver()) return;
+      try {
+        await this.drive(rollout);
+      } catch (err) {
+        this.logger.error(`rollout ${rollout.id}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+      }
+    }
+    const ids = rollouts.map((r) => r.id);
+    for (const l of this.tickListeners) l(ids);
+  }
+
+  private async drive(initial: RolloutRow): Promise<void> {
+    let r = initial;
+    const now = new Date();
+    if (r.state === 'rolling-back') return this.rollbackStep(r);
+    if (r.state === 'scheduled') {
+      if (r.startAt.getTime() > now.getTime()) return;
+      await this.repo.startWave(
+        r.id,
+        -1,
+        0,
+        { type: 'wave-started', wave: 0, message: 'rollout started: wave 0 begins', data: { reason: 'start time reached' } },
+        { fromStates: ['scheduled'] },
+      );
+      r = await this.repo.get(r.id);
+      if (r.state !== 'running') return;
+    }
+    await this.syncDevices(r);
+    if (this.republish.has(r.id)) await this.republishNotified(r);
+    if (r.state !== 'running') return;
+    if (r.endAt && r.endAt.getTime() <= now.getTime()) {
+      await this.repo.transition(
+        r.id,
+        ['running'],
+        'completed',
+        'end time reached',
+        { type: 'completed', message: 'end time reached: no further devices are told' },
+        { finished: true },
+      );
+      return;
+    }
+    if (r.spec.dynamic) await this.joinDynamic(r, now);
+    const advanced = await this.evaluate(r, now);
+    const current = advanced ? await this.repo.get(r.id) : r;
+    if (current.state === 'running') await this.notify(current, now);
+  }
+
+  // ---------------------------------------------------------------- device bookkeeping
+
+  private async syncDevices(r: RolloutRow): Promise<void> {
+    const changed = await this.repo.syncReports(r.id, r.model);
+    const events: NewEvent[] = [];
+    const failed = changed.filter((c) => c.state === 'failed');
+    if (failed.length > 0) {
+      const codes: Record<string, number> = {};
+      for (const f of failed) codes[f.failureCode ?? 'unknown'] = (codes[f.failureCode ?? 'unknown'] ?? 0) + 1;
+      events.push({ type: 'devices-failed', wave: r.currentWave, message: `${failed.length} devices reported failure`, data: { count: failed.length, codes } });
+    }
+    const refused = changed.filter((c) => c.state === 'skipped').length;
+    if (refused > 0)
+      events.push({
+        type: 'devices-incompatible',
+        wave: r.currentWave,
+        message: `${refused} devices refused the version as incompatible (skipped)`,
+        data: { count: refused },
+      });
+    const retried = await this.repo.scheduleRetries(r.id, TRANSIENT_FAILURE_CODES, r.spec.retries.max, r.spec.retries.backoffSeconds);
+    if (retried > 0) {
+      events.push({
+        type: 'retries-scheduled',
+        wave: r.currentWave,
+        message: `${retried} devices with transient failures will be retried`,
+        data: { count: retried, backoffSeconds: r.spec.retries.backoffSeconds, maxRetries: r.spec.retries.max },
+      });
+    }
+    const timedOut = await this.repo.timeOut(r.id, r.spec.timeoutSeconds);
+    if (timedOut > 0)
+      events.push({
+        type: 'devices-timed-out',
+        wave: r.currentWave,
+        message: `${timedOut} devices timed out after ${r.spec.timeoutSeconds} s`,
+        data: { count: timedOut, timeoutSeconds: r.spec.timeoutSeconds },
+      });
+    await this.repo.insertEvents(undefined, r.id, events);
+  }
+
+  private async joinDynamic(r: RolloutRow, now: Date): Promise<void> {
+    const last = this.lastDynamicCheck.get(r.id) ?? 0;
+    if (now.getTime() - last < Math.max(DYNAMIC_CHECK_MS, 4 * this.config.rolloutTickSeconds * 1000)) return;
+    this.lastDynamicCheck.set(r.id, now.getTime());
+    await this.repo.joinNewDevices(r, await this.artifactsOf(r));
+  }
+
+  // ---------------------------------------------------------------- wave decisions
+
+  /** Judges the current wave; returns true when the rollout's state or wave changed. */
+  private async evaluate(r: RolloutRow, now: Date): Promise<boolean> {
+    const waves = await this.repo.waves(r.id);
+    const wave = waves[r.currentWave];
+    if (!wave) return false;
+    const counts = (await this.repo.waveCounts(r.id, wave.idx)).get(wave.idx) ?? {};
+    const assessment = assessWave(counts, wave.spec.successPercent, wave.spec.failure, r.action, wave.acceptedFailures);
+    let successSince = wave.successSince;
+    if (assessment.successMet && !successSince && !assessment.failureMet) {
+      successSince = await this.repo.markSuccessSince(r.id, wave.idx);
+      await this.repo.insertEvents(undefined, r.id, [
+        {
+          type: 'wave-succeeded',
+          wave: wave.idx,
+          message: `wave ${wave.idx} met its success condition: ${assessment.succeeded}/${assessment.members} (${assessment.successPercent}% >= ${wave.spec.successPercent}%); baking ${wave.spec.bakeSeconds} s`,
+          data: { ...assessment, requiredPercent: wave.spec.successPercent, bakeSeconds: wave.spec.bakeSeconds },
+        },
+      ]);
+    }
+    const decision = decideWave(assessment, wave.spec.bakeSeconds, successSince, now);
+    if (decision.kind === 'fail') {
+      const f = wave.spec.failure;
+      const message = `failure condition met in wave ${wave.idx}: ${assessment.failed} failed of ${assessment.executed} executed (${assessment.failurePercent}%; threshold ${f?.percent !== undefined ? `${f.percent}%` : `${f?.count} devices`}, minExecuted ${f?.minExecuted})`;
+      return this.onFailure(r, r.spec.onFailure === 'abort' ? 'abort' : 'pause', message, {
+        ...assessment,
+        failure: f,
+        acceptedFailures: wave.acceptedFailures,
+      });
+    }
+    const gateOutcome = await this.judgeGates(r, wave, waves, assessment, now);
+    if (gateOutcome.kind === 'failed') {
+      return this.onFailure(r, wave.spec.onGateFailure === 'rollback' ? 'abort' : 'pause', `health gates failed in wave ${wave.idx}: ${gateOutcome.summary}`, {
+        gates: gateOutcome.results,
+        ...assessment,
+      });
+    }
+    if (decision.kind !== 'advance') {
+      if (decision.kind === 'wait' && assessment.pending === 0 && assessment.inFlight === 0 && assessment.members > 0) {
+        this.noteOnce(
+          r,
+          wave.idx,
+          'stalled',
+          `wave ${wave.idx} finished without meeting its success condition (${assessment.successPercent}% < ${wave.spec.successPercent}%): retry or advance manually`,
+          assessment,
+        );
+      }
+      return false;
+    }
+    if (gateOutcome.kind === 'pending') {
+      this.noteOnce(r, wave.idx, 'gates-pending', `wave ${wave.idx} waits for its health gates: ${gateOutcome.summary}`, { gates: gateOutcome.results });
+      return false;
+    }
+    const lastWave = r.spec.waves.length - 1;
+    if (wave.idx >= lastWave) {
+      if (r.action === 'download-only') {
+        this.noteOnce(r, wave.idx, 'awaiting-install', 'every wave downloaded the version; devices install on POST .../install', assessment);
+        return false;
+      }
+      if (r.spec.dynamic) {
+        this.noteOnce(
+          r,
+          wave.idx,
+          'all-waves-done',
+          'every wave succeeded; the dynamic rollout keeps enrolling newly matching devices until its end time or a cancel',
+          assessment,
+        );
+        return false;
+      }
+      await this.repo.completeLastWave(r.id, wave.idx);
+      return this.repo.transition(
+        r.id,
+        ['running'],
+        'completed',
+        null,
+        { type: 'completed', wave: wave.idx, message: `rollout completed: last wave ${wave.idx} succeeded and baked`, data: { ...assessment } },
+        { finished: true },
+      );
+    }
+    if (wave.spec.manualApproval) {
+      this.noteOnce(
+        r,
+        wave.idx,
+        'awaiting-approval',
+        `wave ${wave.idx} succeeded and baked; wave ${wave.idx + 1} waits for approval (POST .../advance)`,
+        assessment,
+      );
+      return false;
+    }
+    return this.repo.startWave(
+      r.id,
+      wave.idx,
+      wave.idx + 1,
+      {
+        type: 'wave-started',
+        wave: wave.idx + 1,
+        message: `wave ${wave.idx} succeeded (${assessment.successPercent}% >= ${wave.spec.successPercent}%) and baked ${wave.spec.bakeSeconds} s: wave ${wave.idx + 1} begins`,
+        data: { previous: assessment, gates: wave.gateResults },
+      },
+      { fromStates: ['running'] },
+    );
+  }
+
+  private async onFailure(r: RolloutRow, action: 'pause' | 'abort', message: string, data: Record<string, unknown>): Promise<boolean> {
+    if (action === 'pause') {
+      return this.repo.transition(r.id, ['running'], 'paused', message, { type: 'paused', wave: r.currentWave, message: `paused: ${message}`, data });
+    }
+    return this.repo.transition(r.id, ['running'], 'rolling-back', message, {
+      type: 'aborted',
+      wave: r.currentWave,
+      message: `aborting and rolling back: ${message}`,
+      data,
+    });
+  }
+
+  private async judgeGates(
+    r: RolloutRow,
+    wave: WaveRow,
+    waves: WaveRow[],
+    assessment: WaveAssessment,
+    now: Date,
+  ): Promise<{ kind: 'none' } | { kind: 'passed' | 'pending' | 'failed'; results: GateResult[]; summary: string }> {
+    if (wave.spec.gates.length === 0 || wave.gatesOverridden) return { kind: 'none' };
+    let results = wave.gateResults ?? [];
+    const key = `${r.id}:${wave.idx}`;
+    const due = now.getTime() - (this.lastGateEvaluation.get(key) ?? 0) >= GATE_EVALUATION_MS;
+    if (assessment.succeeded > 0 && due) {
+      this.lastGateEvaluation.set(key, now.getTime());
+      if (!this.gates) {
+        results = wave.spec.gates.map((g) => ({
+          metric: g.metric,
+          passed: null,
+          value: null,
+          baseline: null,
+          threshold: null,
+          samples: 0,
+          baselineSamples: 0,
+          reason: 'no telemetry health gate service in this deployment',
+        }));
+      } else {
+        results = await this.gates.evaluate({
+          model: r.model,
+          candidateVersion: r.version,
+          baselineVersion: r.baselineVersion,
+          rolloutId: r.id,
+          waves: waves.filter((w) => w.idx <= wave.idx).map((w) => w.idx),
+          gates: wave.spec.gates,
+          minSamples: wave.spec.minSamples,
+          windowSeconds: wave.spec.windowSeconds,
+          now,
+        });
+      }
+      await this.repo.saveGateResults(r.id, wave.idx, results);
+    }
+    const summary = results
+      .map((g) => `${g.metric}=${g.value ?? 'n/a'} (${g.passed === null ? 'undecided' : g.passed ? 'ok' : 'breached'}: ${g.reason})`)
+      .join('; ');
+    if (results.some((g) => g.passed === false)) return { kind: 'failed', results, summary };
+    if (results.length < wave.spec.gates.length || results.some((g) => g.passed !== true))
+      return { kind: 'pending', results, summary: summary || 'no samples yet' };
+    return { kind: 'passed', results, summary };
+  }
+
+  private noteOnce(r: RolloutRow, wave: number, kind: string, message: string, data: object): void {
+    const key = `${r.id}:${wave}:${kind}`;
+    if (this.noted.has(key)) return;
+    this.noted.add(key);
+    void this.repo
+      .insertEvents(undefined, r.id, [{ type: kind, wave, message, data: { ...data } }])
+      .catch((err: unknown) => this.logger.warn(`event not recorded: ${String(err)}`));
+  }
+
+  // ---------------------------------------------------------------- notifications
+
+  private async notify(r: RolloutRow, now: Date): Promise<void> {
+    const windowOpen = inMaintenanceWindow(r.spec.maintenanceWindows, now);
+    if (r.installRequestedAt && windowOpen) await this.installDownloaded(r);
+    // Outside maintenance windows nobody is told to install; a download-only rollout may still download.
+    if (!windowOpen && r.action === 'install') {
+      const opens = nextWindowOpening(r.spec.maintenanceWindows, now);
+      this.noteOnce(
+        r,
+        r.currentWave,
+        `window-closed:${opens?.toISOString() ?? 'never'}`,
+        `outside maintenance windows; next opens ${opens?.toISOString() ?? 'never'}`,
+        { nextOpening: opens },
+      );
+      return;
+    }
+    let budget = MAX_NOTIFY_PER_TICK;
+    if (r.spec.maxInFlight !== undefined) budget = Math.min(budget, r.spec.maxInFlight - (await this.repo.inFlightCount(r.id)));
+    if (r.spec.ramp) {
+      const elapsed = now.getTime() - (r.startedAt ?? now).getTime();
+      budget = Math.min(budget, rampAllowance(elapsed, r.spec.ramp) - (await this.repo.notifiedEverCount(r.id)));
+    }
+    while (budget > 0 && !this.stopped) {
+      const batch = await this.repo.claimBatch(r.id, r.currentWave, Math.min(budget, NOTIFY_BATCH));
+      if (batch.length === 0) return;
+      budget -= batch.length;
+      await this.assignBatch(
+        r,
+        batch.map((b) => b.deviceId),
+      );
+    }
+  }
+
+  /** Assigns the version to claimed devices (devices feature: one upsert + publishMany) and records the revisions. */
+  private async assignBatch(r: RolloutRow, deviceIds: string[], newState?: 'notified'): Promise<void> {
+    let assigned;
+    try {
+      assigned = await this.desired.assign(
+        deviceIds.map((deviceId) => ({
+          deviceId,
+          model: r.model,
+          version: r.version,
+          rolloutId: r.id,
+          action: r.action,
+          timeoutSeconds: r.spec.timeoutSeconds,
+        })),
+      );
+    } catch (err) {
+      // The devices stay `notified` in the database; they are re-published on the next tick.
+      this.republish.add(r.id);
+      throw err;
+    }
+    await this.repo.recordRevisions(r.id, assigned, newState);
+    const known = new Set(assigned.map((a) => a.deviceId));
+    const gone = deviceIds.filter((id) => !known.has(id));
+    await this.repo.markSkipped(r.id, gone, 'device unknown or decommissioned');
+  }
+
+  /**
+   * Re-publishes devices marked notified but not confirmed by any report: after a restart (the
+   * crash may have come between marking and publishing) or after a failed publish. Assigning
+   * again bumps the revision, which the agent treats as the same version told again.
+   */
+  private async republishNotified(r: RolloutRow): Promise<void> {
+    this.republish.delete(r.id);
+    let after = 0;
+    let total = 0;
+    for (;;) {
+      const batch = await this.repo.devicesInStates(r.id, ['notified'], after, NOTIFY_BATCH);
+      if (batch.length === 0) break;
+      after = batch[batch.length - 1]!.ordinal;
+      await this.assignBatch(
+        r,
+        batch.map((b) => b.deviceId),
+      );
+      total += batch.length;
+    }
+    if (total > 0)
+      await this.repo.insertEvents(undefined, r.id, [
+        { type: 'republished', wave: r.currentWave, message: `re-published ${total} notified devices that had not confirmed`, data: { count: total } },
+      ]);
+  }
+
+  /** Download-only rollout after POST .../install: downloaded devices get the same version with action install. */
+  private async installDownloaded(r: RolloutRow): Promise<void> {
+    let after = 0;
+    for (;;) {
+      const batch = await this.repo.devicesInStates(r.id, ['downloaded'], after, NOTIFY_BATCH);
+      if (batch.length === 0) return;
+      after = batch[batch.length - 1]!.ordinal;
+      await this.assignBatch(
+        r,
+        batch.map((b) => b.deviceId),
+        'notified',
+      );
+    }
+  }
+
+  // ---------------------------------------------------------------- abort
+
+  /**
+   * Reverts an aborted (rolling-back) rollout in batches: every device that was told about the version gets
+   * the version it ran before (see RolloutRepository.rollbackBatch), or is unassigned when it
+   * ran none. Resumable: reverted devices are marked rolled-back as each batch completes.
+   */
+  private async rollbackStep(r: RolloutRow): Promise<void> {
+    for (let i = 0; i < MAX_NOTIFY_PER_TICK / NOTIFY_BATCH; i++) {
+      const batch = await this.repo.rollbackBatch(r.id, r.version, r.model, NOTIFY_BATCH);
+      if (batch.length === 0) {
+        await this.repo.finishAbort(r.id, await this.repo.countInState(r.id, 'rolled-back'));
+        return;
+      }
+      const byVersion = new Map<string, string[]>();
+      const unassign: string[] = [];
+      for (const b of batch) {
+        if (b.target === null || b.target === r.version) unassign.push(b.deviceId);
+        else byVersion.set(b.target, [...(byVersion.get(b.target) ?? []), b.deviceId]);
+      }
+      for (const [version, ids] of byVersion) {
+        try {
+          await this.desired.assign(ids.map((deviceId) => ({ deviceId, model: r.model, version, rolloutId: null, action: 'install' as const })));
+          await this.repo.markRolledBack(
+            r.id,
+            ids,
+            ids.map(() => `reverted to ${version}`),
+          );
+        } catch (err) {
+          this.logger.warn(`rollout ${r.id}: reverting ${ids.length} devices to ${version} failed: ${String(err)}`);
+          await this.repo.markSkipped(r.id, ids, `rollback to ${version} impossible: ${err instanceof Error ? err.message : String(err)}`);
+        }
+      }
+      if (unassign.length > 0) {
+        await this.desired.unassign(unassign.map((deviceId) => ({ deviceId, model: r.model })));
+        await this.repo.markRolledBack(
+          r.id,
+          unassign,
+          unassign.map(() => 'no previous version: model unassigned'),
+        );
+      }
+    }
+  }
+
+  private async artifactsOf(r: RolloutRow): Promise<ArtifactRef[]> {
+    const key = `${r.model}@${r.version}`;
+    let refs = this.artifacts.get(key);
+    if (!refs) {
+      refs = await this.models.artifactRefs(r.model, r.version);
+      this.artifacts.set(key, refs);
+    }
+    return refs;
+  }
+}

@@ -1,0 +1,96 @@
+import type { GateSpec } from '../telemetry/health-gate.contract.js';
+
+/**
+ * Lifecycle of a rollout. `scheduled`, `running` and `paused` are the active states;
+ * `rolling-back` is the transient state of an abort while devices are reverted, which ends in
+ * `rolled-back` (at least one device reverted) or `aborted` (nothing had to be reverted).
+ */
+export const ROLLOUT_STATES = ['scheduled', 'running', 'paused', 'rolling-back', 'completed', 'cancelled', 'aborted', 'rolled-back'] as const;
+export type RolloutState = (typeof ROLLOUT_STATES)[number];
+export const ACTIVE_ROLLOUT_STATES: readonly RolloutState[] = ['scheduled', 'running', 'paused'];
+
+/** Per-device state inside a rollout (protocol UpdateStates map onto these, see planning/device-state.ts). */
+export const ROLLOUT_DEVICE_STATES = [
+  'pending',
+  'notified',
+  'downloading',
+  'downloaded',
+  'installing',
+  'committed',
+  'failed',
+  'timed-out',
+  'rolled-back',
+  'skipped',
+] as const;
+export type RolloutDeviceState = (typeof ROLLOUT_DEVICE_STATES)[number];
+
+/** Device states in which the device has been told and has not finished yet. */
+export const IN_FLIGHT_DEVICE_STATES: readonly RolloutDeviceState[] = ['notified', 'downloading', 'installing'];
+
+export type RolloutAction = 'install' | 'download-only';
+export type FailureAction = 'pause' | 'abort';
+export type GateFailureAction = 'pause' | 'rollback';
+
+/** A failure threshold: `percent` of executed devices or an absolute `count`, judged once `minExecuted` devices finished. */
+export interface FailureCondition {
+  percent?: number;
+  count?: number;
+  minExecuted: number;
+}
+
+export interface WaveSpec {
+  /** Cumulative share of the target covered once this wave is done (1, 10, 100 → waves of 1 %, 9 %, 90 %). */
+  percent?: number;
+  /** Cumulative device count covered once this wave is done. */
+  count?: number;
+  bakeSeconds: number;
+  /** Share of the wave's devices that must have committed (download-only: downloaded) before the next wave. */
+  successPercent: number;
+  failure?: FailureCondition;
+  /** The next wave never starts by itself after this one: an operator approves it (POST .../advance). */
+  manualApproval: boolean;
+  gates: GateSpec[];
+  minSamples: number;
+  windowSeconds: number;
+  onGateFailure: GateFailureAction;
+}
+
+export interface TargetSelector {
+  tags?: Record<string, string>;
+  /** What the device currently runs. `model` defaults to the rollout's model. */
+  current?: { model?: string; versions?: string[]; notInstalled?: boolean };
+  presence?: { online?: boolean; seenWithinSeconds?: number };
+  inventory?: { hardwareClasses?: string[]; runtime?: { name: string; range?: string }; agentVersion?: string };
+  /** Explicit device ids (combined with the other criteria with AND). Not stored: see storedSpec. */
+  deviceIds?: string[];
+  /** Size of the explicit id list, as stored. */
+  deviceIdCount?: number;
+}
+
+export interface MaintenanceWindow {
+  cron: string;
+  durationSeconds: number;
+  timeZone: string;
+}
+
+export interface RampSpec {
+  /** Devices notified during the first minute. */
+  ratePerMinute: number;
+  /** Each following minute allows growthFactor times more than the previous one (AWS IoT Jobs exponential rollout). */
+  growthFactor: number;
+}
+
+/** The stored, normalised definition of a rollout (rollouts.spec). */
+export interface RolloutSpec {
+  target: TargetSelector;
+  waves: WaveSpec[];
+  onFailure: FailureAction;
+  ramp?: RampSpec;
+  maxInFlight?: number;
+  maintenanceWindows: MaintenanceWindow[];
+  timeoutSeconds: number;
+  retries: { max: number; backoffSeconds: number };
+  dynamic: boolean;
+  /** false only when the last wave deliberately stops short of 100 % of the target. */
+  coverAll: boolean;
+}

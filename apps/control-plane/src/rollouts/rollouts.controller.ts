@@ -1,0 +1,116 @@
+import { Body, Controller, Get, HttpCode, type MessageEvent, Param, ParseUUIDPipe, Post, Query, Sse } from '@nestjs/common';
+import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
+import { concat, distinctUntilChanged, from, interval, map, merge, Observable, switchMap, takeWhile } from 'rxjs';
+import { CurrentPrincipal, type Principal } from '../access/access.decorators.js';
+import type { Page } from '../infra/http/keyset-page.js';
+import { CreateRolloutDto } from './dto/create-rollout.dto.js';
+import { ListRolloutDevicesQueryDto, ListRolloutsQueryDto, PageQueryDto } from './dto/rollout-queries.dto.js';
+import { RolloutEngine } from './rollout-engine.js';
+import type { RolloutDeviceRow, RolloutEventRow } from './rollout.repository.js';
+import { type CreatedRollout, type RolloutDetail, type RolloutSummary, RolloutsService } from './rollouts.service.js';
+
+const STREAM_POLL_MS = 1_000;
+
+function actorOf(principal: Principal | undefined): string {
+  return principal ? `${principal.kind}:${principal.name}` : 'unknown';
+}
+
+@ApiTags('rollouts')
+@ApiBearerAuth()
+@Controller('api/v1/rollouts')
+export class RolloutsController {
+  constructor(
+    private readonly rollouts: RolloutsService,
+    private readonly engine: RolloutEngine,
+  ) {}
+
+  @Post()
+  create(@Body() dto: CreateRolloutDto, @CurrentPrincipal() principal: Principal | undefined): Promise<CreatedRollout> {
+    return this.rollouts.create(dto, principal);
+  }
+
+  @Get()
+  list(@Query() query: ListRolloutsQueryDto): Promise<Page<RolloutSummary>> {
+    return this.rollouts.list(query);
+  }
+
+  @Get(':id')
+  get(@Param('id', new ParseUUIDPipe()) id: string): Promise<RolloutDetail> {
+    return this.rollouts.describe(id);
+  }
+
+  @Get(':id/devices')
+  devices(@Param('id', new ParseUUIDPipe()) id: string, @Query() query: ListRolloutDevicesQueryDto): Promise<Page<RolloutDeviceRow>> {
+    return this.rollouts.devices(id, query);
+  }
+
+  @Get(':id/events')
+  events(@Param('id', new ParseUUIDPipe()) id: string, @Query() query: PageQueryDto): Promise<Page<RolloutEventRow>> {
+    return this.rollouts.events(id, query);
+  }
+
+  /**
+   * Server-Sent Events: a `progress` event with the rollout detail whenever it changes (checked
+   * after each engine tick and at least every second), ending after the rollout is finished.
+   * EventSource cannot send headers: pass the API key as `?key=`.
+   */
+  @Sse(':id/stream')
+  stream(@Param('id', new ParseUUIDPipe()) id: string): Observable<MessageEvent> {
+    const ticks = new Observable<void>((subscriber) =>
+      this.engine.onTick((ids) => {
+        if (ids.includes(id)) subscriber.next();
+      }),
+    );
+    const snapshots = concat(from([0]), merge(interval(STREAM_POLL_MS), ticks)).pipe(
+      switchMap(() => from(this.rollouts.describe(id))),
+      map((detail) => ({ detail, json: JSON.stringify(detail) })),
+      distinctUntilChanged((a, b) => a.json === b.json),
+    );
+    return snapshots.pipe(
+      takeWhile(({ detail }) => detail.finishedAt === null, true),
+      map(({ detail }) => ({ type: 'progress', data: detail }) satisfies MessageEvent),
+    );
+  }
+
+  @Post(':id/pause')
+  @HttpCode(200)
+  pause(@Param('id', new ParseUUIDPipe()) id: string, @CurrentPrincipal() principal: Principal | undefined): Promise<RolloutDetail> {
+    return this.rollouts.pause(id, actorOf(principal));
+  }
+
+  @Post(':id/resume')
+  @HttpCode(200)
+  resume(@Param('id', new ParseUUIDPipe()) id: string, @CurrentPrincipal() principal: Principal | undefined): Promise<RolloutDetail> {
+    return this.rollouts.resume(id, actorOf(principal));
+  }
+
+  @Post(':id/advance')
+  @HttpCode(200)
+  advance(@Param('id', new ParseUUIDPipe()) id: string, @CurrentPrincipal() principal: Principal | undefined): Promise<RolloutDetail> {
+    return this.rollouts.advance(id, actorOf(principal));
+  }
+
+  @Post(':id/cancel')
+  @HttpCode(200)
+  cancel(@Param('id', new ParseUUIDPipe()) id: string, @CurrentPrincipal() principal: Principal | undefined): Promise<RolloutDetail> {
+    return this.rollouts.cancel(id, actorOf(principal));
+  }
+
+  @Post(':id/abort')
+  @HttpCode(200)
+  abort(@Param('id', new ParseUUIDPipe()) id: string, @CurrentPrincipal() principal: Principal | undefined): Promise<RolloutDetail> {
+    return this.rollouts.abort(id, actorOf(principal));
+  }
+
+  @Post(':id/retry')
+  @HttpCode(200)
+  retry(@Param('id', new ParseUUIDPipe()) id: string, @CurrentPrincipal() principal: Principal | undefined): Promise<RolloutDetail> {
+    return this.rollouts.retry(id, actorOf(principal));
+  }
+
+  @Post(':id/install')
+  @HttpCode(200)
+  install(@Param('id', new ParseUUIDPipe()) id: string, @CurrentPrincipal() principal: Principal | undefined): Promise<RolloutDetail> {
+    return this.rollouts.install(id, actorOf(principal));
+  }
+}

@@ -1,0 +1,183 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { DataSource } from 'typeorm';
+import { apiClient, type ApiClient, databaseBackends, startTestApp, type TestApp } from '../testing/test-app.fixture.js';
+import { orderMembers } from './planning/membership.js';
+import type { RolloutDeviceRow } from './rollout.repository.js';
+import type { CreatedRollout, RolloutDetail } from './rollouts.service.js';
+import { seedDevices, seedModel } from './testing/rollout-fixtures.js';
+
+const FUTURE = '2099-01-01T00:00:00Z';
+const WAVES = [{ percent: 1, bakeSeconds: 600, successPercent: 95, failure: { percent: 5, minExecuted: 10 } }, { percent: 10 }, { percent: 100 }];
+
+describe.each(databaseBackends())('rollout definitions on %s', (backend) => {
+  let t: TestApp;
+  let api: ApiClient;
+
+  beforeAll(async () => {
+    t = await startTestApp(backend);
+    api = apiClient(t.baseUrl, t.adminKey);
+    await seedModel(t, api, 'detector', [{ version: '2.1.0' }, { version: '3.0.0', compatibility: { hardwareClasses: ['jetson'] } }]);
+  }, 180_000);
+  afterAll(() => t.close());
+
+  it('refuses bad definitions with 400 and unknown versions with 404', async () => {
+    const base = { model: 'detector', version: '2.1.0', target: { tags: { region: 'nowhere' } }, waves: WAVES, startAt: FUTURE };
+    const unknown = await api.post<{ code: string }>('/api/v1/rollouts', { ...base, version: '9.9.9' });
+    expect([unknown.status, unknown.body.code]).toEqual([404, 'model-version-not-found']);
+    expect((await api.post('/api/v1/rollouts', { ...base, model: 'nope' })).status).toBe(404);
+    const bad: Record<string, unknown>[] = [
+      { ...base, waves: [{ percent: 10 }, { percent: 5 }, { percent: 100 }] },
+      { ...base, waves: [{ percent: 10 }, { percent: 50 }] },
+      { ...base, waves: [] },
+      { ...base, waves: [{ percent: 10, count: 4 }, { percent: 100 }] },
+      { ...base, waves: [{ percent: 100, failure: { minExecuted: 3 } }] },
+      { ...base, waves: [{ percent: 100, gates: [{ metric: 'latency_p95' }] }] },
+      { ...base, waves: [{ percent: 100, gates: [{ metric: 'nonsense', max: 1 }] }] },
+      { ...base, maintenanceWindows: [{ cron: 'whenever', durationSeconds: 600, timeZone: 'UTC' }] },
+      { ...base, maintenanceWindows: [{ cron: '0 2 * * *', durationSeconds: 600, timeZone: 'Mars/Base' }] },
+      { ...base, target: { inventory: { agentVersion: 'not a range' } } },
+      { ...base, target: { deviceIds: ['ok', 'bad/id'] } },
+      { ...base, target: { deviceIds: ['a'] }, dynamic: true },
+      { ...base, endAt: '2000-01-01T00:00:00Z' },
+      { ...base, surprise: true },
+      { ...base, action: 'explode' },
+    ];
+    for (const body of bad) {
+      const res = await api.post<{ code: string; message: unknown }>('/api/v1/rollouts', body);
+      expect([res.status, JSON.stringify(body)]).toEqual([400, JSON.stringify(body)]);
+    }
+  });
+
+  it('materialises 100,000 explicit device ids, deterministically sliced into cumulative waves', async () => {
+    const ids = await seedDevices(t, 'bulk-', 100_000, { tags: { fleet: 'bulk' } });
+    const started = Date.now();
+    const res = await api.post<CreatedRollout>('/api/v1/rollouts', {
+      model: 'detector',
+      version: '2.1.0',
+      target: { deviceIds: [...ids, 'ghost-1', 'ghost-2'] },
+      waves: WAVES,
+      onFailure: 'pause',
+      startAt: FUTURE,
+    });
+    expect(res.status).toBe(201);
+    const elapsed = Date.now() - started;
+    expect(res.body).toMatchObject({
+      state: 'scheduled',
+      targetCount: 100_000,
+      skippedCount: 0,
+      unknownDeviceCount: 2,
+      unknownDeviceIds: ['ghost-1', 'ghost-2'],
+    });
+    expect(res.body.spec.target).toEqual({ deviceIdCount: 100_002 });
+    expect(res.body.waves.map((w) => w.size)).toEqual([1_000, 9_000, 90_000]);
+    expect(res.body.waves.map((w) => w.counts.pending)).toEqual([1_000, 9_000, 90_000]);
+    expect(res.body.events.items[0]).toMatchObject({ type: 'created' });
+    // Wave 0 is the first slice of the md5 order: anyone can recompute it.
+    const expected = orderMembers(res.body.id, ids).slice(0, 100);
+    const page = await api.get<{ items: RolloutDeviceRow[]; next: string }>(`/api/v1/rollouts/${res.body.id}/devices?wave=0&limit=100`);
+    expect(page.body.items.map((d) => d.deviceId)).toEqual(expected);
+    const next = await api.get<{ items: RolloutDeviceRow[] }>(`/api/v1/rollouts/${res.body.id}/devices?wave=0&limit=100&after=${page.body.next}`);
+    expect(next.body.items.map((d) => d.deviceId)).toEqual(orderMembers(res.body.id, ids).slice(100, 200));
+    expect(elapsed).toBeLessThan(45_000);
+    expect((await api.post(`/api/v1/rollouts/${res.body.id}/cancel`)).status).toBe(200);
+  }, 120_000);
+
+  it('skips devices incompatible with the version, with the reason, and never sends them', async () => {
+    await seedDevices(t, 'rpi-', 5, { tags: { site: 'mixed' }, hardwareClass: 'rpi4' });
+    await seedDevices(t, 'jet-', 3, { tags: { site: 'mixed' }, hardwareClass: 'jetson' });
+    const res = await api.post<CreatedRollout>('/api/v1/rollouts', {
+      model: 'detector',
+      version: '3.0.0',
+      target: { tags: { site: 'mixed' } },
+      waves: [{ percent: 100 }],
+      startAt: FUTURE,
+    });
+    expect(res.status).toBe(201);
+    expect(res.body).toMatchObject({ targetCount: 3, skippedCount: 5 });
+    const skipped = await api.get<{ items: RolloutDeviceRow[] }>(`/api/v1/rollouts/${res.body.id}/devices?state=skipped`);
+    expect(skipped.body.items).toHaveLength(5);
+    expect(skipped.body.items.every((d) => d.deviceId.startsWith('rpi-') && d.wave === null && /incompatible-hardware/.test(d.reason ?? ''))).toBe(true);
+    await api.post(`/api/v1/rollouts/${res.body.id}/cancel`);
+  });
+
+  it('selects by inventory ranges and current version', async () => {
+    await seedDevices(t, 'old-agent-', 4, { tags: { pool: 'inv' }, agentVersion: '0.0.9' });
+    await seedDevices(t, 'new-agent-', 6, { tags: { pool: 'inv' }, agentVersion: '0.3.1', runtimes: { simulated: '2.5.0' } });
+    const byAgent = await api.post<CreatedRollout>('/api/v1/rollouts', {
+      model: 'detector',
+      version: '2.1.0',
+      target: { tags: { pool: 'inv' }, inventory: { agentVersion: '>=0.2.0', runtime: { name: 'simulated', range: '^2' } } },
+      waves: [{ percent: 100 }],
+      startAt: FUTURE,
+    });
+    expect(byAgent.status).toBe(201);
+    expect(byAgent.body.targetCount).toBe(6);
+    await api.post(`/api/v1/rollouts/${byAgent.body.id}/cancel`);
+    const notInstalled = await api.post<CreatedRollout>('/api/v1/rollouts', {
+      model: 'detector',
+      version: '2.1.0',
+      target: { tags: { pool: 'inv' }, current: { notInstalled: true } },
+      waves: [{ count: 2 }, { percent: 100 }],
+      startAt: FUTURE,
+    });
+    expect(notInstalled.body.targetCount).toBe(10);
+    expect(notInstalled.body.waves.map((w) => w.size)).toEqual([2, 8]);
+    await api.post(`/api/v1/rollouts/${notInstalled.body.id}/cancel`);
+  });
+
+  it('answers 409 with the conflicting ids, unless a higher priority takes the devices explicitly', async () => {
+    await seedDevices(t, 'conf-', 10, { tags: { group: 'conf' } });
+    const body = { model: 'detector', version: '2.1.0', target: { tags: { group: 'conf' } }, waves: [{ percent: 100 }], startAt: FUTURE };
+    const first = await api.post<CreatedRollout>('/api/v1/rollouts', body);
+    expect(first.status).toBe(201);
+    const clash = await api.post<{ code: string; details: { conflictingRolloutIds: string[] } }>('/api/v1/rollouts', body);
+    expect(clash.status).toBe(409);
+    expect(clash.body.code).toBe('rollout-conflict');
+    expect(clash.body.details.conflictingRolloutIds).toEqual([first.body.id]);
+    // Nothing of the refused rollout remains.
+    const list = await api.get<{ items: { id: string }[] }>('/api/v1/rollouts?model=detector&state=scheduled&limit=1000');
+    expect(list.body.items.filter((r) => r.id !== first.body.id).every((r) => r.id !== undefined)).toBe(true);
+
+    const urgent = await api.post<CreatedRollout>('/api/v1/rollouts', { ...body, priority: 5 });
+    expect(urgent.status).toBe(201);
+    expect(urgent.body.targetCount).toBe(10);
+    const loser = await api.get<RolloutDetail>(`/api/v1/rollouts/${first.body.id}`);
+    expect(loser.body.counts).toEqual({ skipped: 10 });
+    expect(loser.body.events.items[0]).toMatchObject({ type: 'devices-released', data: { to: urgent.body.id, devices: 10 } });
+    const released = await api.get<{ items: RolloutDeviceRow[] }>(`/api/v1/rollouts/${first.body.id}/devices?limit=1`);
+    expect(released.body.items[0]?.reason).toMatch(/released to higher-priority rollout/);
+    // Once cancelled, the devices are free again.
+    await api.post(`/api/v1/rollouts/${urgent.body.id}/cancel`);
+    const again = await api.post<CreatedRollout>('/api/v1/rollouts', body);
+    expect(again.status).toBe(201);
+    await api.post(`/api/v1/rollouts/${again.body.id}/cancel`);
+  });
+
+  it('lists rollouts with filters and keyset pages, and refuses bad cursors', async () => {
+    const page1 = await api.get<{ items: { id: string; state: string }[]; next: string | null }>('/api/v1/rollouts?limit=2');
+    expect(page1.status).toBe(200);
+    expect(page1.body.items).toHaveLength(2);
+    const page2 = await api.get<{ items: { id: string }[] }>(`/api/v1/rollouts?limit=2&after=${page1.body.next}`);
+    expect(page2.body.items.map((r) => r.id)).not.toContain(page1.body.items[0]!.id);
+    const cancelled = await api.get<{ items: { state: string }[] }>('/api/v1/rollouts?state=cancelled');
+    expect(cancelled.body.items.length).toBeGreaterThan(0);
+    expect(cancelled.body.items.every((r) => r.state === 'cancelled')).toBe(true);
+    expect((await api.get('/api/v1/rollouts?after=garbage')).status).toBe(400);
+    expect((await api.get('/api/v1/rollouts?state=sideways')).status).toBe(400);
+    expect((await api.get('/api/v1/rollouts/00000000-0000-4000-8000-000000000000')).status).toBe(404);
+    expect((await api.post('/api/v1/rollouts/00000000-0000-4000-8000-000000000000/pause')).status).toBe(404);
+    const openApi = await api.get<{ paths: Record<string, unknown> }>('/api/openapi.json');
+    expect(Object.keys(openApi.body.paths)).toEqual(expect.arrayContaining(['/api/v1/rollouts', '/api/v1/rollouts/{id}', '/api/v1/rollouts/{id}/stream']));
+  });
+
+  it('refuses operations that do not fit the state with 409', async () => {
+    const [cancelled] = (await api.get<{ items: { id: string }[] }>('/api/v1/rollouts?state=cancelled&limit=1')).body.items;
+    for (const op of ['pause', 'resume', 'advance', 'abort', 'retry', 'install']) {
+      const res = await api.post<{ code: string }>(`/api/v1/rollouts/${cancelled!.id}/${op}`);
+      expect([op, res.status]).toEqual([op, 409]);
+    }
+    const db = t.app.get(DataSource);
+    const [{ n }] = (await db.query(`SELECT count(*)::int AS n FROM rollouts WHERE state = 'cancelled'`)) as { n: number }[];
+    expect(n).toBeGreaterThan(0);
+  });
+});

@@ -1,0 +1,93 @@
+import mqtt, { type MqttClient } from 'mqtt';
+import { type DesiredModel, desiredModelSchema, decodePayload, type FailureCode, PROTOCOL_VERSION, topics, type UpdateState } from '@fleetline/protocol';
+
+/** What a fake device does with an assignment. */
+export type FakeOutcome = 'commit' | 'ignore' | { fail: FailureCode };
+
+export interface FakeAgent {
+  id: string;
+  received: DesiredModel[];
+  active: Map<string, string>;
+  close(): Promise<void>;
+}
+
+/**
+ * A minimal device for integration tests: a real MQTT client with the device's credentials that
+ * follows the protocol (desired -> reports with the echoed revision and a rising seq) without
+ * downloading anything. The real agent and its simulator are exercised by the end-to-end tests.
+ */
+export async function startFakeAgent(
+  mqttUrl: string,
+  credentials: { deviceId: string; secret: string },
+  decide: (desired: DesiredModel, attempt: number) => FakeOutcome = () => 'commit',
+): Promise<FakeAgent> {
+  const id = credentials.deviceId;
+  const client: MqttClient = await mqtt.connectAsync(mqttUrl, {
+    clientId: id,
+    username: id,
+    password: credentials.secret,
+    protocolVersion: 4,
+    reconnectPeriod: 0,
+  });
+  const received: DesiredModel[] = [];
+  const active = new Map<string, string>();
+  const attempts = new Map<string, number>();
+  let seq = Date.now();
+  let queue: Promise<void> = Promise.resolve();
+
+  const report = async (d: DesiredModel, state: UpdateState, extra: Record<string, unknown> = {}): Promise<void> => {
+    const message = {
+      v: PROTOCOL_VERSION,
+      seq: seq++,
+      model: d.model,
+      version: d.version,
+      revision: d.revision,
+      state,
+      activeVersion: active.get(d.model) ?? null,
+      previousVersion: null,
+      ...(d.rolloutId ? { rolloutId: d.rolloutId } : {}),
+      at: new Date().toISOString(),
+      ...extra,
+    };
+    await client.publishAsync(topics.reported(id), JSON.stringify(message), { qos: 1 });
+  };
+
+  const handle = async (d: DesiredModel): Promise<void> => {
+    const key = `${d.model}@${d.version}`;
+    const attempt = (attempts.get(key) ?? 0) + 1;
+    attempts.set(key, attempt);
+    const outcome = decide(d, attempt);
+    if (outcome === 'ignore') return;
+    await report(d, 'downloading');
+    if (typeof outcome === 'object') {
+      await report(d, 'failed', { failure: { code: outcome.fail, message: 'simulated failure' } });
+      return;
+    }
+    if (d.action === 'download-only') {
+      await report(d, 'downloaded');
+      return;
+    }
+    await report(d, 'installing');
+    const previous = active.get(d.model) ?? null;
+    active.set(d.model, d.version);
+    await report(d, 'committed', { previousVersion: previous });
+  };
+
+  client.on('message', (_topic, payload) => {
+    if (payload.length === 0) return;
+    const decoded = decodePayload(desiredModelSchema, payload);
+    if (!decoded.ok) return;
+    received.push(decoded.value);
+    queue = queue.then(() => handle(decoded.value)).catch(() => undefined);
+  });
+  await client.subscribeAsync(topics.desiredAll(id), { qos: 1 });
+  return {
+    id,
+    received,
+    active,
+    close: async () => {
+      await queue;
+      await client.endAsync(true);
+    },
+  };
+}
