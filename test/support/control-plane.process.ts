@@ -5,7 +5,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import pg from 'pg';
+import { createScratchDatabase } from '../../apps/control-plane/src/testing/test-app.fixture.js';
 
 export const repoRoot = resolve(fileURLToPath(new URL('.', import.meta.url)), '../..');
 export const controlPlaneMain = join(repoRoot, 'apps/control-plane/dist/main.js');
@@ -25,31 +25,12 @@ export async function freePort(): Promise<number> {
   });
 }
 
-export interface ScratchDatabase {
-  url: string;
-  drop(): Promise<void>;
-}
 
 /** A fresh PostgreSQL database when DATABASE_URL is set; undefined means "use PGlite". */
+export type ScratchDatabase = Awaited<ReturnType<typeof createScratchDatabase>>;
+
 export async function scratchDatabase(): Promise<ScratchDatabase | undefined> {
-  const base = process.env['DATABASE_URL'];
-  if (!base) return undefined;
-  const name = `fleetline_e2e_${randomBytes(6).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: base });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${name}`);
-  await admin.end();
-  const url = new URL(base);
-  url.pathname = `/${name}`;
-  return {
-    url: url.toString(),
-    drop: async () => {
-      const c = new pg.Client({ connectionString: base });
-      await c.connect();
-      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await c.end();
-    },
-  };
+  return process.env['DATABASE_URL'] ? createScratchDatabase() : undefined;
 }
 
 export interface ControlPlaneProcess {
