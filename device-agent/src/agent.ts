@@ -171,6 +171,7 @@ export class Agent extends EventEmitter {
     // Retained desired states (one per model) arrive right after this SUBACK (MQTT 3.1.1 §3.3.1.3).
     await this.link.subscribe([topics.desiredAll(this.deviceId), topics.commands(this.deviceId)]);
     await this.queueInventory();
+    await this.reconciler.reportCurrentStates();
     this.flush();
   }
 

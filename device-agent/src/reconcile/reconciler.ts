@@ -101,6 +101,19 @@ export class Reconciler extends EventEmitter {
     }
   }
 
+  /**
+   * Re-states the latest update of every model, with a fresh sequence number. Called on every
+   * broker connection: a report the broker acknowledged can still be lost if the control plane
+   * dies before storing it, and the server acts only on what it stored. Repeating a state for the
+   * same revision changes nothing on the server, so this is always safe.
+   */
+  async reportCurrentStates(): Promise<void> {
+    for (const entry of await this.journal.all()) {
+      if (this.running.has(entry.model)) continue; // its next transition is reported anyway
+      await this.emitReport(entry);
+    }
+  }
+
   /** New desired state for a model (null = unassigned). */
   async setDesired(model: string, desired: DesiredModel | null): Promise<void> {
     const prev = this.desired.get(model);
