@@ -223,7 +223,12 @@ describe('Agent over a real MQTT broker', () => {
     await broker.start();
     // The six queued transitions, then the re-statement of the current state every connection sends.
     await broker.waitFor(() => reports().filter((r) => r.version === '1.1.0').length === 7);
-    expect(reports().filter((r) => r.version === '1.1.0').map((r) => r.state).slice(-2)).toEqual(['committed', 'committed']);
+    expect(
+      reports()
+        .filter((r) => r.version === '1.1.0')
+        .map((r) => r.state)
+        .slice(-2),
+    ).toEqual(['committed', 'committed']);
     const seqs = reports().map((r) => r.seq);
     expect(seqs).toEqual(seqs.map((_, i) => i)); // no gaps, no reordering across the outage
     expect(reports().at(-1)).toMatchObject({ version: '1.1.0', state: 'committed', activeVersion: '1.1.0', previousVersion: '1.0.0' });

@@ -25,7 +25,6 @@ export async function freePort(): Promise<number> {
   });
 }
 
-
 /** A fresh PostgreSQL database when DATABASE_URL is set; undefined means "use PGlite". */
 export type ScratchDatabase = Awaited<ReturnType<typeof createScratchDatabase>>;
 
@@ -86,7 +85,8 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
   child.stderr?.on('data', (chunk: Buffer) => (log += chunk.toString()));
   const baseUrl = `http://127.0.0.1:${httpPort}`;
   const exited = new Promise<number | null>((resolveExit) => child.once('exit', (code) => resolveExit(code)));
-  const deadline = Date.now() + 60_000;
+  const readyTimeoutMs = Number(process.env['E2E_READY_TIMEOUT_MS'] ?? 180_000);
+  const deadline = Date.now() + readyTimeoutMs;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`control plane exited with ${child.exitCode}:\n${log}`);
     try {
@@ -97,7 +97,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     }
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
-      throw new Error(`control plane not ready after 60 s:\n${log}`);
+      throw new Error(`control plane not ready after ${readyTimeoutMs} ms:\n${log}`);
     }
     await new Promise((r) => setTimeout(r, 100));
   }

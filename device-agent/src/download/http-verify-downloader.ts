@@ -1,9 +1,21 @@
 import { createHash } from 'node:crypto';
-import type { DesiredModel } from '@fleetline/protocol';
+import type { ArtifactRef, DesiredModel } from '@fleetline/protocol';
 import type { StagedFile } from '../install/model-store.js';
 import { UpdateFailure } from '../update/update-failure.js';
+import { Backoff, sleep } from '../util/backoff.js';
 import type { Semaphore } from '../util/semaphore.js';
 import { artifactFileName, basicAuth, consistentTargetUrl, type ArtifactDownloader, type FetchContext } from './downloader.js';
+
+/** Attempts per artifact, as the real agent's resumable fetcher makes. */
+const MAX_ATTEMPTS = 6;
+/** Failures worth another attempt: connection errors, 5xx, 408 and 429. */
+const transient = new WeakSet<UpdateFailure>();
+
+function networkFailure(timedOut: boolean, message: string): UpdateFailure {
+  const failure = new UpdateFailure(timedOut ? 'download-timeout' : 'download-failed', message);
+  if (!timedOut) transient.add(failure);
+  return failure;
+}
 
 export interface HttpVerifyDownloaderOptions {
   deviceId: string;
@@ -48,44 +60,57 @@ export class HttpVerifyDownloader implements ArtifactDownloader {
         this.verified.add(a.sha256);
         continue;
       }
-      const timeout = AbortSignal.timeout(Math.max(1, ctx.deadline - Date.now()));
-      let res: Response;
-      try {
-        res = await fetch(consistentTargetUrl(this.opts.targetsUrl, a.targetPath, a.sha256), {
-          headers: { authorization: this.auth },
-          signal: AbortSignal.any([ctx.signal, timeout]),
-        });
-      } catch (err: unknown) {
-        throw new UpdateFailure(
-          timeout.aborted ? 'download-timeout' : 'download-failed',
-          `GET ${a.targetPath}: ${err instanceof Error ? err.message : String(err)}`,
-        );
-      }
-      if (!res.ok || !res.body) {
-        await res.body?.cancel();
-        throw new UpdateFailure('download-failed', `GET ${a.targetPath}: HTTP ${res.status}`);
-      }
-      const hash = createHash('sha256');
-      let length = 0;
-      try {
-        for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-          length += chunk.length;
-          if (length > a.length) throw new UpdateFailure('verification-failed', `${a.targetPath}: more than the declared ${a.length} bytes`);
-          hash.update(chunk);
-          ctx.onProgress?.({ bytes: done + length, total });
+      // Like a real device (ResumableFetcher): connection errors, 5xx, 408 and 429 are retried with
+      // backoff, so a fleet-wide thundering herd on the artifact server does not fail the update.
+      const backoff = new Backoff({ baseMs: 250, capMs: 10_000 });
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await this.fetchOne(a, ctx, done, total);
+          break;
+        } catch (err: unknown) {
+          const retryable = err instanceof UpdateFailure && err.code === 'download-failed' && transient.has(err) && !ctx.signal.aborted;
+          const wait = backoff.next();
+          if (!retryable || attempt >= MAX_ATTEMPTS || Date.now() + wait >= ctx.deadline) throw err;
+          await sleep(wait, ctx.signal).catch(() => undefined);
         }
-      } catch (err: unknown) {
-        if (err instanceof UpdateFailure) throw err;
-        throw new UpdateFailure(
-          timeout.aborted ? 'download-timeout' : 'download-failed',
-          `${a.targetPath}: ${err instanceof Error ? err.message : String(err)}`,
-        );
       }
-      const sha = hash.digest('hex');
-      if (length !== a.length || sha !== a.sha256) throw new UpdateFailure('verification-failed', `${a.targetPath}: got ${length} bytes sha256 ${sha}`);
       this.verified.add(a.sha256);
       done += a.length;
     }
+  }
+
+  private async fetchOne(a: ArtifactRef, ctx: FetchContext, done: number, total: number): Promise<void> {
+    const timeout = AbortSignal.timeout(Math.max(1, ctx.deadline - Date.now()));
+    let res: Response;
+    try {
+      res = await fetch(consistentTargetUrl(this.opts.targetsUrl, a.targetPath, a.sha256), {
+        headers: { authorization: this.auth },
+        signal: AbortSignal.any([ctx.signal, timeout]),
+      });
+    } catch (err: unknown) {
+      throw networkFailure(timeout.aborted, `GET ${a.targetPath}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    if (!res.ok || !res.body) {
+      await res.body?.cancel();
+      const failure = new UpdateFailure('download-failed', `GET ${a.targetPath}: HTTP ${res.status}`);
+      if (res.status >= 500 || res.status === 408 || res.status === 429) transient.add(failure);
+      throw failure;
+    }
+    const hash = createHash('sha256');
+    let length = 0;
+    try {
+      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+        length += chunk.length;
+        if (length > a.length) throw new UpdateFailure('verification-failed', `${a.targetPath}: more than the declared ${a.length} bytes`);
+        hash.update(chunk);
+        ctx.onProgress?.({ bytes: done + length, total });
+      }
+    } catch (err: unknown) {
+      if (err instanceof UpdateFailure) throw err;
+      throw networkFailure(timeout.aborted, `${a.targetPath}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    const sha = hash.digest('hex');
+    if (length !== a.length || sha !== a.sha256) throw new UpdateFailure('verification-failed', `${a.targetPath}: got ${length} bytes sha256 ${sha}`);
   }
 
   async verify(desired: DesiredModel): Promise<StagedFile[]> {

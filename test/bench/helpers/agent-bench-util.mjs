@@ -130,7 +130,7 @@ export function procMemory(pid) {
 /** Sum of VmRSS over a process and its direct children (e.g. a simulator and its workers). */
 export function treeRss(pid) {
   let total = procMemory(pid).rss ?? 0;
-  let children = '';
+  let children;
   try {
     children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8');
   } catch {

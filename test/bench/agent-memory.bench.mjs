@@ -1,0 +1,219 @@
+#!/usr/bin/env node
+// Device agent memory benchmark: the real `fleet-agent run` process, enrolled with a control
+// plane, connected and idle with one model committed, next to a raw baseline measured in the same
+// run on the same machine: a bare Node process holding one mqtt.js connection to the same broker
+// (with a device's credentials, subscribed to its desired-state topics, like the agent).
+//
+// Two agent configurations are measured:
+//   agent (onnx)     default config with onnxruntime-node loaded, an ONNX model committed
+//   agent (no onnx)  runtimes.onnx.enabled=false, a model for the `command` runtime committed
+//
+// RSS comes from /proc/<pid>/status (VmRSS); the V8 heap from process.memoryUsage(), written once a
+// second by a preloaded module (node --import), so the agent code itself is unchanged.
+// Run after `npm run build`:  node test/bench/agent-memory.bench.mjs
+// Env: BENCH_IDLE_SECONDS (default 20), DATABASE_URL (PostgreSQL instead of PGlite).
+import { execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { topics } from '@fleetline/protocol';
+import {
+  adminApi,
+  agentMain,
+  cleanEnv,
+  log,
+  mb,
+  median,
+  procMemory,
+  root,
+  sleep,
+  startControlPlane,
+  stopChild,
+  until,
+  writeResult,
+} from './helpers/agent-bench-util.mjs';
+
+const IDLE_SECONDS = Number(process.env.BENCH_IDLE_SECONDS ?? 20);
+const WARMUP_SECONDS = 5;
+
+const work = await mkdtemp(join(tmpdir(), 'fleetline-agent-memory-'));
+const preload = join(work, 'heap-sampler.mjs');
+writeFileSync(
+  preload,
+  `import { writeFileSync } from 'node:fs';
+const file = process.env.BENCH_HEAP_FILE;
+if (file) setInterval(() => writeFileSync(file, JSON.stringify(process.memoryUsage())), 1000).unref();
+`,
+);
+
+function run(args, extraEnv, label) {
+  const heapFile = join(work, `${label.replace(/\W+/g, '-')}.heap.json`);
+  const child = spawn(process.execPath, ['--import', preload, ...args], {
+    env: cleanEnv({ BENCH_HEAP_FILE: heapFile, ...extraEnv }),
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (d) => {
+    stderr += d.toString();
+    if (stderr.length > 200_000) stderr = stderr.slice(-100_000);
+  });
+  return { label, child, heapFile, output: () => stderr };
+}
+
+function heapOf(proc) {
+  try {
+    return JSON.parse(readFileSync(proc.heapFile, 'utf8'));
+  } catch {
+    return null;
+  }
+}
+
+const BASELINE_SOURCE = `
+import mqtt from 'mqtt';
+const [url, id, secret, desired, commands] = process.argv.slice(2);
+const client = await mqtt.connectAsync(url, { clientId: id, username: id, password: secret, protocolVersion: 4, clean: false, keepalive: 60 });
+await client.subscribeAsync([desired, commands], { qos: 1 });
+process.stderr.write('connected\\n');
+setInterval(() => undefined, 1 << 30);
+`;
+
+const cp = await startControlPlane();
+const api = adminApi(cp.baseUrl, cp.adminKey);
+const procs = [];
+try {
+  const token = await api.token('memory-bench');
+  const healthCommand = '/bin/true';
+  const onnxFile = join(work, 'tiny.onnx');
+  execFileSync(process.execPath, [join(root, 'device-agent/scripts/make-test-model.mjs'), onnxFile]);
+  await api.createModel('detector');
+  await api.upload('detector', '1.0.0', 'model.onnx', readFileSync(onnxFile), { runtime: 'onnx' });
+  await api.createModel('counter');
+  await api.upload('counter', '1.0.0', 'weights.bin', randomBytes(256 * 1024), { runtime: 'command' });
+
+  const variants = [
+    { label: 'agent (onnx)', id: 'mem-onnx', model: 'detector', env: {} },
+    { label: 'agent (no onnx)', id: 'mem-plain', model: 'counter', env: { FLEET_AGENT_ONNX_ENABLED: 'false', FLEET_AGENT_HEALTH_COMMAND: healthCommand } },
+  ];
+  for (const v of variants) {
+    const dataDir = join(work, v.id);
+    const env = { FLEET_AGENT_LOCAL_API_PORT: '0', ...v.env };
+    execFileSync(process.execPath, [agentMain, 'enroll', '--server', cp.baseUrl, '--token', token, '--data-dir', dataDir, '--id', v.id], {
+      env: cleanEnv(env),
+    });
+    const proc = run([agentMain, 'run', '--data-dir', dataDir], env, v.label);
+    procs.push(proc);
+    await until(async () => (await api.device(v.id)).online, 60_000, `${v.id} online`, 200);
+    await api.assign(v.id, v.model, '1.0.0');
+    await until(
+      async () => {
+        if (proc.child.exitCode !== null) throw new Error(`${v.label} exited:\n${proc.output()}`);
+        const m = (await api.device(v.id)).models.find((x) => x.model === v.model);
+        return m?.reportedState === 'committed' && m.activeVersion === '1.0.0';
+      },
+      60_000,
+      `${v.id} committed`,
+      200,
+    );
+    log(`${v.label}: connected, ${v.model}@1.0.0 committed`);
+  }
+
+  const baselineCreds = await api.call('POST', '/api/v1/devices', { id: 'mem-baseline' });
+  const baselineScript = join(root, 'test/bench/.agent-memory-baseline.tmp.mjs');
+  writeFileSync(baselineScript, BASELINE_SOURCE);
+  const baseline = run(
+    [baselineScript, cp.mqttUrl, 'mem-baseline', baselineCreds.secret, topics.desiredAll('mem-baseline'), topics.commands('mem-baseline')],
+    {},
+    'bare node + mqtt.js',
+  );
+  procs.push(baseline);
+  try {
+    await until(
+      () => {
+        if (baseline.child.exitCode !== null) throw new Error(`baseline exited:\n${baseline.output()}`);
+        return baseline.output().includes('connected');
+      },
+      30_000,
+      'baseline connected',
+      100,
+    );
+  } finally {
+    await rm(baselineScript, { force: true });
+  }
+
+  log(`idle: ${WARMUP_SECONDS} s warm-up, then sampling for ${IDLE_SECONDS} s`);
+  await sleep(WARMUP_SECONDS * 1000);
+  const samples = new Map(procs.map((p) => [p.label, []]));
+  for (let s = 0; s < IDLE_SECONDS; s++) {
+    for (const p of procs) {
+      if (p.child.exitCode !== null) throw new Error(`${p.label} exited during the idle phase:\n${p.output()}`);
+      samples.get(p.label).push({ ...procMemory(p.child.pid), heap: heapOf(p) });
+    }
+    await sleep(1000);
+  }
+
+  const rows = procs.map((p) => {
+    const list = samples.get(p.label);
+    const last = list[list.length - 1];
+    return {
+      process: p.label,
+      rssMedianBytes: median(list.map((x) => x.rss)),
+      rssMaxBytes: Math.max(...list.map((x) => x.rss)),
+      peakRssBytes: last.hwm,
+      rssAnonBytes: last.rssAnon,
+      heapUsedMedianBytes: median(list.map((x) => x.heap?.heapUsed ?? 0)),
+      heapTotalBytes: last.heap?.heapTotal ?? null,
+      externalBytes: last.heap?.external ?? null,
+    };
+  });
+  const base = rows.find((r) => r.process === baseline.label);
+  for (const r of rows) {
+    r.rssRatio = Number((r.rssMedianBytes / base.rssMedianBytes).toFixed(2));
+    r.heapRatio = Number((r.heapUsedMedianBytes / base.heapUsedMedianBytes).toFixed(2));
+  }
+
+  const header = [
+    'process',
+    'RSS median MB',
+    'RSS max MB',
+    'peak RSS MB',
+    'anon MB',
+    'heap used MB',
+    'heap total MB',
+    'external MB',
+    'RSS ratio',
+    'heap ratio',
+  ];
+  const table = [
+    header,
+    ...rows.map((r) => [
+      r.process,
+      mb(r.rssMedianBytes),
+      mb(r.rssMaxBytes),
+      mb(r.peakRssBytes),
+      mb(r.rssAnonBytes),
+      mb(r.heapUsedMedianBytes),
+      mb(r.heapTotalBytes),
+      mb(r.externalBytes),
+      `${r.rssRatio}x`,
+      `${r.heapRatio}x`,
+    ]),
+  ];
+  const widths = header.map((_, i) => Math.max(...table.map((row) => String(row[i]).length)));
+  const out = table.map((row) => row.map((c, i) => (i === 0 ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join('  ')).join('\n');
+  process.stdout.write(`\nDevice agent memory, idle ${IDLE_SECONDS} s (connected, one model committed), ${cp.database}\n\n${out}\n\n`);
+  process.stdout.write(`ratios are against the bare Node process holding one mqtt.js connection\n`);
+  writeResult('agent-memory', {
+    at: new Date().toISOString(),
+    node: process.version,
+    idleSeconds: IDLE_SECONDS,
+    database: cp.database,
+    rows,
+    samples: Object.fromEntries(samples),
+  });
+} finally {
+  for (const p of procs) await stopChild(p.child);
+  await cp.stop();
+  await rm(work, { recursive: true, force: true });
+}
