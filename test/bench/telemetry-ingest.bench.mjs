@@ -19,7 +19,7 @@ import mqtt from 'mqtt';
 import pg from 'pg';
 import copyStreams from 'pg-copy-streams';
 import { LATENCY_BUCKET_COUNT, PROTOCOL_VERSION, latencyBucketIndex, topics } from '@fleetline/protocol';
-import { aheadLimiter, formatRate, freePort, publishAll, scratchDatabase, sleep, until } from './helpers/bench-util.mjs';
+import { aheadLimiter, formatRate, freePort, publishAll, scratchDatabase, sleep, until, waitForReady } from './helpers/bench-util.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
@@ -89,19 +89,7 @@ async function startControlPlane(databaseUrl, httpPort, mqttPort, dataDir) {
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   const baseUrl = `http://127.0.0.1:${httpPort}`;
-  await until(
-    async () => {
-      if (child.exitCode !== null) throw new Error(`control plane exited with ${child.exitCode}`);
-      try {
-        return (await fetch(`${baseUrl}/readyz`)).ok;
-      } catch {
-        return false;
-      }
-    },
-    60_000,
-    'control plane',
-    200,
-  );
+  await waitForReady(child, baseUrl, 60_000, 'control plane');
   return { child, baseUrl };
 }
 

@@ -7,7 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, scratchDatabase, sleep, until } from './bench-util.mjs';
+import { freePort, scratchDatabase, sleep, until, waitForReady } from './bench-util.mjs';
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const agentMain = join(root, 'device-agent/dist/cli/main.js');
@@ -50,19 +50,7 @@ export async function startControlPlane(env = {}) {
   });
   const baseUrl = `http://127.0.0.1:${httpPort}`;
   const started = Date.now();
-  await until(
-    async () => {
-      if (child.exitCode !== null) throw new Error(`control plane exited with ${child.exitCode}`);
-      try {
-        return (await fetch(`${baseUrl}/readyz`)).ok;
-      } catch {
-        return false;
-      }
-    },
-    120_000,
-    'control plane /readyz',
-    200,
-  );
+  await waitForReady(child, baseUrl, 120_000, 'control plane /readyz');
   log(`control plane ready in ${Date.now() - started} ms (${scratch ? 'PostgreSQL' : 'PGlite'})`);
   return {
     baseUrl,

@@ -99,3 +99,20 @@ export function aheadLimiter(consumed, maxAhead, pollMs = 20) {
     },
   };
 }
+
+/** Waits until a control plane child process answers /readyz; fails fast if it exits. */
+export async function waitForReady(child, baseUrl, timeoutMs, what = 'control plane /readyz') {
+  await until(
+    async () => {
+      if (child.exitCode !== null) throw new Error(`control plane exited with ${child.exitCode}`);
+      try {
+        return (await fetch(`${baseUrl}/readyz`)).ok;
+      } catch {
+        return false;
+      }
+    },
+    timeoutMs,
+    what,
+    200,
+  );
+}
