@@ -73,7 +73,9 @@ describe('rollout across a control-plane crash', () => {
 
     const crashed = await createRollout(api, definition('crashed'));
     // Kill the moment wave 1 has started, while its devices are being told or are updating.
-    const midWave = await waitForRollout(api, crashed.id, 'wave 1 to start', (r) => r.currentWave >= 1 || r.state !== 'running', 30_000);
+    // A freshly created rollout is `scheduled` until the engine's next tick starts it, so only
+    // states after `running` end the wait early.
+    const midWave = await waitForRollout(api, crashed.id, 'wave 1 to start', (r) => r.currentWave >= 1 || !['scheduled', 'running'].includes(r.state), 30_000);
     expect(midWave.currentWave).toBe(1);
     await cp.kill();
     cp = await startControlPlane({
