@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
-import type { IncomingReport } from './report-ordering.js';
+import type { IncomingReport, ReportFloors } from './report-ordering.js';
 import { toIso, toNumber, rowsOf } from './sql-values.js';
 
 export interface DesiredRow {
@@ -82,34 +82,50 @@ export class DeviceModelsRepository {
 
   /**
    * Applies a batch of update reports in one transaction:
-   *  1. locks the batch's devices (id order, so concurrent batches cannot deadlock) and reads
-   *     last_report_seq;
+   *  1. locks the batch's live devices (id order, so concurrent batches on several replicas
+   *     cannot deadlock) and reads the last applied seq of each (device, model) in the batch;
    *  2. `plan` (pure, report-ordering.ts) picks what to apply;
-   *  3. one set-based upsert into device_models, one set-based update of last_report_seq.
-   * The lock makes the seq check hold across replicas sharing one database.
+   *  3. one set-based upsert into device_models (which moves each pair's last_report_seq), one
+   *     set-based update of devices.last_report_seq.
+   * The device lock makes the per-pair seq check hold across replicas sharing one database.
+   * It is FOR NO KEY UPDATE, not FOR UPDATE: an assignment inserting a device_models row takes
+   * FOR KEY SHARE on the device for its foreign key while holding that row, and FOR UPDATE would
+   * conflict with it (lock cycle with this batch's upsert).
    */
   async applyReports<P extends { apply: IncomingReport[]; deviceSeq: Map<string, number> }>(
-    deviceIds: string[],
-    plan: (lastSeq: Map<string, number>) => P,
+    keys: readonly { deviceId: string; model: string }[],
+    plan: (floors: ReportFloors) => P,
   ): Promise<{ plan: P; applied: AppliedReportRow[] }> {
+    const deviceIds = [...new Set(keys.map((k) => k.deviceId))].sort();
+    const pairs = [...new Map(keys.map((k) => [`${k.deviceId}\u0000${k.model}`, k])).values()];
     return this.dataSource.transaction(async (manager) => {
       const locked = rowsOf(
-        await manager.query(`SELECT id, last_report_seq FROM devices WHERE id = ANY($1::text[]) AND decommissioned_at IS NULL ORDER BY id FOR UPDATE`, [
-          deviceIds,
-        ]),
+        await manager.query(`SELECT id FROM devices WHERE id = ANY($1::text[]) AND decommissioned_at IS NULL ORDER BY id FOR NO KEY UPDATE`, [deviceIds]),
       );
-      const lastSeq = new Map(locked.map((r) => [String(r['id']), toNumber(r['last_report_seq'])]));
-      const result = plan(lastSeq);
+      const floors = new Map<string, Map<string, number>>(locked.map((r) => [String(r['id']), new Map()]));
+      if (floors.size > 0) {
+        const seqs = rowsOf(
+          await manager.query(
+            `SELECT m.device_id, m.model, m.last_report_seq
+               FROM device_models m
+               JOIN unnest($1::text[], $2::text[]) AS p(device_id, model) ON m.device_id = p.device_id AND m.model = p.model`,
+            [pairs.map((p) => p.deviceId), pairs.map((p) => p.model)],
+          ),
+        );
+        for (const r of seqs) floors.get(String(r['device_id']))?.set(String(r['model']), toNumber(r['last_report_seq']));
+      }
+      const result = plan(floors);
       if (result.apply.length === 0) return { plan: result, applied: [] };
       const a = result.apply;
       // Rule 3 of report-ordering.ts: an older revision updates only what runs on the device.
       const applied = rowsOf(
         await manager.query(
           `INSERT INTO device_models AS m (device_id, model, report_version, report_state, report_revision, report_at,
-                                         active_version, previous_version, failure_code, failure_message)
+                                         active_version, previous_version, failure_code, failure_message, last_report_seq)
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::timestamptz[],
-                              $7::text[], $8::text[], $9::text[], $10::text[])
+                              $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[])
          ON CONFLICT (device_id, model) DO UPDATE SET
+           last_report_seq = EXCLUDED.last_report_seq,
            active_version = EXCLUDED.active_version,
            previous_version = EXCLUDED.previous_version,
            report_version = CASE WHEN EXCLUDED.report_revision >= m.desired_revision THEN EXCLUDED.report_version ELSE m.report_version END,
@@ -118,6 +134,7 @@ export class DeviceModelsRepository {
            failure_code = CASE WHEN EXCLUDED.report_revision >= m.desired_revision THEN EXCLUDED.failure_code ELSE m.failure_code END,
            failure_message = CASE WHEN EXCLUDED.report_revision >= m.desired_revision THEN EXCLUDED.failure_message ELSE m.failure_message END,
            report_revision = CASE WHEN EXCLUDED.report_revision >= m.desired_revision THEN EXCLUDED.report_revision ELSE m.report_revision END
+         WHERE m.last_report_seq < EXCLUDED.last_report_seq
          RETURNING device_id, model, desired_revision`,
           [
             a.map((r) => r.deviceId),
@@ -130,6 +147,7 @@ export class DeviceModelsRepository {
             a.map((r) => r.report.previousVersion),
             a.map((r) => r.report.failure?.code ?? null),
             a.map((r) => r.report.failure?.message ?? null),
+            a.map((r) => r.report.seq),
           ],
         ),
       );

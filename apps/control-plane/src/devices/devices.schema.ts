@@ -3,9 +3,10 @@ import { DeviceModelEntity } from './device-model.entity.js';
 import { DeviceEntity } from './device.entity.js';
 import { EnrollmentTokenEntity } from './enrollment-token.entity.js';
 import { Devices1764231000000 } from './migrations/1764231000000-devices.js';
+import { DeviceModelReportSeq1764235100000 } from './migrations/1764235100000-device-model-report-seq.js';
 
 /** Entities and migrations of the devices feature (collected by infra/database/schema.registry.ts). */
 export const devicesSchema: FeatureSchema = {
   entities: [DeviceEntity, DeviceModelEntity, EnrollmentTokenEntity],
-  migrations: [Devices1764231000000],
+  migrations: [Devices1764231000000, DeviceModelReportSeq1764235100000],
 };

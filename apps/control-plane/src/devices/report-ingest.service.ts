@@ -166,7 +166,10 @@ export class ReportIngestService implements OnModuleInit, OnModuleDestroy, OnApp
 
   private async applyReports(batch: IncomingReport[]): Promise<void> {
     const ids = [...new Set(batch.map((b) => b.deviceId))].sort();
-    const { plan, applied } = await this.deviceModels.applyReports(ids, (lastSeq) => planReportBatch(batch, lastSeq));
+    const { plan, applied } = await this.deviceModels.applyReports(
+      batch.map((b) => ({ deviceId: b.deviceId, model: b.report.model })),
+      (floors) => planReportBatch(batch, floors),
+    );
     this.metrics.record('reported', 'accepted', plan.accepted);
     this.metrics.record('reported', 'duplicate', plan.duplicate);
     this.metrics.record('reported', 'stale', plan.stale);
