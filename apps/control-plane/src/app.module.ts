@@ -1,6 +1,7 @@
 import { type DynamicModule, Module } from '@nestjs/common';
 import { ScheduleModule } from '@nestjs/schedule';
 import { AccessModule } from './access/access.module.js';
+import { BrokerAuthModule } from './broker-auth/broker-auth.module.js';
 import { DashboardModule } from './dashboard/dashboard.module.js';
 import { DevicesModule } from './devices/devices.module.js';
 import { DistributionModule } from './distribution/distribution.module.js';
@@ -35,6 +36,7 @@ export class AppModule {
         TelemetryModule,
         DashboardModule,
         MetricsModule,
+        BrokerAuthModule,
       ],
     };
   }

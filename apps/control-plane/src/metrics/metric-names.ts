@@ -17,6 +17,7 @@ export const METRIC = {
   telemetryLastBatchSeconds: 'fleetline_telemetry_last_batch_seconds',
   mqttConnections: 'fleetline_mqtt_connections',
   mqttDenials: 'fleetline_mqtt_denials_total',
+  brokerAuth: 'fleetline_broker_auth_total',
   httpDuration: 'fleetline_http_request_duration_seconds',
   scrapeErrors: 'fleetline_metrics_scrape_errors_total',
 } as const;

@@ -47,6 +47,19 @@ export const envSchema = z.object({
   MQTT_PUBLIC_URL: z.preprocess((v) => (v === '' ? undefined : v), url(['mqtt:', 'mqtts:', 'ws:', 'wss:', 'tcp:']).optional()),
   /** Base URL handed to devices for artifact downloads; defaults to http://<host>:PORT. */
   PUBLIC_URL: z.preprocess((v) => (v === '' ? undefined : v), url(['http:', 'https:']).optional()),
+  /**
+   * Shared secret an external broker presents to the HTTP auth endpoints (/api/v1/broker-auth/...):
+   * `Authorization: Bearer <secret>`, or HTTP Basic with the secret as password. Unset: endpoints off.
+   * URL-safe characters only, so it also fits a broker config that carries it in a URL (mosquitto-go-auth).
+   */
+  BROKER_AUTH_SECRET: z.preprocess(
+    (v) => (v === '' ? undefined : v),
+    z
+      .string()
+      .min(24, 'must be at least 24 characters')
+      .regex(/^[A-Za-z0-9._~-]+$/, 'must use only URL-safe characters (A-Z a-z 0-9 . _ ~ -)')
+      .optional(),
+  ),
   /** First admin API key. Without it, one is generated on first start and printed once. */
   FLEET_ADMIN_KEY: z.preprocess((v) => (v === '' ? undefined : v), z.string().min(24, 'must be at least 24 characters').optional()),
   /** Largest MQTT packet the embedded broker accepts, in bytes (MQTT 3.1.1 §2.2.3 allows up to 256 MB). */
@@ -81,6 +94,8 @@ export interface AppConfig {
     | { kind: 'embedded'; port: number; wsPort?: number; publicUrl?: string; maxPacketBytes: number; drainTimeoutMs: number }
     | { kind: 'external'; url: string; username?: string; password?: string; sharedGroup?: string; publicUrl?: string };
   adminKey?: string;
+  /** Secret of the broker-facing auth endpoints; undefined disables them. */
+  brokerAuthSecret?: string;
   maxArtifactBytes: number;
   rolloutTickSeconds: number;
   telemetryRetentionDays: number;
@@ -124,6 +139,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
           drainTimeoutMs: e.MQTT_DRAIN_TIMEOUT_MS,
         },
     adminKey: e.FLEET_ADMIN_KEY,
+    brokerAuthSecret: e.BROKER_AUTH_SECRET,
     maxArtifactBytes: e.MAX_ARTIFACT_BYTES,
     rolloutTickSeconds: e.ROLLOUT_TICK_SECONDS,
     telemetryRetentionDays: e.TELEMETRY_RETENTION_DAYS,
