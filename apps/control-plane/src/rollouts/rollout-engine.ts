@@ -1,8 +1,9 @@
-import { Inject, Injectable, Logger, type OnApplicationBootstrap, type OnModuleDestroy, Optional } from '@nestjs/common';
+import { HttpStatus, Inject, Injectable, Logger, type OnApplicationBootstrap, type OnModuleDestroy, Optional } from '@nestjs/common';
 import { type ArtifactRef, TRANSIENT_FAILURE_CODES } from '@fleetline/protocol';
 import { DesiredStateService } from '../devices/desired-state.service.js';
 import { ReportIngestService } from '../devices/report-ingest.service.js';
 import { APP_CONFIG, type AppConfig } from '../infra/config/app-config.js';
+import { DomainException } from '../infra/http/domain.exception.js';
 import { ModelsService } from '../models/models.service.js';
 import { type GateResult, HealthGateService } from '../telemetry/health-gate.contract.js';
 import { DriverLease } from './driver-lease.js';
@@ -19,6 +20,8 @@ const GATE_EVALUATION_MS = 5_000;
 /** Dynamic rollouts look for newly matching devices every max(this, 4 ticks). */
 const DYNAMIC_CHECK_MS = 2_000;
 const MIN_TICK_GAP_MS = 200;
+/** While reverting keeps failing, a rollback-retrying event is recorded at most this often per rollout. */
+const ROLLBACK_RETRY_EVENT_MS = 60_000;
 
 /**
  * Drives every active rollout from the database: applies device reports, times out and retries
@@ -43,6 +46,8 @@ export class RolloutEngine implements OnApplicationBootstrap, OnModuleDestroy {
   /** Notes emitted once per rollout+wave (waiting for approval, stalled, ...), to keep the log about decisions. */
   private readonly noted = new Set<string>();
   private readonly tickListeners: ((rolloutIds: string[]) => void)[] = [];
+  /** Failed revert attempts per rolling-back rollout (for the rollback-retrying event). */
+  private readonly rollbackRetries = new Map<string, { attempts: number; lastEventAt: number }>();
 
   constructor(
     private readonly repo: RolloutRepository,
@@ -504,47 +509,111 @@ export class RolloutEngine implements OnApplicationBootstrap, OnModuleDestroy {
    * Reverts an aborted (rolling-back) rollout in batches: every device that was told about the version gets
    * the version it ran before (see RolloutRepository.rollbackBatch), or is unassigned when it
    * ran none. Resumable: reverted devices are marked rolled-back as each batch completes.
+   *
+   * A device leaves the batch only with a real outcome: reverted (rolled-back), gone (unknown or
+   * decommissioned) or a version that no longer exists (skipped, nothing to revert to). A
+   * transient error (broker, database) leaves it as it is, so it comes back on the next tick; the
+   * rollout stays rolling-back until rollbackBatch finds nobody left, and only then finishes.
    */
   private async rollbackStep(r: RolloutRow): Promise<void> {
+    let reverted = 0;
     for (let i = 0; i < MAX_NOTIFY_PER_TICK / NOTIFY_BATCH; i++) {
       const batch = await this.repo.rollbackBatch(r.id, r.version, r.model, NOTIFY_BATCH);
       if (batch.length === 0) {
+        this.rollbackRetries.delete(r.id);
         await this.repo.finishAbort(r.id, await this.repo.countInState(r.id, 'rolled-back'));
         return;
       }
-      const byVersion = new Map<string, string[]>();
-      const unassign: string[] = [];
-      for (const b of batch) {
-        if (b.target === null || b.target === r.version) unassign.push(b.deviceId);
-        else {
-          // Mutate in place: copying the array per device made a 5,000-device batch quadratic.
-          const ids = byVersion.get(b.target);
-          if (ids) ids.push(b.deviceId);
-          else byVersion.set(b.target, [b.deviceId]);
-        }
+      const outcome = await this.revertBatch(r, batch);
+      reverted += outcome.reverted;
+      if (outcome.failed > 0) {
+        await this.noteRollbackRetry(r, reverted, outcome.failed, outcome.error);
+        return; // the failed devices are still first in membership order: retry them next tick
       }
-      for (const [version, ids] of byVersion) {
-        try {
-          await this.desired.assign(ids.map((deviceId) => ({ deviceId, model: r.model, version, rolloutId: null, action: 'install' as const })));
-          await this.repo.markRolledBack(
-            r.id,
-            ids,
-            ids.map(() => `reverted to ${version}`),
-          );
-        } catch (err) {
-          this.logger.warn(`rollout ${r.id}: reverting ${ids.length} devices to ${version} failed: ${String(err)}`);
-          await this.repo.markSkipped(r.id, ids, `rollback to ${version} impossible: ${err instanceof Error ? err.message : String(err)}`);
-        }
+    }
+  }
+
+  private async revertBatch(r: RolloutRow, batch: { deviceId: string; target: string | null }[]): Promise<{ reverted: number; failed: number; error: string }> {
+    const byVersion = new Map<string, string[]>();
+    const unassign: string[] = [];
+    for (const b of batch) {
+      if (b.target === null || b.target === r.version) unassign.push(b.deviceId);
+      else {
+        // Mutate in place: copying the array per device made a 5,000-device batch quadratic.
+        const ids = byVersion.get(b.target);
+        if (ids) ids.push(b.deviceId);
+        else byVersion.set(b.target, [b.deviceId]);
       }
-      if (unassign.length > 0) {
+    }
+    let reverted = 0;
+    let failed = 0;
+    let error = '';
+    for (const [version, ids] of byVersion) {
+      try {
+        const assigned = await this.desired.assign(ids.map((deviceId) => ({ deviceId, model: r.model, version, rolloutId: null, action: 'install' as const })));
+        const known = new Set(assigned.map((a) => a.deviceId));
+        const done = ids.filter((id) => known.has(id));
+        await this.repo.markRolledBack(
+          r.id,
+          done,
+          done.map(() => `reverted to ${version}`),
+        );
+        await this.repo.markSkipped(
+          r.id,
+          ids.filter((id) => !known.has(id)),
+          'device unknown or decommissioned',
+        );
+        reverted += done.length;
+      } catch (err) {
+        const message = err instanceof Error ? err.message : String(err);
+        if (err instanceof DomainException && err.status === HttpStatus.NOT_FOUND) {
+          // The version to go back to no longer exists: nothing can ever be reverted to it.
+          await this.repo.markSkipped(r.id, ids, `rollback to ${version} impossible: ${message}`);
+          continue;
+        }
+        this.logger.warn(`rollout ${r.id}: reverting ${ids.length} devices to ${version} failed (retried): ${message}`);
+        failed += ids.length;
+        error = message;
+      }
+    }
+    if (unassign.length > 0) {
+      try {
         await this.desired.unassign(unassign.map((deviceId) => ({ deviceId, model: r.model })));
         await this.repo.markRolledBack(
           r.id,
           unassign,
           unassign.map(() => 'no previous version: model unassigned'),
         );
+        reverted += unassign.length;
+      } catch (err) {
+        const message = err instanceof Error ? err.message : String(err);
+        this.logger.warn(`rollout ${r.id}: unassigning ${unassign.length} devices failed (retried): ${message}`);
+        failed += unassign.length;
+        error = message;
       }
     }
+    return { reverted, failed, error };
+  }
+
+  /**
+   * Records that reverting failed and will be retried, with the numbers: on the first failure
+   * and then at most once per ROLLBACK_RETRY_EVENT_MS, so a long outage does not flood the log.
+   */
+  private async noteRollbackRetry(r: RolloutRow, reverted: number, failed: number, error: string): Promise<void> {
+    const now = Date.now();
+    const state = this.rollbackRetries.get(r.id) ?? { attempts: 0, lastEventAt: 0 };
+    state.attempts++;
+    this.rollbackRetries.set(r.id, state);
+    if (now - state.lastEventAt < ROLLBACK_RETRY_EVENT_MS) return;
+    state.lastEventAt = now;
+    await this.repo.insertEvents(undefined, r.id, [
+      {
+        type: 'rollback-retrying',
+        wave: r.currentWave,
+        message: `reverting ${failed} devices failed and is retried: ${error}`,
+        data: { failed, reverted, attempts: state.attempts, error },
+      },
+    ]);
   }
 
   private async artifactsOf(r: RolloutRow): Promise<ArtifactRef[]> {
