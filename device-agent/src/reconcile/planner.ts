@@ -1,5 +1,6 @@
 import type { DesiredModel, UpdateState } from '@fleetline/protocol';
 import { isTerminalUpdateState } from '@fleetline/protocol';
+import { canBegin, canRemove, canTransition, transition, type UpdateEvent } from '../update/transition-table.js';
 
 /** Summary of the journaled update for one model, as the planner needs it. */
 export interface UpdateSummary {
@@ -90,6 +91,8 @@ function isInFlight(u: UpdateSummary): boolean {
  *    until the server issues a new revision (no retry storms from the device side).
  * 5. If the desired version is already active, no bytes move: the revision is acknowledged.
  * 6. A download-only assignment ends in `downloaded`; only an install command continues it.
+ * 7. Every plan is a legal path through the transition table from the journaled state
+ *    (`stepTransitions` says which rows each step takes; a property test walks every plan).
  */
 export function planSteps(desired: DesiredModel | null, current: CurrentModelState): Step[] {
   const u = current.update;
@@ -101,6 +104,8 @@ export function planSteps(desired: DesiredModel | null, current: CurrentModelSta
   const sameAssignment = desired !== null && u !== undefined && u.version === desired.version && u.revision === desired.revision;
   if (sameAssignment) {
     if (u.state === 'downloaded') return resumeSteps('downloaded', desired.action, u.installRequested);
+    // Journaled but not started: the version may already be active (an acknowledgement cut short).
+    if (u.state === 'idle' && desired.version === current.activeVersion) return [{ kind: 'acknowledge' }]; // invariant 5
     if (isInFlight(u)) return resumeSteps(u.state, desired.action, u.installRequested);
     return []; // invariant 4
   }
@@ -118,4 +123,88 @@ export function planSteps(desired: DesiredModel | null, current: CurrentModelSta
   }
   steps.push(...resumeSteps('idle', desired.action));
   return steps;
+}
+
+/**
+ * How one step moves the journal through the transition table: whether it opens a new entry
+ * (`[*] --> idle`), the events it applies before its work (the journal names the state whose work
+ * runs, before that work starts), the event that ends it on success, the event its failure applies,
+ * and whether it removes the entry at the end. Pure; the executor follows it, so what the table
+ * allows and what the code does cannot drift apart.
+ */
+export interface StepTransitions {
+  begin: boolean;
+  enter: UpdateEvent[];
+  exit?: UpdateEvent;
+  onFailure?: UpdateEvent;
+  removes: boolean;
+}
+
+export class IllegalStepError extends Error {
+  constructor(
+    readonly step: StepKind,
+    readonly state: UpdateState | undefined,
+  ) {
+    super(`step ${step} cannot run with the update journaled in ${state ?? 'no entry'}`);
+  }
+}
+
+/**
+ * Transitions of `step` when the journal holds `state` (undefined: no entry); `forDesired` says
+ * whether that entry belongs to the assignment the step works for. Throws IllegalStepError when
+ * the table does not allow the step there.
+ */
+export function stepTransitions(step: Step, state: UpdateState | undefined, forDesired: boolean): StepTransitions {
+  const t = ((): StepTransitions => {
+    const none = { begin: false, enter: [] as UpdateEvent[], removes: false };
+    switch (step.kind) {
+      case 'abandon':
+        return { ...none, enter: ['abandon'], removes: true };
+      case 'check-compatibility':
+        return { ...none, begin: !(state === 'idle' && forDesired), onFailure: 'reject' };
+      case 'acknowledge':
+        return { ...none, begin: !(state === 'idle' && forDesired), exit: 'acknowledge' };
+      case 'download':
+        return { ...none, enter: state === 'idle' ? ['start'] : [], exit: 'fetched', onFailure: 'fail' };
+      case 'verify':
+        return {
+          ...none,
+          enter: state === 'downloading' ? ['fetched'] : state === 'downloaded' ? ['install'] : [],
+          exit: step.then === 'stage' ? 'stage' : 'verified',
+          onFailure: 'fail',
+        };
+      case 'install':
+        return { ...none, exit: 'installed', onFailure: 'fail' };
+      case 'activate':
+        return { ...none, exit: 'activated', onFailure: 'fail' };
+      case 'health-check':
+        return { ...none, onFailure: 'fail' };
+      case 'commit':
+        return { ...none, exit: 'healthy' };
+      case 'roll-back':
+        return { ...none, exit: 'restored', onFailure: 'fail' };
+      case 'remove-model':
+        return { ...none, removes: true };
+    }
+  })();
+  // Check the whole step against the table before any of it runs.
+  let s = state;
+  if (t.begin) {
+    if (!canBegin(s)) throw new IllegalStepError(step.kind, state);
+    s = 'idle';
+  }
+  if (t.enter.length > 0 || t.exit !== undefined || t.onFailure !== undefined) {
+    if (s === undefined) throw new IllegalStepError(step.kind, state);
+  }
+  for (const event of t.enter) {
+    if (!canTransition(s!, event)) throw new IllegalStepError(step.kind, state);
+    s = transition(s!, event);
+  }
+  if (t.onFailure !== undefined && !canTransition(s!, t.onFailure)) throw new IllegalStepError(step.kind, state);
+  if (t.exit !== undefined) {
+    if (!canTransition(s!, t.exit)) throw new IllegalStepError(step.kind, state);
+    s = transition(s!, t.exit);
+  }
+  if (t.removes && !canRemove(s)) throw new IllegalStepError(step.kind, state);
+  return t;
 }

@@ -2,8 +2,9 @@ import { describe, it, expect, beforeAll, afterAll } from '@jest/globals';
 import { mkdtemp, rm, writeFile, mkdir, readlink, readdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
-import type { DesiredModel, UpdateState } from '@fleetline/protocol';
+import { createHash, randomBytes } from 'node:crypto';
+import fc from 'fast-check';
+import { UPDATE_STATES, type DesiredModel, type UpdateState } from '@fleetline/protocol';
 import { TufRepoFixture, type PublishedTarget } from '../testing/tuf-repo.fixture.js';
 import { TargetServerFixture } from '../testing/target-server.fixture.js';
 import { TufDownloader } from '../download/tuf-downloader.js';
@@ -13,6 +14,7 @@ import { commandRuntimeFactory } from '../runtime/command-runtime.js';
 import { FileStateStore, type StateStore } from '../storage/store.js';
 import { Reconciler, type ReportDraft } from './reconciler.js';
 import type { JournalEntry } from '../update/journal.js';
+import type { ArtifactDownloader } from '../download/downloader.js';
 
 const DEVICE = 'dev-rec';
 const SECRET = 'k'.repeat(40);
@@ -58,6 +60,7 @@ describe('Reconciler with real TUF downloads, files and the command runtime', ()
     targets['1.0.0'] = repo.addTarget('resnet/1.0.0/model.onnx', Buffer.concat([Buffer.from('OK1'), randomBytes(50_000)]));
     targets['1.1.0'] = repo.addTarget('resnet/1.1.0/model.onnx', Buffer.concat([Buffer.from('OK2'), randomBytes(60_000)]));
     targets['1.2.0'] = repo.addTarget('resnet/1.2.0/model.onnx', Buffer.concat([Buffer.from('BAD'), randomBytes(40_000)]));
+    targets['1.3.0'] = repo.addTarget('resnet/1.3.0/model.onnx', Buffer.concat([Buffer.from('OK3'), randomBytes(30_000)]));
     await server.start();
   });
   afterAll(async () => {
@@ -87,32 +90,50 @@ describe('Reconciler with real TUF downloads, files and the command runtime', ()
     };
   }
 
-  function reconciler(dir: string, reports: ReportDraft[], store?: StateStore, maxActivationRestarts = 3): Reconciler {
+  interface ReconcilerOverrides {
+    now?: () => Date;
+    wrapDownloader?: (inner: ArtifactDownloader) => ArtifactDownloader;
+    report?: (draft: ReportDraft) => Promise<void>;
+  }
+
+  function reconciler(dir: string, reports: ReportDraft[], store?: StateStore, maxActivationRestarts = 3, overrides: ReconcilerOverrides = {}): Reconciler {
+    const downloader = new TufDownloader({
+      deviceId: DEVICE,
+      secret: SECRET,
+      metadataUrl: server.metadataUrl,
+      targetsUrl: server.targetsUrl,
+      metadataDir: join(dir, 'tuf'),
+      downloadDir: join(dir, 'downloads'),
+      reserveBytes: 0,
+    });
     const runtimes = new RuntimeRegistry().register(commandRuntimeFactory({ command: process.execPath, args: ['-e', HEALTH_SCRIPT], timeoutMs: 10_000 }));
     return new Reconciler({
       store: store ?? new FileStateStore(join(dir, 'state')),
       models: new FsModelStore(join(dir, 'models')),
-      downloader: new TufDownloader({
-        deviceId: DEVICE,
-        secret: SECRET,
-        metadataUrl: server.metadataUrl,
-        targetsUrl: server.targetsUrl,
-        metadataDir: join(dir, 'tuf'),
-        downloadDir: join(dir, 'downloads'),
-        reserveBytes: 0,
-      }),
+      downloader: overrides.wrapDownloader ? overrides.wrapDownloader(downloader) : downloader,
       runtimes,
       capabilities: { hardwareClass: 'x86_64', accelerators: [], agentVersion: '0.1.0', runtimes: runtimes.versions() },
-      report: async (d) => {
-        reports.push(d);
-      },
+      report:
+        overrides.report ??
+        (async (d): Promise<void> => {
+          reports.push(d);
+        }),
       maxActivationRestarts,
+      ...(overrides.now ? { now: overrides.now } : {}),
     });
   }
 
   async function apply(r: Reconciler, d: DesiredModel): Promise<void> {
     await r.setDesired(d.model, d);
     await r.settled();
+  }
+
+  async function waitUntil(check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!(await check())) {
+      if (Date.now() > deadline) throw new Error('condition not met in time');
+      await new Promise((r) => setTimeout(r, 10));
+    }
   }
 
   async function active(dir: string): Promise<string | null> {
@@ -252,6 +273,173 @@ describe('Reconciler with real TUF downloads, files and the command runtime', ()
     expect(reports.at(-1)).toMatchObject({ failure: { code: 'boot-loop' }, activeVersion: '1.0.0' });
     expect(await active(dir)).toBe('1.0.0');
   });
+
+  it('starts after a long outage that left an update journaled in idle past its deadline', async () => {
+    const dir = await newDataDir();
+    await apply(reconciler(dir, []), desired('1.0.0', 1));
+    const file = new FileStateStore(join(dir, 'state'));
+    // Power cut right after the new update was journaled (idle), before its first step ran.
+    const crashing = new CrashingStore(
+      file,
+      (key, value) => key === 'journal/resnet' && (value as JournalEntry).state === 'idle' && (value as JournalEntry).desired.version === '1.1.0',
+    );
+    const first = reconciler(dir, [], crashing);
+    await apply(first, desired('1.1.0', 2, { timeoutSeconds: 60 }));
+    await first.stop();
+    expect((await file.read<JournalEntry>('journal/resnet'))!).toMatchObject({ state: 'idle', desired: { version: '1.1.0' } });
+
+    // The device comes back two hours later: the update's deadline passed while it was off.
+    const later = new Date(Date.now() + 2 * 3_600_000);
+    const reports: ReportDraft[] = [];
+    const second = reconciler(dir, reports, undefined, 3, { now: () => later });
+    await second.recover();
+    await second.settled();
+    expect(reports.map((x) => x.state)).toEqual(['failed']);
+    expect(reports[0]).toMatchObject({ version: '1.1.0', revision: 2, activeVersion: '1.0.0', failure: { code: 'download-timeout' } });
+    expect((await file.read<JournalEntry>('journal/resnet'))!).toMatchObject({ state: 'failed', desired: { revision: 2 } });
+    expect(await active(dir)).toBe('1.0.0');
+  });
+
+  it('finishes the newer assignment after a crash between abandoning a superseded update and removing its entry', async () => {
+    const dir = await newDataDir();
+    await apply(reconciler(dir, []), desired('1.0.0', 1));
+    const file = new FileStateStore(join(dir, 'state'));
+    let downloading = false;
+    // Crash on the abandon write: the second time 1.1.0 is journaled in idle, after its download began.
+    const crashing = new CrashingStore(file, (key, value) => {
+      if (key !== 'journal/resnet' || (value as JournalEntry).desired.version !== '1.1.0') return false;
+      if ((value as JournalEntry).state === 'downloading') downloading = true;
+      return downloading && (value as JournalEntry).state === 'idle';
+    });
+    // The 1.1.0 download never finishes on its own: only the superseding assignment ends it.
+    const holdDownload = (inner: ArtifactDownloader): ArtifactDownloader => ({
+      fetch: (d, ctx) =>
+        d.version === '1.1.0'
+          ? new Promise<void>((_, reject) => ctx.signal.addEventListener('abort', () => reject(new Error('aborted')), { once: true }))
+          : inner.fetch(d, ctx),
+      verify: (d) => inner.verify(d),
+      discard: (d) => inner.discard(d),
+    });
+    const first = reconciler(dir, [], crashing, 3, { wrapDownloader: holdDownload });
+    await first.setDesired('resnet', desired('1.1.0', 2));
+    await waitUntil(async () => (await file.read<JournalEntry>('journal/resnet'))?.state === 'downloading');
+    await first.setDesired('resnet', desired('1.3.0', 3));
+    await first.settled();
+    await first.stop();
+    expect(crashing.dead).toBe(true);
+    expect((await file.read<JournalEntry>('journal/resnet'))!).toMatchObject({ state: 'idle', desired: { version: '1.1.0', revision: 2 } });
+
+    const reports: ReportDraft[] = [];
+    const second = reconciler(dir, reports);
+    await second.recover();
+    await second.settled();
+    expect((await file.read<JournalEntry>('journal/resnet'))!).toMatchObject({ state: 'committed', desired: { version: '1.3.0', revision: 3 } });
+    expect(reports.at(-1)).toMatchObject({ state: 'committed', version: '1.3.0', revision: 3, activeVersion: '1.3.0', previousVersion: '1.0.0' });
+    expect(await active(dir)).toBe('1.3.0');
+  });
+
+  it('abandons an update cut short while installing when a newer assignment is waiting after the restart', async () => {
+    const dir = await newDataDir();
+    await apply(reconciler(dir, []), desired('1.0.0', 1));
+    const file = new FileStateStore(join(dir, 'state'));
+    const crashing = new CrashingStore(
+      file,
+      (key, value) => key === 'journal/resnet' && (value as JournalEntry).state === 'installing' && (value as JournalEntry).desired.version === '1.1.0',
+    );
+    const first = reconciler(dir, [], crashing);
+    await apply(first, desired('1.1.0', 2));
+    await first.stop();
+    // While the device was off the control plane assigned 1.3.0; it arrives before anything else runs.
+    await file.write('desired/resnet', desired('1.3.0', 3));
+
+    const reports: ReportDraft[] = [];
+    const second = reconciler(dir, reports);
+    await second.recover();
+    await second.settled();
+    expect((await file.read<JournalEntry>('journal/resnet'))!).toMatchObject({ state: 'committed', desired: { version: '1.3.0', revision: 3 } });
+    expect(await active(dir)).toBe('1.3.0');
+    // The half-installed 1.1.0 is gone; 1.0.0 stays as the rollback target.
+    expect((await readdir(join(dir, 'models', 'resnet', 'versions'))).sort()).toEqual(['1.0.0', '1.3.0']);
+  });
+
+  it('loop breaker: an error no step can handle ends the update through the table instead of leaving it mid-way', async () => {
+    const dir = await newDataDir();
+    await apply(reconciler(dir, []), desired('1.0.0', 1));
+    const reports: ReportDraft[] = [];
+    let refused = false;
+    // The outbox refuses one report (e.g. a full disk): the error escapes the step.
+    const r = reconciler(dir, reports, undefined, 3, {
+      report: async (d) => {
+        if (d.state === 'verifying' && !refused) {
+          refused = true;
+          throw new Error('outbox write failed: ENOSPC');
+        }
+        reports.push(d);
+      },
+    });
+    await apply(r, desired('1.1.0', 2));
+    const entry = (await new FileStateStore(join(dir, 'state')).read<JournalEntry>('journal/resnet'))!;
+    expect(entry).toMatchObject({ state: 'failed', desired: { revision: 2 }, failure: { code: 'internal' } });
+    expect(entry.failure!.message).toContain('ENOSPC');
+    expect(reports.map((x) => x.state)).toEqual(['downloading', 'failed']);
+    expect(await active(dir)).toBe('1.0.0');
+  });
+
+  it('property: for any journal entry a crash can leave, recovery does not throw and the model ends its update', async () => {
+    const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({
+          state: fc.constantFrom(...UPDATE_STATES),
+          deadlinePassed: fc.boolean(),
+          assignment: fc.constantFrom('same', 'superseded', 'unassigned'),
+          action: fc.constantFrom<DesiredModel['action']>('install', 'download-only'),
+          installRequested: fc.boolean(),
+          restarts: fc.integer({ min: 0, max: 3 }),
+        }),
+        async (c) => {
+          const dir = await newDataDir();
+          await apply(reconciler(dir, []), desired('1.0.0', 1));
+          const file = new FileStateStore(join(dir, 'state'));
+          const started = new Date(Date.now() - 3_600_000);
+          const entry: JournalEntry = {
+            model: 'resnet',
+            desired: desired('1.1.0', 2, { action: c.action }),
+            state: c.state,
+            previousVersion: '1.0.0',
+            priorPrevious: null,
+            restarts: c.restarts,
+            ...(c.installRequested ? { installRequested: true } : {}),
+            startedAt: started.toISOString(),
+            updatedAt: started.toISOString(),
+            deadline: new Date(Date.now() + (c.deadlinePassed ? -60_000 : 3_600_000)).toISOString(),
+          };
+          await file.write('journal/resnet', entry);
+          const current = c.assignment === 'superseded' ? desired('1.3.0', 3) : entry.desired;
+          if (c.assignment !== 'unassigned') await file.write('desired/resnet', current);
+          else await file.delete('desired/resnet');
+
+          const r = reconciler(dir, []);
+          await r.recover(); // must not throw
+          if (c.assignment === 'unassigned') await r.setDesired('resnet', null); // what the control plane says on connect
+          await r.settled();
+
+          const after = await file.read<JournalEntry>('journal/resnet');
+          if (c.assignment === 'unassigned') {
+            expect(after === undefined || ['committed', 'rolled-back', 'failed', 'incompatible'].includes(after.state)).toBe(true);
+          } else {
+            expect(after).toBeDefined();
+            expect(['committed', 'rolled-back', 'failed', 'incompatible', 'downloaded']).toContain(after!.state);
+            expect(after!.desired.revision).toBe(current.revision);
+          }
+          // Whatever `current` points at is a complete, verified version.
+          const bytes = await readFile(join(dir, 'models', 'resnet', 'current', 'model.onnx')).catch(() => undefined);
+          if (bytes) expect(Object.values(targets).map((t) => t.sha256)).toContain(sha(bytes));
+        },
+      ),
+      { numRuns: Number(process.env['PROPERTY_RUNS'] ?? 30) },
+    );
+  }, 180_000);
 
   it('reports verification-failed for a tampered target and keeps the active version', async () => {
     const dir = await newDataDir();

@@ -7,10 +7,10 @@ import { artifactFileName } from '../download/downloader.js';
 import type { ModelStore, StagedFile } from '../install/model-store.js';
 import type { RuntimeRegistry } from '../runtime/model-runtime.js';
 import type { StateStore } from '../storage/store.js';
-import { decideRecovery, UpdateJournal, type JournalEntry, DEFAULT_MAX_ACTIVATION_RESTARTS } from '../update/journal.js';
-import type { UpdateEvent } from '../update/transition-table.js';
+import { decideRecovery, recoveryTransition, UpdateJournal, type JournalEntry, DEFAULT_MAX_ACTIVATION_RESTARTS } from '../update/journal.js';
+import { canTransition, type UpdateEvent } from '../update/transition-table.js';
 import { failureOf, UpdateFailure } from '../update/update-failure.js';
-import { planSteps, type CurrentModelState, type Step } from './planner.js';
+import { planSteps, stepTransitions, type CurrentModelState, type Step } from './planner.js';
 
 /** An update report without the envelope fields the outbox assigns. */
 export type ReportDraft = Omit<UpdateReport, 'v' | 'seq'>;
@@ -42,6 +42,10 @@ export interface ActiveModel {
 }
 
 type StepOutcome = 'continue' | 'stop' | 'replan';
+
+/** Loop breaker bounds for one reconciliation of a model (see `reconcile`). */
+const MAX_STALLED_PASSES = 3;
+const MAX_PASSES = 20;
 
 /**
  * Drives every model towards its desired state: keeps the latest desired assignment per model,
@@ -85,20 +89,17 @@ export class Reconciler extends EventEmitter {
       const decision = decideRecovery(entry, this.now(), this.opts.maxActivationRestarts ?? DEFAULT_MAX_ACTIVATION_RESTARTS);
       this.log(`recovery ${entry.model}@${entry.desired.version} in ${entry.state}: ${decision.kind}`);
       if (decision.kind === 'none') continue;
-      if (decision.kind === 'resume') {
-        if (decision.restarts !== entry.restarts) await this.journal.save({ ...entry, restarts: decision.restarts });
-      } else if (decision.kind === 'roll-back') {
-        const next = await this.journal.apply({ ...entry, restarts: decision.restarts }, 'fail', this.now(), {
-          failure: { code: decision.code, message: decision.message },
-        });
-        await this.emitReport(next);
-      } else {
-        const next = await this.journal.apply(entry, 'fail', this.now(), { failure: { code: decision.code, message: decision.message } });
-        await this.emitReport(next);
+      const change = recoveryTransition(entry, decision);
+      if (change) {
+        const next = await this.journal.apply(entry, change.event, this.now(), change.patch);
+        if (next.state !== entry.state) await this.emitReport(next);
       }
       if (!this.desired.has(entry.model)) this.desired.set(entry.model, entry.desired);
       this.schedule(entry.model);
     }
+    // An assignment persisted before the crash may not have been started yet (no entry, or the entry
+    // of an older revision that had ended): plan it now, offline too. Plans nothing when it is done.
+    for (const model of this.desired.keys()) this.schedule(model);
   }
 
   /**
@@ -146,7 +147,8 @@ export class Reconciler extends EventEmitter {
       this.log(`install command for ${model}@${version} r${revision} ignored: no matching downloaded update`);
       return false;
     }
-    await this.journal.save({ ...entry, installRequested: true });
+    // The command itself is the table's `install` row: the staged bytes are verified again next.
+    await this.apply(entry, 'install', { installRequested: true });
     this.schedule(model);
     return true;
   }
@@ -159,6 +161,7 @@ export class Reconciler extends EventEmitter {
       return;
     }
     const run = (async (): Promise<void> => {
+      let ended = false;
       try {
         do {
           this.dirty.delete(model);
@@ -166,10 +169,18 @@ export class Reconciler extends EventEmitter {
         } while (this.dirty.has(model) && !this.stopped);
       } catch (err: unknown) {
         this.log(`reconcile ${model} failed: ${err instanceof Error ? err.stack : String(err)}`);
+        if (!this.stopped) {
+          ended = await this.breakLoop(model, err instanceof Error ? err.message : String(err)).catch((e: unknown) => {
+            this.log(`loop breaker ${model}: ${String(e)}`);
+            return false;
+          });
+        }
       } finally {
         this.running.delete(model);
         this.emit('idle', model);
       }
+      // The stuck update ended: plan once more for the current assignment (a failed revision plans nothing).
+      if (ended) this.schedule(model);
     })();
     this.running.set(model, run);
   }
@@ -212,15 +223,30 @@ export class Reconciler extends EventEmitter {
   }
 
   private async reconcile(model: string): Promise<void> {
-    // Each pass executes one plan; re-planning covers assignments that changed meanwhile. The bound
-    // protects against a planner/executor disagreement turning into a busy loop.
-    for (let pass = 0; pass < 6 && !this.stopped; pass++) {
+    // Each pass executes one plan; re-planning covers assignments that changed meanwhile. A pass
+    // that starts where the previous one started (same journaled state and revision, same desired
+    // revision) made no progress; a few of those in a row, or too many passes, trip the loop breaker.
+    let stalled = 0;
+    let previous: string | undefined;
+    for (let pass = 0; !this.stopped; pass++) {
       const desired = this.desired.has(model) ? (this.desired.get(model) ?? null) : undefined;
       let entry = await this.journal.load(model);
       if (desired === undefined && !entry) return; // never heard of this model
       const effective = desired === undefined ? (entry?.desired ?? null) : desired;
       const steps = planSteps(effective, await this.current(model, entry));
       if (steps.length === 0) return;
+      const key = `${entry?.desired.revision ?? '-'}|${entry?.state ?? '-'}|${effective?.revision ?? '-'}`;
+      stalled = key === previous ? stalled + 1 : 0;
+      previous = key;
+      if (stalled >= MAX_STALLED_PASSES || pass >= MAX_PASSES) {
+        const reason = `no progress after ${pass} passes (journal ${entry?.state ?? 'empty'}, plan ${steps.map((s) => s.kind).join(' -> ')})`;
+        if (pass < MAX_PASSES && (await this.breakLoop(model, reason))) {
+          stalled = 0;
+          previous = undefined;
+          continue; // the stuck update ended: plan for the current assignment
+        }
+        return;
+      }
       this.log(`plan ${model}: ${steps.map((s) => s.kind).join(' -> ')}`);
       let outcome: StepOutcome = 'continue';
       for (const step of steps) {
@@ -273,38 +299,77 @@ export class Reconciler extends EventEmitter {
     return entry;
   }
 
+  /**
+   * Runs one step along the rows `stepTransitions` names for it: opens the entry if the step starts
+   * a new update, applies the events that journal the step's working state, does the work, then
+   * applies the event that ends the step. Failures apply the step's failure event (and roll back
+   * once the new version may be active). No state change happens anywhere else.
+   */
   private async execute(
     model: string,
     step: Step,
     entryIn: JournalEntry | undefined,
     desired: DesiredModel | null,
   ): Promise<{ entry: JournalEntry | undefined; outcome: StepOutcome }> {
+    const forDesired =
+      entryIn !== undefined && desired !== null && entryIn.desired.revision === desired.revision && entryIn.desired.version === desired.version;
+    const t = stepTransitions(step, entryIn?.state, forDesired);
     let entry = entryIn;
+    if (t.begin) {
+      if (!desired) return { entry, outcome: 'stop' };
+      const p = await this.opts.models.pointers(model);
+      entry =
+        step.kind === 'acknowledge'
+          ? // Nothing changes on the device, so nothing to roll back to and nothing to time out.
+            await this.journal.begin(desired, p.previous, p.previous, this.now(), null)
+          : await this.journal.begin(desired, p.active, p.previous, this.now(), this.opts.updateTimeoutMs ?? 3_600_000);
+    }
+    for (const event of t.enter) entry = await this.apply(this.need(entry, step), event);
+
+    const ended = await this.work(model, step, entry);
+    if (ended) return ended;
+
+    if (t.exit) entry = await this.apply(this.need(entry, step), t.exit, step.kind === 'commit' ? { restarts: 0 } : {});
+    if (step.kind === 'commit') await this.cleanup(model, this.need(entry, step).desired);
+    if (t.removes) {
+      await this.journal.remove(model);
+      entry = undefined;
+    }
+    if (step.kind === 'remove-model') {
+      await this.opts.store.delete(`desired/${model}`);
+      this.desired.delete(model);
+      this.emit('active-changed', model, null);
+      return { entry, outcome: 'stop' };
+    }
+    return { entry, outcome: step.kind === 'verify' && step.then === 'stage' ? 'stop' : 'continue' };
+  }
+
+  /**
+   * The work of one step, with the step's working state already journaled. Returns undefined when
+   * it succeeded (the caller applies the step's exit event), or how the plan ends here.
+   */
+  private async work(
+    model: string,
+    step: Step,
+    entry: JournalEntry | undefined,
+  ): Promise<{ entry: JournalEntry | undefined; outcome: StepOutcome } | undefined> {
     switch (step.kind) {
       case 'abandon': {
         const e = this.need(entry, step);
-        await this.journal.apply(e, 'abandon', this.now());
         await this.opts.downloader.discard(e.desired).catch(() => undefined);
         this.staged.delete(model);
-        await this.journal.remove(model);
-        return { entry: undefined, outcome: 'continue' };
+        // An install cut short may have left a version directory that nothing points at.
+        await this.opts.models.gc(model).catch((err: unknown) => this.log(`gc ${model}: ${String(err)}`));
+        return undefined;
       }
       case 'check-compatibility': {
-        if (!desired) return { entry, outcome: 'stop' };
-        const p = await this.opts.models.pointers(model);
-        if (!entry || entry.desired.revision !== desired.revision || entry.desired.version !== desired.version || entry.state !== 'idle') {
-          entry = await this.journal.begin(desired, p.active, p.previous, this.now(), this.opts.updateTimeoutMs ?? 3_600_000);
-        }
-        const result = checkCompatibility(desired.artifacts, this.opts.capabilities);
-        if (!result.ok) {
-          entry = await this.apply(entry, 'reject', { failure: { code: result.code, message: result.message } });
-          return { entry, outcome: 'stop' };
-        }
-        return { entry, outcome: 'continue' };
+        const e = this.need(entry, step);
+        const result = checkCompatibility(e.desired.artifacts, this.opts.capabilities);
+        if (result.ok) return undefined;
+        return { entry: await this.apply(e, 'reject', { failure: { code: result.code, message: result.message } }), outcome: 'stop' };
       }
       case 'download': {
-        let e = this.need(entry, step);
-        if (e.state === 'idle') e = await this.apply(e, 'start');
+        const e = this.need(entry, step);
         const controller = new AbortController();
         this.aborts.set(model, controller);
         let lastProgress = Date.now(); // the `downloading` report itself counts as the first progress
@@ -319,114 +384,88 @@ export class Reconciler extends EventEmitter {
               const t = Date.now();
               if (t - lastProgress < (this.opts.progressIntervalMs ?? 10_000) || p.bytes >= p.total) return;
               lastProgress = t;
-              const current = e;
-              progressReports = progressReports.then(() => this.emitReport(current, p)).catch(() => undefined); // advisory only
+              progressReports = progressReports.then(() => this.emitReport(e, p)).catch(() => undefined); // advisory only
             },
           });
           await progressReports;
+          return undefined;
         } catch (err: unknown) {
           await progressReports;
           if (controller.signal.aborted) return { entry: e, outcome: this.stopped ? 'stop' : 'replan' };
-          e = await this.fail(e, err, 'download-failed');
-          if (e.failure?.code === 'verification-failed') await this.opts.downloader.discard(e.desired).catch(() => undefined);
-          return { entry: e, outcome: 'stop' };
+          const failed = await this.fail(e, err, 'download-failed');
+          if (failed.failure?.code === 'verification-failed') await this.opts.downloader.discard(failed.desired).catch(() => undefined);
+          return { entry: failed, outcome: 'stop' };
         } finally {
           this.aborts.delete(model);
         }
-        e = await this.apply(e, 'fetched');
-        return { entry: e, outcome: 'continue' };
       }
       case 'verify': {
-        let e = this.need(entry, step);
-        if (e.state === 'downloading') e = await this.apply(e, 'fetched');
-        if (e.state === 'downloaded') e = await this.apply(e, 'install');
+        const e = this.need(entry, step);
         try {
           this.staged.set(model, await this.opts.downloader.verify(e.desired));
+          return undefined;
         } catch (err: unknown) {
-          e = await this.fail(e, err, 'verification-failed');
-          await this.opts.downloader.discard(e.desired).catch(() => undefined);
-          return { entry: e, outcome: 'stop' };
+          const failed = await this.fail(e, err, 'verification-failed');
+          await this.opts.downloader.discard(failed.desired).catch(() => undefined);
+          return { entry: failed, outcome: 'stop' };
         }
-        if (step.then === 'stage') {
-          e = await this.apply(e, 'stage');
-          return { entry: e, outcome: 'stop' };
-        }
-        e = await this.apply(e, 'verified');
-        return { entry: e, outcome: 'continue' };
       }
       case 'install': {
-        let e = this.need(entry, step);
+        const e = this.need(entry, step);
         try {
           // After a restart the staged list is gone: re-verify (never install unverified bytes).
           const files = this.staged.get(model) ?? (await this.opts.downloader.verify(e.desired));
           await this.opts.models.install(model, e.desired.version, files);
         } catch (err: unknown) {
-          e = await this.fail(e, err, 'install-failed');
-          return { entry: e, outcome: 'stop' };
+          return { entry: await this.fail(e, err, 'install-failed'), outcome: 'stop' };
         }
         this.staged.delete(model);
-        e = await this.apply(e, 'installed');
-        return { entry: e, outcome: 'continue' };
+        return undefined;
       }
       case 'activate': {
-        let e = this.need(entry, step);
+        const e = this.need(entry, step);
         try {
           await this.opts.models.setPointers(model, e.desired.version, e.previousVersion);
           this.emit('active-changed', model, e.desired.version);
+          return undefined;
         } catch (err: unknown) {
-          e = await this.fail(e, err, 'install-failed');
-          return this.rollBack(model, e);
+          return this.rollBack(model, await this.fail(e, err, 'install-failed'));
         }
-        e = await this.apply(e, 'activated');
-        return { entry: e, outcome: 'continue' };
       }
       case 'health-check': {
-        let e = this.need(entry, step);
+        const e = this.need(entry, step);
         try {
           await this.healthCheck(model, e.desired);
+          return undefined;
         } catch (err: unknown) {
-          e = await this.fail(e, err, 'health-check-failed');
-          return this.rollBack(model, e);
+          return this.rollBack(model, await this.fail(e, err, 'health-check-failed'));
         }
-        return { entry: e, outcome: 'continue' };
-      }
-      case 'commit': {
-        let e = this.need(entry, step);
-        e = await this.apply(e, 'healthy', { restarts: 0 });
-        await this.cleanup(model, e.desired);
-        return { entry: e, outcome: 'continue' };
       }
       case 'roll-back':
+        // Applies the step's own rows (restored, or fail when even that is impossible).
         return this.rollBack(model, this.need(entry, step));
-      case 'acknowledge': {
-        if (!desired) return { entry, outcome: 'stop' };
-        const p = await this.opts.models.pointers(model);
-        // Bookkeeping, not a transition: the assignment is satisfied by what already runs, and the
-        // journal must say so, or every redelivery of the retained desired state would re-acknowledge.
-        const t = this.now().toISOString();
-        const e: JournalEntry = {
-          model,
-          desired,
-          state: 'committed',
-          previousVersion: p.previous,
-          priorPrevious: p.previous,
-          restarts: 0,
-          startedAt: t,
-          updatedAt: t,
-        };
-        await this.journal.save(e);
-        await this.emitReport(e);
-        return { entry: e, outcome: 'continue' };
-      }
-      case 'remove-model': {
+      case 'commit':
+      case 'acknowledge':
+        return undefined;
+      case 'remove-model':
         await this.opts.models.remove(model);
-        await this.journal.remove(model);
-        await this.opts.store.delete(`desired/${model}`);
-        this.desired.delete(model);
-        this.emit('active-changed', model, null);
-        return { entry: undefined, outcome: 'stop' };
-      }
+        return undefined;
     }
+  }
+
+  /**
+   * Loop breaker (in the spirit of Mender's state-loop guard): when reconciling a model neither
+   * converges nor can go on (an unexpected error, or passes that change nothing), the journaled
+   * update is ended through the table's `fail` row (rolled back first if the new version may be
+   * active), so the model is never left mid-update. The control plane retries with a new revision.
+   */
+  private async breakLoop(model: string, reason: string): Promise<boolean> {
+    const entry = await this.journal.load(model);
+    if (!entry || !canTransition(entry.state, 'fail')) return false;
+    this.log(`loop breaker: ending ${model}@${entry.desired.version} r${entry.desired.revision} in ${entry.state}: ${reason}`);
+    const failed = await this.apply(entry, 'fail', { failure: { code: 'internal', message: `update stopped by the loop breaker: ${reason}`.slice(0, 2000) } });
+    if (failed.state === 'rolling-back') await this.rollBack(model, failed);
+    return true;
   }
 
   /** `rolling-back`: point `current` back at the version that ran before, then `rolled-back`. */

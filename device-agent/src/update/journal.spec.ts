@@ -1,8 +1,8 @@
 import { describe, it, expect } from '@jest/globals';
 import type { UpdateState } from '@fleetline/protocol';
-import { decideRecovery, UpdateJournal, type JournalEntry } from './journal.js';
+import { decideRecovery, recoveryTransition, UpdateJournal, type JournalEntry } from './journal.js';
 import { MemoryStateStore } from '../storage/store.js';
-import { IllegalTransitionError } from './transition-table.js';
+import { IllegalTransitionError, transition } from './transition-table.js';
 
 const now = new Date('2026-01-01T12:00:00Z');
 function entry(state: UpdateState, extra: Partial<JournalEntry> = {}): JournalEntry {
@@ -50,6 +50,32 @@ describe('decideRecovery', () => {
     // Installing is past the download: finish it regardless of the deadline.
     expect(decideRecovery(entry('installing'), late)).toMatchObject({ kind: 'resume' });
   });
+
+  it('fails an update still journaled in idle after an outage longer than its deadline, through a row of the table', () => {
+    const late = new Date('2026-01-01T14:00:00Z');
+    const e = entry('idle');
+    const decision = decideRecovery(e, late);
+    expect(decision).toMatchObject({ kind: 'fail', code: 'download-timeout' });
+    const change = recoveryTransition(e, decision)!;
+    expect(transition(e.state, change.event)).toBe('failed');
+  });
+
+  it('does not time out a staged download promoted by an install command (the download ended long ago)', () => {
+    const late = new Date('2026-01-01T14:00:00Z');
+    expect(decideRecovery(entry('verifying', { installRequested: true }), late)).toEqual({ kind: 'resume', state: 'verifying', restarts: 0 });
+  });
+
+  it('counts a restart through the restart row, and rolls back through fail', () => {
+    const e = entry('health-checking', { restarts: 1 });
+    const bump = recoveryTransition(e, decideRecovery(e, now))!;
+    expect(bump).toEqual({ event: 'restart', patch: { restarts: 2 } });
+    expect(transition(e.state, bump.event)).toBe('health-checking');
+    const limit = entry('health-checking', { restarts: 2 });
+    const back = recoveryTransition(limit, decideRecovery(limit, now))!;
+    expect(back.event).toBe('fail');
+    expect(transition(limit.state, back.event)).toBe('rolling-back');
+    expect(recoveryTransition(entry('downloading'), decideRecovery(entry('downloading'), now))).toBeUndefined();
+  });
 });
 
 describe('UpdateJournal', () => {
@@ -64,5 +90,22 @@ describe('UpdateJournal', () => {
     expect((await j.load('m'))!.state).toBe('downloading');
     await j.apply(e, 'fail', now, { failure: { code: 'download-failed', message: 'x' } });
     expect(await j.load('m')).toMatchObject({ state: 'failed', failure: { code: 'download-failed' } });
+  });
+
+  it('opens a new entry only over an ended update and removes one only when nothing is in flight', async () => {
+    const store = new MemoryStateStore();
+    const j = new UpdateJournal(store);
+    const d = entry('idle').desired;
+    const e = await j.apply(await j.begin(d, '1.0.0', null, now, 60_000), 'start', now);
+    await expect(j.begin({ ...d, revision: 3 }, '1.0.0', null, now, 60_000)).rejects.toBeInstanceOf(IllegalTransitionError);
+    await expect(j.remove('m')).rejects.toBeInstanceOf(IllegalTransitionError);
+    expect((await j.load('m'))!.state).toBe('downloading');
+    expect((await j.apply(e, 'abandon', now)).state).toBe('idle');
+    await j.remove('m');
+    expect(await j.load('m')).toBeUndefined();
+    const ack = await j.begin(d, '1.0.0', null, now, null);
+    expect(ack.deadline).toBeUndefined();
+    expect((await j.apply(ack, 'acknowledge', now)).state).toBe('committed');
+    await j.begin({ ...d, revision: 4 }, '1.0.0', null, now, 60_000);
   });
 });

@@ -1,7 +1,7 @@
 import type { DesiredModel, FailureCode, UpdateState } from '@fleetline/protocol';
 import { isTerminalUpdateState } from '@fleetline/protocol';
 import type { StateStore } from '../storage/store.js';
-import { ACTIVATION_STATES, transition, type UpdateEvent } from './transition-table.js';
+import { ACTIVATION_STATES, canBegin, canRemove, canTransition, IllegalTransitionError, transition, type UpdateEvent } from './transition-table.js';
 
 /** Durable record of one model's current (or last) update. One per model. */
 export interface JournalEntry {
@@ -45,8 +45,14 @@ export class UpdateJournal {
     return entries.filter((e): e is JournalEntry => e !== undefined);
   }
 
-  async begin(desired: DesiredModel, previousVersion: string | null, priorPrevious: string | null, now: Date, defaultTimeoutMs: number): Promise<JournalEntry> {
-    const timeoutMs = desired.timeoutSeconds ? desired.timeoutSeconds * 1000 : defaultTimeoutMs;
+  /**
+   * Opens the entry of a new update in `idle` (`[*] --> idle`). Only allowed when the journaled
+   * update, if any, is over (an end state); anything still in flight must be finished or abandoned
+   * through the table first. `timeoutMs` null: no deadline (nothing will be downloaded).
+   */
+  async begin(desired: DesiredModel, previousVersion: string | null, priorPrevious: string | null, now: Date, timeoutMs: number | null): Promise<JournalEntry> {
+    const existing = await this.load(desired.model);
+    if (!canBegin(existing?.state)) throw new IllegalTransitionError(existing!.state, 'begin');
     const entry: JournalEntry = {
       model: desired.model,
       desired,
@@ -56,13 +62,16 @@ export class UpdateJournal {
       restarts: 0,
       startedAt: now.toISOString(),
       updatedAt: now.toISOString(),
-      deadline: new Date(now.getTime() + timeoutMs).toISOString(),
+      ...(timeoutMs !== null ? { deadline: new Date(now.getTime() + timeoutMs).toISOString() } : {}),
     };
     await this.store.write(this.key(desired.model), entry);
     return entry;
   }
 
-  /** Applies one event through the transition table and persists the result before returning it. */
+  /**
+   * Applies one event through the transition table and persists the result before returning it.
+   * This is the only way an entry's state changes.
+   */
   async apply(
     entry: JournalEntry,
     event: UpdateEvent,
@@ -74,11 +83,10 @@ export class UpdateJournal {
     return next;
   }
 
-  async save(entry: JournalEntry): Promise<void> {
-    await this.store.write(this.key(entry.model), entry);
-  }
-
+  /** Drops the entry of a model; refused while its update has work in flight. */
   async remove(model: string): Promise<void> {
+    const existing = await this.load(model);
+    if (!canRemove(existing?.state)) throw new IllegalTransitionError(existing!.state, 'remove');
     await this.store.delete(this.key(model));
   }
 }
@@ -91,14 +99,19 @@ export type RecoveryDecision =
 
 export const DEFAULT_MAX_ACTIVATION_RESTARTS = 3;
 
+/** States whose work is bounded by the update's deadline: nothing has been installed yet. */
+const PRE_ACTIVATION_STATES: readonly UpdateState[] = ['idle', 'downloading', 'verifying'];
+
 /**
  * What to do with a journal entry found at agent start. Pure.
  * - Terminal states (committed, rolled-back, failed, incompatible, downloaded): nothing.
  * - Activation states: the previous run may have crashed BECAUSE of the new version (e.g. the
  *   runtime aborting while loading it). Each start there counts; at `maxRestarts` the update is
  *   rolled back with `boot-loop` instead of being retried forever.
- * - Pre-activation states past their deadline: fail with download-timeout (nothing to undo).
+ * - Pre-activation states past their deadline: fail with download-timeout (nothing to undo). Not
+ *   once an install command promoted a staged download: the download finished long ago.
  * - Everything else resumes at the journaled state (steps are idempotent).
+ * Every decision that changes the entry is one row of the transition table (`recoveryTransition`).
  */
 export function decideRecovery(entry: JournalEntry, now: Date, maxRestarts = DEFAULT_MAX_ACTIVATION_RESTARTS): RecoveryDecision {
   if (isTerminalUpdateState(entry.state)) return { kind: 'none' };
@@ -109,8 +122,26 @@ export function decideRecovery(entry: JournalEntry, now: Date, maxRestarts = DEF
     }
     return { kind: 'resume', state: entry.state, restarts };
   }
-  if (entry.deadline && ['idle', 'downloading', 'verifying'].includes(entry.state) && now.getTime() > Date.parse(entry.deadline)) {
+  const pastDeadline = entry.deadline !== undefined && now.getTime() > Date.parse(entry.deadline);
+  if (pastDeadline && PRE_ACTIVATION_STATES.includes(entry.state) && !entry.installRequested && canTransition(entry.state, 'fail')) {
     return { kind: 'fail', code: 'download-timeout', message: `update deadline ${entry.deadline} passed` };
   }
   return { kind: 'resume', state: entry.state, restarts: entry.restarts };
+}
+
+/** The one table event (with its journal patch) that carries out a recovery decision, if any. Pure. */
+export function recoveryTransition(
+  entry: JournalEntry,
+  decision: RecoveryDecision,
+): { event: UpdateEvent; patch: Partial<Pick<JournalEntry, 'failure' | 'restarts'>> } | undefined {
+  switch (decision.kind) {
+    case 'none':
+      return undefined;
+    case 'resume':
+      return decision.restarts !== entry.restarts ? { event: 'restart', patch: { restarts: decision.restarts } } : undefined;
+    case 'roll-back':
+      return { event: 'fail', patch: { restarts: decision.restarts, failure: { code: decision.code, message: decision.message } } };
+    case 'fail':
+      return { event: 'fail', patch: { failure: { code: decision.code, message: decision.message } } };
+  }
 }

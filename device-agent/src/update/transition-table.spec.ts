@@ -1,10 +1,25 @@
 import { describe, it, expect } from '@jest/globals';
 import { UPDATE_STATES, TERMINAL_UPDATE_STATES, type UpdateState } from '@fleetline/protocol';
-import { canTransition, IllegalTransitionError, transition, TRANSITION_TABLE, UPDATE_EVENTS, type UpdateEvent } from './transition-table.js';
+import {
+  ACTIVATION_STATES,
+  canBegin,
+  canRemove,
+  canTransition,
+  END_STATES,
+  IllegalTransitionError,
+  IN_FLIGHT_STATES,
+  transition,
+  TRANSITION_TABLE,
+  UPDATE_EVENTS,
+  type UpdateEvent,
+} from './transition-table.js';
 
 const LEGAL: Record<string, UpdateState> = {
   'idle|start': 'downloading',
   'idle|reject': 'incompatible',
+  'idle|acknowledge': 'committed',
+  'idle|fail': 'failed',
+  'idle|abandon': 'idle',
   'downloading|fetched': 'verifying',
   'downloading|fail': 'failed',
   'downloading|abandon': 'idle',
@@ -16,10 +31,13 @@ const LEGAL: Record<string, UpdateState> = {
   'downloaded|abandon': 'idle',
   'installing|installed': 'activating',
   'installing|fail': 'failed',
+  'installing|abandon': 'idle',
   'activating|activated': 'health-checking',
   'activating|fail': 'rolling-back',
+  'activating|restart': 'activating',
   'health-checking|healthy': 'committed',
   'health-checking|fail': 'rolling-back',
+  'health-checking|restart': 'health-checking',
   'rolling-back|restored': 'rolled-back',
   'rolling-back|fail': 'failed',
 };
@@ -54,6 +72,43 @@ describe('update transition table', () => {
     for (const s of ['activating', 'health-checking'] as const) {
       expect(transition(s, 'fail')).toBe('rolling-back');
     }
+  });
+
+  it('derives the state groups from the rows', () => {
+    expect([...ACTIVATION_STATES].sort()).toEqual(['activating', 'health-checking']);
+    expect([...END_STATES].sort()).toEqual(['committed', 'failed', 'incompatible', 'rolled-back']);
+    expect([...IN_FLIGHT_STATES].sort()).toEqual(['activating', 'downloading', 'health-checking', 'idle', 'installing', 'rolling-back', 'verifying']);
+  });
+
+  it('can end every in-flight update with fail, so the loop breaker always has a row to take', () => {
+    for (const s of IN_FLIGHT_STATES) expect(canTransition(s, 'fail')).toBe(true);
+  });
+
+  it('reaches an end state from every state (no update can be stuck by the table itself)', () => {
+    for (const start of UPDATE_STATES) {
+      const seen = new Set<UpdateState>([start]);
+      const queue = [start];
+      while (queue.length > 0) {
+        const s = queue.shift()!;
+        for (const r of TRANSITION_TABLE.filter((x) => x.from === s)) {
+          if (!seen.has(r.to)) {
+            seen.add(r.to);
+            queue.push(r.to);
+          }
+        }
+      }
+      expect([...seen].some((s) => END_STATES.includes(s))).toBe(true);
+    }
+  });
+
+  it('opens a new entry only over an ended update, and removes one only when nothing is in flight', () => {
+    expect(canBegin(undefined)).toBe(true);
+    for (const s of UPDATE_STATES) expect(canBegin(s)).toBe(END_STATES.includes(s));
+    for (const s of UPDATE_STATES) expect(canRemove(s)).toBe(s === 'idle' || END_STATES.includes(s));
+  });
+
+  it('makes abandon idempotent: a crash between abandoning and removing the entry abandons again', () => {
+    expect(transition(transition('downloading', 'abandon'), 'abandon')).toBe('idle');
   });
 
   it('reaches every wire state', () => {
