@@ -130,24 +130,35 @@ describe('Agent over a real MQTT broker', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('announces presence and inventory on connect', async () => {
+  const hellos = (): { online: boolean; session?: string }[] =>
+    broker.messages(topics.presence(DEVICE)).map((m) => {
+      const p = decodePayload(presenceMessageSchema, m.payload);
+      if (!p.ok) throw new Error(p.error);
+      return p.value;
+    });
+
+  it('subscribes, then says hello (presence online with a session) and sends its inventory, nothing retained', async () => {
     await broker.waitFor(() => broker.messages(topics.inventory(DEVICE)).length > 0);
-    const presence = decodePayload(presenceMessageSchema, broker.messages(topics.presence(DEVICE))[0]!.payload);
-    expect(presence).toMatchObject({ ok: true, value: { online: true } });
-    expect(broker.messages(topics.presence(DEVICE))[0]!.retain).toBe(true);
+    expect(hellos()[0]).toMatchObject({ online: true, session: expect.stringMatching(/^[A-Za-z0-9_-]{8,64}$/) });
+    // The hello is the sync request: it must come after the subscription, or the answer is lost.
+    const sub = broker.subscriptions.findIndex((s) => s.clientId === DEVICE && s.topic === topics.desiredAll(DEVICE));
+    const hello = broker.received.findIndex((m) => m.topic === topics.presence(DEVICE));
+    expect(sub).toBeGreaterThanOrEqual(0);
+    expect(broker.subscriptions[sub]!.order).toBeLessThan(broker.received[hello]!.order);
+    expect(broker.messages(topics.presence(DEVICE))[0]!.retain).toBe(false);
     const inv = broker.messages(topics.inventory(DEVICE))[0]!;
-    expect(inv.retain).toBe(true);
+    expect(inv.retain).toBe(false);
     expect(decodePayload(inventoryMessageSchema, inv.payload)).toMatchObject({
       ok: true,
       value: { inventory: { hardwareClass: 'x86_64', runtimes: { command: '1.0.0' } } },
     });
   });
 
-  it('applies a retained desired state, reports every state, and tells local apps over SSE', async () => {
+  it('applies a desired state, reports every state, and tells local apps over SSE', async () => {
     const events: Array<{ event: string; data: unknown }> = [];
     const close = sse(api.address!, (event, data) => events.push({ event, data }));
     try {
-      await broker.publish(topics.desired(DEVICE, 'resnet'), JSON.stringify(desired('1.0.0', 1)), true);
+      await broker.publish(topics.desired(DEVICE, 'resnet'), JSON.stringify(desired('1.0.0', 1)), false);
       await broker.waitFor(() => reports().some((r) => r.state === 'committed'));
       const rs = reports();
       expect(rs.map((r) => r.state)).toEqual(['downloading', 'verifying', 'installing', 'activating', 'health-checking', 'committed']);
@@ -235,7 +246,14 @@ describe('Agent over a real MQTT broker', () => {
     const drained = Date.now() + 5000;
     while ((await agent.status()).pendingReports > 0 && Date.now() < drained) await new Promise((r) => setTimeout(r, 20));
     expect((await agent.status()).pendingReports).toBe(0);
-    // The broker re-delivered the older retained assignment (revision 1) on resubscribe: it is stale and ignored.
+    // The reconnect sent a new hello, with a new session; the answer to it may carry an older
+    // revision (read before the last assignment): it is stale and ignored.
+    await broker.waitFor(() => hellos().filter((h) => h.online).length >= 2);
+    const sessions = hellos()
+      .filter((h) => h.online)
+      .map((h) => h.session);
+    expect(new Set(sessions).size).toBe(sessions.length);
+    await broker.publish(topics.desired(DEVICE, 'resnet'), JSON.stringify(desired('1.0.0', 1)), false);
     await new Promise((r) => setTimeout(r, 300));
     await agent.reconciler.settled();
     expect(reports().at(-1)).toMatchObject({ version: '1.1.0', state: 'committed' });
@@ -249,10 +267,32 @@ describe('Agent over a real MQTT broker', () => {
     while (agent.invalidMessages === invalid && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     expect(agent.invalidMessages).toBe(invalid + 1);
 
-    await broker.publish(topics.desired(DEVICE, 'resnet'), Buffer.alloc(0), true);
+    const clear = { v: 1, model: 'resnet', revision: 3, cleared: true, at: new Date().toISOString() };
+    await broker.publish(topics.desired(DEVICE, 'resnet'), JSON.stringify(clear), false);
     const removed = Date.now() + 5000;
     while ((await agent.activeModels()).length > 0 && Date.now() < removed) await new Promise((r) => setTimeout(r, 20));
     expect(await agent.activeModels()).toEqual([]);
+
+    // A desired state sent before the clear but delivered after it (revision 2 < 3) cannot bring it back.
+    await broker.publish(topics.desired(DEVICE, 'resnet'), JSON.stringify(desired('1.1.0', 2)), false);
+    await new Promise((r) => setTimeout(r, 300));
+    await agent.reconciler.settled();
+    expect(await agent.activeModels()).toEqual([]);
+  });
+
+  it('names the session of the connection in its last will', async () => {
+    const before = hellos().filter((h) => h.online).length;
+    const current = hellos()
+      .filter((h) => h.online)
+      .at(-1)!.session;
+    agent.link.dropConnection();
+    await broker.waitFor(() => hellos().some((h) => !h.online && h.session === current));
+    await broker.waitFor(() => hellos().filter((h) => h.online).length > before);
+    expect(
+      hellos()
+        .filter((h) => h.online)
+        .at(-1)!.session,
+    ).not.toBe(current);
   });
 
   it('wipes credentials on a decommission command', async () => {

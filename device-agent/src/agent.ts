@@ -2,7 +2,8 @@ import { EventEmitter } from 'node:events';
 import {
   commandSchema,
   decodePayload,
-  desiredModelSchema,
+  desiredMessageSchema,
+  isDesiredCleared,
   parseDeviceTopic,
   PROTOCOL_VERSION,
   topics,
@@ -108,11 +109,11 @@ export class Agent extends EventEmitter {
       this.emit('active-changed', model, version);
     });
     this.link = new MqttLink({
-      url: c.mqtt.url,
+      urls: c.mqtt.urls && c.mqtt.urls.length > 0 ? c.mqtt.urls : [c.mqtt.url],
       clientId: c.mqtt.clientId,
       username: c.mqtt.username,
       password: c.secret,
-      will: { topic: topics.presence(c.deviceId), payload: Buffer.from(JSON.stringify({ v: PROTOCOL_VERSION, online: false })), qos: 1, retain: true },
+      will: (session) => ({ topic: topics.presence(c.deviceId), payload: Buffer.from(JSON.stringify(presence(false, session))), qos: 1 }),
       ...(opts.localAddress ? { localAddress: opts.localAddress } : {}),
       ...(opts.mqttBackoff ? { backoff: opts.mqttBackoff } : {}),
       ...(opts.log ? { log: opts.log } : {}),
@@ -152,9 +153,7 @@ export class Agent extends EventEmitter {
       // Best effort: hand queued messages to the broker before leaving (they stay queued otherwise).
       this.flush();
       await Promise.race([this.flushed(), new Promise((r) => setTimeout(r, 5000).unref())]);
-      await this.link
-        .publish(topics.presence(this.deviceId), JSON.stringify({ v: PROTOCOL_VERSION, online: false, at: new Date().toISOString() }), { retain: true })
-        .catch(() => undefined);
+      await this.link.publish(topics.presence(this.deviceId), JSON.stringify(presence(false, this.link.session, new Date()))).catch(() => undefined);
     }
     await this.link.stop(true);
   }
@@ -165,11 +164,10 @@ export class Agent extends EventEmitter {
 
   private async onConnect(): Promise<void> {
     this.emit('connected');
-    await this.link.publish(topics.presence(this.deviceId), JSON.stringify({ v: PROTOCOL_VERSION, online: true, at: new Date().toISOString() }), {
-      retain: true,
-    });
-    // Retained desired states (one per model) arrive right after this SUBACK (MQTT 3.1.1 §3.3.1.3).
     await this.link.subscribe([topics.desiredAll(this.deviceId), topics.commands(this.deviceId)]);
+    // Only now, with the subscription in place, say hello: the control plane answers it with every
+    // desired state its database holds for this device (nothing is retained in the broker).
+    await this.link.publish(topics.presence(this.deviceId), JSON.stringify(presence(true, this.link.session, new Date())));
     await this.queueInventory();
     await this.reconciler.reportCurrentStates();
     this.flush();
@@ -187,13 +185,14 @@ export class Agent extends EventEmitter {
         await this.reconciler.setDesired(parsed.model, null);
         return;
       }
-      const d = decodePayload(desiredModelSchema, payload);
+      const d = decodePayload(desiredMessageSchema, payload);
       if (!d.ok || d.value.model !== parsed.model) {
         this.invalidMessages++;
         this.log(`refused desired state for ${parsed.model}: ${d.ok ? 'model does not match topic' : d.error}`);
         return;
       }
-      await this.reconciler.setDesired(parsed.model, d.value);
+      if (isDesiredCleared(d.value)) await this.reconciler.setDesired(parsed.model, null, d.value.revision);
+      else await this.reconciler.setDesired(parsed.model, d.value);
       return;
     }
     if (parsed.kind === 'commands') {
@@ -230,11 +229,12 @@ export class Agent extends EventEmitter {
   }
 
   private async queueInventory(): Promise<void> {
-    await this.inventoryOut.enqueue(
-      topics.inventory(this.deviceId),
-      (seq): InventoryMessage => ({ v: PROTOCOL_VERSION, seq, inventory: this.inventory(), at: new Date().toISOString() }),
-      true,
-    );
+    await this.inventoryOut.enqueue(topics.inventory(this.deviceId), (seq): InventoryMessage => ({
+      v: PROTOCOL_VERSION,
+      seq,
+      inventory: this.inventory(),
+      at: new Date().toISOString(),
+    }));
   }
 
   private async queueReport(draft: ReportDraft): Promise<void> {
@@ -253,8 +253,7 @@ export class Agent extends EventEmitter {
       do {
         this.flushAgain = false;
         if (!this.link.connected) break;
-        const publish = async (item: { topic: string; payload: string; retain: boolean }): Promise<void> =>
-          this.link.publish(item.topic, item.payload, { retain: item.retain });
+        const publish = async (item: { topic: string; payload: string }): Promise<void> => this.link.publish(item.topic, item.payload);
         await this.inventoryOut.flush(publish);
         await this.reports.flush(publish);
         await this.telemetryOut.flush(publish);
@@ -318,4 +317,8 @@ export class Agent extends EventEmitter {
       pendingTelemetry: (await this.telemetryOut.pending()).length,
     };
   }
+}
+
+function presence(online: boolean, session: string, at?: Date): { v: typeof PROTOCOL_VERSION; online: boolean; session: string; at?: string } {
+  return { v: PROTOCOL_VERSION, online, session, ...(at ? { at: at.toISOString() } : {}) };
 }

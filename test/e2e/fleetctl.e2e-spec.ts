@@ -38,13 +38,13 @@ class ScriptedDevice {
     const client = await mqtt.connectAsync(mqttUrl, { clientId: id, username: id, password: secret, protocolVersion: 4, reconnectPeriod: 0, clean: true });
     const device = new ScriptedDevice(id, client, new Set(failVersions));
     client.on('message', (_topic, payload) => {
-      if (payload.length === 0) return;
-      void device.follow(JSON.parse(payload.toString()) as DesiredModel).catch(() => undefined); // the test asserts through the API, not here
+      const message = payload.length === 0 ? undefined : (JSON.parse(payload.toString()) as DesiredModel | { cleared: true });
+      if (!message || 'cleared' in message) return;
+      void device.follow(message).catch(() => undefined); // the test asserts through the API, not here
     });
     await client.subscribeAsync(topics.desiredAll(id), { qos: 1 });
     await client.publishAsync(topics.presence(id), JSON.stringify({ v: PROTOCOL_VERSION, online: true, at: new Date().toISOString() }), {
       qos: 1,
-      retain: true,
     });
     return device;
   }

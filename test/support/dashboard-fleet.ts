@@ -47,14 +47,13 @@ export class ScriptedDevice {
       username: credentials.mqtt.username,
       password: credentials.secret,
       reconnectPeriod: 0,
-      will: { topic: topics.presence(id), payload: encodePayload({ v: PROTOCOL_VERSION, online: false }), qos: 1, retain: true },
+      will: { topic: topics.presence(id), payload: encodePayload({ v: PROTOCOL_VERSION, online: false }), qos: 1, retain: false },
     });
     const device = new ScriptedDevice(id, client);
     client.on('message', (topic, payload) => device.onMessage(topic, payload));
     await client.subscribeAsync(topics.desiredAll(id), { qos: 1 });
     await client.publishAsync(topics.presence(id), encodePayload({ v: PROTOCOL_VERSION, online: true, at: new Date().toISOString() }), {
       qos: 1,
-      retain: true,
     });
     await client.publishAsync(
       topics.inventory(id),

@@ -1,14 +1,17 @@
+import { createHash, randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { Backoff } from '../util/backoff.js';
 
 export interface MqttLinkOptions {
-  url: string;
+  /** Broker endpoints to use, in order; the link starts at a place chosen by the client id. */
+  urls: readonly string[];
   clientId: string;
   username: string;
   password: string;
-  will: { topic: string; payload: Buffer; qos: 1; retain: boolean };
+  /** Last will; built per connection so it can name that connection's session id. */
+  will: (session: string) => { topic: string; payload: Buffer; qos: 1 };
   /** Source address for the TCP connection (lets a simulator spread sockets over 127.0.0.x). */
   localAddress?: string;
   keepaliveSeconds?: number;
@@ -23,10 +26,17 @@ export interface MqttLinkOptions {
 /**
  * One device's broker connection. mqtt.js' fixed reconnectPeriod is disabled (0) and reconnects are
  * driven here with full-jitter exponential backoff, so a fleet that lost its broker does not return
- * in synchronized waves. Sessions are persistent (clean=false, MQTT 3.1.1 §3.1.2.4) so QoS1
- * messages queued for the device while it was away are delivered on reconnect.
+ * in synchronized waves.
  *
- * Events: 'connect' (sessionPresent), 'close', 'message' (topic, payload).
+ * Sessions are clean (MQTT 3.1.1 §3.1.2.4): the broker keeps nothing for a device between
+ * connections, so a broker's memory does not grow with every device it ever saw; what the device
+ * missed while away comes from the control plane's database when it says hello.
+ *
+ * With several endpoints (control-plane replicas, broker cluster nodes) the first one is picked by
+ * a hash of the client id, which spreads a fleet evenly, and every failed attempt moves to the next.
+ * Each connection gets a fresh random `session` id, named in the last will and the presence message.
+ *
+ * Events: 'connect' (session), 'close', 'message' (topic, payload).
  */
 export class MqttLink extends EventEmitter {
   private client: MqttClient | undefined;
@@ -34,49 +44,68 @@ export class MqttLink extends EventEmitter {
   private reconnectTimer: NodeJS.Timeout | undefined;
   private stableTimer: NodeJS.Timeout | undefined;
   private stopped = false;
+  private endpoint: number;
+  /** Session id of the current (or next) connection attempt. */
+  session = newSessionId();
   connected = false;
 
   constructor(private readonly opts: MqttLinkOptions) {
     super();
+    if (opts.urls.length === 0) throw new Error('no broker URL');
     this.backoff = opts.backoff ?? new Backoff({ baseMs: 1000, capMs: 60_000 });
+    this.endpoint = startEndpoint(opts.clientId, opts.urls.length);
+  }
+
+  /** The endpoint the next connection attempt uses. */
+  get url(): string {
+    return this.opts.urls[this.endpoint]!;
   }
 
   start(): void {
     this.stopped = false;
-    const url = new URL(this.opts.url);
+    const first = new URL(this.url);
     const options: IClientOptions = {
       protocolVersion: 4, // the broker speaks MQTT 3.1.1
       clientId: this.opts.clientId,
       username: this.opts.username,
       password: this.opts.password,
-      clean: false,
+      clean: true,
       reconnectPeriod: 0,
       resubscribe: false,
       keepalive: this.opts.keepaliveSeconds ?? 30,
       connectTimeout: this.opts.connectTimeoutMs ?? 15_000,
-      will: this.opts.will,
+      will: { ...this.opts.will(this.session), retain: false },
     };
-    if (url.protocol === 'mqtt:' || url.protocol === 'tcp:') {
-      const host = url.hostname;
-      const port = Number(url.port || 1883);
+    if (this.opts.urls.every((u) => isTcpUrl(u))) {
       const localAddress = this.opts.localAddress;
-      // mqtt.js' own TCP builder ignores localAddress, so build the socket here.
-      this.client = new mqtt.MqttClient(() => net.createConnection({ host, port, ...(localAddress ? { localAddress } : {}) }), {
-        ...options,
-        host,
-        port,
-        protocol: 'mqtt',
-      });
+      // mqtt.js' own TCP builder ignores localAddress and knows one host, so build the socket here:
+      // it is called again for every reconnect, with whatever endpoint is current then.
+      this.client = new mqtt.MqttClient(
+        () => {
+          const url = new URL(this.url);
+          return net.createConnection({ host: url.hostname, port: Number(url.port || 1883), ...(localAddress ? { localAddress } : {}) });
+        },
+        { ...options, host: first.hostname, port: Number(first.port || 1883), protocol: 'mqtt' },
+      );
     } else {
-      this.client = mqtt.connect(this.opts.url, options);
+      // TLS and WebSocket endpoints: mqtt.js rotates through `servers` itself on reconnect.
+      const servers = this.opts.urls.map((u) => {
+        const url = new URL(u);
+        return {
+          host: url.hostname,
+          port: Number(url.port || defaultPort(url.protocol)),
+          protocol: url.protocol.replace(':', '') as 'mqtts' | 'ws' | 'wss' | 'mqtt',
+        };
+      });
+      this.client = mqtt.connect(this.url, { ...options, servers: [...servers.slice(this.endpoint), ...servers.slice(0, this.endpoint)] });
     }
     const client = this.client;
-    client.on('connect', (ack) => {
+    client.on('connect', () => {
       this.connected = true;
       clearTimeout(this.stableTimer);
       this.stableTimer = setTimeout(() => this.backoff.reset(), this.opts.stableAfterMs ?? 30_000);
       this.stableTimer.unref();
-      this.emit('connect', ack.sessionPresent);
+      this.emit('connect', this.session);
     });
     client.on('message', (topic, payload) => this.emit('message', topic, payload));
     client.on('error', (err) => this.opts.log?.(`mqtt error: ${err.message}`));
@@ -85,6 +114,11 @@ export class MqttLink extends EventEmitter {
       this.connected = false;
       clearTimeout(this.stableTimer);
       if (was) this.emit('close');
+      // An attempt that never got a CONNACK means this endpoint is down: try the next one.
+      else this.endpoint = (this.endpoint + 1) % this.opts.urls.length;
+      // The next connection is a new session, with a will that names it (MQTT 3.1.1 §3.1.2.5).
+      this.session = newSessionId();
+      client.options.will = { ...this.opts.will(this.session), retain: false };
       this.scheduleReconnect();
     });
   }
@@ -117,13 +151,13 @@ export class MqttLink extends EventEmitter {
     });
   }
 
-  /** Resolves on PUBACK; rejects when offline or after the publish timeout. */
-  publish(topic: string, payload: string | Buffer, opts: { retain?: boolean } = {}): Promise<void> {
+  /** Resolves on PUBACK; rejects when offline or after the publish timeout. Never retained (the broker keeps no device state). */
+  publish(topic: string, payload: string | Buffer): Promise<void> {
     return new Promise((resolve, reject) => {
       const client = this.client;
       if (!client || !this.connected) return reject(new Error('offline'));
       const timer = setTimeout(() => reject(new Error('publish timed out')), this.opts.publishTimeoutMs ?? 15_000);
-      client.publish(topic, payload, { qos: 1, retain: opts.retain ?? false }, (err) => {
+      client.publish(topic, payload, { qos: 1, retain: false }, (err) => {
         clearTimeout(timer);
         if (err) reject(err);
         else resolve();
@@ -147,4 +181,23 @@ export class MqttLink extends EventEmitter {
   dropConnection(): void {
     this.client?.stream?.destroy();
   }
+}
+
+function isTcpUrl(url: string): boolean {
+  const protocol = new URL(url).protocol;
+  return protocol === 'mqtt:' || protocol === 'tcp:';
+}
+
+function defaultPort(protocol: string): number {
+  return protocol === 'mqtts:' ? 8883 : protocol === 'ws:' ? 80 : protocol === 'wss:' ? 443 : 1883;
+}
+
+/** A stable spread of a fleet over n endpoints: the same device always starts at the same one. */
+export function startEndpoint(clientId: string, n: number): number {
+  if (n <= 1) return 0;
+  return createHash('sha256').update(clientId).digest().readUInt32BE(0) % n;
+}
+
+function newSessionId(): string {
+  return randomBytes(9).toString('base64url');
 }

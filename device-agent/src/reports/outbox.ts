@@ -4,7 +4,6 @@ export interface OutboxItem {
   topic: string;
   /** JSON text of the payload. */
   payload: string;
-  retain: boolean;
   seq: number;
   /** Drop count this message carries; if it is evicted in turn, the count moves on to the next one. */
   carried?: number;
@@ -64,13 +63,13 @@ export class Outbox {
   }
 
   /** Assigns the next seq, lets the caller build the message with it, and persists it. */
-  enqueue(topic: string, build: (seq: number, dropped: number) => unknown, retain = false): Promise<OutboxItem> {
+  enqueue(topic: string, build: (seq: number, dropped: number) => unknown): Promise<OutboxItem> {
     return this.exclusive(async () => {
       await this.ensureLoaded();
       const seq = this.doc.nextSeq++;
       const dropped = this.doc.dropped;
       this.doc.dropped = 0;
-      const item: OutboxItem = { topic, payload: JSON.stringify(build(seq, dropped)), retain, seq, ...(dropped > 0 ? { carried: dropped } : {}) };
+      const item: OutboxItem = { topic, payload: JSON.stringify(build(seq, dropped)), seq, ...(dropped > 0 ? { carried: dropped } : {}) };
       this.doc.items.push(item);
       this.bytes += item.payload.length;
       while (this.doc.items.length > 1 && (this.doc.items.length > this.opts.maxItems || this.bytes > this.opts.maxBytes)) {

@@ -8,18 +8,28 @@ export interface ReceivedMessage {
   topic: string;
   payload: Buffer;
   retain: boolean;
+  /** Position among everything the broker saw (messages and subscriptions). */
+  order: number;
+}
+
+export interface SeenSubscription {
+  clientId: string;
+  topic: string;
+  order: number;
 }
 
 /**
  * A real aedes broker on an ephemeral port with per-device password auth and the device topic
  * rule (a device publishes only on its own topics). `stop()` + `start()` keeps the port and the
- * in-memory persistence, so retained messages and persistent sessions survive a "broker restart".
+ * in-memory state, like a broker restart behind the same address.
  */
 export class BrokerFixture {
   broker: Aedes | undefined;
   private server: Server | undefined;
   port = 0;
   readonly received: ReceivedMessage[] = [];
+  readonly subscriptions: SeenSubscription[] = [];
+  private seen = 0;
 
   constructor(private readonly credentials: Map<string, string>) {}
 
@@ -48,7 +58,16 @@ export class BrokerFixture {
       });
       this.broker.on('publish', (packet, client) => {
         if (packet.topic.startsWith('$SYS')) return;
-        this.received.push({ clientId: client?.id ?? null, topic: packet.topic, payload: Buffer.from(packet.payload), retain: packet.retain });
+        this.received.push({
+          clientId: client?.id ?? null,
+          topic: packet.topic,
+          payload: Buffer.from(packet.payload),
+          retain: packet.retain,
+          order: this.seen++,
+        });
+      });
+      this.broker.on('subscribe', (subscriptions, client) => {
+        for (const sub of subscriptions) this.subscriptions.push({ clientId: client.id, topic: sub.topic, order: this.seen++ });
       });
     }
     const broker = this.broker;

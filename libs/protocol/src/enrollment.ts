@@ -28,6 +28,12 @@ export const deviceCredentialsSchema = z.object({
   mqtt: z.object({
     /** Broker URL the device should connect to, e.g. mqtt://host:1883. */
     url: z.string().min(1),
+    /**
+     * Every broker endpoint the device may use (several control-plane replicas, or a broker
+     * cluster's nodes), `url` first. The device starts at a place chosen by its id, so a fleet
+     * spreads over them, and moves to the next one when a connection attempt fails.
+     */
+    urls: z.array(z.string().min(1)).min(1).max(64).optional(),
     clientId: z.string().min(1),
     username: z.string().min(1),
   }),

@@ -49,8 +49,9 @@ export const artifactRefSchema = z.object({
 export type ArtifactRef = z.infer<typeof artifactRefSchema>;
 
 /**
- * Desired state for one model, published retained on `desired/{model}` (QoS1). An empty retained
- * payload on that topic means "this model is no longer assigned" (MQTT 3.1.1 §3.3.1.3).
+ * Desired state for one model on `desired/{model}` (QoS1, never retained). Sent when an assignment
+ * is made and again every time the device says hello, so delivery order is not guaranteed: the
+ * device applies a message only when its `revision` is not older than what it already has.
  */
 export const desiredModelSchema = z.object({
   v: protocolVersion,
@@ -73,6 +74,28 @@ export const desiredModelSchema = z.object({
   assignedAt: isoTime,
 });
 export type DesiredModel = z.infer<typeof desiredModelSchema>;
+
+/**
+ * "This model is no longer assigned", on the same `desired/{model}` topic. It carries the revision
+ * of the unassignment so a desired state sent earlier but delivered later cannot bring it back.
+ * (An empty payload is still understood as a clear without a revision.)
+ */
+export const desiredClearedSchema = z.object({
+  v: protocolVersion,
+  model: modelNameSchema,
+  revision: z.number().int().nonnegative(),
+  cleared: z.literal(true),
+  at: isoTime,
+});
+export type DesiredCleared = z.infer<typeof desiredClearedSchema>;
+
+/** What can arrive on `desired/{model}`: a desired state or a clear. */
+export const desiredMessageSchema = z.union([desiredClearedSchema, desiredModelSchema]);
+export type DesiredMessage = z.infer<typeof desiredMessageSchema>;
+
+export function isDesiredCleared(message: DesiredMessage): message is DesiredCleared {
+  return 'cleared' in message && message.cleared === true;
+}
 
 /** One update report; sent on every state change. */
 export const updateReportSchema = z.object({
@@ -113,8 +136,22 @@ export type Inventory = z.infer<typeof inventorySchema>;
 export const inventoryMessageSchema = z.object({ v: protocolVersion, seq: sequence, inventory: inventorySchema, at: isoTime });
 export type InventoryMessage = z.infer<typeof inventoryMessageSchema>;
 
-/** Presence: published retained by the device on connect (online) and registered as its last will (offline). */
-export const presenceMessageSchema = z.object({ v: protocolVersion, online: z.boolean(), at: isoTime.optional() });
+/**
+ * Presence. `online` is published by the device after its SUBSCRIBE is acknowledged, and doubles as
+ * the sync request: the control plane answers with every desired state the database holds for the
+ * device. `offline` is the device's last will (or its goodbye). `session` is a random id the device
+ * picks per connection, in both: an offline event applies only to the session it belongs to, so a
+ * device that already reconnected elsewhere is not marked offline by its old session's will.
+ */
+export const presenceMessageSchema = z.object({
+  v: protocolVersion,
+  online: z.boolean(),
+  at: isoTime.optional(),
+  session: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{8,64}$/, 'session: 8-64 chars of [A-Za-z0-9_-]')
+    .optional(),
+});
 export type PresenceMessage = z.infer<typeof presenceMessageSchema>;
 
 /** Commands to one device: non-retained, QoS1. */

@@ -1,13 +1,15 @@
 import { TOPIC_ROOT } from './version.js';
 
 /**
- * Topic layout (docs/protocol.md is the reference for QoS and retain rules):
+ * Topic layout (docs/protocol.md is the reference for QoS rules). Nothing is ever retained: the
+ * control plane's database is the source of truth, and a device is sent its desired state when it
+ * says hello (presence online), so no subscription costs a scan of a broker's retained store.
  *
- *   fleet/v1/devices/{deviceId}/desired/{model}   control plane -> device, QoS1, retained
+ *   fleet/v1/devices/{deviceId}/desired/{model}   control plane -> device, QoS1
  *   fleet/v1/devices/{deviceId}/commands          control plane -> device, QoS1
  *   fleet/v1/devices/{deviceId}/reported          device -> control plane, QoS1
- *   fleet/v1/devices/{deviceId}/inventory         device -> control plane, QoS1, retained
- *   fleet/v1/devices/{deviceId}/presence          device -> control plane, QoS1, retained (also the last will)
+ *   fleet/v1/devices/{deviceId}/inventory         device -> control plane, QoS1
+ *   fleet/v1/devices/{deviceId}/presence          device -> control plane, QoS1 (online = sync request; offline = last will)
  *   fleet/v1/devices/{deviceId}/telemetry         device -> control plane, QoS1
  */
 export const DEVICE_TOPIC_KINDS = ['desired', 'commands', 'reported', 'inventory', 'presence', 'telemetry'] as const;

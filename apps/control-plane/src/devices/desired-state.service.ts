@@ -1,17 +1,9 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
-import {
-  type ArtifactRef,
-  type Command,
-  commandSchema,
-  type DesiredModel,
-  desiredModelSchema,
-  encodePayload,
-  PROTOCOL_VERSION,
-  topics,
-} from '@fleetline/protocol';
-import { MqttGateway, type OutboundMessage } from '../infra/mqtt/mqtt-gateway.js';
+import { type ArtifactRef, type Command, commandSchema, encodePayload, topics } from '@fleetline/protocol';
+import { MqttGateway } from '../infra/mqtt/mqtt-gateway.js';
 import { DeviceModelsRepository, type DesiredRow } from './device-models.repository.js';
 import { ModelCatalog } from './model-catalog.js';
+import { clearedMessage, desiredMessage } from './sync/desired-messages.js';
 
 export interface Assignment {
   deviceId: string;
@@ -29,18 +21,15 @@ export interface AssignmentResult {
 }
 
 /**
- * Writes desired state (device_models) and publishes it retained, QoS1, on
- * `fleet/v1/devices/{id}/desired/{model}`, so a device that is offline now gets it on its next
- * subscribe (MQTT 3.1.1 §3.3.1.3). The database is written first: it is the source of truth,
- * and a lost publish is repaired by assigning again (the rollout engine re-publishes).
- *
- * Calls are serialised in this process so that the publish order of two assignments to the same
- * device and model follows their revision order (the retained message must be the newest).
+ * Writes desired state (device_models) and tells the devices that are connected now, QoS 1, not
+ * retained, on `fleet/v1/devices/{id}/desired/{model}`. The database is written first: it is the
+ * source of truth, and a device that misses the message (offline, or connected to a replica that
+ * just died) is sent the same state from the database when it says hello (sync/desired-sync.service.ts).
+ * Two assignments racing to one device need no ordering here: the device keeps the higher revision.
  */
 @Injectable()
 export class DesiredStateService {
   private readonly logger = new Logger('DesiredState');
-  private tail: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly repository: DeviceModelsRepository,
@@ -49,31 +38,7 @@ export class DesiredStateService {
   ) {}
 
   /** Set-based: one upsert for the batch, then one publishMany. Unknown/decommissioned devices are skipped (not returned). */
-  assign(assignments: Assignment[]): Promise<AssignmentResult[]> {
-    return this.serialise(() => this.doAssign(assignments));
-  }
-
-  /** Clears the desired state of (device, model) pairs and the retained message (empty payload, MQTT 3.1.1 §3.3.1.3). */
-  unassign(pairs: { deviceId: string; model: string }[]): Promise<AssignmentResult[]> {
-    return this.serialise(async () => {
-      const cleared = await this.repository.clearDesired(dedupe(pairs));
-      await this.gateway.publishMany(cleared.map((c) => ({ topic: topics.desired(c.deviceId, c.model), payload: Buffer.alloc(0), qos: 1, retain: true })));
-      return cleared.map(({ deviceId, model, revision }) => ({ deviceId, model, revision }));
-    });
-  }
-
-  /** Publishes one command (QoS1, not retained: a command is only meaningful to a connected device). */
-  async sendCommand(deviceId: string, command: Command): Promise<void> {
-    const parsed = commandSchema.parse(command);
-    await this.gateway.publish(topics.commands(deviceId), encodePayload(parsed), { qos: 1, retain: false });
-  }
-
-  /** Publishes an empty retained message on each model's desired topic (decommission). */
-  async clearRetained(deviceId: string, models: string[]): Promise<void> {
-    await this.gateway.publishMany(models.map((model) => ({ topic: topics.desired(deviceId, model), payload: Buffer.alloc(0), qos: 1, retain: true })));
-  }
-
-  private async doAssign(assignments: Assignment[]): Promise<AssignmentResult[]> {
+  async assign(assignments: Assignment[]): Promise<AssignmentResult[]> {
     const unique = dedupe(assignments);
     if (unique.length === 0) return [];
     // Artifacts once per (model, version): a rollout wave assigns one version to thousands of devices.
@@ -88,38 +53,34 @@ export class DesiredStateService {
       version: a.version,
       rolloutId: a.rolloutId ?? null,
       action: a.action ?? 'install',
+      timeoutSeconds: a.timeoutSeconds ?? null,
     }));
     const assigned = await this.repository.upsertDesired(rows);
-    const byKey = new Map(unique.map((a) => [`${a.deviceId}\u0000${a.model}`, a]));
-    const messages: OutboundMessage[] = [];
-    for (const row of assigned) {
-      const a = byKey.get(`${row.deviceId}\u0000${row.model}`)!;
-      const desired: DesiredModel = {
-        v: PROTOCOL_VERSION,
-        model: a.model,
-        version: a.version,
-        revision: row.revision,
-        action: a.action ?? 'install',
-        ...(a.rolloutId ? { rolloutId: a.rolloutId } : {}),
-        ...(a.timeoutSeconds !== undefined ? { timeoutSeconds: a.timeoutSeconds } : {}),
-        artifacts: artifacts.get(`${a.model}@${a.version}`)!,
-        assignedAt: row.assignedAt,
-      };
-      messages.push({ topic: topics.desired(row.deviceId, row.model), payload: encodePayload(desiredModelSchema.parse(desired)), qos: 1, retain: true });
-    }
+    const byKey = new Map(rows.map((r) => [`${r.deviceId}\u0000${r.model}`, r]));
+    const messages = assigned.map((row) => {
+      const r = byKey.get(`${row.deviceId}\u0000${row.model}`)!;
+      return desiredMessage({ ...r, revision: row.revision, assignedAt: row.assignedAt }, artifacts.get(`${r.model}@${r.version}`)!);
+    });
     try {
       await this.gateway.publishMany(messages);
     } catch (err) {
-      this.logger.error(`publishing ${messages.length} desired states failed (the database has them; assign again to re-publish): ${String(err)}`);
+      this.logger.error(`publishing ${messages.length} desired states failed (the database has them; devices get them on their next hello): ${String(err)}`);
       throw err;
     }
     return assigned.map(({ deviceId, model, revision }) => ({ deviceId, model, revision }));
   }
 
-  private serialise<T>(task: () => Promise<T>): Promise<T> {
-    const run = this.tail.then(task, task);
-    this.tail = run.catch(() => undefined);
-    return run;
+  /** Clears the desired state of (device, model) pairs and tells connected devices, with the revision of the clear. */
+  async unassign(pairs: { deviceId: string; model: string }[]): Promise<AssignmentResult[]> {
+    const cleared = await this.repository.clearDesired(dedupe(pairs));
+    await this.gateway.publishMany(cleared.map((c) => clearedMessage(c)));
+    return cleared.map(({ deviceId, model, revision }) => ({ deviceId, model, revision }));
+  }
+
+  /** Publishes one command (QoS1, not retained: a command is only meaningful to a connected device). */
+  async sendCommand(deviceId: string, command: Command): Promise<void> {
+    const parsed = commandSchema.parse(command);
+    await this.gateway.publish(topics.commands(deviceId), encodePayload(parsed), { qos: 1, retain: false });
   }
 }
 

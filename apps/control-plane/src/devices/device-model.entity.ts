@@ -24,6 +24,10 @@ export class DeviceModelEntity {
   @Column('timestamptz', { nullable: true })
   desiredAt: Date | null;
 
+  /** Per-update deadline sent with the desired state, kept so a re-sent state says the same. */
+  @Column('int', { nullable: true })
+  desiredTimeoutSeconds: number | null;
+
   @Column('text', { nullable: true })
   reportVersion: string | null;
 

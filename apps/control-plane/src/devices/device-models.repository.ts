@@ -9,6 +9,7 @@ export interface DesiredRow {
   version: string;
   rolloutId: string | null;
   action: 'install' | 'download-only';
+  timeoutSeconds: number | null;
 }
 
 export interface AssignedRow {
@@ -37,18 +38,26 @@ export class DeviceModelsRepository {
     if (rows.length === 0) return [];
     const result = rowsOf(
       await this.dataSource.query(
-        `INSERT INTO device_models (device_id, model, desired_version, desired_revision, desired_rollout_id, desired_action, desired_at)
-       SELECT a.device_id, a.model, a.version, 1, a.rollout_id, a.action, now()
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[], $5::text[]) AS a(device_id, model, version, rollout_id, action)
+        `INSERT INTO device_models (device_id, model, desired_version, desired_revision, desired_rollout_id, desired_action, desired_at, desired_timeout_seconds)
+       SELECT a.device_id, a.model, a.version, 1, a.rollout_id, a.action, now(), a.timeout_seconds
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::int[]) AS a(device_id, model, version, rollout_id, action, timeout_seconds)
          JOIN devices d ON d.id = a.device_id AND d.decommissioned_at IS NULL
        ON CONFLICT (device_id, model) DO UPDATE SET
          desired_version = EXCLUDED.desired_version,
          desired_revision = device_models.desired_revision + 1,
          desired_rollout_id = EXCLUDED.desired_rollout_id,
          desired_action = EXCLUDED.desired_action,
-         desired_at = EXCLUDED.desired_at
+         desired_at = EXCLUDED.desired_at,
+         desired_timeout_seconds = EXCLUDED.desired_timeout_seconds
        RETURNING device_id, model, desired_revision, desired_at`,
-        [rows.map((r) => r.deviceId), rows.map((r) => r.model), rows.map((r) => r.version), rows.map((r) => r.rolloutId), rows.map((r) => r.action)],
+        [
+          rows.map((r) => r.deviceId),
+          rows.map((r) => r.model),
+          rows.map((r) => r.version),
+          rows.map((r) => r.rolloutId),
+          rows.map((r) => r.action),
+          rows.map((r) => r.timeoutSeconds),
+        ],
       ),
     );
     return result.map((r) => ({
@@ -65,7 +74,8 @@ export class DeviceModelsRepository {
     const result = rowsOf(
       await this.dataSource.query(
         `UPDATE device_models m
-          SET desired_version = NULL, desired_revision = m.desired_revision + 1, desired_rollout_id = NULL, desired_action = NULL, desired_at = now()
+          SET desired_version = NULL, desired_revision = m.desired_revision + 1, desired_rollout_id = NULL, desired_action = NULL, desired_at = now(),
+              desired_timeout_seconds = NULL
          FROM unnest($1::text[], $2::text[]) AS p(device_id, model)
         WHERE m.device_id = p.device_id AND m.model = p.model AND m.desired_version IS NOT NULL
       RETURNING m.device_id, m.model, m.desired_revision, m.desired_at`,

@@ -35,6 +35,14 @@ export class DeviceEntity {
   @Column('timestamptz', { nullable: true })
   presenceChangedAt: Date | null;
 
+  /** Connection the presence belongs to: an offline event of another session does not apply. */
+  @Column('text', { nullable: true })
+  presenceSession: string | null;
+
+  /** Control-plane replica holding the connection (clustered embedded brokers), for its crash sweep. */
+  @Column('text', { nullable: true })
+  presenceReplica: string | null;
+
   @Column('timestamptz', { default: () => 'now()' })
   enrolledAt: Date;
 

@@ -30,6 +30,11 @@ async function connectDevice(url: string, credentials: Pick<DeviceCredentials, '
   return result.client;
 }
 
+/** What an agent does once its SUBSCRIBE is acknowledged: say hello (presence online, with a session id). */
+async function hello(client: MqttClient, id: string, session = 'session-0001'): Promise<void> {
+  await client.publishAsync(topics.presence(id), encodePayload({ v: PROTOCOL_VERSION, online: true, session, at: new Date().toISOString() }), { qos: 1 });
+}
+
 function closed(client: MqttClient): Promise<void> {
   return new Promise((resolve) => (client.disconnected || !client.connected ? resolve() : client.once('close', () => resolve())));
 }
@@ -146,6 +151,15 @@ describe.each(databaseBackends())('devices over MQTT on %s', (backend) => {
         will: { topic: topics.desired('will-1', 'resnet'), payload: Buffer.from('{}'), qos: 1, retain: true },
       });
       expect(desiredWill).toEqual({ ok: false, code: 5 });
+      // Its own presence, but retained: the broker would keep a message per device.
+      const retainedWill = await connect(t.mqttUrl, {
+        clientId: 'will-1',
+        username: 'will-1',
+        password: c.secret,
+        will: { topic: topics.presence('will-1'), payload: encodePayload({ v: PROTOCOL_VERSION, online: false }), qos: 1, retain: true },
+      });
+      expect(retainedWill).toEqual({ ok: false, code: 5 });
+      expect(broker.metrics.lastDenial?.reason).toBe('a last will must not be retained');
     });
   });
 
@@ -161,8 +175,8 @@ describe.each(databaseBackends())('devices over MQTT on %s', (backend) => {
       expect(broker.metrics.lastDenial?.reason).toContain('another device');
     });
 
-    it('closes the connection on retained reported or telemetry messages', async () => {
-      for (const topic of [topics.reported('acl-ret'), topics.telemetry('acl-ret')]) {
+    it('closes the connection on any retained message, presence and inventory included', async () => {
+      for (const topic of [topics.reported('acl-ret'), topics.telemetry('acl-ret'), topics.presence('acl-ret'), topics.inventory('acl-ret')]) {
         const client = await online('acl-ret');
         const gone = closed(client);
         client.publish(topic, encodePayload(report(1)), { qos: 1, retain: true });
@@ -231,33 +245,39 @@ describe.each(databaseBackends())('devices over MQTT on %s', (backend) => {
   });
 
   describe('presence', () => {
-    it('follows connections, presence messages and the last will', async () => {
+    it('follows the connections themselves: a presence message does not override them, a replaced session does not end the new one', async () => {
       const isOnline = async (id: string): Promise<boolean> => (await api.get<{ online: boolean }>(`/api/v1/devices/${id}`)).body.online;
-      const will = { topic: topics.presence('pres-1'), payload: encodePayload({ v: PROTOCOL_VERSION, online: false }), qos: 1 as const, retain: true };
+      const will = { topic: topics.presence('pres-1'), payload: encodePayload({ v: PROTOCOL_VERSION, online: false }), qos: 1 as const, retain: false };
       const client = await online('pres-1', { will });
       await eventually(async () => ((await isOnline('pres-1')) ? true : undefined), 5000, 'online after connect');
       const seenAt = (await api.get<{ lastSeenAt: string | null }>('/api/v1/devices/pres-1')).body.lastSeenAt;
       expect(seenAt).not.toBeNull();
+      const first = (await db.query(`SELECT presence_session, presence_replica FROM devices WHERE id = 'pres-1'`)) as Record<string, string | null>[];
+      expect(first[0]!.presence_session).toMatch(/:1?\d+$/);
+      expect(first[0]!.presence_replica).not.toBeNull();
 
-      // A presence message from the device itself is a source too (the only one on an external broker).
-      await client.publishAsync(topics.presence('pres-1'), encodePayload({ v: PROTOCOL_VERSION, online: false, at: new Date().toISOString() }), {
-        qos: 1,
-        retain: true,
-      });
-      await eventually(async () => ((await isOnline('pres-1')) ? undefined : true), 5000, 'offline by presence message');
-      await client.publishAsync(topics.presence('pres-1'), encodePayload({ v: PROTOCOL_VERSION, online: true, at: new Date().toISOString() }), {
-        qos: 1,
-        retain: true,
-      });
-      await eventually(async () => ((await isOnline('pres-1')) ? true : undefined), 5000, 'online by presence message');
+      // The embedded broker sees the connection; what the device says about itself is only its hello.
+      await client.publishAsync(topics.presence('pres-1'), encodePayload({ v: PROTOCOL_VERSION, online: false, at: new Date().toISOString() }), { qos: 1 });
+      await new Promise((resolve) => setTimeout(resolve, 700));
+      expect(await isOnline('pres-1')).toBe(true);
 
-      // Abrupt loss (no DISCONNECT): the broker publishes the will and sees the connection go.
+      // Abrupt loss (no DISCONNECT): the broker sees the connection go.
       const gone = closed(client);
       client.stream.destroy();
       await gone;
       await eventually(async () => ((await isOnline('pres-1')) ? undefined : true), 5000, 'offline after connection loss');
       const row = (await db.query(`SELECT presence_changed_at FROM devices WHERE id = 'pres-1'`)) as { presence_changed_at: Date }[];
       expect(row[0]!.presence_changed_at).not.toBeNull();
+
+      // Same id again while the old connection is alive (MQTT 3.1.1 §3.1.4): the old one's end is not the new one's.
+      const a = await online('pres-1');
+      await eventually(async () => ((await isOnline('pres-1')) ? true : undefined), 5000, 'online again');
+      const aGone = closed(a);
+      const b = await online('pres-1');
+      await aGone;
+      await new Promise((resolve) => setTimeout(resolve, 700));
+      expect(await isOnline('pres-1')).toBe(true);
+      expect(b.connected).toBe(true);
     });
 
     it('counts malformed presence messages and keeps the connection', async () => {
@@ -327,10 +347,7 @@ describe.each(databaseBackends())('devices over MQTT on %s', (backend) => {
     it('stores inventory and ignores an older one', async () => {
       const client = await online('inv-1');
       const inventory = { hardwareClass: 'jetson', os: 'linux', arch: 'arm64', accelerators: ['cuda'], agentVersion: '0.2.0', runtimes: { onnx: '1.20.0' } };
-      await client.publishAsync(topics.inventory('inv-1'), encodePayload({ v: PROTOCOL_VERSION, seq: 3, inventory, at: new Date().toISOString() }), {
-        qos: 1,
-        retain: true,
-      });
+      await client.publishAsync(topics.inventory('inv-1'), encodePayload({ v: PROTOCOL_VERSION, seq: 3, inventory, at: new Date().toISOString() }), { qos: 1 });
       await eventually(
         async () => ((await api.get<{ hardwareClass: string | null }>('/api/v1/devices/inv-1')).body.hardwareClass === 'jetson' ? true : undefined),
         5000,
@@ -339,7 +356,7 @@ describe.each(databaseBackends())('devices over MQTT on %s', (backend) => {
       await client.publishAsync(
         topics.inventory('inv-1'),
         encodePayload({ v: PROTOCOL_VERSION, seq: 2, inventory: { ...inventory, hardwareClass: 'old' }, at: new Date().toISOString() }),
-        { qos: 1, retain: true },
+        { qos: 1 },
       );
       await eventually(() => (metrics.count('stale', 'inventory') >= 1 ? true : undefined), 5000, 'stale inventory counted');
       expect((await api.get<{ hardwareClass: string; inventory: unknown }>('/api/v1/devices/inv-1')).body).toMatchObject({
@@ -350,22 +367,26 @@ describe.each(databaseBackends())('devices over MQTT on %s', (backend) => {
   });
 
   describe('desired state', () => {
-    it('delivers the assignment retained, also after reconnecting, and clears it on unassign', async () => {
+    it('answers every hello with the database state, delivers live changes, and keeps nothing retained', async () => {
       const c = await device('des-1');
       const assigned = await api.put<{ revision: number }>('/api/v1/devices/des-1/models/resnet', { version: '1.0.0', timeoutSeconds: 600 });
       expect(assigned.status).toBe(200);
       expect(assigned.body.revision).toBe(1);
 
-      // Connects after the assignment: the retained message is delivered on subscribe (MQTT 3.1.1 §3.3.1.3).
+      // Connects after the assignment: subscribing alone brings nothing (no retained messages) ...
       let client = await online('des-1');
       let box = inbox(client);
       await client.subscribeAsync(topics.desiredAll('des-1'), { qos: 1 });
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(box.get(topics.desired('des-1', 'resnet'))).toBeUndefined();
+      // ... the hello does: the answer is what the database says, deadline included.
+      await hello(client, 'des-1');
       const first = await eventually(() => box.get(topics.desired('des-1', 'resnet'))?.[0], 5000, 'desired state');
       const desired = JSON.parse(first.toString()) as DesiredModel;
       expect(desired).toMatchObject({ v: PROTOCOL_VERSION, model: 'resnet', version: '1.0.0', revision: 1, action: 'install', timeoutSeconds: 600 });
       expect(desired.artifacts[0]).toMatchObject({ runtime: 'onnx', targetPath: expect.stringContaining('resnet/1.0.0/') });
 
-      // Re-assign while connected (live delivery), then reconnect: the newest state is the retained one.
+      // Re-assign while connected (live delivery), then reconnect and say hello: the newest state comes back.
       await api.put('/api/v1/devices/des-1/models/resnet', { version: '2.0.0' });
       await eventually(() => (box.get(topics.desired('des-1', 'resnet'))?.length === 2 ? true : undefined), 5000, 'live update');
       client.end(true);
@@ -373,13 +394,30 @@ describe.each(databaseBackends())('devices over MQTT on %s', (backend) => {
       clients.push(client);
       box = inbox(client);
       await client.subscribeAsync(topics.desiredAll('des-1'), { qos: 1 });
-      const again = await eventually(() => box.get(topics.desired('des-1', 'resnet'))?.[0], 5000, 'retained after reconnect');
+      await hello(client, 'des-1', 'session-0002');
+      const again = await eventually(() => box.get(topics.desired('des-1', 'resnet'))?.[0], 5000, 'state after reconnect');
       expect(JSON.parse(again.toString())).toMatchObject({ version: '2.0.0', revision: 2 });
 
+      // Unassign: a clear that carries its revision, live and on the next hello.
       expect((await api.delete('/api/v1/devices/des-1/models/resnet')).status).toBe(204);
-      await eventually(() => (box.get(topics.desired('des-1', 'resnet'))?.[1]?.length === 0 ? true : undefined), 5000, 'empty retained payload');
+      const cleared = await eventually(() => box.get(topics.desired('des-1', 'resnet'))?.[1], 5000, 'clear');
+      expect(JSON.parse(cleared.toString())).toMatchObject({ v: PROTOCOL_VERSION, model: 'resnet', revision: 3, cleared: true });
       expect((await api.delete('/api/v1/devices/des-1/models/resnet')).status).toBe(404);
       expect(await modelState('des-1')).toMatchObject({ desiredVersion: null, desiredRevision: 3 });
+      await hello(client, 'des-1', 'session-0002');
+      const clearedAgain = await eventually(() => box.get(topics.desired('des-1', 'resnet'))?.[2], 5000, 'clear on hello');
+      expect(JSON.parse(clearedAgain.toString())).toMatchObject({ revision: 3, cleared: true });
+
+      // The broker holds no retained message at all: every subscription is O(1) whatever the fleet size.
+      const retained = await new Promise<number>((resolve) => {
+        let n = 0;
+        const stream = (broker as unknown as { requireBroker(): { persistence: { createRetainedStream(p: string): NodeJS.ReadableStream } } })
+          .requireBroker()
+          .persistence.createRetainedStream('#');
+        stream.on('data', () => n++);
+        stream.on('end', () => resolve(n));
+      });
+      expect(retained).toBe(0);
     });
 
     it('refuses unknown versions and models, and bad bodies', async () => {
@@ -418,6 +456,7 @@ describe.each(databaseBackends())('devices over MQTT on %s', (backend) => {
       clients.push(next);
       const nextBox = inbox(next);
       await next.subscribeAsync(topics.desiredAll('dec-1'), { qos: 1 });
+      await hello(next, 'dec-1');
       await new Promise((resolve) => setTimeout(resolve, 300));
       expect(nextBox.get(topics.desired('dec-1', 'resnet'))).toBeUndefined();
     });

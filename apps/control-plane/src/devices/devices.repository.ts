@@ -204,24 +204,43 @@ export class DevicesRepository {
   }
 
   /**
-   * Applies buffered presence events in one statement. Newest wins: an event older than the
-   * device's presence_changed_at is ignored, so a late flush can never overwrite newer state.
+   * Applies coalesced presence events in one statement. The WHERE clause is the rule of
+   * presence-buffer.ts `supersedes`, against the stored row: an online replaces anything older or an
+   * offline of another session; an offline ends only its own session; without sessions, newer wins.
    */
-  async applyPresence(ids: string[], online: boolean[], at: string[]): Promise<number> {
+  async applyPresence(ids: string[], online: boolean[], at: string[], session: (string | null)[], replica: (string | null)[]): Promise<number> {
     if (ids.length === 0) return 0;
     const rows = rowsOf(
       await this.dataSource.query(
         `UPDATE devices d
           SET online = u.online,
-              presence_changed_at = u.at,
+              presence_changed_at = CASE WHEN u.online THEN u.at ELSE GREATEST(COALESCE(d.presence_changed_at, u.at), u.at) END,
+              presence_session = CASE WHEN u.online THEN u.session ELSE d.presence_session END,
+              presence_replica = CASE WHEN u.online THEN u.replica ELSE d.presence_replica END,
               last_seen_at = GREATEST(d.last_seen_at, u.at)
-         FROM unnest($1::text[], $2::bool[], $3::timestamptz[]) AS u(id, online, at)
+         FROM unnest($1::text[], $2::bool[], $3::timestamptz[], $4::text[], $5::text[]) AS u(id, online, at, session, replica)
         WHERE d.id = u.id
           AND d.decommissioned_at IS NULL
-          AND (d.presence_changed_at IS NULL OR d.presence_changed_at <= u.at)
+          AND CASE
+                WHEN u.online THEN d.presence_changed_at IS NULL OR d.presence_changed_at <= u.at
+                                   OR (NOT d.online AND d.presence_session IS DISTINCT FROM u.session)
+                WHEN u.session IS NOT NULL THEN d.presence_session = u.session
+                                   OR (d.presence_session IS NULL AND (d.presence_changed_at IS NULL OR d.presence_changed_at <= u.at))
+                ELSE d.presence_changed_at IS NULL OR d.presence_changed_at <= u.at
+              END
       RETURNING d.id`,
-        [ids, online, at],
+        [ids, online, at, session, replica],
       ),
+    );
+    return rows.length;
+  }
+
+  /** Devices whose connection was held by a replica that is gone (crashed, or restarted under the same name). */
+  async markReplicaOffline(replicaId: string): Promise<number> {
+    const rows = rowsOf(
+      await this.dataSource.query(`UPDATE devices SET online = false, presence_changed_at = now() WHERE online AND presence_replica = $1 RETURNING id`, [
+        replicaId,
+      ]),
     );
     return rows.length;
   }

@@ -1,12 +1,13 @@
 import type { FeatureSchema } from '../infra/database/feature-schema.js';
 import { DeviceModelEntity } from './device-model.entity.js';
 import { DeviceEntity } from './device.entity.js';
-import { EnrollmentTokenEntity } from './enrollment-token.entity.js';
+import { EnrollmentTokenEntity } from './enrollment/enrollment-token.entity.js';
 import { Devices1764231000000 } from './migrations/1764231000000-devices.js';
 import { DeviceModelReportSeq1764235100000 } from './migrations/1764235100000-device-model-report-seq.js';
+import { DeviceChannel1764235200000 } from './migrations/1764235200000-device-channel.js';
 
 /** Entities and migrations of the devices feature (collected by infra/database/schema.registry.ts). */
 export const devicesSchema: FeatureSchema = {
   entities: [DeviceEntity, DeviceModelEntity, EnrollmentTokenEntity],
-  migrations: [Devices1764231000000, DeviceModelReportSeq1764235100000],
+  migrations: [Devices1764231000000, DeviceModelReportSeq1764235100000, DeviceChannel1764235200000],
 };

@@ -1,42 +1,66 @@
 import { Inject, Injectable, Logger, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
 import { decodePayload, parseDeviceTopic, presenceMessageSchema, topics } from '@fleetline/protocol';
+import { APP_CONFIG, type AppConfig } from '../infra/config/app-config.js';
 import { EmbeddedBrokerGateway } from '../infra/mqtt/embedded-broker.gateway.js';
 import { type InboundMessage, MqttGateway } from '../infra/mqtt/mqtt-gateway.js';
 import { DeviceIngestMetrics } from './device-ingest-metrics.js';
 import { DevicesRepository } from './devices.repository.js';
 import { PresenceBuffer, presenceTime } from './presence-buffer.js';
 import { RateLimitedLog } from './rate-limited-log.js';
+import { DesiredSyncService } from './sync/desired-sync.service.js';
 
 const FLUSH_EVERY_MS = 300;
+/** How often a clustered replica looks for replicas that died holding connections. */
+const SWEEP_EVERY_MS = 10_000;
 
 /**
- * Keeps devices.online / last_seen_at current from two sources: the embedded broker's own
- * connection events, and the devices' `presence` messages (retained online on connect, offline
- * as last will; the only source on an external broker). Events are buffered and written every
- * FLUSH_EVERY_MS with one set-based UPDATE: newest event per device wins, and an event older than
- * the stored presence_changed_at never overwrites it.
+ * Keeps devices.online / last_seen_at current, and answers every hello with the device's desired
+ * states (DesiredSyncService).
+ *
+ * Where presence comes from:
+ *  - embedded broker: its own connection events, each naming its session (replica + connection),
+ *    are the only source; a device's `presence` online message is its hello and nothing more;
+ *  - external broker: the devices' `presence` messages (online after subscribing, offline as last
+ *    will), each naming the device's own per-connection session.
+ * Events are buffered and written every FLUSH_EVERY_MS with one set-based UPDATE (the ordering rule
+ * is in presence-buffer.ts). Nothing is retained anywhere.
+ *
+ * After a crash: a single embedded broker starts with nobody connected, so everything is offline; a
+ * clustered replica marks offline only its own devices at start, and any replica marks offline the
+ * devices of a replica that stopped heartbeating.
  */
 @Injectable()
 export class PresenceService implements OnModuleInit, OnModuleDestroy {
   private readonly logger = new Logger('Presence');
   private readonly warn = new RateLimitedLog(this.logger);
   private readonly buffer = new PresenceBuffer();
+  private readonly embedded: boolean;
   private timer?: NodeJS.Timeout;
+  private sweepTimer?: NodeJS.Timeout;
   private flushing?: Promise<void>;
 
   constructor(
     @Inject(MqttGateway) private readonly gateway: MqttGateway,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly devices: DevicesRepository,
     private readonly metrics: DeviceIngestMetrics,
-  ) {}
+    private readonly sync: DesiredSyncService,
+  ) {
+    this.embedded = gateway instanceof EmbeddedBrokerGateway;
+  }
 
   async onModuleInit(): Promise<void> {
-    if (this.gateway instanceof EmbeddedBrokerGateway) {
-      // The embedded broker lives in this process: when it starts, nobody is connected, whatever
-      // the table says after a crash or a shutdown that could not record the last disconnects.
-      await this.devices.markAllOffline();
+    const clustered = this.config.mqtt.kind === 'embedded' && this.config.mqtt.redisUrl !== undefined;
+    if (this.embedded && !clustered) await this.devices.markAllOffline();
+    if (clustered) {
+      const swept = await this.devices.markReplicaOffline(this.config.replicaId);
+      if (swept > 0) this.logger.log(`marked ${swept} device(s) of this replica's previous run offline`);
+      this.sweepTimer = setInterval(() => void this.sweep(), SWEEP_EVERY_MS);
+      this.sweepTimer.unref();
     }
-    this.gateway.onConnectionEvent((event) => this.buffer.add({ deviceId: event.clientId, online: event.online, at: event.at }));
+    this.gateway.onConnectionEvent((event) =>
+      this.buffer.add({ deviceId: event.clientId, online: event.online, at: event.at, session: event.session, replica: event.replica }),
+    );
     await this.gateway.subscribe(topics.fleetFilter('presence'), (m) => this.onPresence(m));
     this.timer = setInterval(() => {
       if (!this.flushing) void this.flush();
@@ -46,6 +70,7 @@ export class PresenceService implements OnModuleInit, OnModuleDestroy {
 
   async onModuleDestroy(): Promise<void> {
     clearInterval(this.timer);
+    clearInterval(this.sweepTimer);
     await this.flush();
   }
 
@@ -57,18 +82,31 @@ export class PresenceService implements OnModuleInit, OnModuleDestroy {
   }
 
   private async flushOnce(): Promise<void> {
-    const { ids, online, at } = this.buffer.drain();
+    const { ids, online, at, session, replica } = this.buffer.drain();
     try {
-      await this.devices.applyPresence(ids, online, at);
+      await this.devices.applyPresence(ids, online, at, session, replica);
     } catch (err) {
       this.logger.error(`recording presence of ${ids.length} device(s) failed: ${String(err)}`);
-      // Put them back; anything newer that arrived meanwhile still wins (PresenceBuffer.add).
-      ids.forEach((deviceId, i) => this.buffer.add({ deviceId, online: online[i]!, at: new Date(at[i]!) }));
+      // Put them back; anything that arrived meanwhile is ordered by the same rule (PresenceBuffer.add).
+      ids.forEach((deviceId, i) => this.buffer.add({ deviceId, online: online[i]!, at: new Date(at[i]!), session: session[i]!, replica: replica[i]! }));
+    }
+  }
+
+  /** Marks offline the devices of replicas that stopped heartbeating (crashed without a goodbye). */
+  private async sweep(): Promise<void> {
+    try {
+      for (const dead of await this.gateway.deadReplicas()) {
+        const n = await this.devices.markReplicaOffline(dead);
+        this.logger.warn(`replica ${dead} stopped; marked its ${n} device(s) offline`);
+        await this.gateway.forgetReplica(dead);
+      }
+    } catch (err) {
+      this.logger.warn(`replica sweep failed: ${String(err)}`);
     }
   }
 
   private onPresence(message: InboundMessage): void {
-    if (message.payload.length === 0) return; // a cleared retained message (MQTT 3.1.1 §3.3.1.3)
+    if (message.payload.length === 0) return; // nothing to say (an older agent clearing a retained message)
     const receivedAt = new Date();
     const parsed = parseDeviceTopic(message.topic);
     if (!parsed || parsed.kind !== 'presence') {
@@ -82,6 +120,14 @@ export class PresenceService implements OnModuleInit, OnModuleDestroy {
       return;
     }
     this.metrics.record('presence', 'accepted');
-    this.buffer.add({ deviceId: parsed.deviceId, online: decoded.value.online, at: presenceTime(decoded.value.at, receivedAt) });
+    if (decoded.value.online) this.sync.request(parsed.deviceId);
+    if (this.embedded) return; // the broker's own connection events are the presence there
+    this.buffer.add({
+      deviceId: parsed.deviceId,
+      online: decoded.value.online,
+      at: presenceTime(decoded.value.at, receivedAt),
+      session: decoded.value.session ?? null,
+      replica: null,
+    });
   }
 }

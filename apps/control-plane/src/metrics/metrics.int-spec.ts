@@ -109,7 +109,6 @@ describe.each(databaseBackends())('/metrics on %s', (backend) => {
     await client.subscribeAsync(topics.desiredAll('cam-1'), { qos: 1 });
     await client.publishAsync(topics.presence('cam-1'), JSON.stringify({ v: PROTOCOL_VERSION, online: true, at: new Date().toISOString() }), {
       qos: 1,
-      retain: true,
     });
 
     expect((await api.put('/api/v1/devices/cam-1/models/detector', { version: '1.0.0' })).status).toBe(200);

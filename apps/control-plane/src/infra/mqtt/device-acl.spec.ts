@@ -22,9 +22,8 @@ describe('authorizeDevicePublish', () => {
     expect(authorizeDevicePublish('cam-1', topic, retain).allowed).toBe(false);
   });
 
-  it('allows retaining its own presence and inventory only', () => {
-    expect(authorizeDevicePublish('cam-1', `${own}/presence`, true).allowed).toBe(true);
-    expect(authorizeDevicePublish('cam-1', `${own}/inventory`, true).allowed).toBe(true);
+  it.each(['presence', 'inventory'])('refuses a retained %s: the broker keeps no device state', (kind) => {
+    expect(authorizeDevicePublish('cam-1', `${own}/${kind}`, true)).toEqual({ allowed: false, reason: `retained messages are not allowed (${kind})` });
   });
 });
 
@@ -53,5 +52,9 @@ describe('authorizeDeviceWill', () => {
     expect(authorizeDeviceWill('cam-1', `${other}/presence`).allowed).toBe(false);
     expect(authorizeDeviceWill('cam-1', `${own}/reported`).allowed).toBe(false);
     expect(authorizeDeviceWill('cam-1', `${own}/desired/resnet`).allowed).toBe(false);
+  });
+
+  it('refuses a retained will: it would leave a retained message per device in the broker', () => {
+    expect(authorizeDeviceWill('cam-1', `${own}/presence`, true)).toEqual({ allowed: false, reason: 'a last will must not be retained' });
   });
 });

@@ -2,9 +2,10 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { Logger } from '@nestjs/common';
 import { Aedes, type AuthenticateError, type Client, type PublishPacket, type Subscription } from 'aedes';
 import { WebSocketServer, createWebSocketStream } from 'ws';
-import { isValidDeviceId } from '@fleetline/protocol';
+import { isValidDeviceId, parseDeviceTopic } from '@fleetline/protocol';
 import { authorizeDevicePublish, authorizeDeviceSubscribe, authorizeDeviceWill } from './device-acl.js';
 import { BrokerMetrics } from './broker-metrics.js';
+import type { DeviceRouter, RouterFrame } from './cluster/device-router.js';
 import { type BrokerAuthenticator, type ConnectionEvent, type MessageHandler, MqttGateway, type OutboundMessage, type PublishOptions } from './mqtt-gateway.js';
 import { PacketSizeGuard } from './packet-size-guard.js';
 import { runWithConcurrency } from './run-with-concurrency.js';
@@ -13,19 +14,31 @@ export interface EmbeddedBrokerOptions {
   port: number;
   host: string;
   wsPort?: number;
-  publicUrl?: string;
+  publicUrls?: string[];
   maxPacketBytes: number;
   drainTimeoutMs: number;
+  /** Names this replica in connection sessions. */
+  replicaId: string;
+  /** Set when several replicas each run an embedded broker: reaches devices connected elsewhere. */
+  router?: DeviceRouter;
 }
+
+/** A replica is presumed dead when it has not said it is alive for this long (crash sweep). */
+const REPLICA_DEAD_AFTER_MS = 30_000;
 
 /** MQTT 3.1.1 §3.2.2.3 CONNACK return codes aedes passes through. */
 const CONNACK_BAD_CREDENTIALS = 4;
 const CONNACK_NOT_AUTHORIZED = 5;
 
 /**
- * The broker of a single-machine install: aedes in this process. The control plane talks to
- * it in-process (aedes.publish / aedes.subscribe) rather than as a loopback client. Devices are
- * authenticated against their own credential and confined to their own topics (device-acl.ts).
+ * aedes in this process. The control plane talks to it in-process (aedes.publish /
+ * aedes.subscribe) rather than as a loopback client. Devices are authenticated against their own
+ * credential and confined to their own topics (device-acl.ts).
+ *
+ * With a router (several replicas, each with its own broker): a device's messages are handled by
+ * the replica it is connected to, and a message for a device connected elsewhere goes through the
+ * router to that replica. Nothing is retained and sessions are clean, so the broker's memory is
+ * per live connection only.
  */
 export class EmbeddedBrokerGateway extends MqttGateway {
   private readonly logger = new Logger('EmbeddedBroker');
@@ -37,12 +50,19 @@ export class EmbeddedBrokerGateway extends MqttGateway {
   private boundPort = 0;
   private boundWsPort = 0;
   private readonly subscriptions: { filter: string; handler: MessageHandler }[] = [];
+  private readonly sessions = new WeakMap<Client, string>();
+  private readonly sessionPrefix: string;
+  private sessionCounter = 0;
+  private heartbeat?: NodeJS.Timeout;
+  private readonly router?: DeviceRouter;
 
   constructor(
     private readonly options: EmbeddedBrokerOptions,
     readonly metrics: BrokerMetrics = new BrokerMetrics(),
   ) {
     super();
+    this.router = options.router;
+    this.sessionPrefix = `${options.replicaId}:${Date.now().toString(36)}:`;
   }
 
   useAuthenticator(authenticator: BrokerAuthenticator): void {
@@ -73,9 +93,9 @@ export class EmbeddedBrokerGateway extends MqttGateway {
         // The client id is the device id: binding them here is what makes per-device ACLs sound.
         if (!isValidDeviceId(client.id)) return refuse(CONNACK_BAD_CREDENTIALS, 'client id is not a device id');
         if (username !== undefined && username !== client.id) return refuse(CONNACK_BAD_CREDENTIALS, 'username must equal the client id');
-        const will = (client as unknown as { _will?: { topic: string } })._will;
+        const will = (client as unknown as { _will?: { topic: string; retain?: boolean } })._will;
         if (will) {
-          const decision = authorizeDeviceWill(client.id, will.topic);
+          const decision = authorizeDeviceWill(client.id, will.topic, will.retain === true);
           if (!decision.allowed) return refuse(CONNACK_NOT_AUTHORIZED, decision.reason);
         }
         authenticator.authenticate(client.id, username, password ? Buffer.from(password) : undefined).then(
@@ -104,9 +124,15 @@ export class EmbeddedBrokerGateway extends MqttGateway {
       },
     });
     this.broker = broker;
+    if (this.router) {
+      await this.router.start((deviceId, frame) => this.onFrame(deviceId, frame));
+      await this.beat();
+      this.heartbeat = setInterval(() => void this.beat().catch((err: unknown) => this.logger.warn(`replica heartbeat: ${String(err)}`)), 5000);
+      this.heartbeat.unref();
+    }
     for (const { filter, handler } of this.subscriptions) await this.attach(filter, handler);
-    broker.on('client', (client: Client) => this.emitConnection(client.id, true));
-    broker.on('clientDisconnect', (client: Client) => this.emitConnection(client.id, false));
+    broker.on('client', (client: Client) => this.onClient(client));
+    broker.on('clientDisconnect', (client: Client) => this.onClientGone(client));
     broker.on('clientError', (client: Client, err: Error) => this.logger.debug(`client ${client.id}: ${err.message}`));
 
     this.server = createServer((socket: Socket) => {
@@ -129,16 +155,32 @@ export class EmbeddedBrokerGateway extends MqttGateway {
   }
 
   async stop(): Promise<void> {
+    clearInterval(this.heartbeat);
     await new Promise<void>((resolve) => (this.wsServer ? this.wsServer.close(() => resolve()) : resolve()));
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     await new Promise<void>((resolve) => (this.broker ? this.broker.close(() => resolve()) : resolve()));
+    await this.router?.stop();
   }
 
   port(): number {
     return this.boundPort;
   }
 
-  publish(topic: string, payload: Buffer, options: PublishOptions): Promise<void> {
+  /**
+   * A device topic goes to the device's local connection, or through the router to the replica
+   * holding it; a device connected nowhere misses it, which is fine: the database has the state
+   * and the device is sent it when it says hello.
+   */
+  async publish(topic: string, payload: Buffer, options: PublishOptions): Promise<void> {
+    const deviceId = this.router ? parseDeviceTopic(topic)?.deviceId : undefined;
+    if (deviceId !== undefined && this.router && !this.localClient(deviceId)) {
+      await this.router.send(deviceId, { kind: 'publish', topic, payload });
+      return;
+    }
+    await this.publishLocal(topic, payload, options);
+  }
+
+  private publishLocal(topic: string, payload: Buffer, options: PublishOptions): Promise<void> {
     const broker = this.requireBroker();
     return new Promise((resolve, reject) => {
       broker.publish({ cmd: 'publish', topic, payload, qos: options.qos, retain: options.retain, dup: false }, (err?: Error) =>
@@ -163,16 +205,26 @@ export class EmbeddedBrokerGateway extends MqttGateway {
       broker.subscribe(
         filter,
         (packet: PublishPacket, callback: () => void) => {
-          try {
-            handler({ topic: packet.topic, payload: Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload) });
-          } catch (err) {
-            this.logger.error(`handler for ${filter} threw: ${String(err)}`);
-          }
-          callback();
+          void this.dispatch(filter, handler, packet).finally(callback);
         },
         () => resolve(),
       );
     });
+  }
+
+  /**
+   * Hands a device's message to the control plane. With a router, a device's messages wait until
+   * its channel is routable, so whatever the handler answers (the hello's desired states) and
+   * whatever another replica publishes after reading the database can both reach it.
+   */
+  private async dispatch(filter: string, handler: MessageHandler, packet: PublishPacket): Promise<void> {
+    try {
+      const deviceId = this.router ? parseDeviceTopic(packet.topic)?.deviceId : undefined;
+      if (deviceId !== undefined) await this.router!.ready(deviceId);
+      await handler({ topic: packet.topic, payload: Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload) });
+    } catch (err) {
+      this.logger.error(`handler for ${filter} failed: ${String(err)}`);
+    }
   }
 
   onConnectionEvent(listener: (event: ConnectionEvent) => void): void {
@@ -180,23 +232,79 @@ export class EmbeddedBrokerGateway extends MqttGateway {
   }
 
   async disconnectClient(clientId: string): Promise<boolean> {
-    // aedes keeps live clients in `clients` (not in its typings).
-    const client = (this.broker as unknown as { clients?: Record<string, Client> } | undefined)?.clients?.[clientId];
-    if (!client) return false;
-    await new Promise<void>((resolve) => client.close(() => resolve()));
-    return true;
+    const client = this.localClient(clientId);
+    if (client) {
+      await new Promise<void>((resolve) => client.close(() => resolve()));
+      return true;
+    }
+    if (!this.router) return false;
+    return (await this.router.send(clientId, { kind: 'disconnect' })) > 0;
   }
 
   connectionCount(): number | null {
     return this.broker?.connectedClients ?? 0;
   }
 
-  publicUrl(): string {
-    return this.options.publicUrl ?? `mqtt://${this.options.host === '0.0.0.0' ? '127.0.0.1' : this.options.host}:${this.boundPort}`;
+  publicUrls(): string[] {
+    return this.options.publicUrls ?? [`mqtt://${this.options.host === '0.0.0.0' ? '127.0.0.1' : this.options.host}:${this.boundPort}`];
   }
 
-  private emitConnection(clientId: string, online: boolean): void {
-    const event = { clientId, online, at: new Date() };
+  override async deadReplicas(): Promise<string[]> {
+    if (!this.router) return [];
+    return (await this.router.heartbeat(this.options.replicaId, REPLICA_DEAD_AFTER_MS)).dead;
+  }
+
+  override async forgetReplica(replicaId: string): Promise<void> {
+    await this.router?.forget(replicaId);
+  }
+
+  private async beat(): Promise<void> {
+    await this.router?.heartbeat(this.options.replicaId, REPLICA_DEAD_AFTER_MS);
+  }
+
+  private onClient(client: Client): void {
+    const session = `${this.sessionPrefix}${++this.sessionCounter}`;
+    this.sessions.set(client, session);
+    this.emitConnection(client.id, true, session);
+    if (!this.router) return;
+    const router = this.router;
+    router.attach(client.id).catch((err: unknown) => this.logger.error(`routing ${client.id} failed: ${String(err)}`));
+    // A live connection of this device on another replica is stale now (MQTT 3.1.1 §3.1.4 step 2).
+    router.send(client.id, { kind: 'takeover', session }).catch((err: unknown) => this.logger.warn(`takeover of ${client.id}: ${String(err)}`));
+  }
+
+  private onClientGone(client: Client): void {
+    const session = this.sessions.get(client);
+    if (session === undefined) return; // never registered (refused at CONNECT)
+    this.emitConnection(client.id, false, session);
+    this.router?.detach(client.id);
+  }
+
+  private onFrame(deviceId: string, frame: RouterFrame): void {
+    const client = this.localClient(deviceId);
+    if (!client) return; // gone from here meanwhile; it syncs wherever it reconnects
+    switch (frame.kind) {
+      case 'publish':
+        this.publishLocal(frame.topic, frame.payload, { qos: 1, retain: false }).catch((err: unknown) =>
+          this.logger.warn(`delivering a routed message to ${deviceId} failed: ${String(err)}`),
+        );
+        return;
+      case 'takeover':
+        if (this.sessions.get(client) !== frame.session) client.close();
+        return;
+      case 'disconnect':
+        client.close();
+        return;
+    }
+  }
+
+  private localClient(clientId: string): Client | undefined {
+    // aedes keeps live clients in `clients` (not in its typings).
+    return (this.broker as unknown as { clients?: Record<string, Client> } | undefined)?.clients?.[clientId];
+  }
+
+  private emitConnection(clientId: string, online: boolean, session: string): void {
+    const event: ConnectionEvent = { clientId, online, at: new Date(), session, replica: this.options.replicaId };
     for (const listener of this.connectionListeners) listener(event);
   }
 

@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import mqtt from 'mqtt';
-import { encodePayload, topics } from '@fleetline/protocol';
-import { eventually } from '../../testing/test-app.fixture.js';
+import { type DeviceCredentials, encodePayload, PROTOCOL_VERSION, topics } from '@fleetline/protocol';
+import { DataSource } from 'typeorm';
+import { apiClient, eventually, startTestApp } from '../../testing/test-app.fixture.js';
 import { ExternalBrokerGateway } from './external-broker.gateway.js';
 import type { InboundMessage } from './mqtt-gateway.js';
 
@@ -48,7 +49,6 @@ run('ExternalBrokerGateway against Mosquitto', () => {
   });
 
   afterAll(async () => {
-    await a.publish(topics.desired(deviceId, 'detector'), Buffer.alloc(0), { qos: 1, retain: true });
     await a.stop();
     await b.stop();
   });
@@ -67,12 +67,81 @@ run('ExternalBrokerGateway against Mosquitto', () => {
     expect(seqs).toEqual(Array.from({ length: total }, (_, i) => i));
   });
 
-  it('publishes retained desired state that a device receives when it subscribes later', async () => {
-    await a.publishMany([{ topic: topics.desired(deviceId, 'detector'), payload: encodePayload({ v: 1, version: '1.0.0' }), qos: 1, retain: true }]);
-    const device = await mqtt.connectAsync(brokerUrl, { clientId: `${deviceId}-late`, protocolVersion: 4 });
-    const received = new Promise<string>((resolve) => device.on('message', (_topic, payload) => resolve(payload.toString())));
-    await device.subscribeAsync(topics.desiredAll(deviceId), { qos: 1 });
+  it('publishes without retaining: a subscriber gets it live, a later one gets nothing', async () => {
+    const live = await mqtt.connectAsync(brokerUrl, { clientId: `${deviceId}-live`, protocolVersion: 4 });
+    const received = new Promise<string>((resolve) => live.on('message', (_topic, payload) => resolve(payload.toString())));
+    await live.subscribeAsync(topics.desiredAll(deviceId), { qos: 1 });
+    await a.publishMany([{ topic: topics.desired(deviceId, 'detector'), payload: encodePayload({ v: 1, version: '1.0.0' }), qos: 1, retain: false }]);
     expect(JSON.parse(await received)).toEqual({ v: 1, version: '1.0.0' });
-    await device.endAsync();
+    await live.endAsync();
+
+    const late = await mqtt.connectAsync(brokerUrl, { clientId: `${deviceId}-late`, protocolVersion: 4 });
+    const got: string[] = [];
+    late.on('message', (_topic, payload) => got.push(payload.toString()));
+    await late.subscribeAsync(topics.desiredAll(deviceId), { qos: 1 });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(got).toEqual([]);
+    await late.endAsync();
+  });
+});
+
+run('control plane on an external broker (Mosquitto)', () => {
+  it('answers a hello through the broker with the database state, and follows presence by session', async () => {
+    const t = await startTestApp('pglite', { MQTT_URL: brokerUrl, MQTT_SHARED_GROUP: `cp${randomBytes(4).toString('hex')}` });
+    const api = apiClient(t.baseUrl, t.adminKey);
+    const id = `exthello-${randomBytes(4).toString('hex')}`;
+    let device: mqtt.MqttClient | undefined;
+    try {
+      expect((await api.post('/api/v1/models', { name: 'detector' })).status).toBe(201);
+      const form = new FormData();
+      form.append('version', '1.0.0');
+      form.append('file', new Blob([Buffer.from('weights')]), 'model.onnx');
+      const uploaded = await fetch(`${t.baseUrl}/api/v1/models/detector/versions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${t.adminKey}` },
+        body: form,
+      });
+      expect(uploaded.status).toBe(201);
+      const created = await api.post<DeviceCredentials>('/api/v1/devices', { id });
+      expect(created.status).toBe(201);
+      // Assigned while the device is offline: only the database knows.
+      expect((await api.put(`/api/v1/devices/${id}/models/detector`, { version: '1.0.0' })).status).toBe(200);
+
+      const will = {
+        topic: topics.presence(id),
+        payload: encodePayload({ v: PROTOCOL_VERSION, online: false, session: 'ext-session-1' }),
+        qos: 1 as const,
+        retain: false,
+      };
+      device = await mqtt.connectAsync(brokerUrl, { clientId: id, protocolVersion: 4, clean: true, reconnectPeriod: 0, will });
+      const desired: string[] = [];
+      device.on('message', (_topic, payload) => desired.push(payload.toString()));
+      await device.subscribeAsync(topics.desiredAll(id), { qos: 1 });
+      await device.publishAsync(
+        topics.presence(id),
+        encodePayload({ v: PROTOCOL_VERSION, online: true, session: 'ext-session-1', at: new Date().toISOString() }),
+        {
+          qos: 1,
+        },
+      );
+      const first = await eventually(() => desired[0], 10_000, 'desired state answered to the hello');
+      expect(JSON.parse(first)).toMatchObject({ model: 'detector', version: '1.0.0', revision: 1 });
+      const db = t.app.get(DataSource);
+      const row = async (): Promise<{ online: boolean; presence_session: string | null }> =>
+        ((await db.query(`SELECT online, presence_session FROM devices WHERE id = $1`, [id])) as { online: boolean; presence_session: string | null }[])[0]!;
+      await eventually(async () => ((await row()).online ? true : undefined), 5000, 'online by hello');
+      expect((await row()).presence_session).toBe('ext-session-1');
+
+      // The will of an older session (already replaced) does not end the current one.
+      await device.publishAsync(topics.presence(id), encodePayload({ v: PROTOCOL_VERSION, online: false, session: 'ext-session-0' }), { qos: 1 });
+      await new Promise((resolve) => setTimeout(resolve, 700));
+      expect((await row()).online).toBe(true);
+      // Its own will does (the broker publishes it when the connection is lost).
+      device.stream.destroy();
+      await eventually(async () => ((await row()).online ? undefined : true), 10_000, 'offline by the last will');
+    } finally {
+      device?.end(true);
+      await t.close();
+    }
   });
 });

@@ -11,7 +11,7 @@ export interface ExternalBrokerOptions {
   password?: string;
   /** Shared-subscription group; set when several control-plane replicas share one broker. */
   sharedGroup?: string;
-  publicUrl?: string;
+  publicUrls?: string[];
 }
 
 /**
@@ -44,11 +44,9 @@ export class ExternalBrokerGateway extends MqttGateway {
     client.on('message', (topic, payload) => {
       for (const { filter, handler } of this.handlers) {
         if (!matchesFilter(filter, topic)) continue;
-        try {
-          handler({ topic, payload });
-        } catch (err) {
-          this.logger.error(`handler for ${filter} threw: ${String(err)}`);
-        }
+        Promise.resolve()
+          .then(() => handler({ topic, payload }))
+          .catch((err: unknown) => this.logger.error(`handler for ${filter} failed: ${String(err)}`));
       }
     });
     client.on('error', (err) => this.logger.warn(`broker error: ${err.message}`));
@@ -101,8 +99,8 @@ export class ExternalBrokerGateway extends MqttGateway {
     return null;
   }
 
-  publicUrl(): string {
-    return this.options.publicUrl ?? this.options.url;
+  publicUrls(): string[] {
+    return this.options.publicUrls ?? [this.options.url];
   }
 
   private requireClient(): MqttClient {

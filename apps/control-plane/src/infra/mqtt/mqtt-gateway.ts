@@ -8,7 +8,11 @@ export interface InboundMessage {
   payload: Buffer;
 }
 
-export type MessageHandler = (message: InboundMessage) => void;
+/**
+ * Handles one device message. A returned promise means "not stored yet": the gateway acknowledges
+ * the device's QoS 1 publish only once it resolves.
+ */
+export type MessageHandler = (message: InboundMessage) => void | Promise<void>;
 
 export interface PublishOptions {
   qos: 0 | 1;
@@ -25,6 +29,10 @@ export interface ConnectionEvent {
   clientId: string;
   online: boolean;
   at: Date;
+  /** Names this connection: `<replicaId>:<boot>:<n>`; the disconnect of a session only ends that session. */
+  session: string;
+  /** Replica whose broker holds the connection. */
+  replica: string;
 }
 
 /** Decides whether a client may connect. Registered by the devices feature (embedded broker only). */
@@ -52,7 +60,7 @@ export abstract class MqttGateway {
   /** Connection events for presence (embedded broker only; a no-op registration on an external broker). */
   abstract onConnectionEvent(listener: (event: ConnectionEvent) => void): void;
 
-  /** Drops a device's live connection (decommission). Embedded: closes it. External: not possible, returns false. */
+  /** Drops a device's live connection (decommission), on whichever replica holds it. External broker: not possible, returns false. */
   abstract disconnectClient(clientId: string): Promise<boolean>;
 
   /** Only the embedded broker authenticates devices itself. */
@@ -61,6 +69,21 @@ export abstract class MqttGateway {
   /** Current number of device connections when the broker can tell (embedded), else null. */
   abstract connectionCount(): number | null;
 
-  /** Broker address devices should connect to (handed out at enrollment). */
-  abstract publicUrl(): string;
+  /** Broker addresses devices may connect to, the preferred first (handed out at enrollment). */
+  abstract publicUrls(): string[];
+
+  /** The first of publicUrls(). */
+  publicUrl(): string {
+    return this.publicUrls()[0]!;
+  }
+
+  /** Crash sweep of a clustered broker: the replicas whose devices should be marked offline (none elsewhere). */
+  deadReplicas(): Promise<string[]> {
+    return Promise.resolve([]);
+  }
+
+  /** Called after a dead replica's devices were marked offline. */
+  forgetReplica(_replicaId: string): Promise<void> {
+    return Promise.resolve();
+  }
 }

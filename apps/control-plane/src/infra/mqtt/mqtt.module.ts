@@ -1,5 +1,6 @@
 import { Global, Inject, Module, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
+import { RedisDeviceRouter } from './cluster/redis-device-router.js';
 import { EmbeddedBrokerGateway } from './embedded-broker.gateway.js';
 import { ExternalBrokerGateway } from './external-broker.gateway.js';
 import { MqttGateway } from './mqtt-gateway.js';
@@ -15,8 +16,16 @@ import { MqttGateway } from './mqtt-gateway.js';
     {
       provide: MqttGateway,
       inject: [APP_CONFIG],
-      useFactory: (config: AppConfig): MqttGateway =>
-        config.mqtt.kind === 'embedded' ? new EmbeddedBrokerGateway({ ...config.mqtt, host: config.http.host }) : new ExternalBrokerGateway(config.mqtt),
+      useFactory: (config: AppConfig): MqttGateway => {
+        if (config.mqtt.kind === 'external') return new ExternalBrokerGateway(config.mqtt);
+        const { redisUrl, ...embedded } = config.mqtt;
+        return new EmbeddedBrokerGateway({
+          ...embedded,
+          host: config.http.host,
+          replicaId: config.replicaId,
+          ...(redisUrl ? { router: new RedisDeviceRouter(redisUrl) } : {}),
+        });
+      },
     },
   ],
   exports: [MqttGateway],

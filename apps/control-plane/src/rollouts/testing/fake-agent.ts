@@ -81,6 +81,10 @@ export async function startFakeAgent(
     queue = queue.then(() => handle(decoded.value)).catch(() => undefined);
   });
   await client.subscribeAsync(topics.desiredAll(id), { qos: 1 });
+  // Hello: the control plane answers with what its database says this device should run.
+  await client.publishAsync(topics.presence(id), JSON.stringify({ v: PROTOCOL_VERSION, online: true, session: `fake-${seq}`, at: new Date().toISOString() }), {
+    qos: 1,
+  });
   return {
     id,
     received,

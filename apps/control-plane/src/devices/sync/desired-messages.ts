@@ -1,0 +1,50 @@
+import {
+  type ArtifactRef,
+  type DesiredCleared,
+  desiredClearedSchema,
+  type DesiredModel,
+  desiredModelSchema,
+  encodePayload,
+  PROTOCOL_VERSION,
+  topics,
+} from '@fleetline/protocol';
+import type { OutboundMessage } from '../../infra/mqtt/mqtt-gateway.js';
+
+/** What device_models says one device should run for one model (or that nothing is assigned). */
+export interface DesiredStateRow {
+  deviceId: string;
+  model: string;
+  /** Null: unassigned. */
+  version: string | null;
+  revision: number;
+  rolloutId: string | null;
+  action: 'install' | 'download-only' | null;
+  timeoutSeconds: number | null;
+  assignedAt: string;
+}
+
+/**
+ * The one place a desired-state message is built, for an assignment and for a hello alike, so a
+ * re-sent state is byte-for-byte what was sent first. QoS 1, never retained.
+ */
+export function desiredMessage(row: DesiredStateRow, artifacts: ArtifactRef[]): OutboundMessage {
+  if (row.version === null) return clearedMessage(row);
+  const desired: DesiredModel = {
+    v: PROTOCOL_VERSION,
+    model: row.model,
+    version: row.version,
+    revision: row.revision,
+    action: row.action ?? 'install',
+    ...(row.rolloutId ? { rolloutId: row.rolloutId } : {}),
+    ...(row.timeoutSeconds !== null ? { timeoutSeconds: row.timeoutSeconds } : {}),
+    artifacts,
+    assignedAt: row.assignedAt,
+  };
+  return { topic: topics.desired(row.deviceId, row.model), payload: encodePayload(desiredModelSchema.parse(desired)), qos: 1, retain: false };
+}
+
+/** "No longer assigned", with the revision of the unassignment (an older desired state cannot revive it). */
+export function clearedMessage(row: Pick<DesiredStateRow, 'deviceId' | 'model' | 'revision' | 'assignedAt'>): OutboundMessage {
+  const cleared: DesiredCleared = { v: PROTOCOL_VERSION, model: row.model, revision: row.revision, cleared: true, at: row.assignedAt };
+  return { topic: topics.desired(row.deviceId, row.model), payload: encodePayload(desiredClearedSchema.parse(cleared)), qos: 1, retain: false };
+}

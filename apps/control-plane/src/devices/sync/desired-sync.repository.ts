@@ -1,0 +1,40 @@
+import { Injectable } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import { rowsOf, toIso, toNumber } from '../sql-values.js';
+import type { DesiredStateRow } from './desired-messages.js';
+
+/** Reads what a batch of devices should run, for the hello answer: one query per batch. */
+@Injectable()
+export class DesiredSyncRepository {
+  constructor(private readonly dataSource: DataSource) {}
+
+  /**
+   * Every assignment of the given live devices, plus the unassignments a device may not have
+   * seen yet (a model it still runs, or whose last report is older than the unassignment).
+   */
+  async desiredStates(deviceIds: string[]): Promise<DesiredStateRow[]> {
+    if (deviceIds.length === 0) return [];
+    const rows = rowsOf(
+      await this.dataSource.query(
+        `SELECT m.device_id, m.model, m.desired_version, m.desired_revision, m.desired_rollout_id, m.desired_action,
+                m.desired_timeout_seconds, m.desired_at
+           FROM device_models m
+           JOIN devices d ON d.id = m.device_id AND d.decommissioned_at IS NULL
+          WHERE m.device_id = ANY($1::text[])
+            AND (m.desired_version IS NOT NULL
+                 OR (m.desired_revision > 0 AND (m.active_version IS NOT NULL OR m.report_revision IS NULL OR m.report_revision < m.desired_revision)))`,
+        [deviceIds],
+      ),
+    );
+    return rows.map((r) => ({
+      deviceId: String(r['device_id']),
+      model: String(r['model']),
+      version: r['desired_version'] === null ? null : String(r['desired_version']),
+      revision: toNumber(r['desired_revision']),
+      rolloutId: r['desired_rollout_id'] === null ? null : String(r['desired_rollout_id']),
+      action: r['desired_action'] === null ? null : (String(r['desired_action']) as 'install' | 'download-only'),
+      timeoutSeconds: r['desired_timeout_seconds'] === null ? null : toNumber(r['desired_timeout_seconds']),
+      assignedAt: toIso(r['desired_at']) ?? new Date().toISOString(),
+    }));
+  }
+}
