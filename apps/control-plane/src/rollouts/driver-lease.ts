@@ -1,31 +1,48 @@
-import { Inject, Injectable, Logger } from '@nestjs/common';
+import { Socket } from 'node:net';
+import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
 import pg from 'pg';
 import { APP_CONFIG, type AppConfig } from '../infra/config/app-config.js';
+import { decideLease, DEFAULT_LEASE_TIMINGS, type LeaseCheck, leaseSessionSettings, type LeaseTimings, withDeadline } from './driver-lease-policy.js';
 
 /** Key of the session advisory lock held by the replica that drives rollouts. */
 export const ROLLOUT_DRIVER_LOCK_KEY = 7_214_002;
-const RETRY_MS = 2_000;
-const HEARTBEAT_MS = 5_000;
+
+/** Optional override of the lease timings (tests use short ones); DEFAULT_LEASE_TIMINGS otherwise. */
+export const DRIVER_LEASE_TIMINGS = Symbol('DRIVER_LEASE_TIMINGS');
 
 /**
  * Decides which replica drives rollouts. On PostgreSQL the driver holds a session-level
  * pg_try_advisory_lock on its own long-lived connection, outside the pooled DataSource: a
  * pooled connection would hand the session (and the lock) to whatever query borrows it next.
- * If that connection dies, PostgreSQL releases the lock and another replica takes over; this
- * one stops driving at once. On the embedded PGlite the process is the only one that can open
- * the data dir, so it always drives.
+ * If that connection dies, PostgreSQL releases the lock and another replica takes over.
+ *
+ * Every check on the connection has a deadline (driver-lease-policy.ts): a heartbeat that
+ * fails or does not answer within `checkTimeoutMs` makes this replica stop driving at once
+ * (the engine checks isDriver() before every tick and every rollout), destroys the connection
+ * and tries to re-acquire later. The session carries server-side timeouts too, so PostgreSQL
+ * ends a hung or abandoned lease session (and releases the lock) on its own.
+ * On the embedded PGlite the process is the only one that can open the data dir, so it always drives.
  */
 @Injectable()
 export class DriverLease {
   private readonly logger = new Logger('RolloutDriver');
+  private readonly timings: LeaseTimings;
   private client?: pg.Client;
+  private socket?: Socket;
+  /** Bumped whenever the connection is dropped: late answers and events of an old connection are ignored. */
+  private generation = 0;
   private driver = false;
   private timer?: NodeJS.Timeout;
   private stopped = false;
   private busy = false;
   private readonly listeners: (() => void)[] = [];
 
-  constructor(@Inject(APP_CONFIG) private readonly config: AppConfig) {}
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    @Optional() @Inject(DRIVER_LEASE_TIMINGS) timings?: Partial<LeaseTimings>,
+  ) {
+    this.timings = { ...DEFAULT_LEASE_TIMINGS, ...timings };
+  }
 
   isDriver(): boolean {
     return this.driver;
@@ -43,65 +60,125 @@ export class DriverLease {
       return;
     }
     await this.attempt();
-    this.timer = setInterval(() => void this.attempt(), this.driver ? HEARTBEAT_MS : RETRY_MS);
-    this.timer.unref();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
-    clearInterval(this.timer);
+    clearTimeout(this.timer);
     this.driver = false;
     const client = this.client;
+    const socket = this.socket;
+    this.generation++;
     this.client = undefined;
-    // Ending the session releases the advisory lock.
-    if (client) await client.end().catch(() => undefined);
+    this.socket = undefined;
+    // Ending the session releases the advisory lock; a hung link must not hold up shutdown.
+    if (client)
+      await withDeadline(
+        client.end().catch(() => undefined),
+        this.timings.checkTimeoutMs,
+      );
+    socket?.destroy();
   }
 
   /** Acquires the lock when not the driver, checks the session is alive when it is. Never throws. */
   private async attempt(): Promise<void> {
     if (this.busy || this.stopped || this.config.database.kind !== 'postgres') return;
     this.busy = true;
+    const wasDriver = this.driver;
+    const generation = this.generation;
+    let check: LeaseCheck;
     try {
-      if (!this.client) {
-        const client = new pg.Client({ connectionString: this.config.database.url, application_name: 'fleetline-rollout-driver' });
-        client.on('error', (err) => this.lose(`driver connection error: ${err.message}`));
-        client.on('end', () => this.lose('driver connection ended'));
-        await client.connect();
-        this.client = client;
-      }
-      if (this.driver) {
-        await this.client.query('SELECT 1');
-        return;
-      }
-      const result = await this.client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1) AS ok', [ROLLOUT_DRIVER_LOCK_KEY]);
-      if (result.rows[0]?.ok === true) {
-        this.setDriver(true);
-        this.logger.log('this replica drives rollouts');
-        clearInterval(this.timer);
-        this.timer = setInterval(() => void this.attempt(), HEARTBEAT_MS);
-        this.timer.unref();
-      }
+      const answer = await withDeadline(this.check(wasDriver), this.timings.checkTimeoutMs);
+      check = answer === 'timed-out' ? { kind: 'timed-out' } : answer;
     } catch (err) {
-      this.lose(`driver lock check failed: ${err instanceof Error ? err.message : String(err)}`);
+      check = { kind: 'failed', reason: err instanceof Error ? err.message : String(err) };
     } finally {
       this.busy = false;
     }
+    // The connection was lost (error/end event) or the lease stopped while the check ran: that already decided.
+    if (this.stopped || generation !== this.generation) return;
+    this.apply(wasDriver, check);
   }
 
-  private lose(reason: string): void {
-    const client = this.client;
-    this.client = undefined;
-    if (client) void client.end().catch(() => undefined);
+  private async check(wasDriver: boolean): Promise<LeaseCheck> {
+    const client = this.client ?? (await this.open());
+    if (wasDriver) {
+      await client.query('SELECT 1');
+      return { kind: 'alive' };
+    }
+    const result = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1) AS ok', [ROLLOUT_DRIVER_LOCK_KEY]);
+    return result.rows[0]?.ok === true ? { kind: 'acquired' } : { kind: 'not-acquired' };
+  }
+
+  private async open(): Promise<pg.Client> {
+    if (this.config.database.kind !== 'postgres') throw new Error('the driver lease needs PostgreSQL');
+    const generation = this.generation;
+    const settings = leaseSessionSettings(this.timings);
+    // Our own socket, so a hung link can be destroyed at once (client.end() waits for the server).
+    const socket = new Socket();
+    const client = new pg.Client({
+      connectionString: this.config.database.url,
+      application_name: 'fleetline-rollout-driver',
+      connectionTimeoutMillis: this.timings.checkTimeoutMs,
+      statement_timeout: settings.statementTimeoutMs,
+      keepAlive: true,
+      stream: () => socket,
+    });
+    client.on('error', (err) => {
+      if (generation === this.generation) this.lost(`driver connection error: ${err.message}`);
+    });
+    client.on('end', () => {
+      if (generation === this.generation) this.lost('driver connection ended');
+    });
+    this.client = client;
+    this.socket = socket;
+    await client.connect();
+    try {
+      // PostgreSQL 14+: end a session nobody heart-beats any more, and notice a vanished client
+      // during a statement. Older servers lack them; statement_timeout and TCP keepalive remain.
+      await client.query(`SET idle_session_timeout = ${settings.idleSessionTimeoutMs}`);
+      await client.query(`SET client_connection_check_interval = ${settings.connectionCheckMs}`);
+    } catch (err) {
+      this.logger.warn(`driver lease session without idle/connection-check timeouts: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    return client;
+  }
+
+  private apply(wasDriver: boolean, check: LeaseCheck): void {
+    const decision = decideLease(wasDriver, check, this.timings);
+    if (decision.dropConnection) this.drop();
+    if (decision.lost) this.logger.warn(`stopped driving rollouts: ${decision.lost}`);
+    if (decision.driver && !wasDriver) this.logger.log('this replica drives rollouts');
+    this.setDriver(decision.driver, wasDriver);
+    this.schedule(decision.nextCheckMs);
+  }
+
+  /** The connection reported an error or ended outside a check: same as a failed check, at once. */
+  private lost(reason: string): void {
     if (this.stopped) return;
-    if (this.driver) this.logger.warn(`stopped driving rollouts: ${reason}`);
-    this.driver = false;
-    clearInterval(this.timer);
-    this.timer = setInterval(() => void this.attempt(), RETRY_MS);
+    this.apply(this.driver, { kind: 'failed', reason });
+  }
+
+  /** Destroys the lease connection without waiting for the server: ending the session releases the lock. */
+  private drop(): void {
+    this.generation++;
+    const client = this.client;
+    const socket = this.socket;
+    this.client = undefined;
+    this.socket = undefined;
+    if (client) void client.end().catch(() => undefined);
+    socket?.destroy();
+  }
+
+  private schedule(ms: number): void {
+    clearTimeout(this.timer);
+    if (this.stopped) return;
+    this.timer = setTimeout(() => void this.attempt(), ms);
     this.timer.unref();
   }
 
-  private setDriver(value: boolean): void {
+  private setDriver(value: boolean, wasDriver = false): void {
     this.driver = value;
-    if (value) for (const l of this.listeners) l();
+    if (value && !wasDriver) for (const l of this.listeners) l();
   }
 }

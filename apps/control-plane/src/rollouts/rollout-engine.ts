@@ -427,7 +427,8 @@ export class RolloutEngine implements OnApplicationBootstrap, OnModuleDestroy {
       const elapsed = now.getTime() - (r.startedAt ?? now).getTime();
       budget = Math.min(budget, rampAllowance(elapsed, r.spec.ramp) - (await this.repo.notifiedEverCount(r.id)));
     }
-    while (budget > 0 && !this.stopped) {
+    // A replica that lost the lease mid-tick stops telling devices at the next batch.
+    while (budget > 0 && !this.stopped && this.lease.isDriver()) {
       const batch = await this.repo.claimBatch(r.id, r.currentWave, Math.min(budget, NOTIFY_BATCH));
       if (batch.length === 0) return;
       budget -= batch.length;
@@ -517,7 +518,7 @@ export class RolloutEngine implements OnApplicationBootstrap, OnModuleDestroy {
    */
   private async rollbackStep(r: RolloutRow): Promise<void> {
     let reverted = 0;
-    for (let i = 0; i < MAX_NOTIFY_PER_TICK / NOTIFY_BATCH; i++) {
+    for (let i = 0; i < MAX_NOTIFY_PER_TICK / NOTIFY_BATCH && this.lease.isDriver(); i++) {
       const batch = await this.repo.rollbackBatch(r.id, r.version, r.model, NOTIFY_BATCH);
       if (batch.length === 0) {
         this.rollbackRetries.delete(r.id);
