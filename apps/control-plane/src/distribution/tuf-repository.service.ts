@@ -39,12 +39,20 @@ export function tufUrls(baseUrl: string): TufUrls {
  * metadata lives in tuf_metadata so that replicas serve one repository; writers serialise on an
  * advisory lock. Keys of online roles live in `{dataDir}/tuf-keys/` (see docs/tuf.md for keeping
  * root and targets offline).
+ *
+ * The keys of record are the ones the latest root in tuf_metadata trusts: root's version is the
+ * key-set version. Every writer reads the latest root under the write lock anyway; before it
+ * signs, it compares that version with the one its keys were loaded for and reloads the key
+ * directory when another replica published a new root (a rotation), so no replica keeps signing
+ * with keys the devices no longer trust (TUF spec §5.3.11, §5.4.4, §5.5.3).
  */
 @Injectable()
 export class TufRepositoryService implements OnModuleInit {
   private readonly logger = new Logger('Tuf');
   private readonly keyDir: TufKeyDirectory;
   private keys = new Map<TopLevelRole, RoleKey>();
+  /** Version of the root `keys` were checked against; another version in the database means reload. */
+  private keysRootVersion = 0;
   private readonly latestCache = new Map<TopLevelRole, { value: SignedMetadata; at: number }>();
 
   constructor(
@@ -70,6 +78,7 @@ export class TufRepositoryService implements OnModuleInit {
       const root = await this.metadata.latest('root', manager);
       if (root) {
         this.keys = this.trustedKeys(await this.keyDir.load(), root);
+        this.keysRootVersion = root.version;
         return;
       }
       const imported = await this.readImport();
@@ -85,6 +94,7 @@ export class TufRepositoryService implements OnModuleInit {
       const timestamp = signNextTimestamp(0, snapshot, all.timestamp, now);
       await this.metadata.insert(manager, [rootV1, targets, snapshot, timestamp]);
       this.keys = keys;
+      this.keysRootVersion = rootV1.version;
       this.logger.log(`created TUF repository (root v1) with new keys in ${this.keyDir.dir}`);
     });
     this.latestCache.clear();
@@ -122,11 +132,12 @@ export class TufRepositoryService implements OnModuleInit {
    * transaction: when the caller rolls back (or this throws), nothing was published.
    */
   async publishTargets(manager: EntityManager, added: readonly TargetInput[], now = new Date()): Promise<{ targetsVersion: number }> {
-    const targetsKey = this.requireKey('targets');
-    const snapshotKey = this.requireKey('snapshot');
-    const timestampKey = this.requireKey('timestamp');
     await this.metadata.lockForWrite(manager);
     const latest = await this.metadata.latestAll(manager);
+    const keys = await this.keysOfRecord(latest);
+    const targetsKey = this.requireKey(keys, 'targets');
+    const snapshotKey = this.requireKey(keys, 'snapshot');
+    const timestampKey = this.requireKey(keys, 'timestamp');
     const previousTargets = latest.get('targets');
     const targets = signNextTargets(previousTargets ? parseTargets(previousTargets.json) : undefined, added, targetsKey, now);
     const snapshot = signNextSnapshot(latest.get('snapshot')?.version ?? 0, targets.version, snapshotKey, now);
@@ -149,33 +160,34 @@ export class TufRepositoryService implements OnModuleInit {
     const renewed = await this.dataSource.transaction(async (manager) => {
       await this.metadata.lockForWrite(manager);
       const latest = await this.metadata.latestAll(manager);
+      const keys = await this.keysOfRecord(latest);
       const out: SignedMetadata[] = [];
       const due = (role: TopLevelRole): boolean => {
         const current = latest.get(role);
         if (!current || !needsRenewal(role, current.expiresAt, now)) return false;
-        if (this.keys.has(role)) return true;
+        if (keys.has(role)) return true;
         this.logger.warn(
           `${role} metadata v${current.version} expires at ${current.expiresAt.toISOString()} and its key is offline: sign a new version offline`,
         );
         return false;
       };
       const root = latest.get('root');
-      if (root && due('root')) out.push(signNextRoot(parseRoot(root.json), this.keys.get('root') as RoleKey, now));
+      if (root && due('root')) out.push(signNextRoot(parseRoot(root.json), keys.get('root') as RoleKey, now));
       let targetsVersion = latest.get('targets')?.version ?? 0;
       const targets = latest.get('targets');
       if (targets && due('targets')) {
-        const next = signNextTargets(parseTargets(targets.json), [], this.keys.get('targets') as RoleKey, now);
+        const next = signNextTargets(parseTargets(targets.json), [], keys.get('targets') as RoleKey, now);
         targetsVersion = next.version;
         out.push(next);
       }
       let snapshot: SignedMetadata | undefined;
-      if ((out.some((m) => m.role === 'targets') || due('snapshot')) && this.keys.has('snapshot')) {
-        snapshot = signNextSnapshot(latest.get('snapshot')?.version ?? 0, targetsVersion, this.keys.get('snapshot') as RoleKey, now);
+      if ((out.some((m) => m.role === 'targets') || due('snapshot')) && keys.has('snapshot')) {
+        snapshot = signNextSnapshot(latest.get('snapshot')?.version ?? 0, targetsVersion, keys.get('snapshot') as RoleKey, now);
         out.push(snapshot);
       }
-      if ((snapshot || due('timestamp')) && this.keys.has('timestamp')) {
+      if ((snapshot || due('timestamp')) && keys.has('timestamp')) {
         const current = snapshot ?? latest.get('snapshot');
-        if (current) out.push(signNextTimestamp(latest.get('timestamp')?.version ?? 0, current, this.keys.get('timestamp') as RoleKey, now));
+        if (current) out.push(signNextTimestamp(latest.get('timestamp')?.version ?? 0, current, keys.get('timestamp') as RoleKey, now));
       }
       await this.metadata.insert(manager, out);
       return out.map((m) => m.role);
@@ -192,6 +204,7 @@ export class TufRepositoryService implements OnModuleInit {
     const latest = await this.metadata.latestAll();
     const root = latest.get('root');
     if (!root) throw new DistributionException(DistributionErrorCode.MetadataNotFound, 'no root metadata');
+    const keys = await this.keysOfRecord(latest);
     const roles = parseRoot(root.json).signed.roles;
     const out = {} as Record<TopLevelRole, { version: number; expires: string; keyIds: string[]; threshold: number; online: boolean }>;
     for (const role of TOP_LEVEL_ROLES) {
@@ -201,7 +214,7 @@ export class TufRepositoryService implements OnModuleInit {
         expires: current?.expiresAt.toISOString() ?? '',
         keyIds: roles[role]?.keyIDs ?? [],
         threshold: roles[role]?.threshold ?? 0,
-        online: this.keys.has(role),
+        online: keys.has(role),
       };
     }
     return out;
@@ -261,6 +274,7 @@ export class TufRepositoryService implements OnModuleInit {
       out.push(snapshot, signNextTimestamp((latest.get('timestamp') as SignedMetadata).version, snapshot, timestampKey, now));
       await this.metadata.insert(manager, out);
       this.keys = keys;
+      this.keysRootVersion = next.signed.version;
       return { rootVersion: next.signed.version };
     });
     this.latestCache.clear();
@@ -283,8 +297,9 @@ export class TufRepositoryService implements OnModuleInit {
       this.checkTargetsVersion(targets, (latest.get('targets') as SignedMetadata).version);
       if (targets.signed.isExpired(now)) throw new DistributionException(DistributionErrorCode.InvalidMetadata, `targets expired at ${targets.signed.expires}`);
       await this.checkCoversArtifacts(manager, targets);
-      const snapshot = signNextSnapshot((latest.get('snapshot') as SignedMetadata).version, targets.signed.version, this.requireKey('snapshot'), now);
-      const timestamp = signNextTimestamp((latest.get('timestamp') as SignedMetadata).version, snapshot, this.requireKey('timestamp'), now);
+      const keys = await this.keysOfRecord(latest);
+      const snapshot = signNextSnapshot((latest.get('snapshot') as SignedMetadata).version, targets.signed.version, this.requireKey(keys, 'snapshot'), now);
+      const timestamp = signNextTimestamp((latest.get('timestamp') as SignedMetadata).version, snapshot, this.requireKey(keys, 'timestamp'), now);
       await this.metadata.insert(manager, [toStored('targets', targets), snapshot, timestamp]);
     });
     this.latestCache.clear();
@@ -351,6 +366,7 @@ export class TufRepositoryService implements OnModuleInit {
     // Only the imported version is stored: devices pin exactly this root.
     await this.metadata.insert(manager, [toStored('root', root), targets, snapshot, timestamp]);
     this.keys = keys;
+    this.keysRootVersion = root.signed.version;
     this.logger.log(`imported TUF root v${root.signed.version}; online roles: ${[...keys.keys()].join(', ') || 'none'}`);
   }
 
@@ -367,8 +383,27 @@ export class TufRepositoryService implements OnModuleInit {
     return usable;
   }
 
-  private requireKey(role: TopLevelRole): RoleKey {
-    const key = this.keys.get(role);
+  /**
+   * The online keys the latest root trusts. `latest` is what the caller read (under the write
+   * lock when it is about to sign). Costs nothing while the root version is the one the keys were
+   * loaded for; after a root published by any replica, the key directory is read again and only
+   * the keys the new root trusts are kept (the others are ignored with a warning: refusing to
+   * sign beats publishing metadata every device rejects).
+   */
+  private async keysOfRecord(latest: ReadonlyMap<TopLevelRole, SignedMetadata>): Promise<Map<TopLevelRole, RoleKey>> {
+    const root = latest.get('root');
+    if (!root || root.version === this.keysRootVersion) return this.keys;
+    const keys = this.usableKeys(await this.keyDir.load(), parseRoot(root.json));
+    this.logger.log(
+      `keys reloaded from ${this.keyDir.dir} for root v${root.version} (were for v${this.keysRootVersion}); online roles: ${[...keys.keys()].join(', ') || 'none'}`,
+    );
+    this.keys = keys;
+    this.keysRootVersion = root.version;
+    return keys;
+  }
+
+  private requireKey(keys: ReadonlyMap<TopLevelRole, RoleKey>, role: TopLevelRole): RoleKey {
+    const key = keys.get(role);
     if (!key) {
       throw new DistributionException(
         DistributionErrorCode.SigningKeyOffline,
