@@ -118,7 +118,8 @@ export class DriverLease {
     const socket = new Socket();
     const client = new pg.Client({
       connectionString: this.config.database.url,
-      application_name: 'fleetline-rollout-driver',
+      // Names the replica in pg_stat_activity: who drives rollouts is one query away.
+      application_name: `fleetline-driver:${this.config.replicaId}`.slice(0, 63),
       connectionTimeoutMillis: this.timings.checkTimeoutMs,
       statement_timeout: settings.statementTimeoutMs,
       keepAlive: true,

@@ -13,7 +13,7 @@ type EntityList = MixedList<Function | string | EntitySchema>;
  * Builds DataSource options for PostgreSQL (DATABASE_URL) or the embedded PGlite under the
  * data dir. Both run the same migrations; `synchronize` is never used.
  */
-export function buildDataSourceOptions(database: AppConfig['database'], entities: EntityList = ALL_ENTITIES): DataSourceOptions {
+export function buildDataSourceOptions(database: AppConfig['database'], entities: EntityList = ALL_ENTITIES, replicaId?: string): DataSourceOptions {
   const common = {
     type: 'postgres' as const,
     entities,
@@ -24,7 +24,9 @@ export function buildDataSourceOptions(database: AppConfig['database'], entities
     logging: ['error' as const, 'warn' as const, 'migration' as const],
   };
   if (database.kind === 'postgres') {
-    return { ...common, url: database.url, applicationName: 'fleetline-control-plane', extra: { max: 20 } };
+    // The replica's name in pg_stat_activity tells operators (and the cluster tests) who holds which lock.
+    const applicationName = replicaId ? `fleetline-cp:${replicaId}`.slice(0, 63) : 'fleetline-control-plane';
+    return { ...common, url: database.url, applicationName, extra: { max: 20 } };
   }
   mkdirSync(database.dir, { recursive: true });
   // PGliteDriver stores the PGlite options globally; its Pool class is replaced with one that

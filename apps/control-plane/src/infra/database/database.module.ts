@@ -11,7 +11,7 @@ import { buildDataSourceOptions, initialiseDataSource } from './data-source.fact
   imports: [
     TypeOrmModule.forRootAsync({
       inject: [APP_CONFIG],
-      useFactory: (config: AppConfig) => buildDataSourceOptions(config.database),
+      useFactory: (config: AppConfig) => buildDataSourceOptions(config.database, undefined, config.replicaId),
       dataSourceFactory: async (options) => {
         if (!options) throw new Error('DataSource options missing');
         return initialiseDataSource(options);
