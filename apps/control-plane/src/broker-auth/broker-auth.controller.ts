@@ -1,6 +1,5 @@
-import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
-import { HttpAdapterHost } from '@nestjs/core';
-import type { Application, Request, Response } from 'express';
+import { Inject, Injectable } from '@nestjs/common';
+import type { Request, Response } from 'express';
 import type { z } from 'zod';
 import { APP_CONFIG, type AppConfig } from '../infra/config/app-config.js';
 import { type BrokerCheckKind, DenyReason, goAuthAction, type Verdict } from './broker-auth.decision.js';
@@ -15,7 +14,7 @@ import {
   goAuthUserBody,
 } from './broker-auth.schema.js';
 import { BrokerAuthService } from './broker-auth.service.js';
-import { brokerSecretMatches } from './broker-secret.js';
+import { BrokerSecret } from './broker-secret.js';
 
 export const BROKER_AUTH_PATHS = {
   emqxAuthn: '/api/v1/broker-auth/emqx/authn',
@@ -30,48 +29,58 @@ const FORM_LIMIT_BYTES = 16 * 1024;
 
 type Answer = { status: number; json: unknown } | { status: number; text: string };
 
+/** One broker-facing route: an express handler the module mounts as a POST-only Nest middleware. */
+export interface BrokerAuthRoute {
+  path: string;
+  handler: (req: Request, res: Response) => void;
+}
+
 /**
  * The HTTP endpoints an external broker calls for every CONNECT and ACL check (EMQX 5 HTTP
  * authenticator/authorizer, mosquitto-go-auth HTTP backend), in exactly the shapes those
  * brokers read.
  *
- * Registered as plain routes on the HTTP adapter, not through a Nest @Controller: brokers call
- * these thousands of times a second, and the global API-key guard and audit interceptor (one
- * database row per state-changing call) must not run for them. These routes are authenticated by
- * the broker secret instead, and counted in fleetline_broker_auth_total. They are added in
- * onModuleInit, after the controllers and before Nest's not-found handler, so the request-timing
- * middleware still sees them under their route pattern.
+ * Served as POST-bound middleware (BrokerAuthModule.configure), not through a Nest @Controller:
+ * brokers call these thousands of times a second, and the global API-key guard and audit
+ * interceptor (one database row per state-changing call) must not run for them; nor should each
+ * request walk every controller route first. They are authenticated by the broker secret instead
+ * and counted in fleetline_broker_auth_total; the request-timing middleware, registered before
+ * them, still labels them by path (Express binds a method-bound middleware as a route).
  */
 @Injectable()
-export class BrokerAuthController implements OnModuleInit {
-  constructor(
-    private readonly adapterHost: HttpAdapterHost,
-    @Inject(APP_CONFIG) private readonly config: AppConfig,
-    private readonly service: BrokerAuthService,
-  ) {}
+export class BrokerAuthController {
+  private readonly secret: BrokerSecret | undefined;
 
-  onModuleInit(): void {
-    const app = this.adapterHost.httpAdapter.getInstance<Application>();
-    const route = (path: string, kind: BrokerCheckKind, handle: (body: unknown, req: Request) => Promise<Answer> | Answer) => {
-      app.post(path, (req: Request, res: Response) => {
+  constructor(
+    @Inject(APP_CONFIG) config: AppConfig,
+    private readonly service: BrokerAuthService,
+  ) {
+    this.secret = config.brokerAuthSecret ? new BrokerSecret(config.brokerAuthSecret) : undefined;
+  }
+
+  routes(): BrokerAuthRoute[] {
+    const route = (path: string, kind: BrokerCheckKind, handle: (body: unknown, req: Request) => Promise<Answer> | Answer): BrokerAuthRoute => ({
+      path,
+      handler: (req: Request, res: Response) => {
         this.serve(req, res, kind, handle).catch((err: unknown) => {
           if (!res.headersSent) res.status(500).json({ statusCode: 500, code: 'internal', message: err instanceof Error ? err.message : 'internal error' });
         });
-      });
-    };
-    route(BROKER_AUTH_PATHS.emqxAuthn, 'connect', (body) => this.emqxAuthn(body));
-    route(BROKER_AUTH_PATHS.emqxAuthz, 'request', (body) => this.emqxAuthz(body));
-    route(BROKER_AUTH_PATHS.goAuthUser, 'connect', (body, req) => this.goAuthUser(body, responseMode(req)));
-    route(BROKER_AUTH_PATHS.goAuthSuperuser, 'superuser', (body, req) => this.goAuthSuperuser(body, responseMode(req)));
-    route(BROKER_AUTH_PATHS.goAuthAcl, 'request', (body, req) => this.goAuthAcl(body, responseMode(req)));
+      },
+    });
+    return [
+      route(BROKER_AUTH_PATHS.emqxAuthn, 'connect', (body) => this.emqxAuthn(body)),
+      route(BROKER_AUTH_PATHS.emqxAuthz, 'request', (body) => this.emqxAuthz(body)),
+      route(BROKER_AUTH_PATHS.goAuthUser, 'connect', (body, req) => this.goAuthUser(body, responseMode(req))),
+      route(BROKER_AUTH_PATHS.goAuthSuperuser, 'superuser', (body, req) => this.goAuthSuperuser(body, responseMode(req))),
+      route(BROKER_AUTH_PATHS.goAuthAcl, 'request', (body, req) => this.goAuthAcl(body, responseMode(req))),
+    ];
   }
 
   private async serve(req: Request, res: Response, kind: BrokerCheckKind, handle: (body: unknown, req: Request) => Promise<Answer> | Answer): Promise<void> {
     let answer: Answer;
     try {
-      const secret = this.config.brokerAuthSecret;
-      if (!secret) throw new BrokerAuthException(BrokerAuthErrorCode.Disabled, 'broker authentication is off (set BROKER_AUTH_SECRET)');
-      if (!brokerSecretMatches(req.headers.authorization, secret)) {
+      if (!this.secret) throw new BrokerAuthException(BrokerAuthErrorCode.Disabled, 'broker authentication is off (set BROKER_AUTH_SECRET)');
+      if (!this.secret.matches(req.headers.authorization)) {
         this.service.refused('request', DenyReason.BrokerSecret, `request without the broker secret from ${req.socket.remoteAddress ?? 'unknown'}`);
         res.setHeader('www-authenticate', 'Basic realm="fleetline-broker-auth"');
         throw new BrokerAuthException(BrokerAuthErrorCode.Unauthenticated, 'missing or wrong broker secret (Authorization: Bearer <BROKER_AUTH_SECRET>)');
@@ -82,9 +91,11 @@ export class BrokerAuthController implements OnModuleInit {
       if (err.code === BrokerAuthErrorCode.InvalidInput) this.service.refused(kind, DenyReason.Malformed, err.message);
       answer = { status: err.status, json: { statusCode: err.status, code: err.code, message: err.message } };
     }
-    res.setHeader('cache-control', 'no-store');
-    if ('json' in answer) res.status(answer.status).json(answer.json);
-    else res.status(answer.status).type('text/plain').send(answer.text);
+    // Written directly rather than through res.json(): no ETag hashing or charset negotiation for
+    // answers no cache may keep, on the hottest route of the app.
+    const [type, text] = 'json' in answer ? ['application/json; charset=utf-8', JSON.stringify(answer.json)] : ['text/plain; charset=utf-8', answer.text];
+    res.writeHead(answer.status, { 'content-type': type, 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+    res.end(text);
   }
 
   // ---- EMQX 5 ------------------------------------------------------------------------------------

@@ -325,6 +325,8 @@ describe.each(databaseBackends())('broker auth endpoints on %s', (backend) => {
     expect(value('kind="publish",result="deny",reason="foreign-topic"')).toBeGreaterThanOrEqual(1);
     expect(value('kind="request",result="deny",reason="broker-secret"')).toBeGreaterThanOrEqual(1);
     expect(metrics.count('publish', 'deny', 'foreign-topic' as never)).toBe(value('kind="publish",result="deny",reason="foreign-topic"'));
+    // Timed by the HTTP middleware under their route pattern, like every other route.
+    expect(text).toMatch(/^fleetline_http_request_duration_seconds_count\{method="POST",route="\/api\/v1\/broker-auth\/emqx\/authz",status="200"\} \d+$/m);
     // No device id or topic ever becomes a label.
     for (const line of text.split('\n').filter((l) => l.startsWith('fleetline_broker_auth_total{'))) expect(line).not.toMatch(/ba-|fleet\/v1/);
   });

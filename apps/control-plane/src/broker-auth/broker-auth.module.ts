@@ -1,5 +1,6 @@
-import { Module } from '@nestjs/common';
+import { type MiddlewareConsumer, Module, type NestModule, RequestMethod } from '@nestjs/common';
 import { DeviceCredentialsRepository } from '../devices/device-credentials.repository.js';
+import { HttpMetricsMiddleware } from '../metrics/http-metrics.middleware.js';
 import { MetricsModule } from '../metrics/metrics.module.js';
 import { BrokerAuthMetricsExporter } from './broker-auth-metrics.exporter.js';
 import { BrokerAuthController } from './broker-auth.controller.js';
@@ -16,4 +17,12 @@ import { BrokerAuthService } from './broker-auth.service.js';
   providers: [DeviceCredentialsRepository, BrokerAuthMetrics, BrokerAuthService, BrokerAuthController, BrokerAuthMetricsExporter],
   exports: [BrokerAuthMetrics],
 })
-export class BrokerAuthModule {}
+export class BrokerAuthModule implements NestModule {
+  constructor(private readonly controller: BrokerAuthController) {}
+
+  configure(consumer: MiddlewareConsumer): void {
+    // POST-bound middleware, mounted ahead of every controller route. The request timing runs
+    // first here (these handlers answer and end the chain, so the app-wide timing never sees them).
+    for (const { path, handler } of this.controller.routes()) consumer.apply(HttpMetricsMiddleware, handler).forRoutes({ path, method: RequestMethod.POST });
+  }
+}

@@ -1,4 +1,4 @@
-import { constantTimeEquals } from './broker-auth.decision.js';
+import { createHash, timingSafeEqual } from 'node:crypto';
 
 /**
  * The broker proves itself with the shared secret, as `Authorization: Bearer <secret>` (EMQX:
@@ -17,7 +17,25 @@ export function presentedSecret(authorization: string | undefined): string | und
   return colon >= 0 ? decoded.slice(colon + 1) : undefined;
 }
 
+const digest = (text: string): Buffer => createHash('sha256').update(text, 'utf8').digest();
+
+/**
+ * Checks the presented secret in constant time (both sides hashed, so lengths do not leak);
+ * the configured secret is hashed once, not per request.
+ */
+export class BrokerSecret {
+  private readonly expected: Buffer;
+
+  constructor(secret: string) {
+    this.expected = digest(secret);
+  }
+
+  matches(authorization: string | undefined): boolean {
+    const presented = presentedSecret(authorization);
+    return presented !== undefined && timingSafeEqual(digest(presented), this.expected);
+  }
+}
+
 export function brokerSecretMatches(authorization: string | undefined, secret: string): boolean {
-  const presented = presentedSecret(authorization);
-  return presented !== undefined && constantTimeEquals(presented, secret);
+  return new BrokerSecret(secret).matches(authorization);
 }

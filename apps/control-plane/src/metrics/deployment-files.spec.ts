@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from '@jest/globals';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { parse as parseYaml } from 'yaml';
+import { BROKER_AUTH_PATHS } from '../broker-auth/broker-auth.controller.js';
 import { exportedSeriesNames } from './metric-names.js';
 
 /**
@@ -18,6 +19,8 @@ const yamlFile = (path: string): Record<string, unknown> => parseYaml(read(path)
 
 interface ComposeService {
   image?: string;
+  command?: string | string[];
+  entrypoint?: string[];
   build?: { context: string; dockerfile: string };
   profiles?: string[];
   environment?: Record<string, string>;
@@ -32,11 +35,12 @@ describe('docker/ deployment files', () => {
     const { services } = compose;
     expect(services['fleetline']?.profiles).toBeUndefined();
     expect(services['fleetline']?.volumes).toContain('fleetline-data:/data');
-    expect(services['fleetline']?.ports).toEqual(expect.arrayContaining([expect.stringContaining(':3000'), expect.stringContaining(':1883')]));
+    expect(services['fleetline']?.ports).toEqual([expect.stringContaining(':3000')]);
     for (const name of ['postgres', 'mosquitto', 'control-plane-1', 'control-plane-2']) expect(services[name]?.profiles).toEqual(['scale']);
     for (const name of ['control-plane-1', 'control-plane-2']) {
       const env = services[name]!.environment!;
       expect(env['MQTT_URL']).toBe('mqtt://mosquitto:1883');
+      expect(env['MQTT_USERNAME']).toBe('fleetline-cp');
       expect(env['MQTT_SHARED_GROUP']).toMatch(/^[A-Za-z0-9_-]+$/);
       expect(env['DATABASE_URL']).toMatch(/^postgres:\/\/.*@postgres:5432\//);
       expect(services[name]!.build?.dockerfile).toBe('docker/Dockerfile');
@@ -50,6 +54,42 @@ describe('docker/ deployment files', () => {
       const dependencies = Array.isArray(service.depends_on) ? service.depends_on : Object.keys(service.depends_on ?? {});
       for (const dependency of dependencies) expect(Object.keys(services)).toContain(dependency);
     }
+  });
+
+  it('compose: no default broker password, secrets generated on first start, no plaintext MQTT port unless asked for', () => {
+    const text = read('compose.yaml');
+    expect(text).not.toMatch(/change-me/i);
+    const { services } = yamlFile('compose.yaml') as { services: Record<string, ComposeService> };
+    for (const [name, service] of Object.entries(services)) {
+      // Neither password may come from the compose file or the environment with a default.
+      expect({
+        name,
+        env: Object.keys(service.environment ?? {}).filter((k) => /PASSWORD|SECRET/.test(k) && k !== 'POSTGRES_PASSWORD' && k !== 'GF_SECURITY_ADMIN_PASSWORD'),
+      }).toEqual({ name, env: [] });
+      // A published 1883 (plaintext MQTT) exists only behind the mqtt-plaintext profile.
+      const plaintext = (service.ports ?? []).filter((port) => /(^|:)1883$/.test(port.replace(/'/g, '')));
+      if (plaintext.length > 0) expect({ name, profiles: service.profiles }).toEqual({ name, profiles: ['mqtt-plaintext'] });
+    }
+    const init = (services['broker-secrets']?.entrypoint ?? []).join('\n');
+    expect(init).toContain('/dev/urandom');
+    for (const file of ['cp-password', 'broker-auth-secret', 'mosquitto.d/go-auth-host.conf', 'tls/server.crt', 'tls/server.key']) expect(init).toContain(file);
+    // Generated once: an existing secret is kept (a restart must not lock the replicas out).
+    expect(init).toMatch(/\[ -s "\$\$d\/cp-password" \] \|\|/);
+    expect(init).toContain('auth_opt_http_host fleetline-broker:%s@control-plane');
+    for (const name of ['control-plane-1', 'control-plane-2']) {
+      // Compose turns "$$" into a literal "$" for the container's shell.
+      const command = ([] as string[])
+        .concat(services[name]!.command ?? [])
+        .join(' ')
+        .replaceAll('$$', '$');
+      expect(command).toContain('MQTT_PASSWORD="$(cat /run/fleetline-broker/cp-password)"');
+      expect(command).toContain('BROKER_AUTH_SECRET="$(cat /run/fleetline-broker/broker-auth-secret)"');
+      expect(command).toContain('exec node apps/control-plane/dist/main.js');
+      expect(services[name]!.volumes).toContain('broker-secrets:/run/fleetline-broker:ro');
+    }
+    expect(services['mosquitto']?.image).toContain('iegomez/mosquitto-go-auth');
+    expect(services['mosquitto']?.ports).toEqual([expect.stringMatching(/:8883$/)]);
+    expect(services['mosquitto']?.volumes).toContain('broker-secrets:/run/fleetline-broker:ro');
   });
 
   it('Dockerfiles: multi-stage on node:20-bookworm-slim, non-root, data volume, HTTP and MQTT ports', () => {
@@ -67,21 +107,31 @@ describe('docker/ deployment files', () => {
     expect(agent).toContain('device-agent/dist/cli/main.js');
   });
 
-  it('Mosquitto: no per-client queue cap, persistence, ACL confining devices to their own topics', () => {
+  it('Mosquitto: mosquitto-go-auth against the control plane, TLS for devices, no retained messages, no per-client queue cap', () => {
     const conf = read('mosquitto/mosquitto.conf');
-    const settings = new Map(
-      conf
-        .split('\n')
-        .filter((line) => line.trim() && !line.trim().startsWith('#'))
-        .map((line) => [line.split(/\s+/)[0]!, line.split(/\s+/).slice(1).join(' ')] as const),
-    );
+    const lines = conf.split('\n').filter((line) => line.trim() && !line.trim().startsWith('#'));
+    const settings = new Map(lines.map((line) => [line.split(/\s+/)[0]!, line.split(/\s+/).slice(1).join(' ')] as const));
     expect(settings.get('max_queued_messages')).toBe('0');
     expect(settings.get('persistence')).toBe('true');
     expect(settings.get('allow_anonymous')).toBe('false');
-    expect(conf).toMatch(/plugin/);
-    const acl = read('mosquitto/acl');
-    for (const kind of ['reported', 'inventory', 'presence', 'telemetry']) expect(acl).toContain(`pattern write fleet/v1/devices/%u/${kind}`);
-    expect(acl).toContain('pattern read fleet/v1/devices/%u/desired/+');
+    expect(settings.get('retain_available')).toBe('false');
+    expect(settings.get('plugin')).toBe('/mosquitto/go-auth.so');
+    expect(settings.get('auth_opt_backends')).toBe('http');
+    expect(settings.get('auth_opt_http_getuser_uri')).toBe(BROKER_AUTH_PATHS.goAuthUser);
+    expect(settings.get('auth_opt_http_superuser_uri')).toBe(BROKER_AUTH_PATHS.goAuthSuperuser);
+    expect(settings.get('auth_opt_http_aclcheck_uri')).toBe(BROKER_AUTH_PATHS.goAuthAcl);
+    expect(settings.get('auth_opt_http_params_mode')).toBe('json');
+    expect(settings.get('auth_opt_http_response_mode')).toBe('json');
+    expect(settings.get('auth_opt_http_port')).toBe('3000');
+    // The generated include (with the broker secret) comes last, as Mosquitto recommends.
+    expect(lines.at(-1)).toBe('include_dir /run/fleetline-broker/mosquitto.d');
+    // The rules live in the control plane now: no password or ACL file to drift from them.
+    expect(settings.has('password_file')).toBe(false);
+    expect(settings.has('acl_file')).toBe(false);
+    expect(existsSync(join(DOCKER, 'mosquitto/acl'))).toBe(false);
+    expect(lines).toEqual(
+      expect.arrayContaining(['listener 8883 0.0.0.0', 'certfile /run/fleetline-broker/tls/server.crt', 'keyfile /run/fleetline-broker/tls/server.key']),
+    );
   });
 
   it('Prometheus scrapes /metrics of every control-plane service', () => {
