@@ -3,6 +3,7 @@ import { DeviceIngestMetrics } from '../devices/device-ingest-metrics.js';
 import type { AppliedReport, ReportIngestService } from '../devices/report-ingest.service.js';
 import { BrokerMetrics } from '../infra/mqtt/broker-metrics.js';
 import { EmbeddedBrokerGateway } from '../infra/mqtt/embedded-broker.gateway.js';
+import type { DesiredSyncService } from '../devices/sync/desired-sync.service.js';
 import { TelemetryIngestMetrics } from '../telemetry/telemetry-ingest.metrics.js';
 import type { FleetMetricsRepository, FleetSnapshot } from './fleet-metrics.repository.js';
 import { MetricsService } from './metrics.service.js';
@@ -42,6 +43,7 @@ function build(load: () => Promise<FleetSnapshot>) {
   jest.spyOn(gateway, 'connectionCount').mockReturnValue(3);
   const devices = new DeviceIngestMetrics();
   const telemetry = new TelemetryIngestMetrics();
+  const sync = { counters: { devices: 7, messages: 9, failures: 1 } } as unknown as DesiredSyncService;
   const service = new MetricsService(
     { snapshot: load } as unknown as FleetMetricsRepository,
     { requireKey: false, fleetCacheMs: 0 },
@@ -49,6 +51,7 @@ function build(load: () => Promise<FleetSnapshot>) {
     reportIngest,
     devices,
     telemetry,
+    sync,
   );
   service.onModuleInit();
   return { service, listeners, broker, devices, telemetry };
@@ -85,6 +88,8 @@ describe('MetricsService', () => {
     expect(text).toContain('fleetline_telemetry_messages_received_total 10');
     expect(text).toContain('fleetline_mqtt_connections 3');
     expect(text).toContain('fleetline_mqtt_denials_total{kind="connect"} 1');
+    expect(text).toContain('fleetline_desired_sync_total{kind="devices"} 7');
+    expect(text).toContain('fleetline_desired_sync_total{kind="failed_batches"} 1');
     expect(text).not.toContain('cam-1');
   });
 

@@ -3,6 +3,7 @@ import { isTerminalUpdateState } from '@fleetline/protocol';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { DeviceIngestMetrics } from '../devices/device-ingest-metrics.js';
 import { type AppliedReport, ReportIngestService } from '../devices/report-ingest.service.js';
+import { DesiredSyncService } from '../devices/sync/desired-sync.service.js';
 import { EmbeddedBrokerGateway } from '../infra/mqtt/embedded-broker.gateway.js';
 import { MqttGateway } from '../infra/mqtt/mqtt-gateway.js';
 import { TelemetryIngestMetrics } from '../telemetry/telemetry-ingest.metrics.js';
@@ -54,6 +55,7 @@ export class MetricsService implements OnModuleInit {
     private readonly reportIngest: ReportIngestService,
     private readonly deviceIngest: DeviceIngestMetrics,
     private readonly telemetryIngest: TelemetryIngestMetrics,
+    private readonly desiredSync: DesiredSyncService,
   ) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
@@ -208,6 +210,19 @@ export class MetricsService implements OnModuleInit {
         const count = broker.connectionCount();
         if (count === null) this.reset();
         else this.set(count);
+      },
+    });
+    const sync = this.desiredSync.counters;
+    new Counter({
+      name: METRIC.desiredSync,
+      help: 'Hellos answered from the database (devices), the desired-state messages sent in the answers, and failed answer batches.',
+      labelNames: ['kind'],
+      registers,
+      collect(this: Counter<'kind'>) {
+        this.reset();
+        this.inc({ kind: 'devices' }, sync.devices);
+        this.inc({ kind: 'messages' }, sync.messages);
+        this.inc({ kind: 'failed_batches' }, sync.failures);
       },
     });
     const brokerMetrics = broker instanceof EmbeddedBrokerGateway ? broker.metrics : undefined;
