@@ -32,6 +32,12 @@ describe('planSteps', () => {
     ).toEqual(['acknowledge']);
   });
 
+  it('acknowledges again after a crash right after the acknowledgement was journaled (idle, version active)', () => {
+    expect(kinds(desired('1.0.0', 2), { activeVersion: '1.0.0', previousVersion: null, update: { version: '1.0.0', revision: 2, state: 'idle' } })).toEqual([
+      'acknowledge',
+    ]);
+  });
+
   it('plans nothing for a terminal update of the same revision (no device-side retries)', () => {
     for (const state of ['committed', 'failed', 'rolled-back', 'incompatible'] as UpdateState[]) {
       expect(kinds(desired('1.1.0', 3), { activeVersion: '1.0.0', previousVersion: null, update: { version: '1.1.0', revision: 3, state } })).toEqual([]);
@@ -57,7 +63,8 @@ describe('planSteps', () => {
   });
 
   it('abandons an unfinished pre-activation update superseded by a new assignment', () => {
-    for (const state of ['idle', 'downloading', 'verifying', 'downloaded'] as UpdateState[]) {
+    // idle: also what a crash between abandoning and removing the entry leaves; installing: `current` has not moved yet.
+    for (const state of ['idle', 'downloading', 'verifying', 'downloaded', 'installing'] as UpdateState[]) {
       expect(kinds(desired('1.2.0', 3), { activeVersion: '1.0.0', previousVersion: null, update: { version: '1.1.0', revision: 2, state } })).toEqual([
         'abandon',
         ...FULL,
