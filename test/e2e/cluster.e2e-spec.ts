@@ -19,7 +19,7 @@ import { createRollout, rolloutDevices, waitForRollout } from '../support/sim-ro
  */
 const REPLICAS = 3;
 const DEVICES = 30;
-const redisUrl = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
+const redisUrl = process.env['REDIS_TEST_URL'] ?? 'redis://127.0.0.1:6379';
 if (process.env['CI'] && !process.env['DATABASE_URL']) throw new Error('the cluster end-to-end test needs DATABASE_URL in CI');
 const run = process.env['DATABASE_URL'] ? describe : describe.skip;
 

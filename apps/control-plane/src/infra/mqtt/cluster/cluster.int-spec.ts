@@ -9,10 +9,10 @@ import { apiClient, type ApiClient, eventually, startTestApp, type TestApp } fro
 
 /**
  * Two control-plane replicas, each with its own embedded broker, on one PostgreSQL and the real
- * Redis (REDIS_URL, default redis://127.0.0.1:6379). Clustering needs PostgreSQL: without
+ * Redis (REDIS_TEST_URL, default redis://127.0.0.1:6379). Clustering needs PostgreSQL: without
  * DATABASE_URL this suite does not apply, and in CI (where DATABASE_URL is always set) it must run.
  */
-const redisUrl = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
+const redisUrl = process.env['REDIS_TEST_URL'] ?? 'redis://127.0.0.1:6379';
 const hasPostgres = Boolean(process.env['DATABASE_URL']);
 if (process.env['CI'] && !hasPostgres) throw new Error('the cluster suite needs DATABASE_URL in CI');
 const run = hasPostgres ? describe : describe.skip;
