@@ -362,6 +362,29 @@ describe('Reconciler with real TUF downloads, files and the command runtime', ()
     expect((await readdir(join(dir, 'models', 'resnet', 'versions'))).sort()).toEqual(['1.0.0', '1.3.0']);
   });
 
+  it('does not resume, offline, the update of a model that was unassigned right before a crash', async () => {
+    const dir = await newDataDir();
+    await apply(reconciler(dir, []), desired('1.0.0', 1));
+    const file = new FileStateStore(join(dir, 'state'));
+    const crashing = new CrashingStore(
+      file,
+      (key, value) => key === 'journal/resnet' && (value as JournalEntry).state === 'verifying' && (value as JournalEntry).desired.version === '1.1.0',
+    );
+    const first = reconciler(dir, [], crashing);
+    await apply(first, desired('1.1.0', 2));
+    await first.stop();
+    // The unassignment reached the device (its desired state is gone) just before the power cut.
+    await file.delete('desired/resnet');
+
+    const reports: ReportDraft[] = [];
+    const second = reconciler(dir, reports);
+    await second.recover();
+    await second.settled();
+    expect(await file.read('journal/resnet')).toBeUndefined();
+    expect(reports.filter((x) => x.state === 'installing' || x.state === 'committed')).toEqual([]);
+    expect(await active(dir)).toBeNull();
+  });
+
   it('loop breaker: an error no step can handle ends the update through the table instead of leaving it mid-way', async () => {
     const dir = await newDataDir();
     await apply(reconciler(dir, []), desired('1.0.0', 1));
@@ -421,12 +444,13 @@ describe('Reconciler with real TUF downloads, files and the command runtime', ()
 
           const r = reconciler(dir, []);
           await r.recover(); // must not throw
-          if (c.assignment === 'unassigned') await r.setDesired('resnet', null); // what the control plane says on connect
           await r.settled();
 
           const after = await file.read<JournalEntry>('journal/resnet');
           if (c.assignment === 'unassigned') {
-            expect(after === undefined || ['committed', 'rolled-back', 'failed', 'incompatible'].includes(after.state)).toBe(true);
+            // Unassigned before the crash: whatever was in flight ended or was abandoned, then the model was removed.
+            expect(after).toBeUndefined();
+            expect(await active(dir)).toBeNull();
           } else {
             expect(after).toBeDefined();
             expect(['committed', 'rolled-back', 'failed', 'incompatible', 'downloaded']).toContain(after!.state);

@@ -86,19 +86,22 @@ export class Reconciler extends EventEmitter {
       if (d && !this.desired.has(d.model)) this.desired.set(d.model, d);
     }
     for (const entry of await this.journal.all()) {
+      // Every assignment is persisted before anything is journaled for it, and its file is deleted
+      // when the model is unassigned: an entry without one belongs to a model unassigned before the
+      // crash. Plan for "unassigned" (abandon, or finish what may already run, then remove) instead
+      // of resuming the old assignment offline.
+      if (!this.desired.has(entry.model)) this.desired.set(entry.model, null);
       const decision = decideRecovery(entry, this.now(), this.opts.maxActivationRestarts ?? DEFAULT_MAX_ACTIVATION_RESTARTS);
       this.log(`recovery ${entry.model}@${entry.desired.version} in ${entry.state}: ${decision.kind}`);
-      if (decision.kind === 'none') continue;
       const change = recoveryTransition(entry, decision);
       if (change) {
         const next = await this.journal.apply(entry, change.event, this.now(), change.patch);
         if (next.state !== entry.state) await this.emitReport(next);
       }
-      if (!this.desired.has(entry.model)) this.desired.set(entry.model, entry.desired);
-      this.schedule(entry.model);
     }
-    // An assignment persisted before the crash may not have been started yet (no entry, or the entry
-    // of an older revision that had ended): plan it now, offline too. Plans nothing when it is done.
+    // Plan every model now, offline too: resume what a crash interrupted, and start an assignment
+    // that was persisted but not begun (no entry, or the ended entry of an older revision). A model
+    // whose update ended for its current assignment plans nothing.
     for (const model of this.desired.keys()) this.schedule(model);
   }
 
@@ -248,15 +251,14 @@ export class Reconciler extends EventEmitter {
         return;
       }
       this.log(`plan ${model}: ${steps.map((s) => s.kind).join(' -> ')}`);
-      let outcome: StepOutcome = 'continue';
       for (const step of steps) {
         if (this.stopped) return;
         const r = await this.execute(model, step, entry, effective);
         entry = r.entry;
-        outcome = r.outcome;
-        if (outcome !== 'continue') break;
+        if (r.outcome !== 'continue') break;
       }
-      if (outcome === 'stop') return;
+      // Whatever ended the plan, plan again: an empty plan is the only normal end. After a rollback
+      // or a failure that ended an older assignment, this is what starts the newer one (invariant 2).
     }
   }
 
