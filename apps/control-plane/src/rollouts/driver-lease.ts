@@ -82,7 +82,12 @@ export class DriverLease {
 
   /** Acquires the lock when not the driver, checks the session is alive when it is. Never throws. */
   private async attempt(): Promise<void> {
-    if (this.busy || this.stopped || this.config.database.kind !== 'postgres') return;
+    if (this.stopped || this.config.database.kind !== 'postgres') return;
+    if (this.busy) {
+      // A check is still running (a lost() decided meanwhile): come back later rather than lose the schedule.
+      this.schedule(this.timings.retryMs);
+      return;
+    }
     this.busy = true;
     const wasDriver = this.driver;
     const generation = this.generation;
