@@ -118,17 +118,27 @@ export class Reconciler extends EventEmitter {
     }
   }
 
-  /** New desired state for a model (null = unassigned). */
-  async setDesired(model: string, desired: DesiredModel | null): Promise<void> {
+  /**
+   * New desired state for a model; null = unassigned, with the revision of the unassignment when
+   * the control plane sent one. Desired states are not retained and are re-sent on every hello, so
+   * they can arrive out of order: revisions are monotonic per device and model, and anything older
+   * than what this device already knows (an assignment, or the clear that ended it) is ignored.
+   */
+  async setDesired(model: string, desired: DesiredModel | null, clearedRevision?: number): Promise<void> {
     const prev = this.desired.get(model);
+    const known = Math.max(prev?.revision ?? -1, (await this.journal.load(model))?.desired.revision ?? -1);
     if (desired) {
-      // Revisions are monotonic per device and model: an older one is a stale redelivery (e.g. a
-      // retained message that a newer assignment has not replaced on this broker yet). Ignore it.
-      const newest = Math.max(prev?.revision ?? -1, (await this.journal.load(model))?.desired.revision ?? -1);
-      if (desired.revision < newest) {
-        this.log(`ignoring stale desired state for ${model}: revision ${desired.revision} < ${newest}`);
+      const cleared = (await this.opts.store.read<{ revision: number }>(`cleared/${model}`))?.revision ?? -1;
+      if (desired.revision < known || desired.revision <= cleared) {
+        this.log(`ignoring stale desired state for ${model}: revision ${desired.revision} (have ${Math.max(known, cleared)})`);
         return;
       }
+    } else if (clearedRevision !== undefined) {
+      if (clearedRevision < known) {
+        this.log(`ignoring stale clear for ${model}: revision ${clearedRevision} < ${known}`);
+        return;
+      }
+      await this.opts.store.write(`cleared/${model}`, { revision: clearedRevision });
     }
     if (prev && desired && prev.revision === desired.revision && prev.version === desired.version) {
       this.desired.set(model, desired);

@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import { isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
 
@@ -43,8 +44,28 @@ export const envSchema = z.object({
       .regex(/^[A-Za-z0-9_-]+$/)
       .optional(),
   ),
-  /** Broker URL handed to devices at enrollment; defaults to the embedded broker's address or MQTT_URL. */
-  MQTT_PUBLIC_URL: z.preprocess((v) => (v === '' ? undefined : v), url(['mqtt:', 'mqtts:', 'ws:', 'wss:', 'tcp:']).optional()),
+  /**
+   * Broker URLs handed to devices at enrollment, comma-separated (every replica's or broker node's
+   * address; a device starts at one picked by its id and moves on when it cannot connect). Defaults
+   * to the embedded broker's address or MQTT_URL.
+   */
+  MQTT_PUBLIC_URL: z.preprocess(
+    (v) => (typeof v === 'string' && v.trim() !== '' ? v.split(',').map((u) => u.trim()) : undefined),
+    z.array(url(['mqtt:', 'mqtts:', 'ws:', 'wss:', 'tcp:'])).min(1).max(64).optional(),
+  ),
+  /**
+   * Redis for several control-plane replicas with their own embedded brokers: messages to a device
+   * connected to another replica go through Redis pub/sub. Unset: one replica (or an external broker).
+   */
+  REDIS_URL: z.preprocess((v) => (v === '' ? undefined : v), url(['redis:', 'rediss:']).optional()),
+  /** Stable name of this replica (its devices are marked offline under it if it crashes). Default: host name + pid. */
+  REPLICA_ID: z.preprocess(
+    (v) => (v === '' ? undefined : v),
+    z
+      .string()
+      .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 chars of [A-Za-z0-9_.-]')
+      .optional(),
+  ),
   /** Base URL handed to devices for artifact downloads; defaults to http://<host>:PORT. */
   PUBLIC_URL: z.preprocess((v) => (v === '' ? undefined : v), url(['http:', 'https:']).optional()),
   /**
@@ -91,8 +112,19 @@ export interface AppConfig {
   dataDir: string;
   database: { kind: 'postgres'; url: string } | { kind: 'pglite'; dir: string };
   mqtt:
-    | { kind: 'embedded'; port: number; wsPort?: number; publicUrl?: string; maxPacketBytes: number; drainTimeoutMs: number }
-    | { kind: 'external'; url: string; username?: string; password?: string; sharedGroup?: string; publicUrl?: string };
+    | {
+        kind: 'embedded';
+        port: number;
+        wsPort?: number;
+        publicUrls?: string[];
+        maxPacketBytes: number;
+        drainTimeoutMs: number;
+        /** Set: clustered embedded brokers routed through Redis. */
+        redisUrl?: string;
+      }
+    | { kind: 'external'; url: string; username?: string; password?: string; sharedGroup?: string; publicUrls?: string[] };
+  /** Names this process among the control-plane replicas. */
+  replicaId: string;
   adminKey?: string;
   /** Secret of the broker-facing auth endpoints; undefined disables them. */
   brokerAuthSecret?: string;
@@ -116,6 +148,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     throw new ConfigError(parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`));
   }
   const e = parsed.data;
+  if (e.REDIS_URL && e.MQTT_URL) {
+    throw new ConfigError(['REDIS_URL: routes between embedded brokers; with MQTT_URL the external broker cluster routes messages, so unset one of them']);
+  }
   const dataDir = isAbsolute(e.DATA_DIR) ? e.DATA_DIR : resolve(process.cwd(), e.DATA_DIR);
   return {
     http: { port: e.PORT, host: e.HOST, publicUrl: e.PUBLIC_URL },
@@ -128,16 +163,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
           username: e.MQTT_USERNAME,
           password: e.MQTT_PASSWORD,
           sharedGroup: e.MQTT_SHARED_GROUP,
-          publicUrl: e.MQTT_PUBLIC_URL,
+          publicUrls: e.MQTT_PUBLIC_URL,
         }
       : {
           kind: 'embedded',
           port: e.MQTT_PORT,
           wsPort: e.MQTT_WS_PORT,
-          publicUrl: e.MQTT_PUBLIC_URL,
+          publicUrls: e.MQTT_PUBLIC_URL,
+          redisUrl: e.REDIS_URL,
           maxPacketBytes: e.MQTT_MAX_PACKET_BYTES,
           drainTimeoutMs: e.MQTT_DRAIN_TIMEOUT_MS,
         },
+    replicaId: e.REPLICA_ID ?? defaultReplicaId(),
     adminKey: e.FLEET_ADMIN_KEY,
     brokerAuthSecret: e.BROKER_AUTH_SECRET,
     maxArtifactBytes: e.MAX_ARTIFACT_BYTES,
@@ -145,4 +182,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     telemetryRetentionDays: e.TELEMETRY_RETENTION_DAYS,
     logLevel: e.LOG_LEVEL,
   };
+}
+
+function defaultReplicaId(): string {
+  return `${hostname().replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 48)}-${process.pid}`;
 }
