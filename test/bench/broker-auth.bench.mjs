@@ -4,7 +4,8 @@
 // raw baseline measured in the same run: a bare node:http server that parses the same JSON bodies
 // and answers the same JSON, with no framework, no credential check and no ACL.
 // Both servers run in their own process; the load generator (this process) drives each with the
-// same keep-alive connections and the same request sequence.
+// same keep-alive connections and the same request sequence, in alternating phases (both servers
+// run at once), and reports wall-clock checks/s and CPU time per check for each.
 // Run after `npx tsc -b tsconfig.build.json`:  node test/bench/broker-auth.bench.mjs
 // Env: BENCH_SECONDS (default 10, per target), BENCH_CONNECTIONS (default 64), BENCH_DEVICES
 // (default 1000), DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test; a scratch database is
@@ -186,28 +187,29 @@ async function api(baseUrl, method, path, body) {
   return res.json();
 }
 
-async function benchControlPlane() {
+/**
+ * Starts the control plane (with BENCH_DEVICES enrolled devices) and calls `measure(port, requests,
+ * cpu)` while it runs; `cpu()` reads its process_cpu_seconds_total.
+ */
+async function withControlPlane(measure) {
   const scratch = DATABASE_URL ? await scratchDatabase(DATABASE_URL) : undefined;
   const [httpPort, mqttPort] = [await freePort(), await freePort()];
   const dataDir = await mkdtemp(join(tmpdir(), 'fleetline-bench-'));
-  const child = spawn(
-    process.execPath,
-    [...(process.env.BENCH_PROFILE ? ['--cpu-prof', '--cpu-prof-dir=' + process.env.BENCH_PROFILE] : []), join(root, 'apps/control-plane/dist/main.js')],
-    {
-      env: {
-        ...process.env,
-        DATABASE_URL: scratch?.url ?? '',
-        PORT: String(httpPort),
-        HOST: '127.0.0.1',
-        MQTT_PORT: String(mqttPort),
-        DATA_DIR: dataDir,
-        FLEET_ADMIN_KEY: ADMIN_KEY,
-        BROKER_AUTH_SECRET: BROKER_SECRET,
-        LOG_LEVEL: 'warn',
-      },
-      stdio: ['ignore', 'inherit', 'inherit'],
+  const profile = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
+  const child = spawn(process.execPath, [...profile, join(root, 'apps/control-plane/dist/main.js')], {
+    env: {
+      ...process.env,
+      DATABASE_URL: scratch?.url ?? '',
+      PORT: String(httpPort),
+      HOST: '127.0.0.1',
+      MQTT_PORT: String(mqttPort),
+      DATA_DIR: dataDir,
+      FLEET_ADMIN_KEY: ADMIN_KEY,
+      BROKER_AUTH_SECRET: BROKER_SECRET,
+      LOG_LEVEL: 'warn',
     },
-  );
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
   const baseUrl = `http://127.0.0.1:${httpPort}`;
   try {
     await waitForReady(child, baseUrl, 60_000, 'control plane');
@@ -219,21 +221,47 @@ async function benchControlPlane() {
       );
       devices.push(...batch);
     }
-    const requests = requestMix(devices);
-    // Warm-up (JIT, the credential and liveness caches a running fleet keeps warm), then the measured run.
-    await drive(httpPort, requests, Math.min(2, SECONDS), false);
-    log(`control plane: ${SECONDS}s, ${CONNECTIONS} connections, ${requests.length} distinct requests`);
-    const cpuBefore = await controlPlaneCpu(baseUrl);
-    const measured = await drive(httpPort, requests, SECONDS, true);
-    const cpuAfter = await controlPlaneCpu(baseUrl);
+    const result = await measure(httpPort, requestMix(devices), () => controlPlaneCpu(baseUrl));
     const metrics = await (await fetch(`${baseUrl}/metrics`)).text();
     const counted = [...metrics.matchAll(/^fleetline_broker_auth_total\{[^}]*\} (\d+)$/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
-    return { ...measured, ...cpuFigures(cpuAfter - cpuBefore, measured.requests), countedInMetrics: counted, database: scratch ? 'postgres' : 'pglite' };
+    return { ...result, countedInMetrics: counted, database: scratch ? 'postgres' : 'pglite' };
   } finally {
     await stopChild(child);
     await scratch?.drop();
     await rm(dataDir, { recursive: true, force: true });
   }
+}
+
+/** Starts the bare node:http baseline and calls `measure(port, cpu)` while it runs. */
+async function withBaseline(measure) {
+  const port = await freePort();
+  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--baseline-server', String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let ready = false;
+  child.stdout.on('data', (d) => (ready ||= String(d).includes('ready')));
+  try {
+    await until(() => ready, 10_000, 'baseline server');
+    return await measure(port, () => baselineCpu(port));
+  } finally {
+    await stopChild(child);
+  }
+}
+
+/** Sums alternating phases of one target into one figure. */
+function combine(phases) {
+  const requests = phases.reduce((n, p) => n + p.requests, 0);
+  const seconds = phases.reduce((n, p) => n + p.seconds, 0);
+  const cpuSeconds = phases.reduce((n, p) => n + p.cpuSeconds, 0);
+  const worst = (key) => Math.max(...phases.map((p) => p[key]));
+  return {
+    requests,
+    seconds: Number(seconds.toFixed(2)),
+    rate: Math.round(requests / seconds),
+    p50Ms: worst('p50Ms'),
+    p99Ms: worst('p99Ms'),
+    wrongAnswers: phases.reduce((n, p) => n + (p.wrongAnswers ?? 0), 0),
+    errors: phases.reduce((n, p) => n + p.errors, 0),
+    ...cpuFigures(cpuSeconds, requests),
+  };
 }
 
 /** process_cpu_seconds_total of the control plane (includes its background work: a fair, pessimistic figure). */
@@ -259,28 +287,32 @@ async function baselineCpu(port) {
   return Number(await (await fetch(`http://127.0.0.1:${port}/cpu`)).text());
 }
 
-async function benchBaseline(requests) {
-  const port = await freePort();
-  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--baseline-server', String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let ready = false;
-  child.stdout.on('data', (d) => (ready ||= String(d).includes('ready')));
-  try {
-    await until(() => ready, 10_000, 'baseline server');
-    await drive(port, requests, Math.min(2, SECONDS), false);
-    log(`bare node:http baseline: ${SECONDS}s, ${CONNECTIONS} connections`);
-    const cpuBefore = await baselineCpu(port);
-    const measured = await drive(port, requests, SECONDS, false);
-    return { ...measured, ...cpuFigures((await baselineCpu(port)) - cpuBefore, measured.requests) };
-  } finally {
-    await stopChild(child);
-  }
-}
-
 async function main() {
-  const controlPlane = await benchControlPlane();
-  // The same request sequence (ids and secrets only shape the bodies; the baseline checks nothing).
-  const fakeDevices = Array.from({ length: DEVICES }, (_, i) => ({ deviceId: `bench-${String(i).padStart(6, '0')}`, secret: 'x'.repeat(43) }));
-  const baseline = await benchBaseline(requestMix(fakeDevices));
+  // Both servers run at once and are measured in alternating phases, so a machine whose load
+  // changes during the run (other processes) weighs on both figures alike.
+  const PHASES = 4;
+  const run = await withBaseline((basePort, baseCpu) =>
+    withControlPlane(async (cpPort, requests, cpCpu) => {
+      await drive(cpPort, requests, Math.min(2, SECONDS), false); // JIT and the caches a connected fleet keeps warm
+      await drive(basePort, requests, Math.min(2, SECONDS), false);
+      log(`${PHASES} alternating phases of ${SECONDS / PHASES}s per target, ${CONNECTIONS} connections, ${requests.length} distinct requests`);
+      const cp = [];
+      const base = [];
+      for (let i = 0; i < PHASES; i++) {
+        for (const [port, cpu, out, check] of [
+          [cpPort, cpCpu, cp, true],
+          [basePort, baseCpu, base, false],
+        ]) {
+          const before = await cpu();
+          const phase = await drive(port, requests, SECONDS / PHASES, check);
+          out.push({ ...phase, cpuSeconds: (await cpu()) - before });
+        }
+      }
+      return { controlPlane: combine(cp), baseline: combine(base) };
+    }),
+  );
+  const controlPlane = { ...run.controlPlane, countedInMetrics: run.countedInMetrics, database: run.database };
+  const baseline = run.baseline;
   const ratio = controlPlane.rate / baseline.rate;
   const cpuRatio = baseline.cpuMicrosPerCheck / controlPlane.cpuMicrosPerCheck;
 

@@ -1,18 +1,11 @@
-import { Inject, Injectable } from '@nestjs/common';
-import type { Request, Response } from 'express';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { z } from 'zod';
 import { APP_CONFIG, type AppConfig } from '../infra/config/app-config.js';
+import { MetricsService } from '../metrics/metrics.service.js';
 import { type BrokerCheckKind, DenyReason, goAuthAction, type Verdict } from './broker-auth.decision.js';
 import { BrokerAuthErrorCode, BrokerAuthException } from './broker-auth.exception.js';
-import {
-  emqxAuthnBody,
-  emqxAuthzBody,
-  goAuthAclBody,
-  goAuthResponseMode,
-  type GoAuthResponseMode,
-  goAuthSuperuserBody,
-  goAuthUserBody,
-} from './broker-auth.schema.js';
+import { emqxAuthnBody, emqxAuthzBody, goAuthAclBody, type GoAuthResponseMode, goAuthSuperuserBody, goAuthUserBody } from './broker-auth.schema.js';
 import { BrokerAuthService } from './broker-auth.service.js';
 import { BrokerSecret } from './broker-secret.js';
 
@@ -24,15 +17,14 @@ export const BROKER_AUTH_PATHS = {
   goAuthAcl: '/api/v1/broker-auth/mosquitto/acl',
 } as const;
 
-/** Form bodies (mosquitto-go-auth `http_params_mode form`) are a few hundred bytes. */
-const FORM_LIMIT_BYTES = 16 * 1024;
+/** Broker requests are a few hundred bytes (JSON or form). */
+const BODY_LIMIT_BYTES = 16 * 1024;
 
 type Answer = { status: number; json: unknown } | { status: number; text: string };
 
-/** One broker-facing route: an express handler the module mounts as a POST-only Nest middleware. */
-export interface BrokerAuthRoute {
-  path: string;
-  handler: (req: Request, res: Response) => void;
+interface BrokerAuthRoute {
+  kind: BrokerCheckKind;
+  handle: (body: unknown, mode: GoAuthResponseMode) => Promise<Answer> | Answer;
 }
 
 /**
@@ -40,43 +32,57 @@ export interface BrokerAuthRoute {
  * authenticator/authorizer, mosquitto-go-auth HTTP backend), in exactly the shapes those
  * brokers read.
  *
- * Served as POST-bound middleware (BrokerAuthModule.configure), not through a Nest @Controller:
- * brokers call these thousands of times a second, and the global API-key guard and audit
- * interceptor (one database row per state-changing call) must not run for them; nor should each
- * request walk every controller route first. They are authenticated by the broker secret instead
- * and counted in fleetline_broker_auth_total; the request-timing middleware, registered before
- * them, still labels them by path (Express binds a method-bound middleware as a route).
+ * Served on the app's own HTTP server but ahead of Express (BrokerAuthModule puts `dispatch` in
+ * front of it): brokers call these thousands of times a second, and the app's per-request
+ * pipeline (router walk, JSON parser, global API-key guard, audit interceptor writing one database
+ * row per state-changing call) costs several times the check itself. These requests are
+ * authenticated by the broker secret instead, counted in fleetline_broker_auth_total and timed in
+ * fleetline_http_request_duration_seconds under their path, like every route.
  */
 @Injectable()
 export class BrokerAuthController {
+  private readonly logger = new Logger('BrokerAuth');
   private readonly secret: BrokerSecret | undefined;
+  private readonly routes: ReadonlyMap<string, BrokerAuthRoute>;
 
   constructor(
     @Inject(APP_CONFIG) config: AppConfig,
     private readonly service: BrokerAuthService,
+    private readonly metrics: MetricsService,
   ) {
     this.secret = config.brokerAuthSecret ? new BrokerSecret(config.brokerAuthSecret) : undefined;
+    this.routes = new Map<string, BrokerAuthRoute>([
+      [BROKER_AUTH_PATHS.emqxAuthn, { kind: 'connect', handle: (body) => this.emqxAuthn(body) }],
+      [BROKER_AUTH_PATHS.emqxAuthz, { kind: 'request', handle: (body) => this.emqxAuthz(body) }],
+      [BROKER_AUTH_PATHS.goAuthUser, { kind: 'connect', handle: (body, mode) => this.goAuthUser(body, mode) }],
+      [BROKER_AUTH_PATHS.goAuthSuperuser, { kind: 'superuser', handle: (body, mode) => this.goAuthSuperuser(body, mode) }],
+      [BROKER_AUTH_PATHS.goAuthAcl, { kind: 'request', handle: (body, mode) => this.goAuthAcl(body, mode) }],
+    ]);
   }
 
-  routes(): BrokerAuthRoute[] {
-    const route = (path: string, kind: BrokerCheckKind, handle: (body: unknown, req: Request) => Promise<Answer> | Answer): BrokerAuthRoute => ({
-      path,
-      handler: (req: Request, res: Response) => {
-        this.serve(req, res, kind, handle).catch((err: unknown) => {
-          if (!res.headersSent) res.status(500).json({ statusCode: 500, code: 'internal', message: err instanceof Error ? err.message : 'internal error' });
-        });
-      },
+  /** Answers the request if it is a broker check (POST to one of the paths) and says so; anything else is left to the app. */
+  dispatch(req: IncomingMessage, res: ServerResponse): boolean {
+    if (req.method !== 'POST') return false;
+    const url = req.url ?? '';
+    const q = url.indexOf('?');
+    const path = q < 0 ? url : url.slice(0, q);
+    const route = this.routes.get(path);
+    if (!route) return false;
+    const started = process.hrtime.bigint();
+    res.once('close', () => {
+      this.metrics.httpDuration.observe({ method: 'POST', route: path, status: String(res.statusCode) }, Number(process.hrtime.bigint() - started) / 1e9);
     });
-    return [
-      route(BROKER_AUTH_PATHS.emqxAuthn, 'connect', (body) => this.emqxAuthn(body)),
-      route(BROKER_AUTH_PATHS.emqxAuthz, 'request', (body) => this.emqxAuthz(body)),
-      route(BROKER_AUTH_PATHS.goAuthUser, 'connect', (body, req) => this.goAuthUser(body, responseMode(req))),
-      route(BROKER_AUTH_PATHS.goAuthSuperuser, 'superuser', (body, req) => this.goAuthSuperuser(body, responseMode(req))),
-      route(BROKER_AUTH_PATHS.goAuthAcl, 'request', (body, req) => this.goAuthAcl(body, responseMode(req))),
-    ];
+    // mosquitto-go-auth `http_response_mode text`: selected with ?response=text on the URIs.
+    const mode: GoAuthResponseMode = q >= 0 && new URLSearchParams(url.slice(q + 1)).get('response') === 'text' ? 'text' : 'json';
+    this.serve(req, res, route, mode).catch((err: unknown) => {
+      this.logger.error(`broker auth ${path}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+      if (!res.headersSent) write(res, { status: 500, json: { statusCode: 500, code: 'internal', message: 'internal error' } });
+      else res.destroy();
+    });
+    return true;
   }
 
-  private async serve(req: Request, res: Response, kind: BrokerCheckKind, handle: (body: unknown, req: Request) => Promise<Answer> | Answer): Promise<void> {
+  private async serve(req: IncomingMessage, res: ServerResponse, route: BrokerAuthRoute, mode: GoAuthResponseMode): Promise<void> {
     let answer: Answer;
     try {
       if (!this.secret) throw new BrokerAuthException(BrokerAuthErrorCode.Disabled, 'broker authentication is off (set BROKER_AUTH_SECRET)');
@@ -85,17 +91,15 @@ export class BrokerAuthController {
         res.setHeader('www-authenticate', 'Basic realm="fleetline-broker-auth"');
         throw new BrokerAuthException(BrokerAuthErrorCode.Unauthenticated, 'missing or wrong broker secret (Authorization: Bearer <BROKER_AUTH_SECRET>)');
       }
-      answer = await handle(await bodyOf(req), req);
+      answer = await route.handle(await bodyOf(req), mode);
     } catch (err) {
       if (!(err instanceof BrokerAuthException)) throw err;
-      if (err.code === BrokerAuthErrorCode.InvalidInput) this.service.refused(kind, DenyReason.Malformed, err.message);
+      if (err.code === BrokerAuthErrorCode.InvalidInput) this.service.refused(route.kind, DenyReason.Malformed, err.message);
       answer = { status: err.status, json: { statusCode: err.status, code: err.code, message: err.message } };
+      // Whatever is left of a refused body is not read: close rather than keep a half-read connection.
+      if (!req.complete) res.setHeader('connection', 'close');
     }
-    // Written directly rather than through res.json(): no ETag hashing or charset negotiation for
-    // answers no cache may keep, on the hottest route of the app.
-    const [type, text] = 'json' in answer ? ['application/json; charset=utf-8', JSON.stringify(answer.json)] : ['text/plain; charset=utf-8', answer.text];
-    res.writeHead(answer.status, { 'content-type': type, 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
-    res.end(text);
+    write(res, answer);
   }
 
   // ---- EMQX 5 ------------------------------------------------------------------------------------
@@ -170,11 +174,6 @@ function statusOf(verdict: Verdict & { allow: false }): number {
   return verdict.reason === DenyReason.Unavailable ? 503 : 403;
 }
 
-function responseMode(req: Request): GoAuthResponseMode {
-  const parsed = goAuthResponseMode.safeParse(req.query['response']);
-  return parsed.success ? parsed.data : 'json';
-}
-
 function actionOf(body: unknown): BrokerCheckKind {
   const action = typeof body === 'object' && body !== null ? (body as Record<string, unknown>)['action'] : undefined;
   return action === 'publish' || action === 'subscribe' ? action : 'request';
@@ -184,20 +183,33 @@ function issues(error: z.ZodError): string {
   return error.issues.map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`).join('; ');
 }
 
+function write(res: ServerResponse, answer: Answer): void {
+  const [type, text] = 'json' in answer ? ['application/json; charset=utf-8', JSON.stringify(answer.json)] : ['text/plain; charset=utf-8', answer.text];
+  res.writeHead(answer.status, { 'content-type': type, 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+  res.end(text);
+}
+
 /**
- * JSON bodies are already parsed by the app's JSON parser; form bodies (go-auth `http_params_mode
- * form`) are read here, bounded, so the app needs no form parser of its own.
+ * The body, bounded: JSON (EMQX; go-auth `http_params_mode json`) or a form (go-auth `form`).
+ * Anything that does not parse is `undefined`, which every schema refuses as malformed.
  */
-async function bodyOf(req: Request): Promise<unknown> {
-  if (req.body !== undefined) return req.body as unknown;
-  const type = req.headers['content-type'] ?? '';
-  if (!/^application\/x-www-form-urlencoded\b/i.test(type)) return {};
+async function bodyOf(req: IncomingMessage): Promise<unknown> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > FORM_LIMIT_BYTES) throw new BrokerAuthException(BrokerAuthErrorCode.InvalidInput, `form body above ${FORM_LIMIT_BYTES} bytes`);
+    if (size > BODY_LIMIT_BYTES) throw new BrokerAuthException(BrokerAuthErrorCode.InvalidInput, `body above ${BODY_LIMIT_BYTES} bytes`);
     chunks.push(chunk);
   }
-  return Object.fromEntries(new URLSearchParams(Buffer.concat(chunks).toString('utf8')));
+  const text = Buffer.concat(chunks).toString('utf8');
+  const type = req.headers['content-type'] ?? '';
+  if (/^application\/x-www-form-urlencoded\b/i.test(type)) return Object.fromEntries(new URLSearchParams(text));
+  if (/^application\/json\b/i.test(type)) {
+    try {
+      return JSON.parse(text) as unknown;
+    } catch {
+      return undefined;
+    }
+  }
+  return undefined;
 }

@@ -1,6 +1,7 @@
-import { type MiddlewareConsumer, Module, type NestModule, RequestMethod } from '@nestjs/common';
+import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'node:http';
+import { Module, type OnModuleInit } from '@nestjs/common';
+import { HttpAdapterHost } from '@nestjs/core';
 import { DeviceCredentialsRepository } from '../devices/device-credentials.repository.js';
-import { HttpMetricsMiddleware } from '../metrics/http-metrics.middleware.js';
 import { MetricsModule } from '../metrics/metrics.module.js';
 import { BrokerAuthMetricsExporter } from './broker-auth-metrics.exporter.js';
 import { BrokerAuthController } from './broker-auth.controller.js';
@@ -17,12 +18,24 @@ import { BrokerAuthService } from './broker-auth.service.js';
   providers: [DeviceCredentialsRepository, BrokerAuthMetrics, BrokerAuthService, BrokerAuthController, BrokerAuthMetricsExporter],
   exports: [BrokerAuthMetrics],
 })
-export class BrokerAuthModule implements NestModule {
-  constructor(private readonly controller: BrokerAuthController) {}
+export class BrokerAuthModule implements OnModuleInit {
+  constructor(
+    private readonly adapterHost: HttpAdapterHost,
+    private readonly controller: BrokerAuthController,
+  ) {}
 
-  configure(consumer: MiddlewareConsumer): void {
-    // POST-bound middleware, mounted ahead of every controller route. The request timing runs
-    // first here (these handlers answer and end the chain, so the app-wide timing never sees them).
-    for (const { path, handler } of this.controller.routes()) consumer.apply(HttpMetricsMiddleware, handler).forRoutes({ path, method: RequestMethod.POST });
+  /**
+   * Puts the broker checks in front of the app on its own HTTP server (same port, same
+   * listen/close lifecycle): a request for one of their paths is answered here, every other one
+   * goes to the Express app as before. See BrokerAuthController for why they skip the app's pipeline.
+   */
+  onModuleInit(): void {
+    const server = this.adapterHost.httpAdapter.getHttpServer() as Server;
+    const app = server.listeners('request') as RequestListener[];
+    server.removeAllListeners('request');
+    server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+      if (this.controller.dispatch(req, res)) return;
+      for (const listener of app) listener.call(server, req, res);
+    });
   }
 }
