@@ -4,7 +4,7 @@ import { UPDATE_STATES, type DesiredModel, type UpdateState } from '@fleetline/p
 import { MemoryStateStore } from '../storage/store.js';
 import { decideRecovery, recoveryTransition, UpdateJournal, type JournalEntry } from '../update/journal.js';
 import { END_STATES, canTransition, transition } from '../update/transition-table.js';
-import { planSteps, stepTransitions, type CurrentModelState, type Step } from './planner.js';
+import { IllegalStepError, planSteps, stepTransitions, type CurrentModelState, type Step } from './planner.js';
 
 /**
  * Property: whatever a crash left in the journal (any state, deadline passed or not, assignment
@@ -227,6 +227,15 @@ describe('planner paths through the transition table', () => {
       }),
       { numRuns: 5000 },
     );
+  });
+
+  it('refuses a step the table does not allow where the journal is', () => {
+    // Past the point of no return nothing abandons the update; a new update never opens over one in flight.
+    expect(() => stepTransitions({ kind: 'abandon', version: '1.1.0', revision: 2 }, 'activating', false)).toThrow(IllegalStepError);
+    expect(() => stepTransitions({ kind: 'check-compatibility' }, 'downloading', false)).toThrow(IllegalStepError);
+    expect(() => stepTransitions({ kind: 'remove-model' }, 'health-checking', false)).toThrow(IllegalStepError);
+    expect(() => stepTransitions({ kind: 'commit' }, undefined, false)).toThrow(IllegalStepError);
+    expect(stepTransitions({ kind: 'verify', then: 'install' }, 'downloaded', true)).toMatchObject({ enter: ['install'], exit: 'verified', onFailure: 'fail' });
   });
 
   it('walks every state of the table at least once', () => {

@@ -195,15 +195,17 @@ export function stepTransitions(step: Step, state: UpdateState | undefined, forD
   }
   if (t.enter.length > 0 || t.exit !== undefined || t.onFailure !== undefined) {
     if (s === undefined) throw new IllegalStepError(step.kind, state);
-  }
-  for (const event of t.enter) {
-    if (!canTransition(s!, event)) throw new IllegalStepError(step.kind, state);
-    s = transition(s!, event);
-  }
-  if (t.onFailure !== undefined && !canTransition(s!, t.onFailure)) throw new IllegalStepError(step.kind, state);
-  if (t.exit !== undefined) {
-    if (!canTransition(s!, t.exit)) throw new IllegalStepError(step.kind, state);
-    s = transition(s!, t.exit);
+    let at: UpdateState = s;
+    for (const event of t.enter) {
+      if (!canTransition(at, event)) throw new IllegalStepError(step.kind, state);
+      at = transition(at, event);
+    }
+    if (t.onFailure !== undefined && !canTransition(at, t.onFailure)) throw new IllegalStepError(step.kind, state);
+    if (t.exit !== undefined) {
+      if (!canTransition(at, t.exit)) throw new IllegalStepError(step.kind, state);
+      at = transition(at, t.exit);
+    }
+    s = at;
   }
   if (t.removes && !canRemove(s)) throw new IllegalStepError(step.kind, state);
   return t;
