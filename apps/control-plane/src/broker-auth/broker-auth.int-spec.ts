@@ -114,6 +114,13 @@ describe.each(databaseBackends())('broker auth endpoints on %s', (backend) => {
       expect(metrics.count('request', 'deny', 'broker-secret' as never)).toBe(before + 4);
     });
 
+    it('leaves every other method and path to the app', async () => {
+      expect((await fetch(`${t.baseUrl}${BROKER_AUTH_PATHS.emqxAuthn}`)).status).toBe(404);
+      expect(
+        (await send(t.baseUrl, '/api/v1/broker-auth/emqx', { body: '{}', contentType: 'application/json', authorization: `Bearer ${BROKER_SECRET}` })).status,
+      ).toBe(404);
+    });
+
     it('does not take an admin API key instead', async () => {
       const reply = await emqx(
         t,
@@ -154,9 +161,23 @@ describe.each(databaseBackends())('broker auth endpoints on %s', (backend) => {
         { clientid: '', username: '', password: '' },
       ];
       for (const body of cases) expect([body, (await authn(body)).body]).toEqual([body, DENY]);
-      expect(
-        (await send(t.baseUrl, BROKER_AUTH_PATHS.emqxAuthn, { body: '[1,2]', contentType: 'application/json', authorization: `Bearer ${BROKER_SECRET}` })).body,
-      ).toEqual(DENY);
+      // Bodies that are not the template: not an object, broken JSON, another content type.
+      for (const [body, contentType] of [
+        ['[1,2]', 'application/json'],
+        ['{"clientid":', 'application/json'],
+        ['clientid=ba-1', 'text/plain'],
+      ]) {
+        expect(await send(t.baseUrl, BROKER_AUTH_PATHS.emqxAuthn, { body, contentType, authorization: `Bearer ${BROKER_SECRET}` })).toMatchObject({
+          status: 200,
+          body: DENY,
+        });
+      }
+      const huge = await send(t.baseUrl, BROKER_AUTH_PATHS.emqxAuthn, {
+        body: JSON.stringify({ clientid: 'ba-1', username: 'ba-1', password: 'x'.repeat(64 * 1024) }),
+        contentType: 'application/json',
+        authorization: `Bearer ${BROKER_SECRET}`,
+      });
+      expect(huge).toMatchObject({ status: 400, body: { code: 'invalid-input' } });
     });
 
     it('admits the control-plane user as superuser with its own password only', async () => {
