@@ -90,6 +90,8 @@ describe('docker/ deployment files', () => {
     expect(services['mosquitto']?.image).toContain('iegomez/mosquitto-go-auth');
     expect(services['mosquitto']?.ports).toEqual([expect.stringMatching(/:8883$/)]);
     expect(services['mosquitto']?.volumes).toContain('broker-secrets:/run/fleetline-broker:ro');
+    // Persistence goes to the directory the image gives the broker's own user.
+    expect(services['mosquitto']?.volumes).toContain('mosquitto-data:/var/lib/mosquitto');
   });
 
   it('Dockerfiles: multi-stage on node:20-bookworm-slim, non-root, data volume, HTTP and MQTT ports', () => {
@@ -113,6 +115,7 @@ describe('docker/ deployment files', () => {
     const settings = new Map(lines.map((line) => [line.split(/\s+/)[0]!, line.split(/\s+/).slice(1).join(' ')] as const));
     expect(settings.get('max_queued_messages')).toBe('0');
     expect(settings.get('persistence')).toBe('true');
+    expect(settings.get('persistence_location')).toBe('/var/lib/mosquitto/');
     expect(settings.get('allow_anonymous')).toBe('false');
     expect(settings.get('retain_available')).toBe('false');
     expect(settings.get('plugin')).toBe('/mosquitto/go-auth.so');
