@@ -7,9 +7,11 @@ import { DeviceModelsRepository } from './device-models.repository.js';
 import { DevicesController } from './devices.controller.js';
 import { DevicesRepository } from './devices.repository.js';
 import { DevicesService } from './devices.service.js';
-import { EnrollmentController } from './enrollment.controller.js';
-import { EnrollmentTokensRepository } from './enrollment-tokens.repository.js';
-import { EnrollmentTokensService } from './enrollment-tokens.service.js';
+import { EnrollmentDevicesRepository } from './enrollment/enrollment-devices.repository.js';
+import { EnrollmentController } from './enrollment/enrollment.controller.js';
+import { EnrollmentService } from './enrollment/enrollment.service.js';
+import { EnrollmentTokensRepository } from './enrollment/enrollment-tokens.repository.js';
+import { EnrollmentTokensService } from './enrollment/enrollment-tokens.service.js';
 import { modelCatalogProvider, ModelCatalogImports } from './model-catalog.provider.js';
 import { PresenceService } from './presence.service.js';
 import { ReportIngestService } from './report-ingest.service.js';
@@ -28,6 +30,8 @@ import { ReportIngestService } from './report-ingest.service.js';
     EnrollmentTokensRepository,
     DevicesService,
     EnrollmentTokensService,
+    EnrollmentService,
+    EnrollmentDevicesRepository,
     DesiredStateService,
     ReportIngestService,
     PresenceService,

@@ -1,7 +1,5 @@
-import { randomBytes } from 'node:crypto';
 import { Inject, Injectable, Logger } from '@nestjs/common';
-import { DataSource } from 'typeorm';
-import { type DeviceCredentials, type EnrollRequest, type Inventory, PROTOCOL_VERSION, type Tags, isValidDeviceId, topics } from '@fleetline/protocol';
+import { type DeviceCredentials, PROTOCOL_VERSION, type Tags, isValidDeviceId, topics } from '@fleetline/protocol';
 import { generateSecret, hashSecret } from '../access/secret.js';
 import { APP_CONFIG, type AppConfig } from '../infra/config/app-config.js';
 import type { Page } from '../infra/http/keyset-page.js';
@@ -11,7 +9,6 @@ import { DeviceCredentialVerifier } from './device-credential-verifier.service.j
 import { deviceCursor, type DeviceListFilter } from './device-filter.js';
 import { DeviceErrorCode, DeviceException } from './devices.exception.js';
 import { type DeviceDetail, type DeviceModelState, DevicesRepository, type DeviceSummary } from './devices.repository.js';
-import { EnrollmentTokensRepository } from './enrollment-tokens.repository.js';
 import { ModelCatalog } from './model-catalog.js';
 
 export type DeviceListItem = DeviceSummary & { models: Pick<DeviceModelState, 'model' | 'desiredVersion' | 'activeVersion' | 'reportedState'>[] };
@@ -23,8 +20,6 @@ export class DevicesService {
 
   constructor(
     private readonly devices: DevicesRepository,
-    private readonly tokens: EnrollmentTokensRepository,
-    private readonly dataSource: DataSource,
     private readonly verifier: DeviceCredentialVerifier,
     private readonly desired: DesiredStateService,
     private readonly catalog: ModelCatalog,
@@ -49,48 +44,6 @@ export class DevicesService {
     if (!inserted) throw new DeviceException(DeviceErrorCode.DuplicateDevice, `device ${input.id} already exists`);
     this.verifier.evict(input.id);
     return this.credentials(input.id, secret, root, requestOrigin);
-  }
-
-  /**
-   * Self-enrollment with a token. Takes one use of the token and creates the device in one
-   * transaction, so a refused enrollment (e.g. id taken) does not use the token up. An id of a
-   * live device is refused (409): re-enrolling must never hand out a second credential for a
-   * device someone else holds. Token tags win over requested tags (they are operator-controlled).
-   */
-  async enroll(request: EnrollRequest, requestOrigin: string): Promise<DeviceCredentials> {
-    // Fetched first: once the device row exists, the answer must not fail (the secret would be lost).
-    const root = await this.catalog.trustedRoot();
-    const tokenHash = hashSecret(request.token);
-    const id = request.id ?? `dev-${randomBytes(10).toString('hex')}`;
-    const secret = generateSecret('fld_');
-    await this.dataSource.transaction(async (manager) => {
-      const token = await this.tokens.consume(manager, tokenHash);
-      if (!token) {
-        const known = await this.tokens.findByHash(manager, tokenHash);
-        if (!known) throw new DeviceException(DeviceErrorCode.EnrollmentTokenInvalid, 'unknown enrollment token');
-        if (known.revokedAt) throw new DeviceException(DeviceErrorCode.EnrollmentTokenRevoked, `enrollment token "${known.name}" was revoked`);
-        if (known.expired) throw new DeviceException(DeviceErrorCode.EnrollmentTokenExpired, `enrollment token "${known.name}" expired at ${known.expiresAt}`);
-        throw new DeviceException(
-          DeviceErrorCode.EnrollmentTokenUsedUp,
-          `enrollment token "${known.name}" has been used ${known.uses} of ${known.maxUses} times`,
-        );
-      }
-      const inserted = await this.devices.insert(
-        {
-          id,
-          name: request.name ?? null,
-          tags: { ...(request.tags ?? {}), ...token.tags },
-          credentialHash: hashSecret(secret),
-          enrollmentTokenId: token.id,
-          inventory: (request.inventory as Inventory | undefined) ?? null,
-        },
-        manager,
-      );
-      if (!inserted) throw new DeviceException(DeviceErrorCode.DuplicateDevice, `device ${id} is already enrolled; decommission it first to enroll it again`);
-    });
-    this.verifier.evict(id);
-    this.logger.log(`device ${id} enrolled`);
-    return this.credentials(id, secret, root, requestOrigin);
   }
 
   async list(filter: DeviceListFilter): Promise<Page<DeviceListItem>> {

@@ -2,11 +2,11 @@ import { Body, Controller, Delete, Get, HttpCode, Param, ParseUUIDPipe, Post, Re
 import { ApiBearerAuth, ApiBody, ApiTags } from '@nestjs/swagger';
 import type { Request } from 'express';
 import { type DeviceCredentials, type EnrollRequest, enrollRequestSchema } from '@fleetline/protocol';
-import { Public } from '../access/access.decorators.js';
-import { DevicesService } from './devices.service.js';
-import { requestOrigin } from './devices.controller.js';
+import { Public } from '../../access/access.decorators.js';
+import { requestOrigin } from '../devices.controller.js';
+import { ZodBodyPipe } from '../dto/zod-body.pipe.js';
 import { CreateEnrollmentTokenDto } from './dto/create-enrollment-token.dto.js';
-import { ZodBodyPipe } from './dto/zod-body.pipe.js';
+import { EnrollmentService } from './enrollment.service.js';
 import { type CreatedEnrollmentToken, EnrollmentTokensService } from './enrollment-tokens.service.js';
 import type { EnrollmentTokenView } from './enrollment-tokens.repository.js';
 
@@ -15,7 +15,7 @@ import type { EnrollmentTokenView } from './enrollment-tokens.repository.js';
 export class EnrollmentController {
   constructor(
     private readonly tokens: EnrollmentTokensService,
-    private readonly devices: DevicesService,
+    private readonly enrollment: EnrollmentService,
   ) {}
 
   /** Creates an enrollment token; the answer holds the token, which is never shown again. */
@@ -43,6 +43,6 @@ export class EnrollmentController {
   @Post('enroll')
   @ApiBody({ description: 'EnrollRequest (@fleetline/protocol enrollRequestSchema): { token, id?, name?, tags?, inventory? }' })
   enroll(@Body(new ZodBodyPipe(enrollRequestSchema)) body: EnrollRequest, @Req() request: Request): Promise<DeviceCredentials> {
-    return this.devices.enroll(body, requestOrigin(request));
+    return this.enrollment.enroll(body, requestOrigin(request));
   }
 }

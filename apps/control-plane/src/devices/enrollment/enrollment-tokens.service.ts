@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { Injectable } from '@nestjs/common';
 import type { Tags } from '@fleetline/protocol';
-import { generateSecret, hashSecret } from '../access/secret.js';
-import { DeviceErrorCode, DeviceException } from './devices.exception.js';
+import { generateSecret, hashSecret } from '../../access/secret.js';
+import { DeviceErrorCode, DeviceException } from '../devices.exception.js';
 import { type EnrollmentTokenView, EnrollmentTokensRepository } from './enrollment-tokens.repository.js';
 
 export interface CreatedEnrollmentToken extends EnrollmentTokenView {

@@ -1,7 +1,7 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { IsInt, IsOptional, IsString, Length, Max, Min } from 'class-validator';
 import type { Tags } from '@fleetline/protocol';
-import { IsTags } from './tags.validator.js';
+import { IsTags } from '../../dto/tags.validator.js';
 
 export class CreateEnrollmentTokenDto {
   @ApiProperty({ example: 'hamburg-batch-7' })

@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource, type EntityManager } from 'typeorm';
 import type { Tags } from '@fleetline/protocol';
-import { toIso, toJson, toNumber, toNullableNumber, rowsOf } from './sql-values.js';
+import { toIso, toJson, toNumber, toNullableNumber, rowsOf } from '../sql-values.js';
 
 export interface EnrollmentTokenView {
   id: string;
@@ -12,6 +12,11 @@ export interface EnrollmentTokenView {
   uses: number;
   createdAt: string | null;
   revokedAt: string | null;
+}
+
+/** A token row locked by an enrollment batch. */
+export interface LockedEnrollmentToken extends EnrollmentTokenView {
+  expired: boolean;
 }
 
 type Row = Record<string, unknown>;
@@ -64,30 +69,33 @@ export class EnrollmentTokensRepository {
   }
 
   /**
-   * Takes one use of a valid token atomically (concurrent enrollments cannot exceed max_uses).
-   * Returns undefined when the token is unknown, revoked, expired or used up.
+   * Locks the rows of the given token hashes for the rest of the transaction (one statement for a
+   * whole enrollment batch, each row once) and returns them keyed by hash, with `expired` decided
+   * by the database clock. Locking in id order keeps two batches that share tokens from
+   * deadlocking each other (they queue on the first shared row instead).
    */
-  async consume(manager: EntityManager, tokenHash: string): Promise<EnrollmentTokenView | undefined> {
+  async lockByHashes(manager: EntityManager, tokenHashes: readonly string[]): Promise<Map<string, LockedEnrollmentToken>> {
+    const out = new Map<string, LockedEnrollmentToken>();
+    if (tokenHashes.length === 0) return out;
     const rows = rowsOf(
       await manager.query(
-        `UPDATE enrollment_tokens SET uses = uses + 1
-        WHERE token_hash = $1 AND revoked_at IS NULL
-          AND (expires_at IS NULL OR expires_at > now())
-          AND (max_uses IS NULL OR uses < max_uses)
-      RETURNING ${COLUMNS}`,
-        [tokenHash],
+        `SELECT ${COLUMNS}, token_hash, (expires_at IS NOT NULL AND expires_at <= now()) AS expired
+           FROM enrollment_tokens WHERE token_hash = ANY($1::text[]) ORDER BY id FOR UPDATE`,
+        [tokenHashes],
       ),
     );
-    return rows[0] ? toView(rows[0]) : undefined;
+    for (const row of rows) out.set(String(row['token_hash']), { ...toView(row), expired: row['expired'] === true });
+    return out;
   }
 
-  async findByHash(manager: EntityManager, tokenHash: string): Promise<(EnrollmentTokenView & { expired: boolean }) | undefined> {
-    const rows = rowsOf(
-      await manager.query(`SELECT ${COLUMNS}, (expires_at IS NOT NULL AND expires_at <= now()) AS expired FROM enrollment_tokens WHERE token_hash = $1`, [
-        tokenHash,
-      ]),
+  /** Adds the uses a batch granted, one row update per token, in one statement. */
+  async addUses(manager: EntityManager, grants: ReadonlyMap<string, number>): Promise<void> {
+    if (grants.size === 0) return;
+    await manager.query(
+      `UPDATE enrollment_tokens t SET uses = t.uses + g.n
+         FROM unnest($1::uuid[], $2::int[]) AS g(id, n)
+        WHERE t.id = g.id`,
+      [[...grants.keys()], [...grants.values()]],
     );
-    const row = rows[0];
-    return row ? { ...toView(row), expired: row['expired'] === true } : undefined;
   }
 }
