@@ -232,7 +232,7 @@ try {
 
   // Warm-up without crashes: a first version committed, and how long each kind of update takes on
   // the device (from the assignment until the agent journals its end), which sets the kill window.
-  for (const v of [VERSIONS[0], VERSIONS[1], VERSIONS[2], VERSIONS[3], VERSIONS[0]]) {
+  for (const v of VERSIONS) {
     const t0 = Date.now();
     await api.assign(DEVICE, MODEL, v.version);
     await until(
@@ -270,8 +270,13 @@ try {
     const supersedeAt = Math.floor(random() * window);
     const assigned = Date.now();
     await api.assign(DEVICE, MODEL, target.version);
+    let supersedeError;
     const supersedeDone = supersede
-      ? sleep(Math.max(0, supersedeAt - (Date.now() - assigned))).then(() => api.assign(DEVICE, MODEL, supersede.version))
+      ? sleep(Math.max(0, supersedeAt - (Date.now() - assigned)))
+          .then(() => api.assign(DEVICE, MODEL, supersede.version))
+          .catch((err) => {
+            supersedeError = err; // rethrown below: the rejection must not go unhandled while we wait
+          })
       : Promise.resolve();
     await sleep(Math.max(0, killAt - (Date.now() - assigned)));
     await agent.kill();
@@ -292,6 +297,7 @@ try {
     if (partial) problem('partial or unverified model while the agent was dead', { active: dead });
 
     await supersedeDone;
+    if (supersedeError) throw supersedeError;
     if (outage) {
       kinds.outage++;
       await sleep(UPDATE_TIMEOUT_SECONDS * 1000 + 500 + Math.floor(random() * 1500));

@@ -33,7 +33,7 @@ describe('fleet-agent crash rounds', () => {
   it(`survives ${ROUNDS} SIGKILLs at random moments of updates`, async () => {
     dir = await mkdtemp(join(tmpdir(), 'fleetline-crash-rounds-e2e-'));
     const resultsFile = join(dir, 'result.json');
-    const env: NodeJS.ProcessEnv = { ...process.env, ROUNDS: String(ROUNDS), OUTAGE_EVERY: '8', RESULTS_FILE: resultsFile, ARTIFACT_BYTES: '1500000' };
+    const env: NodeJS.ProcessEnv = { ...process.env, ROUNDS: String(ROUNDS), OUTAGE_EVERY: '8', RESULTS_FILE: resultsFile, ARTIFACT_BYTES: '1000000' };
     delete env['NODE_OPTIONS'];
     const child = spawn(process.execPath, [join(repoRoot, 'test/crash/agent-crash-rounds.mjs')], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
