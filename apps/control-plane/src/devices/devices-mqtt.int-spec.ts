@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import { WebSocket } from 'ws';
 import { DataSource } from 'typeorm';
 import { type DesiredModel, type DeviceCredentials, encodePayload, PROTOCOL_VERSION, topics, type UpdateReport } from '@fleetline/protocol';
 import { EmbeddedBrokerGateway } from '../infra/mqtt/embedded-broker.gateway.js';
@@ -105,7 +106,7 @@ describe.each(databaseBackends())('devices over MQTT on %s', (backend) => {
   }
 
   beforeAll(async () => {
-    t = await startTestApp(backend, { MQTT_MAX_PACKET_BYTES: String(MAX_PACKET), MQTT_DRAIN_TIMEOUT_MS: String(DRAIN_TIMEOUT_MS) });
+    t = await startTestApp(backend, { MQTT_MAX_PACKET_BYTES: String(MAX_PACKET), MQTT_DRAIN_TIMEOUT_MS: String(DRAIN_TIMEOUT_MS), MQTT_WS_PORT: '0' });
     api = apiClient(t.baseUrl, t.adminKey);
     db = t.app.get(DataSource);
     broker = t.app.get(MqttGateway) as EmbeddedBrokerGateway;
@@ -209,6 +210,21 @@ describe.each(databaseBackends())('devices over MQTT on %s', (backend) => {
       await gone;
       expect(broker.metrics.count('packet-size')).toBe(before + 1);
       expect(small.connected).toBe(true);
+    });
+
+    it('applies the packet limit to MQTT packets over WebSocket, not only to frames', async () => {
+      const before = broker.metrics.count('packet-size');
+      const ws = new WebSocket(`ws://127.0.0.1:${broker.wsPort()}`, 'mqtt');
+      await new Promise<void>((resolve, reject) => {
+        ws.once('open', () => resolve());
+        ws.once('error', reject);
+      });
+      const closedWs = new Promise<void>((resolve) => ws.once('close', () => resolve()));
+      // A CONNECT announcing 10 * MAX_PACKET bytes, sent as frames that each fit the frame limit.
+      ws.send(Buffer.from([0x10, 0x80 | ((10 * MAX_PACKET) & 0x7f), (10 * MAX_PACKET) >> 7]));
+      for (let i = 0; i < 3 && ws.readyState === WebSocket.OPEN; i++) ws.send(Buffer.alloc(MAX_PACKET / 2));
+      await closedWs;
+      expect(broker.metrics.count('packet-size')).toBe(before + 1);
     });
 
     it('drops a frozen subscriber after the drain timeout without stalling delivery to others', async () => {

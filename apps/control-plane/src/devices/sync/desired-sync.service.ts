@@ -7,8 +7,8 @@ import { DesiredSyncRepository } from './desired-sync.repository.js';
 
 /** Hellos answered per query. */
 const BATCH = 500;
-/** How long a hello waits for others to share its query. */
-const LINGER_MS = 10;
+/** How long a hello waits for others to share its query (a storm of hellos arrives spread over many turns). */
+const LINGER_MS = 20;
 /** A failed batch is retried this many times (database restarting), then the device waits for its next hello. */
 const MAX_ATTEMPTS = 5;
 /** A version's artifacts never change once uploaded; cached briefly so a reconnect storm asks once per version. */

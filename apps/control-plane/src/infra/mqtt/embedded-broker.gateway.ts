@@ -7,7 +7,7 @@ import { authorizeDevicePublish, authorizeDeviceSubscribe, authorizeDeviceWill }
 import { BrokerMetrics } from './broker-metrics.js';
 import type { DeviceRouter, RouterFrame } from './cluster/device-router.js';
 import { type BrokerAuthenticator, type ConnectionEvent, type MessageHandler, MqttGateway, type OutboundMessage, type PublishOptions } from './mqtt-gateway.js';
-import { PacketSizeGuard } from './packet-size-guard.js';
+import { guardPacketSize } from './packet-size-guard.js';
 import { runWithConcurrency } from './run-with-concurrency.js';
 
 export interface EmbeddedBrokerOptions {
@@ -137,16 +137,20 @@ export class EmbeddedBrokerGateway extends MqttGateway {
 
     this.server = createServer((socket: Socket) => {
       socket.setNoDelay(true);
-      const guarded = new PacketSizeGuard(socket, this.options.maxPacketBytes, (announced) => {
-        this.metrics.denied('packet-size', `announced ${announced} bytes`);
-      });
-      broker.handle(guarded);
+      guardPacketSize(socket, this.options.maxPacketBytes, (announced) => this.metrics.denied('packet-size', `announced ${announced} bytes`));
+      broker.handle(socket);
     });
     this.boundPort = await listen(this.server, this.options.port, this.options.host);
 
     if (this.options.wsPort !== undefined) {
       this.wsServer = new WebSocketServer({ port: this.options.wsPort, host: this.options.host, maxPayload: this.options.maxPacketBytes });
-      this.wsServer.on('connection', (ws, req) => broker.handle(createWebSocketStream(ws), req as never));
+      this.wsServer.on('connection', (ws, req) => {
+        // maxPayload bounds one WebSocket frame, not an MQTT packet (one CONNECT can span many frames):
+        // the same packet limit as on TCP applies to the MQTT byte stream inside.
+        const stream = createWebSocketStream(ws);
+        guardPacketSize(stream, this.options.maxPacketBytes, (announced) => this.metrics.denied('packet-size', `announced ${announced} bytes (WebSocket)`));
+        broker.handle(stream, req as never);
+      });
       await new Promise<void>((resolve) => this.wsServer!.once('listening', resolve));
       const address = this.wsServer.address();
       this.boundWsPort = typeof address === 'object' && address ? address.port : 0;
@@ -164,6 +168,11 @@ export class EmbeddedBrokerGateway extends MqttGateway {
 
   port(): number {
     return this.boundPort;
+  }
+
+  /** Bound WebSocket port (0 when the WebSocket listener is off). */
+  wsPort(): number {
+    return this.boundWsPort;
   }
 
   /**
