@@ -34,15 +34,44 @@ export interface AppliedReport {
 }
 
 const MAX_BATCH = 1000;
-const FLUSH_EVERY_MS = 100;
-/** Beyond this many buffered messages (database far behind), new ones are dropped and logged; QoS1 redelivery and the agent's outbox resend them. */
+/**
+ * Longest a message waits for its batch. Every PUBACK waits for the commit and an agent sends its
+ * outbox one message at a time, so this is per-message latency; under load batches fill meanwhile.
+ */
+const FLUSH_EVERY_MS = 10;
+/** Beyond this many buffered messages (database far behind), handlers wait for room: the broker stops reading from those devices. */
 const MAX_BUFFERED = 100_000;
+
+/** A message's promise: settled when the flush holding it has committed (or failed). */
+interface Waiter {
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+/** Raised for messages that arrive once shutdown began: not taken, so not acknowledged. */
+class IngestClosedError extends Error {
+  constructor() {
+    super('report ingest is shutting down');
+  }
+}
+
+/** PostgreSQL data exception (22xxx) or integrity violation (23xxx): the rows are at fault, not the connection. */
+function isDataError(err: unknown): boolean {
+  const e = err as { driverError?: { code?: unknown }; code?: unknown };
+  const code = e.driverError?.code ?? e.code;
+  return typeof code === 'string' && (code.startsWith('22') || code.startsWith('23'));
+}
 
 /**
  * Ingests `reported` and `inventory` messages from the whole fleet. Each payload is decoded with
  * the protocol schema before anything else; bad ones are dropped, logged (rate-limited) and
  * counted in DeviceIngestMetrics. Good ones are buffered and applied in set-based batches (up to
  * MAX_BATCH messages or every FLUSH_EVERY_MS) by the ordering rules in report-ordering.ts.
+ *
+ * Commit before ack: the handlers answer a promise that resolves once the flush holding the
+ * message has committed and rejects when it could not be stored; the gateway holds the device's
+ * PUBACK until then (MQTT 3.1.1 §4.3.2), so the agent keeps an unstored report in its outbox and
+ * resends it. A full buffer makes handlers wait for room instead of dropping.
  */
 @Injectable()
 export class ReportIngestService implements OnModuleInit, OnModuleDestroy, OnApplicationShutdown {
@@ -51,6 +80,11 @@ export class ReportIngestService implements OnModuleInit, OnModuleDestroy, OnApp
   private reports: IncomingReport[] = [];
   private inventories = new Map<string, { seq: number; inventory: InventoryMessage['inventory']; at: string }>();
   private inventoryCount = 0;
+  private waiters: Waiter[] = [];
+  /** Messages taken by the flush under way (still in memory, counted against MAX_BUFFERED). */
+  private inFlight = 0;
+  private roomWaiters: Waiter[] = [];
+  private closed = false;
   private timer?: NodeJS.Timeout;
   private flushing?: Promise<void>;
   private readonly listeners: ((reports: AppliedReport[]) => void)[] = [];
@@ -66,7 +100,7 @@ export class ReportIngestService implements OnModuleInit, OnModuleDestroy, OnApp
     await this.gateway.subscribe(topics.fleetFilter('reported'), (m) => this.onReported(m));
     await this.gateway.subscribe(topics.fleetFilter('inventory'), (m) => this.onInventory(m));
     this.timer = setInterval(() => {
-      if (!this.flushing) void this.flush();
+      if (!this.flushing && this.waiters.length > 0) void this.flush();
     }, FLUSH_EVERY_MS);
     this.timer.unref();
   }
@@ -77,6 +111,10 @@ export class ReportIngestService implements OnModuleInit, OnModuleDestroy, OnApp
 
   async onModuleDestroy(): Promise<void> {
     clearInterval(this.timer);
+    this.closed = true;
+    const waiting = this.roomWaiters;
+    this.roomWaiters = [];
+    for (const w of waiting) w.reject(new IngestClosedError());
     await this.flush();
   }
 
@@ -87,46 +125,66 @@ export class ReportIngestService implements OnModuleInit, OnModuleDestroy, OnApp
   /** Applies everything buffered so far (also used on shutdown). Flushes never overlap. */
   async flush(): Promise<void> {
     while (this.flushing) await this.flushing;
-    if (this.reports.length === 0 && this.inventories.size === 0) return;
+    if (this.waiters.length === 0) return;
     this.flushing = this.flushOnce().finally(() => (this.flushing = undefined));
     await this.flushing;
   }
 
-  private onReported(message: InboundMessage): void {
+  private onReported(message: InboundMessage): Promise<void> | undefined {
     const deviceId = this.deviceIdOf(message, 'reported');
-    if (deviceId === undefined) return;
+    if (deviceId === undefined) return undefined;
     const decoded = decodePayload(updateReportSchema, message.payload);
     if (!decoded.ok) {
       this.metrics.record('reported', 'malformed');
       this.warn.warn(`reported:${deviceId}`, `dropped malformed report from ${deviceId}: ${decoded.error}`);
-      return;
+      return undefined;
     }
-    if (this.reports.length + this.inventoryCount >= MAX_BUFFERED) {
-      this.warn.warn('overflow', `report buffer full (${MAX_BUFFERED}); dropping reports until the database catches up`);
-      return;
-    }
-    this.reports.push({ deviceId, report: decoded.value });
-    if (this.reports.length >= MAX_BATCH && !this.flushing) void this.flush();
+    return this.take(() => {
+      this.reports.push({ deviceId, report: decoded.value });
+      return this.reports.length;
+    });
   }
 
-  private onInventory(message: InboundMessage): void {
+  private onInventory(message: InboundMessage): Promise<void> | undefined {
     const deviceId = this.deviceIdOf(message, 'inventory');
-    if (deviceId === undefined) return;
+    if (deviceId === undefined) return undefined;
     const decoded = decodePayload(inventoryMessageSchema, message.payload);
     if (!decoded.ok) {
       this.metrics.record('inventory', 'malformed');
       this.warn.warn(`inventory:${deviceId}`, `dropped malformed inventory from ${deviceId}: ${decoded.error}`);
-      return;
+      return undefined;
     }
     const { seq, inventory, at } = decoded.value;
-    const current = this.inventories.get(deviceId);
-    this.inventoryCount++;
-    if (current && current.seq >= seq) {
-      this.metrics.record('inventory', current.seq === seq ? 'duplicate' : 'stale');
-      return;
+    return this.take(() => {
+      const current = this.inventories.get(deviceId);
+      this.inventoryCount++;
+      if (current && current.seq >= seq) {
+        // The newer one buffered is what gets stored; this one is acknowledged with it.
+        this.metrics.record('inventory', current.seq === seq ? 'duplicate' : 'stale');
+      } else {
+        this.inventories.set(deviceId, { seq, inventory, at });
+      }
+      return this.inventories.size;
+    });
+  }
+
+  private get buffered(): number {
+    return this.reports.length + this.inventoryCount + this.inFlight;
+  }
+
+  /**
+   * Buffers one message (`add` answers the size of the buffer it went to) and answers a promise
+   * settled by the flush that stores it. Waits while the buffer is full.
+   */
+  private async take(add: () => number): Promise<void> {
+    while (!this.closed && this.buffered >= MAX_BUFFERED) {
+      this.warn.warn('overflow', `report buffer full (${MAX_BUFFERED}); devices wait until the database catches up`);
+      await new Promise<void>((resolve, reject) => this.roomWaiters.push({ resolve, reject }));
     }
-    this.inventories.set(deviceId, { seq, inventory, at });
-    if (this.inventories.size >= MAX_BATCH && !this.flushing) void this.flush();
+    if (this.closed) throw new IngestClosedError();
+    const stored = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
+    if (add() >= MAX_BATCH && !this.flushing) void this.flush();
+    return stored;
   }
 
   /** Device id from the topic; an empty payload is a cleared retained message (MQTT 3.1.1 §3.3.1.3), not a report. */
@@ -141,26 +199,65 @@ export class ReportIngestService implements OnModuleInit, OnModuleDestroy, OnApp
     return parsed.deviceId;
   }
 
+  /**
+   * Applies what is buffered now, in set-based batches, and settles the messages' promises: all
+   * resolved when everything committed, all rejected when any batch failed (their devices resend;
+   * re-applying a committed report is a duplicate by seq and changes nothing).
+   */
   private async flushOnce(): Promise<void> {
-    while (this.reports.length > 0) {
-      const batch = this.reports.splice(0, MAX_BATCH);
+    const reports = this.reports;
+    const inventories = this.inventories;
+    const waiters = this.waiters;
+    this.reports = [];
+    this.inventories = new Map();
+    this.waiters = [];
+    this.inFlight = reports.length + this.inventoryCount;
+    this.inventoryCount = 0;
+    let failure: { err: unknown } | undefined;
+    for (let i = 0; i < reports.length; i += MAX_BATCH) {
+      const batch = reports.slice(i, i + MAX_BATCH);
       try {
-        await this.applyReports(batch);
+        await this.applyReportsIsolating(batch);
       } catch (err) {
-        // Dropped, not retried: a database error here is not the device's fault, but keeping the
-        // batch could grow without bound. The agent republishes unacknowledged reports on reconnect.
-        this.logger.error(`applying ${batch.length} reports failed: ${String(err)}`);
+        failure ??= { err };
+        this.logger.error(`applying ${batch.length} reports failed (not acknowledged; devices resend): ${String(err)}`);
       }
     }
-    if (this.inventories.size > 0) {
-      const items = [...this.inventories.entries()].map(([deviceId, v]) => ({ deviceId, ...v }));
-      this.inventories = new Map();
-      this.inventoryCount = 0;
+    if (inventories.size > 0) {
+      const items = [...inventories.entries()].map(([deviceId, v]) => ({ deviceId, ...v }));
       try {
         await this.applyInventories(items);
       } catch (err) {
-        this.logger.error(`applying ${items.length} inventories failed: ${String(err)}`);
+        failure ??= { err };
+        this.logger.error(`applying ${items.length} inventories failed (not acknowledged; devices resend): ${String(err)}`);
       }
+    }
+    this.inFlight = 0;
+    if (failure) for (const w of waiters) w.reject(failure.err);
+    else for (const w of waiters) w.resolve();
+    const room = this.roomWaiters;
+    this.roomWaiters = [];
+    for (const w of room) w.resolve();
+  }
+
+  /**
+   * A batch the database refuses for its data (SQLSTATE 22/23) is split in halves so one bad
+   * report costs only itself; that one is counted as malformed and acknowledged (a resend could
+   * never be stored). Any other error fails the flush.
+   */
+  private async applyReportsIsolating(batch: IncomingReport[]): Promise<void> {
+    try {
+      await this.applyReports(batch);
+    } catch (err) {
+      if (!isDataError(err)) throw err;
+      if (batch.length === 1) {
+        this.metrics.record('reported', 'malformed');
+        this.warn.warn('reported:refused', `report from ${batch[0]!.deviceId} refused by the database: ${String(err)}`);
+        return;
+      }
+      const half = Math.ceil(batch.length / 2);
+      await this.applyReportsIsolating(batch.slice(0, half));
+      await this.applyReportsIsolating(batch.slice(half));
     }
   }
 

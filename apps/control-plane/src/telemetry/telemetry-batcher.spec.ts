@@ -1,24 +1,55 @@
 import { describe, expect, it } from '@jest/globals';
-import { TelemetryBatcher } from './telemetry-batcher.js';
+import { BatcherClosedError, TelemetryBatcher } from './telemetry-batcher.js';
 
 const tick = (ms = 0) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** Settlement of a promise, observable without awaiting it. */
+function watch(p: Promise<void>): { state: () => 'pending' | 'resolved' | 'rejected'; error: () => unknown } {
+  let state: 'pending' | 'resolved' | 'rejected' = 'pending';
+  let error: unknown;
+  p.then(
+    () => (state = 'resolved'),
+    (err: unknown) => {
+      state = 'rejected';
+      error = err;
+    },
+  );
+  return { state: () => state, error: () => error };
+}
+
 describe('TelemetryBatcher', () => {
-  it('writes a full batch at once and a partial batch after the delay', async () => {
+  it('writes a full batch at once and a partial batch after the delay, resolving each item once its batch is written', async () => {
     const batches: number[][] = [];
     const b = new TelemetryBatcher<number>(
       { maxBatch: 3, maxQueue: 10, maxDelayMs: 30 },
       async (batch) => void batches.push(batch),
       () => undefined,
     );
-    for (const i of [1, 2, 3, 4]) expect(b.offer(i)).toBe(true);
-    await tick();
+    const items = [1, 2, 3, 4].map((i) => watch(b.submit(i)));
+    await tick(5);
     expect(batches).toEqual([[1, 2, 3]]);
+    expect(items.map((i) => i.state())).toEqual(['resolved', 'resolved', 'resolved', 'pending']);
     await tick(60);
     expect(batches).toEqual([[1, 2, 3], [4]]);
+    expect(items[3]!.state()).toBe('resolved');
   });
 
-  it('refuses items beyond maxQueue while a write is slow, and keeps writing one batch at a time', async () => {
+  it('does not resolve an item before its write has finished', async () => {
+    let release!: () => void;
+    const b = new TelemetryBatcher<number>(
+      { maxBatch: 1, maxQueue: 10, maxDelayMs: 1 },
+      () => new Promise<void>((resolve) => (release = resolve)),
+      () => undefined,
+    );
+    const item = watch(b.submit(1));
+    await tick(10);
+    expect(item.state()).toBe('pending');
+    release();
+    await tick(1);
+    expect(item.state()).toBe('resolved');
+  });
+
+  it('makes submitters wait for room while a write is slow (nothing dropped), and writes one batch at a time', async () => {
     let release!: () => void;
     let concurrent = 0;
     let maxConcurrent = 0;
@@ -34,22 +65,23 @@ describe('TelemetryBatcher', () => {
       },
       () => undefined,
     );
-    const accepted = [1, 2, 3, 4, 5, 6].map((i) => b.offer(i));
-    expect(accepted).toEqual([true, true, true, true, false, false]);
+    const items = [1, 2, 3, 4, 5, 6].map((i) => watch(b.submit(i)));
+    await tick(1);
     expect(b.size).toBe(4);
-    const flushed = b.flush();
+    expect(b.waiting).toBe(2);
     for (let i = 0; i < 3; i++) {
-      await tick(1);
       release();
+      await tick(10);
     }
-    await flushed;
-    expect(written).toEqual([1, 2, 3, 4]);
+    await b.flush();
+    expect(written).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(items.every((i) => i.state() === 'resolved')).toBe(true);
     expect(maxConcurrent).toBe(1);
     expect(b.size).toBe(0);
   });
 
-  it('reports a failed batch as lost and continues', async () => {
-    const lost: number[] = [];
+  it('rejects every item of a failed batch with its error and goes on with the next batch', async () => {
+    const failed: number[] = [];
     const ok: number[] = [];
     const b = new TelemetryBatcher<number>(
       { maxBatch: 2, maxQueue: 10, maxDelayMs: 5 },
@@ -57,25 +89,38 @@ describe('TelemetryBatcher', () => {
         if (batch.includes(1)) throw new Error('db down');
         ok.push(...batch);
       },
-      (_err, n) => void lost.push(n),
+      (_err, n) => void failed.push(n),
     );
-    [1, 2, 3].forEach((i) => b.offer(i));
+    const items = [1, 2, 3].map((i) => watch(b.submit(i)));
     await b.flush();
-    expect(lost).toEqual([2]);
+    await tick(1);
+    expect(failed).toEqual([2]);
     expect(ok).toEqual([3]);
+    expect(items.map((i) => i.state())).toEqual(['rejected', 'rejected', 'resolved']);
+    expect(String(items[0]!.error())).toContain('db down');
   });
 
-  it('flushes on close and refuses afterwards', async () => {
+  it('writes what is queued on close, and refuses afterwards and those still waiting for room', async () => {
     const written: number[] = [];
+    let release!: () => void;
     const b = new TelemetryBatcher<number>(
-      { maxBatch: 100, maxQueue: 1000, maxDelayMs: 10_000 },
-      async (batch) => void written.push(...batch),
+      { maxBatch: 1, maxQueue: 1, maxDelayMs: 10_000 },
+      async (batch) => {
+        await new Promise<void>((resolve) => (release = resolve));
+        written.push(...batch);
+      },
       () => undefined,
     );
-    b.offer(1);
-    b.offer(2);
-    await b.close();
-    expect(written).toEqual([1, 2]);
-    expect(b.offer(3)).toBe(false);
+    const first = watch(b.submit(1));
+    const second = watch(b.submit(2));
+    await tick(1);
+    const closing = b.close();
+    release();
+    await closing;
+    await tick(1);
+    expect(written).toEqual([1]);
+    expect(first.state()).toBe('resolved');
+    expect(second.error()).toBeInstanceOf(BatcherClosedError);
+    await expect(b.submit(3)).rejects.toBeInstanceOf(BatcherClosedError);
   });
 });

@@ -1,7 +1,7 @@
 export interface TelemetryBatcherOptions {
   /** Largest batch handed to the writer. */
   maxBatch: number;
-  /** Most items held in memory (queued + being written); beyond it offer() refuses. */
+  /** Most items held in memory (queued + being written); beyond it submit() waits for room. */
   maxQueue: number;
   /** Longest an item waits before a partial batch is written. */
   maxDelayMs: number;
@@ -9,24 +9,39 @@ export interface TelemetryBatcherOptions {
 
 export type BatchWriter<T> = (batch: T[]) => Promise<void>;
 
+/** submit() after close(): the item was not taken, so it must not be acknowledged. */
+export class BatcherClosedError extends Error {
+  constructor() {
+    super('ingest is shutting down');
+  }
+}
+
+interface Entry<T> {
+  item: T;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
 /**
- * Bounded in-memory batching with one writer at a time. Items accumulate while a batch is being
- * written, so the batch size adapts to the write latency (bigger batches under load, which is
- * what makes set-based writes cheap per row). When the queue is full, offer() refuses instead of
- * growing memory: the caller counts the drop. The writer must not throw; if it does the batch is
- * reported to `onError` and lost.
+ * Bounded in-memory group commit with one writer at a time. submit() answers a promise that
+ * resolves when the batch holding the item has been written (committed) and rejects with the
+ * writer's error when it could not be: callers acknowledge a message only then (commit before ack).
+ * Items accumulate while a batch is being written, so the batch size adapts to the write latency
+ * (bigger batches under load, which is what makes set-based writes cheap per row). A full queue
+ * makes submit() wait for room (back-pressure on the sender) instead of dropping or growing.
  */
 export class TelemetryBatcher<T> {
-  private queue: T[] = [];
+  private queue: Entry<T>[] = [];
   private inFlight = 0;
   private timer: NodeJS.Timeout | undefined;
   private draining: Promise<void> | undefined;
   private closed = false;
+  private roomWaiters: { resolve: () => void; reject: (err: unknown) => void }[] = [];
 
   constructor(
     private readonly options: TelemetryBatcherOptions,
     private readonly write: BatchWriter<T>,
-    private readonly onError: (err: unknown, lost: number) => void,
+    private readonly onError: (err: unknown, failed: number) => void,
   ) {
     if (options.maxBatch < 1 || options.maxQueue < options.maxBatch) throw new Error('maxQueue must be >= maxBatch >= 1');
   }
@@ -41,19 +56,31 @@ export class TelemetryBatcher<T> {
     return this.queue.length + this.inFlight;
   }
 
-  /** Queues one item; false when the queue is full or the batcher is closed (the item is dropped). */
-  offer(item: T): boolean {
-    if (this.closed || this.size >= this.options.maxQueue) return false;
-    this.queue.push(item);
-    if (this.queue.length >= this.options.maxBatch) this.kick();
-    else if (!this.timer && !this.draining) {
-      this.timer = setTimeout(() => this.kick(), this.options.maxDelayMs);
-      this.timer.unref();
-    }
-    return true;
+  /** Submitters waiting for room in a full queue. */
+  get waiting(): number {
+    return this.roomWaiters.length;
   }
 
-  /** Writes everything queued so far; resolves when it is written (or reported lost). */
+  /**
+   * Queues one item; resolves once it is written, rejects if its batch failed or the batcher is
+   * closed. Waits (without queueing) while the queue is full.
+   */
+  async submit(item: T): Promise<void> {
+    while (!this.closed && this.size >= this.options.maxQueue) {
+      await new Promise<void>((resolve, reject) => this.roomWaiters.push({ resolve, reject }));
+    }
+    if (this.closed) throw new BatcherClosedError();
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({ item, resolve, reject });
+      if (this.queue.length >= this.options.maxBatch) this.kick();
+      else if (!this.timer && !this.draining) {
+        this.timer = setTimeout(() => this.kick(), this.options.maxDelayMs);
+        this.timer.unref();
+      }
+    });
+  }
+
+  /** Writes everything queued so far; resolves when every batch has settled (written or failed). */
   async flush(): Promise<void> {
     while (this.queue.length > 0 || this.draining) {
       this.kick();
@@ -61,9 +88,12 @@ export class TelemetryBatcher<T> {
     }
   }
 
-  /** Refuses new items and writes what is queued. */
+  /** Refuses new items (and those waiting for room) and writes what is queued. */
   async close(): Promise<void> {
     this.closed = true;
+    const waiters = this.roomWaiters;
+    this.roomWaiters = [];
+    for (const w of waiters) w.reject(new BatcherClosedError());
     await this.flush();
     clearTimeout(this.timer);
     this.timer = undefined;
@@ -89,13 +119,25 @@ export class TelemetryBatcher<T> {
       const batch = this.queue.splice(0, this.options.maxBatch);
       if (batch.length === 0) return;
       this.inFlight = batch.length;
+      let failure: { err: unknown } | undefined;
       try {
-        await this.write(batch);
+        await this.write(batch.map((e) => e.item));
       } catch (err) {
+        failure = { err };
         this.onError(err, batch.length);
       } finally {
         this.inFlight = 0;
       }
+      if (failure) for (const e of batch) e.reject(failure.err);
+      else for (const e of batch) e.resolve();
+      this.wakeWaiters();
     } while (this.queue.length >= this.options.maxBatch || (this.closed && this.queue.length > 0));
+  }
+
+  /** Lets as many waiting submitters in as there is room now (each re-checks when it runs). */
+  private wakeWaiters(): void {
+    const room = this.options.maxQueue - this.size;
+    if (room <= 0 || this.roomWaiters.length === 0) return;
+    for (const w of this.roomWaiters.splice(0, room)) w.resolve();
   }
 }

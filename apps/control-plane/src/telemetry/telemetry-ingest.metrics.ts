@@ -15,14 +15,18 @@ export class TelemetryIngestMetrics {
   unknownDevice = 0;
   /** Samples whose interval ends outside the stored window (older than retention or too far ahead). */
   outOfWindow = 0;
-  /** Samples dropped because the ingest queue was full. */
+  /** Samples dropped because the ingest queue was full: none since a full queue makes the broker wait (kept for the exported series). */
   droppedOverload = 0;
-  /** Samples that arrived after the pipeline closed for shutdown (the device re-sends nothing: QoS1 was already acknowledged). */
+  /** Samples that arrived while the queue was full and waited for room (back-pressure, nothing dropped). */
+  waitedForRoom = 0;
+  /** Samples that arrived after the pipeline closed for shutdown: not acknowledged, the device resends them. */
   droppedShutdown = 0;
   /** Sum of the `dropped` field of accepted messages: what devices lost from their own offline queues. */
   agentDropped = 0;
-  /** Samples lost because a batch write failed. */
+  /** Samples not stored because their batch write failed (database unavailable): not acknowledged, the devices resend them. */
   writeFailed = 0;
+  /** Samples the database refused for their data (SQLSTATE 22/23) on their own: acknowledged and dropped, a resend could never be stored. */
+  refused = 0;
   batches = 0;
   /** Duration of the last batch write, in milliseconds. */
   lastBatchMs = 0;

@@ -46,6 +46,9 @@ class FakeRepository {
   }
 }
 
+/** Waits for every answer of handle(); undefined means it was answered at once. */
+const settled = (answers: (Promise<void> | undefined)[]) => Promise.all(answers.map((a) => a ?? Promise.resolve()));
+
 function setup(maxQueue = 100) {
   const repository = new FakeRepository();
   const metrics = new TelemetryIngestMetrics();
@@ -63,23 +66,28 @@ function setup(maxQueue = 100) {
 describe('TelemetryIngestService', () => {
   it('counts every outcome: accepted, duplicate, malformed, unknown device, out of window, agent drops', async () => {
     const { metrics, service, send, repository } = setup();
-    send('d1', message(1, { dropped: 3 }));
-    send('d1', message(1, { dropped: 3 })); // redelivery in the same batch
-    send('d1', message(2));
-    send('ghost', message(1));
-    send('d1', '{"v":');
-    send('d1', { ...message(3), latencyBuckets: [1] });
-    send(
-      'd1',
-      message(4, {
-        intervalEnd: new Date(end.getTime() - 30 * 86_400_000).toISOString(),
-        intervalStart: new Date(end.getTime() - 30 * 86_400_000 - 1000).toISOString(),
-      }),
-    );
-    service.handle({ topic: 'fleet/v1/devices/d1/reported', payload: Buffer.from(JSON.stringify(message(5))) });
+    const pending = [
+      send('d1', message(1, { dropped: 3 })),
+      send('d1', message(1, { dropped: 3 })), // redelivery in the same batch
+      send('d1', message(2)),
+      send('ghost', message(1)),
+    ];
+    // Nothing to store: answered at once (acknowledged), no promise.
+    expect(send('d1', '{"v":')).toBeUndefined();
+    expect(send('d1', { ...message(3), latencyBuckets: [1] })).toBeUndefined();
+    expect(
+      send(
+        'd1',
+        message(4, {
+          intervalEnd: new Date(end.getTime() - 30 * 86_400_000).toISOString(),
+          intervalStart: new Date(end.getTime() - 30 * 86_400_000 - 1000).toISOString(),
+        }),
+      ),
+    ).toBeUndefined();
+    expect(service.handle({ topic: 'fleet/v1/devices/d1/reported', payload: Buffer.from(JSON.stringify(message(5))) })).toBeUndefined();
     await service.flush();
-    send('d1', message(2)); // redelivery in a later batch
-    await service.flush();
+    await settled(pending);
+    await settled([send('d1', message(2)), service.flush()]); // redelivery in a later batch
     expect(metrics.received).toBe(9);
     expect(metrics.accepted).toBe(2);
     expect(metrics.duplicate).toBe(2);
@@ -93,20 +101,53 @@ describe('TelemetryIngestService', () => {
 
   it('isolates a sample the database refuses and writes the rest of its batch', async () => {
     const { metrics, service, send, repository } = setup();
-    for (let seq = 0; seq < 40; seq++) send('d1', message(seq));
+    const pending = Array.from({ length: 40 }, (_, seq) => send('d1', message(seq)));
     await service.flush();
+    // The refused sample is acknowledged too: resending it could never succeed.
+    await settled(pending);
     expect(metrics.accepted).toBe(39);
-    expect(metrics.writeFailed).toBe(1);
+    expect(metrics.refused).toBe(1);
+    expect(metrics.writeFailed).toBe(0);
     // Bisection: a handful of statements, not one per sample.
     expect(repository.calls).toBeLessThan(20);
   });
 
-  it('drops with a counter when the queue is full', async () => {
+  it('makes senders wait when the queue is full instead of dropping', async () => {
     const { metrics, service, send } = setup(50);
-    for (let seq = 100; seq < 160; seq++) send('d1', message(seq));
-    expect(metrics.droppedOverload).toBeGreaterThan(0);
+    const pending = Array.from({ length: 60 }, (_, i) => send('d1', message(100 + i)));
+    expect(metrics.waitedForRoom).toBe(10);
     await service.flush();
-    expect(metrics.accepted + metrics.droppedOverload).toBe(60);
+    await settled(pending);
+    await service.flush();
+    expect(metrics.accepted).toBe(60);
+    expect(metrics.droppedOverload).toBe(0);
+  });
+
+  it('rejects the samples of a batch the database failed to write, so they are not acknowledged', async () => {
+    const { metrics, service, send, repository } = setup();
+    const writeBatch = repository.writeBatch.bind(repository);
+    repository.writeBatch = async () => {
+      throw Object.assign(new Error('connection terminated'), { code: 'ECONNRESET' });
+    };
+    const pending = [send('d1', message(1)), send('d1', message(2))].map((p) =>
+      p!.then(
+        () => 'stored',
+        () => 'not stored',
+      ),
+    );
+    await service.flush();
+    expect(await Promise.all(pending)).toEqual(['not stored', 'not stored']);
+    expect(metrics.writeFailed).toBe(2);
+    repository.writeBatch = writeBatch;
+    await settled([send('d1', message(1)), service.flush()]);
+    expect(metrics.accepted).toBe(1);
+  });
+
+  it('refuses samples after shutdown began so they are not acknowledged', async () => {
+    const { metrics, service, send } = setup();
+    await service.onModuleDestroy();
+    await expect(send('d1', message(1))).rejects.toThrow('shutting down');
+    expect(metrics.droppedShutdown).toBe(1);
   });
 
   it('refuses samples the store cannot hold', () => {

@@ -3,7 +3,7 @@ import { decodePayload, parseDeviceTopic, type TelemetryMessage, telemetryMessag
 import { APP_CONFIG, type AppConfig } from '../infra/config/app-config.js';
 import { type InboundMessage, MqttGateway } from '../infra/mqtt/mqtt-gateway.js';
 import { RateLimitedLog } from './rate-limited-log.js';
-import { TelemetryBatcher, type TelemetryBatcherOptions } from './telemetry-batcher.js';
+import { BatcherClosedError, TelemetryBatcher, type TelemetryBatcherOptions } from './telemetry-batcher.js';
 import { TelemetryIngestMetrics } from './telemetry-ingest.metrics.js';
 import { type IngestSample, TelemetryIngestRepository } from './telemetry-ingest.repository.js';
 import { acceptedWindow } from './telemetry-partitions.js';
@@ -41,15 +41,24 @@ export const TELEMETRY_BATCH_OPTIONS = Symbol('TELEMETRY_BATCH_OPTIONS');
 
 export const DEFAULT_TELEMETRY_BATCH_OPTIONS: TelemetryBatcherOptions = {
   maxBatch: 5_000,
-  // Ten full batches: about 10 MB of decoded samples at worst.
+  // Ten full batches: about 10 MB of decoded samples at worst; past it the broker stops reading from devices.
   maxQueue: 50_000,
-  maxDelayMs: 200,
+  // Every sample's PUBACK waits for its batch, and an agent sends its outbox one message at a time:
+  // the deadline is latency per message, not throughput (under load batches fill while one is written).
+  maxDelayMs: 10,
 };
 
 /**
  * MQTT -> database pipeline for device telemetry. Every payload is decoded with the protocol
  * schema before anything else happens; good samples are batched in memory (bounded) and written
- * set-based by TelemetryIngestRepository. Nothing here throws back into the broker.
+ * set-based by TelemetryIngestRepository.
+ *
+ * Commit before ack: handle() answers a promise for a good sample that resolves once the batch
+ * holding it has committed, and rejects when the database could not store it; the gateway holds
+ * the device's PUBACK until then (MQTT 3.1.1 §4.3.2), so a crash or a database outage loses
+ * nothing the device was told is stored: it keeps the message in its outbox and resends it.
+ * Samples that can never be stored (malformed, outside the window, a row the database refuses)
+ * are counted and acknowledged, or the device would resend them for ever.
  */
 @Injectable()
 export class TelemetryIngestService implements OnModuleInit, OnModuleDestroy {
@@ -65,14 +74,16 @@ export class TelemetryIngestService implements OnModuleInit, OnModuleDestroy {
     private readonly repository: TelemetryIngestRepository,
     readonly metrics: TelemetryIngestMetrics,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
-    @Inject(TELEMETRY_BATCH_OPTIONS) options: TelemetryBatcherOptions,
+    @Inject(TELEMETRY_BATCH_OPTIONS) private readonly options: TelemetryBatcherOptions,
   ) {
     this.batcher = new TelemetryBatcher(
       options,
       (batch) => this.write(batch),
-      (err, lost) => {
-        this.metrics.writeFailed += lost;
-        this.writeErrors.warn(`telemetry batch of ${lost} samples lost: ${err instanceof Error ? err.message : String(err)}`);
+      (err, failed) => {
+        this.metrics.writeFailed += failed;
+        this.writeErrors.warn(
+          `telemetry batch of ${failed} samples not stored (not acknowledged; devices resend): ${err instanceof Error ? err.message : String(err)}`,
+        );
       },
     );
   }
@@ -95,8 +106,11 @@ export class TelemetryIngestService implements OnModuleInit, OnModuleDestroy {
     this.metrics.queued = this.batcher.size;
   }
 
-  /** Broker callback: synchronous, never throws. */
-  handle(message: InboundMessage): void {
+  /**
+   * Broker callback. Undefined: nothing to store (dropped and counted), acknowledge at once. A
+   * promise: resolves when the sample is committed, rejects when it is not stored.
+   */
+  handle(message: InboundMessage): Promise<void> | undefined {
     this.metrics.received++;
     const topic = parseDeviceTopic(message.topic);
     if (!topic || topic.kind !== 'telemetry') {
@@ -125,21 +139,25 @@ export class TelemetryIngestService implements OnModuleInit, OnModuleDestroy {
       this.badInput.warn(`telemetry from ${topic.deviceId} for ${m.intervalEnd} is outside the stored window; dropped`);
       return;
     }
-    if (!this.batcher.offer({ deviceId: topic.deviceId, message: m })) {
-      if (this.batcher.isClosed) {
-        this.metrics.droppedShutdown++;
-        return;
-      }
-      this.metrics.droppedOverload++;
-      this.writeErrors.warn('telemetry ingest queue full: dropping samples');
+    if (this.batcher.isClosed) {
+      this.metrics.droppedShutdown++;
+      return Promise.reject(new BatcherClosedError());
     }
+    if (this.batcher.size >= this.options.maxQueue) this.metrics.waitedForRoom++;
+    const committed = this.batcher.submit({ deviceId: topic.deviceId, message: m });
     this.metrics.queued = this.batcher.size;
+    return committed.catch((err: unknown) => {
+      if (err instanceof BatcherClosedError) this.metrics.droppedShutdown++;
+      throw err;
+    });
   }
 
   /**
    * Writes a batch; when the database refuses it for its data (SQLSTATE classes 22 and 23), the
    * batch is split in halves and retried so that one bad sample costs only itself, not the
-   * samples of thousands of other devices. Other errors (database unavailable) lose the batch.
+   * samples of thousands of other devices (the refused one is counted and acknowledged: resending
+   * it could never succeed). Other errors (database unavailable) fail the batch: none of its
+   * messages is acknowledged, so their devices resend them.
    */
   private async writeIsolating(samples: IngestSample[]): Promise<void> {
     if (samples.length === 0) return;
@@ -152,7 +170,9 @@ export class TelemetryIngestService implements OnModuleInit, OnModuleDestroy {
     } catch (err) {
       if (!isDataError(err)) throw err;
       if (samples.length === 1) {
-        this.metrics.writeFailed++;
+        // Exported with the malformed ones (/metrics): like them, the store cannot hold it.
+        this.metrics.refused++;
+        this.metrics.malformed++;
         this.writeErrors.warn(`telemetry sample from ${samples[0]!.deviceId} refused by the database: ${err instanceof Error ? err.message : String(err)}`);
         return;
       }

@@ -9,6 +9,7 @@ import type { DeviceRouter, RouterFrame } from './cluster/device-router.js';
 import { type BrokerAuthenticator, type ConnectionEvent, type MessageHandler, MqttGateway, type OutboundMessage, type PublishOptions } from './mqtt-gateway.js';
 import { guardPacketSize } from './packet-size-guard.js';
 import { runWithConcurrency } from './run-with-concurrency.js';
+import { matchesFilter } from './topic-filter.js';
 
 export interface EmbeddedBrokerOptions {
   port: number;
@@ -109,10 +110,22 @@ export class EmbeddedBrokerGateway extends MqttGateway {
       authorizePublish: (client: Client | null, packet: PublishPacket, done: (error?: Error | null) => void) => {
         if (!client) return done(null); // the broker itself (wills are checked at connect)
         const decision = authorizeDevicePublish(client.id, packet.topic, packet.retain);
-        if (decision.allowed) return done(null);
-        this.metrics.denied('publish', decision.reason);
-        // MQTT 3.1.1 has no negative PUBACK; aedes closes the connection on an error here.
-        done(new Error(decision.reason));
+        if (!decision.allowed) {
+          this.metrics.denied('publish', decision.reason);
+          // MQTT 3.1.1 has no negative PUBACK; aedes closes the connection on an error here.
+          return done(new Error(decision.reason));
+        }
+        this.ingest(client, packet).then(
+          () => done(null),
+          (err: unknown) => {
+            // Not stored: no PUBACK. Closing the connection (aedes does on an error here) is the only
+            // refusal MQTT 3.1.1 has; the agent keeps the message in its outbox and resends it after
+            // reconnecting. A QoS 0 message has no acknowledgement to withhold and nobody resends it.
+            this.metrics.denied('publish', `not stored: ${String(err)}`);
+            this.logger.warn(`message of ${client.id} on ${packet.topic} not stored, ${packet.qos > 0 ? 'not acknowledged' : 'lost (QoS 0)'}: ${String(err)}`);
+            done(packet.qos > 0 ? new Error('message not stored') : null);
+          },
+        );
       },
       authorizeSubscribe: (client: Client | null, subscription: Subscription, done: (error: Error | null, subscription?: Subscription | null) => void) => {
         if (!client) return done(null, subscription);
@@ -208,13 +221,23 @@ export class EmbeddedBrokerGateway extends MqttGateway {
     if (this.broker) await this.attach(filter, handler);
   }
 
+  /**
+   * In-process delivery of what the broker itself publishes on a subscribed filter (a will aedes
+   * replays with no client, the control plane's own publishes). A device's messages carry its
+   * client id (aedes sets packet.clientId) and were handled already in authorizePublish, before
+   * their PUBACK: they are not delivered a second time here.
+   */
   private attach(filter: string, handler: MessageHandler): Promise<void> {
     const broker = this.requireBroker();
     return new Promise((resolve) => {
       broker.subscribe(
         filter,
-        (packet: PublishPacket, callback: () => void) => {
-          void this.dispatch(filter, handler, packet).finally(callback);
+        (packet: PublishPacket & { clientId?: string }, callback: () => void) => {
+          if (packet.clientId !== undefined) return callback();
+          void this.dispatch(handler, packet).then(callback, (err: unknown) => {
+            this.logger.error(`handler for ${filter} failed: ${String(err)}`);
+            callback();
+          });
         },
         () => resolve(),
       );
@@ -222,18 +245,30 @@ export class EmbeddedBrokerGateway extends MqttGateway {
   }
 
   /**
+   * Runs the handlers of a device's publish before aedes acknowledges it: aedes awaits
+   * authorizePublish before it writes the PUBACK (QoS 1) and before it reads the client's next
+   * packets (the packets of one socket read are handled concurrently, so they can share a batch;
+   * the next read waits for all of them), which is per-device back-pressure while the database is slow.
+   * Resolves when every handler has stored the message; rejects when one could not.
+   */
+  private async ingest(client: Client, packet: PublishPacket): Promise<void> {
+    let pending: Promise<void>[] | undefined;
+    for (const { filter, handler } of this.subscriptions) {
+      if (!matchesFilter(filter, packet.topic)) continue;
+      (pending ??= []).push(this.dispatch(handler, packet, client.id));
+    }
+    if (pending) await Promise.all(pending);
+  }
+
+  /**
    * Hands a device's message to the control plane. With a router, a device's messages wait until
    * its channel is routable, so whatever the handler answers (the hello's desired states) and
    * whatever another replica publishes after reading the database can both reach it.
    */
-  private async dispatch(filter: string, handler: MessageHandler, packet: PublishPacket): Promise<void> {
-    try {
-      const deviceId = this.router ? parseDeviceTopic(packet.topic)?.deviceId : undefined;
-      if (deviceId !== undefined) await this.router!.ready(deviceId);
-      await handler({ topic: packet.topic, payload: Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload) });
-    } catch (err) {
-      this.logger.error(`handler for ${filter} failed: ${String(err)}`);
-    }
+  private async dispatch(handler: MessageHandler, packet: PublishPacket, deviceId?: string): Promise<void> {
+    const routed = this.router ? (deviceId ?? parseDeviceTopic(packet.topic)?.deviceId) : undefined;
+    if (routed !== undefined) await this.router!.ready(routed);
+    await handler({ topic: packet.topic, payload: Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload) });
   }
 
   onConnectionEvent(listener: (event: ConnectionEvent) => void): void {
