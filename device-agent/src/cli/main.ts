@@ -20,7 +20,7 @@ Usage:
   fleet-agent enroll   --server URL --token T --data-dir DIR [--id ID] [--name NAME] [--tag k=v ...]
   fleet-agent run      --data-dir DIR
   fleet-agent status   --data-dir DIR [--json]
-  fleet-agent simulate --server URL --token T --devices N [--workers W] [--tag k=v ...]
+  fleet-agent simulate --server URL[,URL...] [--server URL ...] --token T --devices N [--workers W] [--tag k=v ...]
                        [--behaviour VERSION:key=value,... ...] [--telemetry-interval S]
                        [--download full|skip] [--duration S] [--id-prefix P] [--enroll-concurrency C]
                        [--download-concurrency C] [--hardware-class H] [--source-addresses N]
@@ -164,7 +164,7 @@ async function cmdSimulate(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
     options: {
-      server: { type: 'string' },
+      server: { type: 'string', multiple: true },
       token: { type: 'string' },
       devices: { type: 'string' },
       workers: { type: 'string' },
@@ -186,7 +186,8 @@ async function cmdSimulate(argv: string[]): Promise<number> {
   const t = tags(values.tag);
   const duration = values.duration ? positiveInt(values.duration, '--duration') : undefined;
   const sim = startSimulation({
-    server: required(values.server, '--server'),
+    // Repeated and/or comma-separated: enrollment is spread over every server given.
+    server: required(values.server?.join(','), '--server'),
     token: required(values.token, '--token'),
     devices: positiveInt(values.devices, '--devices'),
     workers: positiveInt(values.workers, '--workers', 0),

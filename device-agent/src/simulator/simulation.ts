@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import type { DeviceCredentials, UpdateState } from '@fleetline/protocol';
 import { Agent } from '../agent.js';
 import { AGENT_VERSION } from '../agent-version.js';
-import { enroll, EnrollError } from '../config/enroll.js';
+import { EnrollError, type enroll } from '../config/enroll.js';
 import { HttpVerifyDownloader } from '../download/http-verify-downloader.js';
 import { MemoryModelStore } from '../install/model-store.js';
 import { RuntimeRegistry } from '../runtime/model-runtime.js';
@@ -13,9 +13,17 @@ import { MemoryStateStore } from '../storage/store.js';
 import { Backoff, sleep } from '../util/backoff.js';
 import { Semaphore } from '../util/semaphore.js';
 import { behaviourFor, parseBehaviours, sampleLabel, sampleLatency, type Behaviour } from './behaviour.js';
+import { EnrollClient } from './enroll-client.js';
+import { InternPool, LazyDownloader, shareCredentials } from './shared-values.js';
+import { TrafficWheel } from './traffic-wheel.js';
 
 export interface SimulationOptions {
-  server: string;
+  /**
+   * Enrollment server base URL(s): device `i` enrolls at `servers[i % n]` (and a retry moves on to
+   * the next one), so a fleet's enrollment spreads over several control-plane replicas. A string
+   * may itself be a comma-separated list.
+   */
+  server: string | readonly string[];
   token: string;
   devices: number;
   /** Worker processes (0 = everything in this process). */
@@ -30,13 +38,22 @@ export interface SimulationOptions {
   /** Device ids are `{idPrefix}-{index}`. */
   idPrefix?: string;
   hardwareClass?: string;
-  /** Number of 127.0.0.x source addresses to spread broker connections over (loopback brokers only). */
+  /**
+   * Number of 127.0.0.x source addresses to spread broker connections over (loopback brokers only):
+   * a source address has ~28k ephemeral ports, whatever the destination.
+   */
   sourceAddresses?: number;
   healthCheckTimeoutMs?: number;
   /** Artifact downloads in flight per process (each holds a socket). */
   downloadConcurrency?: number;
   /** First device index (workers get slices of the fleet). */
   offset?: number;
+  /** Devices enroll, then wait for `connect()` before the first one connects (measures the two apart). */
+  holdConnections?: boolean;
+  /** At most this many devices waiting for their first broker connection at once, per process (0: no limit). */
+  connectConcurrency?: number;
+  /** How often worker processes report their stats to the parent (ms). */
+  statsIntervalMs?: number;
   log?: (msg: string) => void;
 }
 
@@ -54,22 +71,55 @@ export interface SimulationStats {
   /** Active version counts per model: { model: { version: devices } }. */
   active: Record<string, Record<string, number>>;
   enrollErrors: string[];
+  /** Memory of the simulating process(es), summed over workers: bytes. */
+  memory: { rss: number; heapUsed: number };
 }
 
 export interface SimulationHandle {
   stats(): SimulationStats;
-  /** Resolves when every device has finished enrolling (successfully or not) and started. */
+  /** Resolves when every device has finished enrolling (successfully or not). */
+  enrolled: Promise<void>;
+  /** Lets held devices connect (`holdConnections`); a no-op otherwise. */
+  connect(): void;
+  /** Resolves when every device has finished enrolling and started (and, with a connect limit, connected or given up waiting). */
   ready: Promise<void>;
   stop(): Promise<SimulationStats>;
 }
 
-interface SimDevice {
-  agent: Agent;
-  traffic: NodeJS.Timeout;
+/** What the simulator keeps per device beside the Agent itself. */
+class SimDevice {
+  /** Active version per model (drives inference traffic); created with the first active model. */
+  active: Map<string, string> | undefined;
+  /** Fractional inferences carried over to the next traffic visit. */
+  carry = 0;
+
+  constructor(readonly agent: Agent) {}
 }
 
 function emptyStats(devices: number): SimulationStats {
-  return { devices, enrolled: 0, enrollFailed: 0, connected: 0, reports: {}, failures: {}, telemetryMessages: 0, inferences: 0, active: {}, enrollErrors: [] };
+  return {
+    devices,
+    enrolled: 0,
+    enrollFailed: 0,
+    connected: 0,
+    reports: {},
+    failures: {},
+    telemetryMessages: 0,
+    inferences: 0,
+    active: {},
+    enrollErrors: [],
+    memory: { rss: 0, heapUsed: 0 },
+  };
+}
+
+/** `--server a,b --server c` and `['a,b', 'c']` alike: the enrollment servers, in order. */
+export function serverList(server: string | readonly string[]): string[] {
+  const list = (typeof server === 'string' ? [server] : server)
+    .flatMap((s) => s.split(','))
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+  if (list.length === 0) throw new Error('at least one enrollment server is required');
+  return list;
 }
 
 function isLoopback(url: string): boolean {
@@ -81,15 +131,27 @@ function isLoopback(url: string): boolean {
   }
 }
 
+/** Every broker endpoint of the credentials is on this machine (so 127.0.0.x sources can reach it). */
+function brokersAreLoopback(creds: DeviceCredentials): boolean {
+  return (creds.mqtt.urls && creds.mqtt.urls.length > 0 ? creds.mqtt.urls : [creds.mqtt.url]).every(isLoopback);
+}
+
 /**
  * Enrollment with retries for transient failures (network errors, 429, 5xx): thousands of devices
- * enrolling at once are exactly what makes a control plane shed load for a moment.
+ * enrolling at once are exactly what makes a control plane shed load for a moment. Each retry goes
+ * to the next server of the list, so a replica that is down does not fail its share of the fleet.
  */
-async function enrollWithRetry(server: string, request: Parameters<typeof enroll>[1], attempts = 6): Promise<DeviceCredentials> {
+async function enrollWithRetry(
+  client: EnrollClient,
+  servers: readonly string[],
+  first: number,
+  request: Parameters<typeof enroll>[1],
+  attempts = 6,
+): Promise<DeviceCredentials> {
   const backoff = new Backoff({ baseMs: 500, capMs: 15_000 });
   for (let attempt = 1; ; attempt++) {
     try {
-      return await enroll(server, request);
+      return await client.enroll(servers[(first + attempt - 1) % servers.length]!, request);
     } catch (err: unknown) {
       const status = err instanceof EnrollError ? err.status : undefined;
       const transient = status === undefined || status === 429 || status >= 500;
@@ -99,34 +161,64 @@ async function enrollWithRetry(server: string, request: Parameters<typeof enroll
   }
 }
 
-/** Runs `fn` over `items` with at most `limit` in flight. */
-async function pool<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>, stopped: () => boolean): Promise<void> {
+/** Runs `fn` over indices `from..from+count-1` with at most `limit` in flight. */
+async function pool(from: number, count: number, limit: number, fn: (index: number) => Promise<void>, stopped: () => boolean): Promise<void> {
   let next = 0;
-  const workers = Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, async () => {
-    while (next < items.length && !stopped()) {
-      const item = items[next++]!;
-      await fn(item);
-    }
+  const workers = Array.from({ length: Math.max(1, Math.min(limit, count)) }, async () => {
+    while (next < count && !stopped()) await fn(from + next++);
   });
   await Promise.all(workers);
 }
+
+/** How long a device may hold a place of the connect limit waiting for its first CONNACK. */
+const FIRST_CONNECT_WAIT_MS = 30_000;
+
+const noVitals = async (): Promise<{ cpuPercent: number; memoryRssBytes: number }> => ({ cpuPercent: 0, memoryRssBytes: 0 });
 
 /**
  * Simulated fleet in this process: every device is a full `Agent` (same reconciler, journal,
  * transition table, outboxes and MQTT protocol as a real device) with in-memory storage, the
  * `simulated` runtime and a downloader that fetches and hashes but keeps no bytes.
+ *
+ * Memory per device is what bounds a simulator (100,000 devices on one machine beside the control
+ * planes), so everything devices can share is shared: one inventory object, one runtime registry,
+ * one set of event handlers, one copy of equal credential strings, one traffic timer wheel for
+ * the whole process; a device's downloader is created on its first download, and enrollment goes
+ * through one keep-alive pool (EnrollClient).
  */
 export function startSimulationInProcess(opts: SimulationOptions): SimulationHandle {
   const table = parseBehaviours(opts.behaviours ?? []);
   const stats = emptyStats(opts.devices);
-  const devices: SimDevice[] = [];
+  const servers = serverList(opts.server);
+  const devices = new Map<Agent, SimDevice>();
   const prefix = opts.idPrefix ?? `sim-${randomBytes(3).toString('hex')}`;
   const offset = opts.offset ?? 0;
   const addresses = opts.sourceAddresses ?? 1;
   let stopping = false;
   const log = opts.log;
-  const activeByDevice = new Map<string, Map<string, string>>();
   const downloads = new Semaphore(opts.downloadConcurrency ?? 200);
+  const strings = new InternPool();
+  const enrollClient = new EnrollClient(opts.enrollConcurrency ?? 50);
+  const behaviour = (v: string): Behaviour => behaviourFor(table, v);
+  const runtimes = new RuntimeRegistry().register(simulatedRuntimeFactory((v) => ({ healthFail: behaviour(v).healthFail })));
+  const inventory = {
+    hardwareClass: opts.hardwareClass ?? 'sim',
+    os: 'simulated',
+    arch: 'sim',
+    accelerators: [],
+    agentVersion: AGENT_VERSION,
+    runtimes: runtimes.versions(),
+  };
+  const enrollRequestBase = { token: opts.token, ...(opts.tags ? { tags: opts.tags } : {}), inventory };
+  const makeDownloader = (creds: DeviceCredentials): HttpVerifyDownloader =>
+    new HttpVerifyDownloader({
+      deviceId: creds.deviceId,
+      secret: creds.secret,
+      targetsUrl: creds.tuf.targetsUrl,
+      mode: opts.download ?? 'full',
+      failProbability: (v) => behaviour(v).downloadFail,
+      limiter: downloads,
+    });
 
   const bump = (model: string, version: string | null | undefined, delta: number): void => {
     if (!version) return;
@@ -135,19 +227,53 @@ export function startSimulationInProcess(opts: SimulationOptions): SimulationHan
     if (m[version] === 0) delete m[version];
   };
 
+  // Inference traffic: every second, `rate` inferences per active model on average.
+  const traffic = new TrafficWheel<SimDevice>((device, seconds) => {
+    if (!device.active) return;
+    for (const [model, version] of device.active) {
+      const b = behaviour(version);
+      device.carry += b.rate * seconds;
+      const n = Math.floor(device.carry);
+      device.carry -= n;
+      for (let i = 0; i < n; i++) {
+        const ok = Math.random() >= b.errorRate;
+        device.agent.recordInference({ model, latencyMs: sampleLatency(b.latencyMs), ok, ...(ok ? { label: sampleLabel(b.shift) } : {}) });
+        stats.inferences++;
+      }
+    }
+  });
+
+  // One set of handlers for every device (EventEmitter calls them with the emitting agent as `this`).
+  function onConnected(): void {
+    stats.connected++;
+  }
+  function onDisconnected(): void {
+    stats.connected--;
+  }
+  function onReport(r: { state: UpdateState; failure?: { code: string } }): void {
+    stats.reports[r.state] = (stats.reports[r.state] ?? 0) + 1;
+    // Count each failed update once, at its terminal report (rolling-back carries the code too).
+    if (r.failure && r.state !== 'rolling-back') stats.failures[r.failure.code] = (stats.failures[r.failure.code] ?? 0) + 1;
+  }
+  function onTelemetry(n: number): void {
+    stats.telemetryMessages += n;
+  }
+  function onActiveChanged(this: Agent, model: string, version: string | null): void {
+    const device = devices.get(this);
+    if (!device) return;
+    bump(model, device.active?.get(model), -1);
+    if (version) (device.active ??= new Map()).set(model, version);
+    else device.active?.delete(model);
+    bump(model, version, +1);
+    if (device.active && device.active.size > 0) traffic.add(device);
+    else traffic.delete(device);
+  }
+
   const startDevice = async (index: number): Promise<void> => {
     const id = `${prefix}-${String(index).padStart(6, '0')}`;
-    const inventory = {
-      hardwareClass: opts.hardwareClass ?? 'sim',
-      os: 'simulated',
-      arch: 'sim',
-      accelerators: [],
-      agentVersion: AGENT_VERSION,
-      runtimes: { simulated: '1.0.0' },
-    };
     let creds: DeviceCredentials;
     try {
-      creds = await enrollWithRetry(opts.server, { token: opts.token, id, ...(opts.tags ? { tags: opts.tags } : {}), inventory });
+      creds = shareCredentials(await enrollWithRetry(enrollClient, servers, index % servers.length, { ...enrollRequestBase, id }), strings);
     } catch (err: unknown) {
       stats.enrollFailed++;
       if (stats.enrollErrors.length < 10) stats.enrollErrors.push(`${id}: ${err instanceof Error ? err.message : String(err)}`);
@@ -155,78 +281,95 @@ export function startSimulationInProcess(opts: SimulationOptions): SimulationHan
     }
     stats.enrolled++;
     if (stopping) return;
-    const behaviour = (v: string): Behaviour => behaviourFor(table, v);
-    const runtimes = new RuntimeRegistry().register(simulatedRuntimeFactory((v) => ({ healthFail: behaviour(v).healthFail })));
     const agent = new Agent({
       credentials: creds,
       store: new MemoryStateStore(),
       models: new MemoryModelStore(),
-      downloader: new HttpVerifyDownloader({
-        deviceId: creds.deviceId,
-        secret: creds.secret,
-        targetsUrl: creds.tuf.targetsUrl,
-        mode: opts.download ?? 'full',
-        failProbability: (v) => behaviour(v).downloadFail,
-        limiter: downloads,
-      }),
+      downloader: new LazyDownloader(creds, makeDownloader),
       runtimes,
       inventory,
       telemetryIntervalMs: (opts.telemetryIntervalSeconds ?? 60) * 1000,
       healthCheckTimeoutMs: opts.healthCheckTimeoutMs ?? 10_000,
-      ...(addresses > 1 && isLoopback(creds.mqtt.url) ? { localAddress: `127.0.0.${1 + (index % addresses)}` } : {}),
-      mqttBackoff: new Backoff({ baseMs: 1000, capMs: 60_000 }),
-      vitals: async () => ({ cpuPercent: 0, memoryRssBytes: 0 }),
+      ...(addresses > 1 && brokersAreLoopback(creds) ? { localAddress: strings.string(`127.0.0.${1 + (index % addresses)}`) } : {}),
+      vitals: noVitals,
     });
-    const active = new Map<string, string>();
-    activeByDevice.set(id, active);
-    agent.on('connected', () => stats.connected++);
-    agent.on('disconnected', () => stats.connected--);
-    agent.on('report', (r: { state: UpdateState; failure?: { code: string } }) => {
-      stats.reports[r.state] = (stats.reports[r.state] ?? 0) + 1;
-      // Count each failed update once, at its terminal report (rolling-back carries the code too).
-      if (r.failure && r.state !== 'rolling-back') stats.failures[r.failure.code] = (stats.failures[r.failure.code] ?? 0) + 1;
-    });
-    agent.on('active-changed', (model: string, version: string | null) => {
-      bump(model, active.get(model), -1);
-      if (version) active.set(model, version);
-      else active.delete(model);
-      bump(model, version, +1);
-    });
-    // Inference traffic: every second, `rate` inferences per active model on average.
-    let carry = 0;
-    const traffic = setInterval(() => {
-      for (const [model, version] of active) {
-        const b = behaviour(version);
-        carry += b.rate;
-        const n = Math.floor(carry);
-        carry -= n;
-        for (let i = 0; i < n; i++) {
-          const ok = Math.random() >= b.errorRate;
-          agent.recordInference({ model, latencyMs: sampleLatency(b.latencyMs), ok, ...(ok ? { label: sampleLabel(b.shift) } : {}) });
-          stats.inferences++;
-        }
-      }
-    }, 1000);
-    traffic.unref();
-    agent.on('telemetry', (n: number) => (stats.telemetryMessages += n));
-    devices.push({ agent, traffic });
-    await agent.start();
+    devices.set(agent, new SimDevice(agent));
+    agent.on('connected', onConnected);
+    agent.on('disconnected', onDisconnected);
+    agent.on('report', onReport);
+    agent.on('active-changed', onActiveChanged);
+    agent.on('telemetry', onTelemetry);
+    if (released && connectLimit === 0) await agent.start();
+    else {
+      waiting.push(agent);
+      pump();
+    }
   };
 
-  const indices = Array.from({ length: opts.devices }, (_, i) => offset + i);
-  const ready = pool(indices, opts.enrollConcurrency ?? 50, startDevice, () => stopping).then(() =>
-    log?.(`${stats.enrolled} devices started, ${stats.enrollFailed} failed to enroll`),
-  );
+  // Starting agents: at once, or through a queue (held until connect(), at most connectLimit waiting
+  // for their first CONNACK; one that has not connected after FIRST_CONNECT_WAIT_MS frees its place).
+  const connectLimit = opts.connectConcurrency ?? 0;
+  let released = opts.holdConnections !== true;
+  const waiting: Agent[] = [];
+  let connecting = 0;
+  let enrollDone = false;
+  let allStarted: () => void = () => undefined;
+  const started = new Promise<void>((resolve) => (allStarted = resolve));
+  const startOne = async (agent: Agent): Promise<void> => {
+    await agent.start();
+    if (connectLimit === 0 || agent.connected) return;
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        agent.off('connected', done);
+        resolve();
+      };
+      const timer = setTimeout(done, FIRST_CONNECT_WAIT_MS);
+      agent.on('connected', done);
+    });
+  };
+  const pump = (): void => {
+    while (released && !stopping && waiting.length > 0 && (connectLimit === 0 || connecting < connectLimit)) {
+      connecting++;
+      const agent = waiting.shift()!;
+      void startOne(agent)
+        .catch((err: unknown) => log?.(`start ${agent.deviceId}: ${String(err)}`))
+        .finally(() => {
+          connecting--;
+          pump();
+        });
+    }
+    if (enrollDone && connecting === 0 && (waiting.length === 0 || stopping)) allStarted();
+  };
 
+  const enrolled = pool(offset, opts.devices, opts.enrollConcurrency ?? 50, startDevice, () => stopping).then(() => {
+    log?.(`${stats.enrolled} devices enrolled, ${stats.enrollFailed} failed to enroll`);
+    enrollClient.close();
+    enrollDone = true;
+    pump();
+  });
+  const ready = enrolled.then(() => started);
+
+  const snapshot = (): SimulationStats => {
+    const m = process.memoryUsage();
+    stats.memory = { rss: m.rss, heapUsed: m.heapUsed };
+    return structuredClone(stats);
+  };
   return {
-    stats: () => structuredClone(stats),
+    stats: snapshot,
+    enrolled,
+    connect(): void {
+      released = true;
+      pump();
+    },
     ready,
     async stop(): Promise<SimulationStats> {
       stopping = true;
-      await ready.catch(() => undefined);
-      for (const d of devices) clearInterval(d.traffic);
-      await Promise.all(devices.map((d) => d.agent.stop().catch(() => undefined)));
-      return structuredClone(stats);
+      await enrolled.catch(() => undefined);
+      pump();
+      traffic.stop();
+      await Promise.all([...devices.keys()].map((agent) => agent.stop().catch(() => undefined)));
+      return snapshot();
     },
   };
 }
@@ -240,6 +383,7 @@ export function mergeStats(a: SimulationStats, b: SimulationStats): SimulationSt
   out.connected += b.connected;
   out.telemetryMessages += b.telemetryMessages;
   out.inferences += b.inferences;
+  out.memory = { rss: out.memory.rss + b.memory.rss, heapUsed: out.memory.heapUsed + b.memory.heapUsed };
   for (const [k, v] of Object.entries(b.reports)) out.reports[k as UpdateState] = (out.reports[k as UpdateState] ?? 0) + (v ?? 0);
   for (const [k, v] of Object.entries(b.failures)) out.failures[k] = (out.failures[k] ?? 0) + v;
   for (const [model, versions] of Object.entries(b.active)) {
@@ -250,7 +394,7 @@ export function mergeStats(a: SimulationStats, b: SimulationStats): SimulationSt
   return out;
 }
 
-type WorkerMessage = { type: 'stats'; stats: SimulationStats } | { type: 'ready' } | { type: 'stopped'; stats: SimulationStats };
+type WorkerMessage = { type: 'stats' | 'enrolled' | 'ready' | 'stopped'; stats: SimulationStats };
 
 /**
  * Simulated fleet, spread over `workers` child processes (child_process.fork) when workers > 0.
@@ -260,35 +404,43 @@ type WorkerMessage = { type: 'stats'; stats: SimulationStats } | { type: 'ready'
 export function startSimulation(opts: SimulationOptions): SimulationHandle {
   const workers = opts.workers ?? 0;
   const idPrefix = opts.idPrefix ?? `sim-${randomBytes(3).toString('hex')}`;
-  const sourceAddresses = opts.sourceAddresses ?? (isLoopback(opts.server) ? Math.max(1, Math.ceil(opts.devices / 20_000)) : 1);
-  if (workers <= 0) return startSimulationInProcess({ ...opts, idPrefix, sourceAddresses });
+  const servers = serverList(opts.server);
+  // ~28k ephemeral ports per source address: keep each one well below that.
+  const sourceAddresses = opts.sourceAddresses ?? (servers.every(isLoopback) ? Math.max(1, Math.ceil(opts.devices / 20_000)) : 1);
+  if (workers <= 0) return startSimulationInProcess({ ...opts, server: servers, idPrefix, sourceAddresses });
 
   const workerPath = fileURLToPath(new URL('./worker.js', import.meta.url));
   const perWorker = Math.ceil(opts.devices / workers);
   const children: Array<{ child: ChildProcess; stats: SimulationStats; exited: Promise<void> }> = [];
   const readies: Promise<void>[] = [];
+  const enrollments: Promise<void>[] = [];
   for (let w = 0; w < workers; w++) {
     const offset = w * perWorker;
     const count = Math.max(0, Math.min(perWorker, opts.devices - offset));
     if (count === 0) break;
     const child = fork(workerPath, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     const entry = { child, stats: emptyStats(count), exited: new Promise<void>((resolve) => child.once('exit', () => resolve())) };
-    readies.push(
+    const settled = (type: 'enrolled' | 'ready'): Promise<void> =>
       new Promise<void>((resolve) => {
-        child.on('message', (m: WorkerMessage) => {
-          if (m.type === 'stats' || m.type === 'stopped') entry.stats = m.stats;
-          if (m.type === 'ready') resolve();
-        });
+        child.on('message', (m: WorkerMessage) => m.type === type && resolve());
         child.once('exit', () => resolve());
-      }),
-    );
+      });
+    child.on('message', (m: WorkerMessage) => {
+      if (m.stats) entry.stats = m.stats;
+    });
+    enrollments.push(settled('enrolled'));
+    readies.push(settled('ready'));
     const { log: _log, ...serialisable } = opts;
-    child.send({ type: 'start', opts: { ...serialisable, workers: 0, devices: count, offset, idPrefix, sourceAddresses } });
+    child.send({ type: 'start', opts: { ...serialisable, server: servers, workers: 0, devices: count, offset, idPrefix, sourceAddresses } });
     children.push(entry);
   }
   const stats = (): SimulationStats => children.reduce((acc, c) => mergeStats(acc, c.stats), emptyStats(0));
   return {
     stats,
+    enrolled: Promise.all(enrollments).then(() => undefined),
+    connect(): void {
+      for (const c of children) if (c.child.connected) c.child.send({ type: 'connect' });
+    },
     ready: Promise.all(readies).then(() => undefined),
     async stop(): Promise<SimulationStats> {
       for (const c of children) if (c.child.connected) c.child.send({ type: 'stop' });

@@ -2,7 +2,7 @@ import { startSimulationInProcess, type SimulationHandle, type SimulationOptions
 
 /**
  * Child process of a multi-process simulation: runs its slice of the fleet and reports stats to
- * the parent over IPC once a second.
+ * the parent over IPC (once a second unless statsIntervalMs says otherwise).
  */
 let handle: SimulationHandle | undefined;
 let timer: NodeJS.Timeout | undefined;
@@ -23,11 +23,14 @@ async function stop(): Promise<void> {
   process.exit(0);
 }
 
-process.on('message', (m: { type: 'start'; opts: SimulationOptions } | { type: 'stop' }) => {
+process.on('message', (m: { type: 'start'; opts: SimulationOptions } | { type: 'connect' } | { type: 'stop' }) => {
   if (m.type === 'start' && !handle) {
     handle = startSimulationInProcess({ ...m.opts, log: (msg) => process.stderr.write(`[worker ${process.pid}] ${msg}\n`) });
-    timer = setInterval(() => send({ type: 'stats', stats: handle!.stats() }), 1000);
-    void handle.ready.then(() => send({ type: 'ready' }));
+    timer = setInterval(() => send({ type: 'stats', stats: handle!.stats() }), m.opts.statsIntervalMs ?? 1000);
+    void handle.enrolled.then(() => send({ type: 'enrolled', stats: handle!.stats() }));
+    void handle.ready.then(() => send({ type: 'ready', stats: handle!.stats() }));
+  } else if (m.type === 'connect') {
+    handle?.connect();
   } else if (m.type === 'stop') {
     void stop();
   }
