@@ -24,6 +24,7 @@ Usage:
                        [--behaviour VERSION:key=value,... ...] [--telemetry-interval S]
                        [--download full|skip] [--duration S] [--id-prefix P] [--enroll-concurrency C]
                        [--download-concurrency C] [--hardware-class H] [--source-addresses N]
+                       [--connect-concurrency C]
 `;
 
 class UsageError extends Error {}
@@ -178,6 +179,7 @@ async function cmdSimulate(argv: string[]): Promise<number> {
       'download-concurrency': { type: 'string' },
       'hardware-class': { type: 'string' },
       'source-addresses': { type: 'string' },
+      'connect-concurrency': { type: 'string' },
     },
     strict: true,
   });
@@ -200,6 +202,7 @@ async function cmdSimulate(argv: string[]): Promise<number> {
     ...(values['id-prefix'] ? { idPrefix: values['id-prefix'] } : {}),
     ...(values['hardware-class'] ? { hardwareClass: values['hardware-class'] } : {}),
     ...(values['source-addresses'] ? { sourceAddresses: positiveInt(values['source-addresses'], '--source-addresses') } : {}),
+    ...(values['connect-concurrency'] ? { connectConcurrency: positiveInt(values['connect-concurrency'], '--connect-concurrency') } : {}),
     log: (m) => process.stderr.write(`${m}\n`),
   });
   const started = Date.now();

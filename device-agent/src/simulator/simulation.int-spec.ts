@@ -102,4 +102,42 @@ describe('fleet simulator (in-process devices against a real broker and target s
     expect(t.value.model).toBe('detector');
     expect(Object.keys(t.value.predictions).length).toBeGreaterThan(0);
   });
+
+  it('spreads enrollment over several servers and holds connections until released, a few at a time', async () => {
+    const second = new EnrollServerFixture({
+      token: TOKEN,
+      credentials,
+      mqttUrl: () => broker.url,
+      metadataUrl: () => targets.metadataUrl,
+      targetsUrl: () => targets.targetsUrl,
+      rootJson: repo.rootJson,
+    });
+    await second.start();
+    const held = startSimulation({
+      server: [`${enrollServer.baseUrl},${second.baseUrl}`],
+      token: TOKEN,
+      devices: 6,
+      workers: 0,
+      idPrefix: 'simheld',
+      holdConnections: true,
+      connectConcurrency: 2,
+      telemetryIntervalSeconds: 0,
+    });
+    try {
+      const before = enrollServer.enrolled.length;
+      await held.enrolled;
+      expect(held.stats()).toMatchObject({ enrolled: 6, enrollFailed: 0, connected: 0 });
+      expect(enrollServer.enrolled.length - before).toBe(3);
+      expect(second.enrolled.length).toBe(3);
+      // Held: nothing connects until connect().
+      await new Promise((r) => setTimeout(r, 300));
+      expect(held.stats().connected).toBe(0);
+      held.connect();
+      await held.ready;
+      await until(() => held.stats().connected === 6);
+    } finally {
+      await held.stop();
+      await second.stop();
+    }
+  });
 });
