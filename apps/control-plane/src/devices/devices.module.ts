@@ -15,10 +15,12 @@ import { EnrollmentTokensService } from './enrollment/enrollment-tokens.service.
 import { modelCatalogProvider, ModelCatalogImports } from './model-catalog.provider.js';
 import { PresenceService } from './presence.service.js';
 import { ReportIngestService } from './report-ingest.service.js';
+import { DesiredSyncRepository } from './sync/desired-sync.repository.js';
+import { DesiredSyncService } from './sync/desired-sync.service.js';
 
 /**
  * Devices: provisioning and enrollment, the broker authenticator, presence, report and
- * inventory ingest, desired state. Exports DesiredStateService, ReportIngestService,
+ * inventory ingest, desired state and its sync on every hello. Exports DesiredStateService, ReportIngestService,
  * DeviceIngestMetrics and (through the global DeviceAuthModule) DeviceAuthGuard.
  */
 @Module({
@@ -35,10 +37,12 @@ import { ReportIngestService } from './report-ingest.service.js';
     DesiredStateService,
     ReportIngestService,
     PresenceService,
+    DesiredSyncRepository,
+    DesiredSyncService,
     DeviceBrokerAuthenticator,
     DeviceIngestMetrics,
     modelCatalogProvider,
   ],
-  exports: [DeviceAuthModule, DesiredStateService, ReportIngestService, DeviceIngestMetrics, DevicesRepository],
+  exports: [DeviceAuthModule, DesiredStateService, DesiredSyncService, ReportIngestService, DeviceIngestMetrics, DevicesRepository],
 })
 export class DevicesModule {}

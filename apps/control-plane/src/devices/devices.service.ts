@@ -1,5 +1,5 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
-import { type DeviceCredentials, PROTOCOL_VERSION, type Tags, isValidDeviceId, topics } from '@fleetline/protocol';
+import { type DeviceCredentials, PROTOCOL_VERSION, type Tags, isValidDeviceId } from '@fleetline/protocol';
 import { generateSecret, hashSecret } from '../access/secret.js';
 import { APP_CONFIG, type AppConfig } from '../infra/config/app-config.js';
 import type { Page } from '../infra/http/keyset-page.js';
@@ -7,6 +7,7 @@ import { MqttGateway } from '../infra/mqtt/mqtt-gateway.js';
 import { DesiredStateService } from './desired-state.service.js';
 import { DeviceCredentialVerifier } from './device-credential-verifier.service.js';
 import { deviceCursor, type DeviceListFilter } from './device-filter.js';
+import { enrollmentCredentials } from './enrollment/enrollment-credentials.js';
 import { DeviceErrorCode, DeviceException } from './devices.exception.js';
 import { type DeviceDetail, type DeviceModelState, DevicesRepository, type DeviceSummary } from './devices.repository.js';
 import { ModelCatalog } from './model-catalog.js';
@@ -80,24 +81,20 @@ export class DevicesService {
   /**
    * Decommission: the credential is cleared (HTTP and MQTT refuse it at once on this replica;
    * other replicas' caches forget it within CREDENTIAL_CACHE_TTL_MS), the live MQTT connection is
-   * dropped, retained topics of the device are cleared, and per-model state is deleted. The row
+   * dropped on whichever replica holds it, and per-model state is deleted. The broker holds nothing
+   * else of the device (no retained messages, clean sessions), so nothing is left to clear. The row
    * stays (audit, `?decommissioned=true`); the id can be enrolled again later.
    */
   async decommission(id: string): Promise<void> {
     if (!isValidDeviceId(id)) this.notFound(id);
-    const models = await this.devices.decommission(id);
-    if (!models) this.notFound(id);
+    if (!(await this.devices.decommission(id))) this.notFound(id);
     this.verifier.evict(id);
     try {
       // Tell a connected agent to stop and forget its credentials (best effort: it is about to be cut off anyway).
       await this.desired.sendCommand(id, { v: PROTOCOL_VERSION, type: 'decommission' });
       await this.gateway.disconnectClient(id);
-      await this.desired.clearRetained(id, models);
-      await this.gateway.publishMany(
-        [topics.presence(id), topics.inventory(id)].map((topic) => ({ topic, payload: Buffer.alloc(0), qos: 1 as const, retain: true })),
-      );
     } catch (err) {
-      this.logger.warn(`decommissioned ${id} but clearing its broker state failed: ${String(err)}`);
+      this.logger.warn(`decommissioned ${id} but telling its connection failed: ${String(err)}`);
     }
     this.logger.log(`device ${id} decommissioned`);
   }
@@ -115,14 +112,6 @@ export class DevicesService {
   }
 
   private credentials(deviceId: string, secret: string, root: string, requestOrigin: string): DeviceCredentials {
-    const baseUrl = (this.config.http.publicUrl ?? requestOrigin).replace(/\/+$/, '');
-    return {
-      deviceId,
-      secret,
-      mqtt: { url: this.gateway.publicUrl(), clientId: deviceId, username: deviceId },
-      http: { baseUrl },
-      tuf: { root, metadataUrl: `${baseUrl}/api/v1/tuf/metadata`, targetsUrl: `${baseUrl}/api/v1/tuf/targets` },
-      protocolVersion: PROTOCOL_VERSION,
-    };
+    return enrollmentCredentials({ deviceId, secret, root, baseUrl: this.config.http.publicUrl ?? requestOrigin, mqttUrls: this.gateway.publicUrls() });
   }
 }
