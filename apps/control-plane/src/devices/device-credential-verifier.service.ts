@@ -28,8 +28,12 @@ export class DeviceCredentialVerifier {
   private readonly cache = new CredentialCache(CREDENTIAL_CACHE_TTL_MS, CREDENTIAL_CACHE_MAX);
   private waiting = new Map<string, { resolve: (hash: string | undefined) => void; reject: (err: unknown) => void }[]>();
   private scheduled = false;
-  /** Bumped on every eviction so a lookup that started before it cannot re-cache a dead credential. */
-  private generation = 0;
+  /**
+   * Ids evicted while a lookup of theirs was in flight: that lookup must not re-cache a dead
+   * credential. Per id, so enrolling thousands of devices does not stop the cache for everyone.
+   */
+  private readonly evictedInFlight = new Set<string>();
+  private readonly inFlight = new Map<string, number>();
 
   constructor(private readonly credentials: DeviceCredentialsRepository) {}
 
@@ -37,17 +41,29 @@ export class DeviceCredentialVerifier {
     if (!secret || !isValidDeviceId(deviceId)) return false;
     const cached = this.cache.get(deviceId);
     if (cached !== undefined && secretMatches(secret, cached)) return true;
-    const generation = this.generation;
-    const hash = await this.lookup(deviceId);
+    this.inFlight.set(deviceId, (this.inFlight.get(deviceId) ?? 0) + 1);
+    let hash: string | undefined;
+    let evicted: boolean;
+    try {
+      hash = await this.lookup(deviceId);
+    } finally {
+      evicted = this.evictedInFlight.has(deviceId);
+      const left = this.inFlight.get(deviceId)! - 1;
+      if (left > 0) this.inFlight.set(deviceId, left);
+      else {
+        this.inFlight.delete(deviceId);
+        this.evictedInFlight.delete(deviceId);
+      }
+    }
     if (hash === undefined || !secretMatches(secret, hash)) return false;
-    if (generation === this.generation) this.cache.set(deviceId, hash);
+    if (!evicted) this.cache.set(deviceId, hash);
     return true;
   }
 
-  /** Forgets a device at once (decommission). */
+  /** Forgets a device at once (decommission, re-enrollment). */
   evict(deviceId: string): void {
-    this.generation++;
     this.cache.delete(deviceId);
+    if (this.inFlight.has(deviceId)) this.evictedInFlight.add(deviceId);
   }
 
   private lookup(deviceId: string): Promise<string | undefined> {

@@ -49,4 +49,20 @@ describe('DeviceCredentialVerifier', () => {
     verifier.evict('a');
     expect(await verifier.verify('a', 'right')).toBe(false);
   });
+
+  it('does not re-cache a credential evicted while its lookup was in flight, and keeps caching everyone else', async () => {
+    const { repo, lookups, devices } = fakeRepository({ a: 'right', b: 'other' });
+    const verifier = new DeviceCredentialVerifier(repo);
+    const pendingA = verifier.verify('a', 'right');
+    const pendingB = verifier.verify('b', 'other');
+    verifier.evict('a'); // decommissioned while the lookup runs
+    verifier.evict('c'); // an enrollment elsewhere: must not stop caching of a and b
+    expect(await pendingA).toBe(true); // answered from the row read before the eviction
+    expect(await pendingB).toBe(true);
+    delete devices['a'];
+    expect(await verifier.verify('a', 'right')).toBe(false); // not cached: looked up again
+    const before = lookups.length;
+    expect(await verifier.verify('b', 'other')).toBe(true);
+    expect(lookups.length).toBe(before); // b stayed cached
+  });
 });
