@@ -36,7 +36,8 @@ describe('docker/ deployment files', () => {
     expect(services['fleetline']?.profiles).toBeUndefined();
     expect(services['fleetline']?.volumes).toContain('fleetline-data:/data');
     expect(services['fleetline']?.ports).toEqual([expect.stringContaining(':3000')]);
-    for (const name of ['postgres', 'mosquitto', 'control-plane-1', 'control-plane-2']) expect(services[name]?.profiles).toEqual(['scale']);
+    for (const name of ['mosquitto', 'control-plane-1', 'control-plane-2']) expect(services[name]?.profiles).toEqual(['scale']);
+    expect(services['postgres']?.profiles).toEqual(['scale', 'cluster']);
     for (const name of ['control-plane-1', 'control-plane-2']) {
       const env = services[name]!.environment!;
       expect(env['MQTT_URL']).toBe('mqtt://mosquitto:1883');
@@ -54,6 +55,28 @@ describe('docker/ deployment files', () => {
       const dependencies = Array.isArray(service.depends_on) ? service.depends_on : Object.keys(service.depends_on ?? {});
       for (const dependency of dependencies) expect(Object.keys(services)).toContain(dependency);
     }
+  });
+
+  it('compose: a cluster profile with Redis and three replicas with their own brokers, each named, all brokers handed to devices, TLS in front', () => {
+    const { services } = yamlFile('compose.yaml') as { services: Record<string, ComposeService> };
+    expect(services['redis']?.profiles).toEqual(['cluster']);
+    const replicas = ['replica-1', 'replica-2', 'replica-3'];
+    const ids = new Set<string>();
+    for (const name of replicas) {
+      const service = services[name]!;
+      expect(service.profiles).toEqual(['cluster']);
+      const env = service.environment!;
+      expect(env['REDIS_URL']).toBe('redis://redis:6379');
+      expect(env['MQTT_URL']).toBeUndefined();
+      expect(env['DATABASE_URL']).toMatch(/^postgres:\/\/.*@postgres:5432\//);
+      ids.add(env['REPLICA_ID']!);
+      // The same broker list everywhere: three TLS addresses, one per replica.
+      expect(env['MQTT_PUBLIC_URL']).toBe(services['replica-1']!.environment!['MQTT_PUBLIC_URL']);
+      expect(env['MQTT_PUBLIC_URL']!.match(/mqtts:\/\//g)).toHaveLength(3);
+      expect(service.volumes).toContain('fleetline-cluster:/data');
+      expect(services[`${name}-mqtts`]?.command).toContain(`TCP:${name}:1883`);
+    }
+    expect(ids.size).toBe(3);
   });
 
   it('compose: no default broker password, secrets generated on first start, no plaintext MQTT port unless asked for', () => {
