@@ -2,7 +2,7 @@ import { describe, it, expect, beforeAll, afterAll } from '@jest/globals';
 import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { request } from 'node:http';
 import {
   decodePayload,
@@ -295,8 +295,17 @@ describe('Agent over a real MQTT broker', () => {
     ).not.toBe(current);
   });
 
-  it('wipes credentials on a decommission command', async () => {
-    await broker.publish(topics.commands(DEVICE), JSON.stringify({ v: 1, type: 'decommission' }), false);
+  it('refuses a decommission command bound to another credential, and obeys one bound to its own', async () => {
+    const invalid = agent.invalidMessages;
+    await broker.publish(topics.commands(DEVICE), JSON.stringify({ v: 1, type: 'decommission', credential: '0123456789abcdef' }), false);
+    const refused = Date.now() + 5000;
+    while (agent.invalidMessages === invalid && Date.now() < refused) await new Promise((r) => setTimeout(r, 20));
+    expect(agent.invalidMessages).toBe(invalid + 1);
+    expect(decommissioned).toBe(false);
+    expect(agent.connected).toBe(true);
+
+    const own = createHash('sha256').update(SECRET).digest('hex').slice(0, 16);
+    await broker.publish(topics.commands(DEVICE), JSON.stringify({ v: 1, type: 'decommission', credential: own }), false);
     const deadline = Date.now() + 5000;
     while (!decommissioned && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     expect(decommissioned).toBe(true);

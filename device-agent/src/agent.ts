@@ -1,6 +1,8 @@
+import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import {
   commandSchema,
+  credentialBindingOf,
   decodePayload,
   desiredMessageSchema,
   isDesiredCleared,
@@ -78,11 +80,14 @@ export class Agent extends EventEmitter {
   private started = false;
   /** Bad MQTT payloads refused (decoded with the protocol schemas before any side effect). */
   invalidMessages = 0;
+  /** What commands meant for this credential carry (protocol `credentialBindingOf`). */
+  private readonly credentialBinding: string;
 
   constructor(private readonly opts: AgentOptions) {
     super();
     const c = opts.credentials;
     this.deviceId = c.deviceId;
+    this.credentialBinding = credentialBindingOf(createHash('sha256').update(c.secret).digest('hex'));
     this.reports = new Outbox(opts.store, 'outbox/reports', opts.reportQueue ?? { maxItems: 1000, maxBytes: 1_000_000 });
     this.telemetryOut = new Outbox(opts.store, 'outbox/telemetry', opts.telemetryQueue ?? { maxItems: 2000, maxBytes: 4_000_000 });
     this.inventoryOut = new Outbox(opts.store, 'outbox/inventory', { maxItems: 1, maxBytes: 1_000_000 });
@@ -200,6 +205,12 @@ export class Agent extends EventEmitter {
       if (!c.ok) {
         this.invalidMessages++;
         this.log(`refused command: ${c.error}`);
+        return;
+      }
+      if (c.value.credential !== undefined && c.value.credential !== this.credentialBinding) {
+        // Issued for an earlier credential of this device id (decommissioned, then enrolled again).
+        this.invalidMessages++;
+        this.log(`refused ${c.value.type} command bound to another credential`);
         return;
       }
       switch (c.value.type) {

@@ -73,7 +73,7 @@ function heapOf(proc) {
 const BASELINE_SOURCE = `
 import mqtt from 'mqtt';
 const [url, id, secret, desired, commands] = process.argv.slice(2);
-const client = await mqtt.connectAsync(url, { clientId: id, username: id, password: secret, protocolVersion: 4, clean: false, keepalive: 60 });
+const client = await mqtt.connectAsync(url, { clientId: id, username: id, password: secret, protocolVersion: 4, clean: true, keepalive: 60 });
 await client.subscribeAsync([desired, commands], { qos: 1 });
 process.stderr.write('connected\\n');
 setInterval(() => undefined, 1 << 30);

@@ -52,7 +52,7 @@ if (process.argv[2] === '--baseline-worker') {
       const client = new mqtt.MqttClient(() => createConnection({ host: '127.0.0.1', port: Number(port), localAddress }), {
         protocolVersion: 4,
         clientId: id,
-        clean: false,
+        clean: true, // as the agent does: the broker keeps no session
         keepalive: 60,
         reconnectPeriod: 1000,
         connectTimeout: 60_000,

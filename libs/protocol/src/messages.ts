@@ -154,12 +154,31 @@ export const presenceMessageSchema = z.object({
 });
 export type PresenceMessage = z.infer<typeof presenceMessageSchema>;
 
-/** Commands to one device: non-retained, QoS1. */
+/**
+ * Binds a command to the credential it was issued for: the first 16 hex digits of sha256(secret),
+ * which the control plane stores and the device can compute. A command meant for an earlier
+ * credential of the same device id (decommissioned, then enrolled again) is refused by the device.
+ */
+const credentialBinding = z.string().regex(/^[0-9a-f]{16}$/, 'credential: 16 lower-case hex digits');
+
+/** Commands to one device: non-retained, QoS1. `credential`, when present, must match the device's own. */
 export const commandSchema = z.discriminatedUnion('type', [
-  z.object({ v: protocolVersion, type: z.literal('install'), model: modelNameSchema, version: semverString, revision: z.number().int().nonnegative() }),
-  z.object({ v: protocolVersion, type: z.literal('report-inventory') }),
-  z.object({ v: protocolVersion, type: z.literal('decommission') }),
+  z.object({
+    v: protocolVersion,
+    type: z.literal('install'),
+    model: modelNameSchema,
+    version: semverString,
+    revision: z.number().int().nonnegative(),
+    credential: credentialBinding.optional(),
+  }),
+  z.object({ v: protocolVersion, type: z.literal('report-inventory'), credential: credentialBinding.optional() }),
+  z.object({ v: protocolVersion, type: z.literal('decommission'), credential: credentialBinding.optional() }),
 ]);
+
+/** The credential binding of a stored credential hash (sha256 hex of the secret). */
+export function credentialBindingOf(credentialHash: string): string {
+  return credentialHash.slice(0, 16);
+}
 export type Command = z.infer<typeof commandSchema>;
 
 /** Per-interval, per-model-version performance aggregate. One message per interval per active model. */

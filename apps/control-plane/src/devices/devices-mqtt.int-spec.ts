@@ -2,7 +2,16 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { WebSocket } from 'ws';
 import { DataSource } from 'typeorm';
-import { type DesiredModel, type DeviceCredentials, encodePayload, PROTOCOL_VERSION, topics, type UpdateReport } from '@fleetline/protocol';
+import {
+  credentialBindingOf,
+  type DesiredModel,
+  type DeviceCredentials,
+  encodePayload,
+  PROTOCOL_VERSION,
+  topics,
+  type UpdateReport,
+} from '@fleetline/protocol';
+import { hashSecret } from '../access/secret.js';
 import { EmbeddedBrokerGateway } from '../infra/mqtt/embedded-broker.gateway.js';
 import { MqttGateway } from '../infra/mqtt/mqtt-gateway.js';
 import { apiClient, type ApiClient, databaseBackends, eventually, startTestApp, type TestApp } from '../testing/test-app.fixture.js';
@@ -134,6 +143,14 @@ describe.each(databaseBackends())('devices over MQTT on %s', (backend) => {
       expect(await connect(t.mqttUrl, { clientId: 'auth-1', username: 'auth-2', password: c.secret })).toEqual({ ok: false, code: 4 });
       await device('auth-2');
       expect(await connect(t.mqttUrl, { clientId: 'auth-2', username: 'auth-2', password: c.secret })).toEqual({ ok: false, code: 4 });
+    });
+
+    it('refuses a persistent session: the broker keeps nothing for a device between connections', async () => {
+      const c = await device('sess-1');
+      const before = broker.metrics.count('connect');
+      expect(await connect(t.mqttUrl, { clientId: 'sess-1', username: 'sess-1', password: c.secret, clean: false })).toEqual({ ok: false, code: 5 });
+      expect(broker.metrics.count('connect')).toBe(before + 1);
+      expect(broker.metrics.lastDenial?.reason).toContain('persistent sessions');
     });
 
     it("refuses a last will on another device's topic at CONNECT", async () => {
@@ -463,8 +480,10 @@ describe.each(databaseBackends())('devices over MQTT on %s', (backend) => {
       expect(Number(models[0]!.n)).toBe(0);
       expect((await api.get<{ online: boolean }>('/api/v1/devices/dec-1')).body.online).toBe(false);
       // The agent was told before the connection went (best effort; it usually arrives).
+      // Bound to the credential it was issued for, so it can never wipe a later enrollment of the id.
       const command = box.get(topics.commands('dec-1'))?.[0];
-      if (command) expect(JSON.parse(command.toString())).toEqual({ v: PROTOCOL_VERSION, type: 'decommission' });
+      if (command)
+        expect(JSON.parse(command.toString())).toEqual({ v: PROTOCOL_VERSION, type: 'decommission', credential: credentialBindingOf(hashSecret(c.secret)) });
 
       // Re-provisioned under the same id: the old desired state does not come back.
       const fresh = await device('dec-1');

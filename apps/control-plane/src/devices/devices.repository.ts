@@ -188,18 +188,22 @@ export class DevicesRepository {
    * state; returns the models it had (their retained desired topics must be cleared), or
    * undefined when there was no live device with this id.
    */
-  async decommission(id: string): Promise<string[] | undefined> {
+  /** Clears the credential and the per-model state; answers the credential hash it had (commands are bound to it). */
+  async decommission(id: string): Promise<{ credentialHash: string | null } | undefined> {
     return this.dataSource.transaction(async (manager) => {
       const updated = rowsOf(
         await manager.query(
-          `UPDATE devices SET credential_hash = NULL, decommissioned_at = now(), online = false, presence_changed_at = now()
-         WHERE id = $1 AND decommissioned_at IS NULL RETURNING id`,
+          `WITH old AS (SELECT id, credential_hash FROM devices WHERE id = $1 AND decommissioned_at IS NULL FOR UPDATE)
+           UPDATE devices d SET credential_hash = NULL, decommissioned_at = now(), online = false, presence_changed_at = now()
+             FROM old WHERE d.id = old.id
+           RETURNING old.credential_hash`,
           [id],
         ),
       );
       if (updated.length === 0) return undefined;
-      const models = rowsOf(await manager.query(`DELETE FROM device_models WHERE device_id = $1 RETURNING model`, [id]));
-      return models.map((m) => String(m['model']));
+      await manager.query(`DELETE FROM device_models WHERE device_id = $1`, [id]);
+      const hash = updated[0]!['credential_hash'];
+      return { credentialHash: typeof hash === 'string' ? hash : null };
     });
   }
 

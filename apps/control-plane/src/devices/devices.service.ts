@@ -1,5 +1,5 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
-import { type DeviceCredentials, PROTOCOL_VERSION, type Tags, isValidDeviceId } from '@fleetline/protocol';
+import { credentialBindingOf, type DeviceCredentials, PROTOCOL_VERSION, type Tags, isValidDeviceId } from '@fleetline/protocol';
 import { generateSecret, hashSecret } from '../access/secret.js';
 import { APP_CONFIG, type AppConfig } from '../infra/config/app-config.js';
 import type { Page } from '../infra/http/keyset-page.js';
@@ -87,11 +87,14 @@ export class DevicesService {
    */
   async decommission(id: string): Promise<void> {
     if (!isValidDeviceId(id)) this.notFound(id);
-    if (!(await this.devices.decommission(id))) this.notFound(id);
+    const decommissioned = await this.devices.decommission(id);
+    if (!decommissioned) this.notFound(id);
     this.verifier.evict(id);
     try {
-      // Tell a connected agent to stop and forget its credentials (best effort: it is about to be cut off anyway).
-      await this.desired.sendCommand(id, { v: PROTOCOL_VERSION, type: 'decommission' });
+      // Tell a connected agent to stop and forget its credentials (best effort: it is about to be cut
+      // off anyway), bound to this credential so it can never wipe a later enrollment of the same id.
+      const credential = decommissioned.credentialHash ? credentialBindingOf(decommissioned.credentialHash) : undefined;
+      await this.desired.sendCommand(id, { v: PROTOCOL_VERSION, type: 'decommission', ...(credential ? { credential } : {}) });
       await this.gateway.disconnectClient(id);
     } catch (err) {
       this.logger.warn(`decommissioned ${id} but telling its connection failed: ${String(err)}`);

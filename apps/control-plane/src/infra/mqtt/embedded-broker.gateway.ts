@@ -94,6 +94,11 @@ export class EmbeddedBrokerGateway extends MqttGateway {
         // The client id is the device id: binding them here is what makes per-device ACLs sound.
         if (!isValidDeviceId(client.id)) return refuse(CONNACK_BAD_CREDENTIALS, 'client id is not a device id');
         if (username !== undefined && username !== client.id) return refuse(CONNACK_BAD_CREDENTIALS, 'username must equal the client id');
+        // The broker keeps no state for a device between connections: a persistent session would
+        // grow its memory with every device ever seen and could replay commands meant for a
+        // credential that no longer exists (MQTT 3.1.1 §3.1.2.4).
+        if (!(client as unknown as { clean: boolean }).clean)
+          return refuse(CONNACK_NOT_AUTHORIZED, 'persistent sessions are not kept: connect with clean session');
         const will = (client as unknown as { _will?: { topic: string; retain?: boolean } })._will;
         if (will) {
           const decision = authorizeDeviceWill(client.id, will.topic, will.retain === true);
