@@ -31,7 +31,19 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import mqtt from 'mqtt';
 import { adminApi, cleanEnv, log, mb, procMemory, resultsDir, root, sleep, until } from './helpers/agent-bench-util.mjs';
 import { scratchDatabase } from './helpers/bench-util.mjs';
-import { benchRedis, createBareBrokers, createReplicas, queryOne, startReplicas, stopReplicas, timeDeciles } from './helpers/cluster-bench-util.mjs';
+import {
+  benchRedis,
+  cleanupOnSignal,
+  createBareBrokers,
+  createReplicas,
+  idle,
+  queryOne,
+  startReplicas,
+  stopReplicas,
+  timeDeciles,
+  track,
+  within,
+} from './helpers/cluster-bench-util.mjs';
 
 const DEVICES = Number(process.env.BENCH_DEVICES ?? 100_000);
 const REPLICAS = Number(process.env.BENCH_REPLICAS ?? 6);
@@ -145,7 +157,7 @@ async function rawBaseline(ports, outageMs) {
         sourceAddresses: SOURCE_ADDRESSES,
         concurrency: CONNECT_CONCURRENCY,
       };
-      const child = fork(self, ['--raw-worker', JSON.stringify(args)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: cleanEnv() });
+      const child = track(fork(self, ['--raw-worker', JSON.stringify(args)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: cleanEnv() }));
       counts[workers.length] = 0;
       const i = workers.length;
       child.on('message', (m) => typeof m?.connected === 'number' && (counts[i] = m.connected));
@@ -184,7 +196,7 @@ async function rawBaseline(ports, outageMs) {
     };
   } finally {
     for (const c of workers) if (c.connected) c.send('stop');
-    await Promise.all(workers.map((c) => Promise.race([new Promise((r) => (c.exitCode !== null ? r() : c.once('exit', r))), sleep(10_000)])));
+    await Promise.all(workers.map((c) => Promise.race([new Promise((r) => (c.exitCode !== null ? r() : c.once('exit', r))), idle(10_000)])));
     for (const c of workers) if (c.exitCode === null) c.kill('SIGKILL');
     await Promise.all(brokers.map((b) => b.kill('SIGKILL')));
   }
@@ -201,6 +213,16 @@ async function main() {
   const sql = (text, params) => queryOne(scratch.url, text, params);
   const tag = `f${randomBytes(3).toString('hex')}`;
   let sim;
+  const cleanup = async () => {
+    if (sim) await within(sim.stop(), 60_000, 'simulator stop').catch(() => undefined);
+    sim = undefined;
+    await stopReplicas(replicas, 'SIGKILL');
+    await scratch.drop().catch((err) => log(`dropping the scratch database failed: ${err.message}`));
+    const deleted = await redis.cleanup().catch((err) => log(`redis cleanup failed: ${err.message}`));
+    if (typeof deleted === 'number') log(`redis: deleted ${deleted} keys of this run`);
+    await rm(dataDir, { recursive: true, force: true });
+  };
+  cleanupOnSignal(cleanup);
   const result = {
     at: new Date().toISOString(),
     node: process.version,
@@ -238,9 +260,7 @@ async function main() {
       statsIntervalMs: 250, // the raw clients report as often: same resolution of the decile times
     });
     const enrollProgress = setInterval(() => log(`enrolled ${sim.stats().enrolled}/${DEVICES} (failed ${sim.stats().enrollFailed})`), 10_000);
-    await Promise.race([sim.enrolled, sleep(PHASE_TIMEOUT_MS).then(() => Promise.reject(new Error('enrollment timed out')))]).finally(() =>
-      clearInterval(enrollProgress),
-    );
+    await within(sim.enrolled, PHASE_TIMEOUT_MS, 'enrollment').finally(() => clearInterval(enrollProgress));
     const enrollSeconds = (Date.now() - enrollStarted) / 1000;
     const afterEnroll = sim.stats();
     const enrolled = afterEnroll.enrolled;
@@ -385,12 +405,7 @@ async function main() {
     result.raw = raw;
     report(result);
   } finally {
-    if (sim) await sim.stop().catch(() => undefined);
-    await stopReplicas(replicas, 'SIGKILL');
-    await scratch.drop().catch((err) => log(`dropping the scratch database failed: ${err.message}`));
-    const deleted = await redis.cleanup().catch((err) => log(`redis cleanup failed: ${err.message}`));
-    if (typeof deleted === 'number') log(`redis: deleted ${deleted} keys of this run`);
-    await rm(dataDir, { recursive: true, force: true });
+    await cleanup();
   }
 }
 

@@ -7,7 +7,50 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { Redis } from 'ioredis';
 import { cleanEnv, log, procMemory, root } from './agent-bench-util.mjs';
-import { freePort, sleep, until, waitForReady } from './bench-util.mjs';
+import { freePort, until, waitForReady } from './bench-util.mjs';
+
+/** A sleep that does not keep the process alive (for the losing side of a Promise.race). */
+export function idle(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
+
+/** Rejects after `ms` unless `promise` settles first; the timer never outlives the race. */
+export async function within(promise, ms, what) {
+  let timer;
+  try {
+    return await Promise.race([promise, new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+const children = new Set();
+/** Child processes this benchmark started; SIGKILLed when it exits, however it exits. */
+export function track(child) {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+process.once('exit', () => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+});
+
+/**
+ * SIGINT/SIGTERM: runs `cleanup` once (bounded), then exits 130; the exit hook kills whatever is left.
+ */
+export function cleanupOnSignal(cleanup) {
+  let running = false;
+  const onSignal = (signal) => {
+    if (running) return;
+    running = true;
+    log(`${signal}: cleaning up`);
+    void within(cleanup(), 60_000, 'cleanup')
+      .catch((err) => log(`cleanup: ${err.message}`))
+      .finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+}
 
 /**
  * `count` replicas of apps/control-plane/dist/main.js. Each has its own HTTP and MQTT port (kept
@@ -51,7 +94,7 @@ export async function createReplicas({ count, databaseUrl, redisUrl, adminKey, d
         };
         child.stdout.on('data', keep);
         child.stderr.on('data', keep);
-        replica.child = child;
+        replica.child = track(child);
         return child;
       },
       async ready(timeoutMs = 120_000) {
@@ -69,7 +112,7 @@ export async function createReplicas({ count, databaseUrl, redisUrl, adminKey, d
         if (!child || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
         const exited = new Promise((resolve) => child.once('exit', resolve));
         child.kill(signal);
-        return Promise.race([exited, sleep(20_000).then(() => child.kill('SIGKILL'))]);
+        return Promise.race([exited, idle(20_000).then(() => child.kill('SIGKILL'))]);
       },
     };
     return replica;
@@ -102,7 +145,7 @@ export function createBareBrokers(ports) {
           stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
           env: cleanEnv(),
         });
-        broker.child = child;
+        broker.child = track(child);
         await Promise.race([
           new Promise((resolve) => child.on('message', (m) => m?.ready && resolve())),
           new Promise((_, reject) => child.once('exit', (code) => reject(new Error(`bare broker on ${port} exited with ${code}`)))),
@@ -116,7 +159,7 @@ export function createBareBrokers(ports) {
         if (!child || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
         const exited = new Promise((resolve) => child.once('exit', resolve));
         child.kill(signal);
-        return Promise.race([exited, sleep(10_000)]);
+        return Promise.race([exited, idle(10_000)]);
       },
     };
     return broker;
