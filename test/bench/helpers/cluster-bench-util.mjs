@@ -168,17 +168,26 @@ export function createBareBrokers(ports) {
 
 /**
  * Polls `connected()` every `everyMs` until it reaches `total` (or the timeout), and records when
- * each tenth of `total` was first reached. Returns per-decile rates (devices/s) and the total time.
+ * each tenth of `total` was first reached, interpolated linearly between the two polls around it
+ * (a tenth of a small fleet can pass within one poll). Returns per-decile rates (devices/s), the
+ * last-tenth / first-tenth ratio and the total time.
  */
 export async function timeDeciles(connected, total, { timeoutMs, everyMs = 250, what = 'connections', progress } = {}) {
   const started = Date.now();
   const marks = [];
   let last = 0;
+  let prev = { t: 0, n: 0 };
   let lastLog = 0;
   await until(
     async () => {
       last = await connected();
-      while (marks.length < 10 && last >= Math.ceil(((marks.length + 1) * total) / 10)) marks.push((Date.now() - started) / 1000);
+      const t = (Date.now() - started) / 1000;
+      while (marks.length < 10 && last >= Math.ceil(((marks.length + 1) * total) / 10)) {
+        const threshold = ((marks.length + 1) * total) / 10;
+        const at = last > prev.n ? prev.t + ((threshold - prev.n) / (last - prev.n)) * (t - prev.t) : t;
+        marks.push(Math.max(at, marks.at(-1) ?? 0));
+      }
+      prev = { t, n: last };
       if (progress && Date.now() - lastLog > 10_000) {
         lastLog = Date.now();
         progress(last);
@@ -191,11 +200,7 @@ export async function timeDeciles(connected, total, { timeoutMs, everyMs = 250, 
   );
   const seconds = (Date.now() - started) / 1000;
   const tenth = total / 10;
-  const rates = marks.map((t, i) => {
-    const span = t - (i === 0 ? 0 : marks[i - 1]);
-    // Two deciles inside one poll: the rate is bounded by the poll period, not measured.
-    return Number((tenth / Math.max(span, everyMs / 1000)).toFixed(1));
-  });
+  const rates = marks.map((t, i) => Number((tenth / Math.max(t - (i === 0 ? 0 : marks[i - 1]), 0.001)).toFixed(1)));
   return {
     seconds,
     marks,
