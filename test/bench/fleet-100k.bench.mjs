@@ -34,6 +34,7 @@ import { scratchDatabase } from './helpers/bench-util.mjs';
 import {
   benchRedis,
   cleanupOnSignal,
+  cpuMeter,
   createBareBrokers,
   createReplicas,
   idle,
@@ -164,6 +165,8 @@ async function rawBaseline(ports, outageMs) {
       workers.push(child);
     }
     await sleep(500);
+    const cpu = cpuMeter({ brokers: 'bare-broker.mjs', clients: '--raw-worker' });
+    cpu.start();
     for (const c of workers) c.send('connect');
     const connected = () => counts.reduce((a, b) => a + b, 0);
     const connect = await timeDeciles(connected, DEVICES, {
@@ -171,6 +174,7 @@ async function rawBaseline(ports, outageMs) {
       what: 'raw clients connected',
       progress: (n) => log(`raw: ${n}/${DEVICES} connected`),
     });
+    const connectCpu = cpu.stop();
     log(`raw: ${DEVICES} connected in ${connect.seconds.toFixed(1)} s`);
     await sleep(5000);
     const loaded = brokers.reduce((n, b) => n + b.rss(), 0);
@@ -192,6 +196,7 @@ async function rawBaseline(ports, outageMs) {
       brokersRssBytes: loaded,
       rssPerConnectionBytes: Math.round((loaded - idle) / DEVICES),
       clientsRssBytes: clientsRss,
+      connectCpu,
       storm,
     };
   } finally {
@@ -223,6 +228,9 @@ async function main() {
     await rm(dataDir, { recursive: true, force: true });
   };
   cleanupOnSignal(cleanup);
+  // CPU per phase: is the simulator the bottleneck of its own benchmark? (2 cores = 2.0 cores)
+  const cpu = cpuMeter({ replicas: 'control-plane/dist/main.js', simulator: 'simulator/worker.js' });
+  const cpuByPhase = {};
   const result = {
     at: new Date().toISOString(),
     node: process.version,
@@ -244,6 +252,7 @@ async function main() {
 
     // --- enrollment (devices hold their connections until every process has enrolled) ---------
     const enrollStarted = Date.now();
+    cpu.start(); // the workers are forked below: they count from zero
     sim = startSimulation({
       server: replicas.map((r) => r.baseUrl),
       token,
@@ -272,9 +281,11 @@ async function main() {
       perSecond: Number((enrolled / enrollSeconds).toFixed(1)),
       errors: afterEnroll.enrollErrors,
     };
+    cpuByPhase.enrollment = cpu.stop();
     log(`enrollment: ${enrolled} in ${enrollSeconds.toFixed(1)} s = ${enrollment.perSecond}/s (${enrollment.failed} failed)`);
 
     // --- connect ------------------------------------------------------------------------------
+    cpu.start();
     sim.connect();
     const connect = await timeDeciles(() => sim.stats().connected, enrolled, {
       timeoutMs: PHASE_TIMEOUT_MS,
@@ -287,6 +298,7 @@ async function main() {
       'every device online in the database',
       1000,
     );
+    cpuByPhase.connect = cpu.stop();
     log(`connect: ${enrolled} in ${connect.seconds.toFixed(1)} s; per tenth ${connect.rates.join(' ')} /s`);
     await sleep(5000);
     const connectedRss = replicas.map((r) => r.rss());
@@ -297,6 +309,7 @@ async function main() {
     // --- one-wave rollout, telemetry meanwhile ----------------------------------------------------
     const telemetryBefore = Number((await sql(`SELECT count(*) AS n FROM telemetry_samples`)).n);
     const rolloutStarted = Date.now();
+    cpu.start();
     const rollout = await api.call('POST', '/api/v1/rollouts', {
       model: 'counter',
       version: '2.0.0',
@@ -319,6 +332,7 @@ async function main() {
       1000,
     );
     const rolloutSeconds = (Date.now() - rolloutStarted) / 1000;
+    cpuByPhase.rollout = cpu.stop();
     const onNewVersion = Number((await sql(`SELECT count(*) AS n FROM device_models WHERE model = 'counter' AND active_version = '2.0.0'`)).n);
     const telemetryAtRolloutEnd = Number((await sql(`SELECT count(*) AS n FROM telemetry_samples`)).n);
     log(`rollout ${detail.state} in ${rolloutSeconds.toFixed(1)} s; ${onNewVersion}/${enrolled} devices on 2.0.0`);
@@ -340,10 +354,12 @@ async function main() {
     for (const r of replicas) r.start(); // migrations are in place: all at once
     await Promise.all(replicas.map((r) => r.ready()));
     const restartedAt = Date.now();
+    cpu.start();
     const outageMs = restartedAt - killedAt.getTime();
     log(`storm: replicas back ${outageMs} ms after the kill`);
     await until(() => sim.stats().connected >= enrolled, PHASE_TIMEOUT_MS, 'every device reconnected after the storm', 250);
     const reconnectedAt = Date.now();
+    cpuByPhase.reconnect = cpu.stop();
     // Every device said hello again to a replica after the kill (and so got its desired state).
     let helloAgain = 0;
     await until(
@@ -391,6 +407,7 @@ async function main() {
         },
         telemetry,
         storm,
+        cpuByPhase,
       },
     });
 
@@ -504,6 +521,9 @@ function report(result) {
   process.stdout.write(
     `\nFleet of ${result.devices} devices, ${result.replicas} replicas (PostgreSQL + Redis), ${result.simulatorProcesses} client processes, ${result.sourceAddresses} source addresses\n\n` +
       `${lines.map((l) => l.map((c, i) => c.padEnd(widths[i])).join('  ')).join('\n')}\n\n` +
+      `CPU in cores (of 2) per phase, replicas / simulator: ${Object.entries(f.cpuByPhase)
+        .map(([phase, c]) => `${phase} ${c.replicas.cores} / ${c.simulator.cores}`)
+        .join(', ')}${raw ? `; raw connect: brokers ${raw.connectCpu.brokers.cores} / clients ${raw.connectCpu.clients.cores}` : ''}\n` +
       `devices per replica: ${f.devicesByReplica.map((r) => `${r.replica}=${r.devices}`).join(' ')}\n` +
       (f.enrollment.errors.length ? `enrollment errors (first ${f.enrollment.errors.length}):\n  ${f.enrollment.errors.join('\n  ')}\n` : '') +
       `Storm: both sides see the same outage (raw brokers restart after the time the replicas took), reconnect with the agent's backoff ` +

@@ -3,6 +3,7 @@
 // same ports, bare aedes processes on the same layout, decile timing of a connecting fleet, and
 // cleanup of what a run made in Redis.
 import { fork, spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { Redis } from 'ioredis';
@@ -246,6 +247,74 @@ export function benchRedis(baseUrl, db) {
       } finally {
         redis.disconnect();
       }
+    },
+  };
+}
+
+/** Direct children of a process (from /proc; empty when it has none or exited). */
+export function childPids(pid) {
+  try {
+    return readdirSync(`/proc/${pid}/task`).flatMap((task) =>
+      readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').split(/\s+/).filter(Boolean).map(Number),
+    );
+  } catch {
+    return [];
+  }
+}
+
+function cmdline(pid) {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
+  } catch {
+    return '';
+  }
+}
+
+/** CPU seconds (user + system) a process has used so far; 0 once it is gone. */
+export function cpuSeconds(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100; // USER_HZ is 100 on Linux
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * CPU use per group of this process's children over a phase: `start()` then `stop()` gives, per
+ * group, CPU seconds and the share of one core over the phase's wall time. Groups are matched on
+ * the child's command line (a process started during the phase counts from zero).
+ */
+export function cpuMeter(groups) {
+  const sample = () => {
+    const out = {};
+    for (const pid of childPids(process.pid)) {
+      const line = cmdline(pid);
+      const group = Object.keys(groups).find((g) => line.includes(groups[g]));
+      if (group) out[pid] = { group, cpu: cpuSeconds(pid) };
+    }
+    return out;
+  };
+  let before = {};
+  let startedAt = 0;
+  return {
+    start() {
+      before = sample();
+      startedAt = Date.now();
+    },
+    stop() {
+      const after = sample();
+      const wall = (Date.now() - startedAt) / 1000;
+      const result = { wallSeconds: wall };
+      for (const g of Object.keys(groups)) result[g] = { cpuSeconds: 0, cores: 0 };
+      for (const [pid, { group, cpu }] of Object.entries(after)) result[group].cpuSeconds += cpu - (before[pid]?.cpu ?? 0);
+      for (const g of Object.keys(groups)) {
+        result[g].cpuSeconds = Number(result[g].cpuSeconds.toFixed(1));
+        result[g].cores = Number((result[g].cpuSeconds / Math.max(wall, 0.001)).toFixed(2));
+      }
+      return result;
     },
   };
 }
