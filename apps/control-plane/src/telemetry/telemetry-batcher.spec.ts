@@ -80,6 +80,31 @@ describe('TelemetryBatcher', () => {
     expect(b.size).toBe(0);
   });
 
+  it('writes up to `writers` batches at once', async () => {
+    const release: (() => void)[] = [];
+    let concurrent = 0;
+    let most = 0;
+    const b = new TelemetryBatcher<number>(
+      { maxBatch: 2, maxQueue: 100, maxDelayMs: 1, writers: 2 },
+      async () => {
+        concurrent++;
+        most = Math.max(most, concurrent);
+        await new Promise<void>((resolve) => release.push(resolve));
+        concurrent--;
+      },
+      () => undefined,
+    );
+    const items = [1, 2, 3, 4, 5, 6].map((i) => watch(b.submit(i)));
+    await tick(5);
+    expect(concurrent).toBe(2);
+    while (items.some((i) => i.state() === 'pending')) {
+      release.splice(0).forEach((r) => r());
+      await tick(5);
+    }
+    expect(most).toBe(2);
+    expect(b.size).toBe(0);
+  });
+
   it('rejects every item of a failed batch with its error and goes on with the next batch', async () => {
     const failed: number[] = [];
     const ok: number[] = [];

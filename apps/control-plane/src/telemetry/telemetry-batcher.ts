@@ -5,6 +5,11 @@ export interface TelemetryBatcherOptions {
   maxQueue: number;
   /** Longest an item waits before a partial batch is written. */
   maxDelayMs: number;
+  /**
+   * Batches written at once (default 1). Two let the database work on one batch while this
+   * process decodes and encodes the next, instead of each side waiting for the other.
+   */
+  writers?: number;
 }
 
 export type BatchWriter<T> = (batch: T[]) => Promise<void>;
@@ -23,7 +28,7 @@ interface Entry<T> {
 }
 
 /**
- * Bounded in-memory group commit with one writer at a time. submit() answers a promise that
+ * Bounded in-memory group commit with at most `writers` batches being written at a time. submit() answers a promise that
  * resolves when the batch holding the item has been written (committed) and rejects with the
  * writer's error when it could not be: callers acknowledge a message only then (commit before ack).
  * Items accumulate while a batch is being written, so the batch size adapts to the write latency
@@ -34,7 +39,8 @@ export class TelemetryBatcher<T> {
   private queue: Entry<T>[] = [];
   private inFlight = 0;
   private timer: NodeJS.Timeout | undefined;
-  private draining: Promise<void> | undefined;
+  private readonly lanes = new Set<Promise<void>>();
+  private readonly writers: number;
   private closed = false;
   private roomWaiters: { resolve: () => void; reject: (err: unknown) => void }[] = [];
 
@@ -44,6 +50,7 @@ export class TelemetryBatcher<T> {
     private readonly onError: (err: unknown, failed: number) => void,
   ) {
     if (options.maxBatch < 1 || options.maxQueue < options.maxBatch) throw new Error('maxQueue must be >= maxBatch >= 1');
+    this.writers = Math.max(1, options.writers ?? 1);
   }
 
   /** True once close() was called. */
@@ -73,18 +80,15 @@ export class TelemetryBatcher<T> {
     return new Promise<void>((resolve, reject) => {
       this.queue.push({ item, resolve, reject });
       if (this.queue.length >= this.options.maxBatch) this.kick();
-      else if (!this.timer && !this.draining) {
-        this.timer = setTimeout(() => this.kick(), this.options.maxDelayMs);
-        this.timer.unref();
-      }
+      else if (!this.timer && this.lanes.size < this.writers) this.arm();
     });
   }
 
   /** Writes everything queued so far; resolves when every batch has settled (written or failed). */
   async flush(): Promise<void> {
-    while (this.queue.length > 0 || this.draining) {
+    while (this.queue.length > 0 || this.lanes.size > 0) {
       this.kick();
-      await this.draining;
+      await Promise.all([...this.lanes]);
     }
   }
 
@@ -99,18 +103,22 @@ export class TelemetryBatcher<T> {
     this.timer = undefined;
   }
 
+  private arm(): void {
+    this.timer = setTimeout(() => this.kick(), this.options.maxDelayMs);
+    this.timer.unref();
+  }
+
   private kick(): void {
     clearTimeout(this.timer);
     this.timer = undefined;
-    if (this.draining) return;
-    this.draining = this.drain().finally(() => {
-      this.draining = undefined;
-      // Items that arrived during the last write but did not fill a batch still need a deadline.
-      if (this.queue.length > 0 && !this.timer) {
-        this.timer = setTimeout(() => this.kick(), this.options.maxDelayMs);
-        this.timer.unref();
-      }
-    });
+    while (this.lanes.size < this.writers && this.queue.length > 0) {
+      const lane: Promise<void> = this.drain().finally(() => {
+        this.lanes.delete(lane);
+        // Items that arrived during the last write but did not fill a batch still need a deadline.
+        if (this.queue.length > 0 && !this.timer) this.arm();
+      });
+      this.lanes.add(lane);
+    }
   }
 
   private async drain(): Promise<void> {
@@ -118,7 +126,7 @@ export class TelemetryBatcher<T> {
     do {
       const batch = this.queue.splice(0, this.options.maxBatch);
       if (batch.length === 0) return;
-      this.inFlight = batch.length;
+      this.inFlight += batch.length;
       let failure: { err: unknown } | undefined;
       try {
         await this.write(batch.map((e) => e.item));
@@ -126,7 +134,7 @@ export class TelemetryBatcher<T> {
         failure = { err };
         this.onError(err, batch.length);
       } finally {
-        this.inFlight = 0;
+        this.inFlight -= batch.length;
       }
       if (failure) for (const e of batch) e.reject(failure.err);
       else for (const e of batch) e.resolve();
