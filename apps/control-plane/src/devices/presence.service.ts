@@ -38,6 +38,8 @@ export class PresenceService implements OnModuleInit, OnModuleDestroy {
   private timer?: NodeJS.Timeout;
   private sweepTimer?: NodeJS.Timeout;
   private flushing?: Promise<void>;
+  /** Presence messages waiting for the flush that stores them: their PUBACK waits too. */
+  private waiters: (() => void)[] = [];
 
   constructor(
     @Inject(MqttGateway) private readonly gateway: MqttGateway,
@@ -83,9 +85,14 @@ export class PresenceService implements OnModuleInit, OnModuleDestroy {
 
   private async flushOnce(): Promise<void> {
     const { ids, online, at, session, replica } = this.buffer.drain();
+    const waiters = this.waiters;
+    this.waiters = [];
     try {
       await this.devices.applyPresence(ids, online, at, session, replica);
+      for (const resolve of waiters) resolve();
     } catch (err) {
+      // Still not stored: those messages stay unacknowledged until a later flush stores them.
+      this.waiters.push(...waiters);
       this.logger.error(`recording presence of ${ids.length} device(s) failed: ${String(err)}`);
       // Put them back; anything that arrived meanwhile is ordered by the same rule (PresenceBuffer.add).
       ids.forEach((deviceId, i) => this.buffer.add({ deviceId, online: online[i]!, at: new Date(at[i]!), session: session[i]!, replica: replica[i]! }));
@@ -105,7 +112,12 @@ export class PresenceService implements OnModuleInit, OnModuleDestroy {
     }
   }
 
-  private onPresence(message: InboundMessage): void {
+  /**
+   * A device's presence message. In embedded mode it is only the hello (the broker's own connection
+   * events are the presence), acknowledged at once. On an external broker it is the presence itself:
+   * the answer (PUBACK) waits until the flush that stores it.
+   */
+  private onPresence(message: InboundMessage): void | Promise<void> {
     if (message.payload.length === 0) return; // nothing to say (an older agent clearing a retained message)
     const receivedAt = new Date();
     const parsed = parseDeviceTopic(message.topic);
@@ -129,5 +141,6 @@ export class PresenceService implements OnModuleInit, OnModuleDestroy {
       session: decoded.value.session ?? null,
       replica: null,
     });
+    return new Promise((resolve) => this.waiters.push(resolve));
   }
 }

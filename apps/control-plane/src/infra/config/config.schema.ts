@@ -51,7 +51,11 @@ export const envSchema = z.object({
    */
   MQTT_PUBLIC_URL: z.preprocess(
     (v) => (typeof v === 'string' && v.trim() !== '' ? v.split(',').map((u) => u.trim()) : undefined),
-    z.array(url(['mqtt:', 'mqtts:', 'ws:', 'wss:', 'tcp:'])).min(1).max(64).optional(),
+    z
+      .array(url(['mqtt:', 'mqtts:', 'ws:', 'wss:', 'tcp:']))
+      .min(1)
+      .max(64)
+      .optional(),
   ),
   /**
    * Redis for several control-plane replicas with their own embedded brokers: messages to a device
@@ -125,6 +129,8 @@ export interface AppConfig {
     | { kind: 'external'; url: string; username?: string; password?: string; sharedGroup?: string; publicUrls?: string[] };
   /** Names this process among the control-plane replicas. */
   replicaId: string;
+  /** REPLICA_ID was set: the name survives restarts (what persistent broker sessions need). */
+  replicaIdStable: boolean;
   adminKey?: string;
   /** Secret of the broker-facing auth endpoints; undefined disables them. */
   brokerAuthSecret?: string;
@@ -175,6 +181,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
           drainTimeoutMs: e.MQTT_DRAIN_TIMEOUT_MS,
         },
     replicaId: e.REPLICA_ID ?? defaultReplicaId(),
+    replicaIdStable: e.REPLICA_ID !== undefined,
     adminKey: e.FLEET_ADMIN_KEY,
     brokerAuthSecret: e.BROKER_AUTH_SECRET,
     maxArtifactBytes: e.MAX_ARTIFACT_BYTES,
@@ -185,5 +192,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
 }
 
 function defaultReplicaId(): string {
-  return `${hostname().replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 48)}-${process.pid}`;
+  return `${hostname()
+    .replace(/[^A-Za-z0-9_.-]/g, '-')
+    .slice(0, 48)}-${process.pid}`;
 }

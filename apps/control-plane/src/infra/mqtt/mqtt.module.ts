@@ -17,7 +17,11 @@ import { MqttGateway } from './mqtt-gateway.js';
       provide: MqttGateway,
       inject: [APP_CONFIG],
       useFactory: (config: AppConfig): MqttGateway => {
-        if (config.mqtt.kind === 'external') return new ExternalBrokerGateway(config.mqtt);
+        // With a stable REPLICA_ID the ingest connections resume their broker sessions after a restart,
+        // so a message not acknowledged before a crash is delivered again (MQTT 3.1.1 §4.4). Without one,
+        // sessions are clean: a session under a name never used again would queue messages forever.
+        if (config.mqtt.kind === 'external')
+          return new ExternalBrokerGateway({ ...config.mqtt, ...(config.replicaIdStable ? { sessionId: config.replicaId } : {}) });
         const { redisUrl, ...embedded } = config.mqtt;
         return new EmbeddedBrokerGateway({
           ...embedded,

@@ -168,7 +168,7 @@ run('clustered embedded brokers (two replicas, one PostgreSQL, Redis)', () => {
     expect((await api.delete(`/api/v1/devices/${id}`)).status).toBe(204);
     await d.closed;
     const command = d.box.get(topics.commands(id))?.[0];
-    if (command) expect(JSON.parse(command)).toEqual({ v: PROTOCOL_VERSION, type: 'decommission' });
+    if (command) expect(JSON.parse(command)).toMatchObject({ v: PROTOCOL_VERSION, type: 'decommission', credential: expect.stringMatching(/^[0-9a-f]{16}$/) });
   });
 
   it('marks offline the devices of a replica that stopped heartbeating', async () => {
