@@ -85,6 +85,8 @@ export async function createReplicas({ count, databaseUrl, redisUrl, adminKey, d
             FLEET_ADMIN_KEY: adminKey,
             LOG_LEVEL: 'warn',
             ROLLOUT_TICK_SECONDS: '1',
+            // Every replica's pool counts against PostgreSQL's max_connections (100 here).
+            DATABASE_POOL_SIZE: String(Math.max(2, Math.floor(80 / ports.length) - 1)),
             ...env,
           }),
           stdio: ['ignore', 'pipe', 'pipe'],

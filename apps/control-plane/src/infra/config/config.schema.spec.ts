@@ -11,7 +11,7 @@ describe('loadConfig', () => {
 
   it('switches to PostgreSQL and an external broker when their URLs are set', () => {
     const config = loadConfig({ DATABASE_URL: 'postgres://u@db:5432/fleet', MQTT_URL: 'mqtt://broker:1883', MQTT_SHARED_GROUP: 'cp' });
-    expect(config.database).toEqual({ kind: 'postgres', url: 'postgres://u@db:5432/fleet' });
+    expect(config.database).toEqual({ kind: 'postgres', url: 'postgres://u@db:5432/fleet', poolSize: 20 });
     expect(config.mqtt).toMatchObject({ kind: 'external', url: 'mqtt://broker:1883', sharedGroup: 'cp' });
   });
 

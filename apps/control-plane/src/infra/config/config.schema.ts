@@ -32,6 +32,12 @@ export const envSchema = z.object({
   MQTT_WS_PORT: z.preprocess((v) => (v === '' ? undefined : v), port(0).optional()),
   DATA_DIR: z.string().min(1).default('.data'),
   DATABASE_URL: z.preprocess((v) => (v === '' ? undefined : v), url(['postgres:', 'postgresql:']).optional()),
+  /**
+   * PostgreSQL connections this replica's pool may open (plus one for the rollout driver lease).
+   * Every replica counts against the server's max_connections (100 by default): replicas x (pool + 1)
+   * must stay below it, or put PgBouncer in front.
+   */
+  DATABASE_POOL_SIZE: z.coerce.number().int().min(2).max(500).default(20),
   /** External broker (Mosquitto, EMQX). When set, no embedded broker runs. */
   MQTT_URL: z.preprocess((v) => (v === '' ? undefined : v), url(['mqtt:', 'mqtts:', 'ws:', 'wss:', 'tcp:']).optional()),
   MQTT_USERNAME: optionalString,
@@ -114,7 +120,7 @@ export type Env = z.infer<typeof envSchema>;
 export interface AppConfig {
   http: { port: number; host: string; publicUrl?: string };
   dataDir: string;
-  database: { kind: 'postgres'; url: string } | { kind: 'pglite'; dir: string };
+  database: { kind: 'postgres'; url: string; poolSize: number } | { kind: 'pglite'; dir: string };
   mqtt:
     | {
         kind: 'embedded';
@@ -161,7 +167,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
   return {
     http: { port: e.PORT, host: e.HOST, publicUrl: e.PUBLIC_URL },
     dataDir,
-    database: e.DATABASE_URL ? { kind: 'postgres', url: e.DATABASE_URL } : { kind: 'pglite', dir: resolve(dataDir, 'pglite') },
+    database: e.DATABASE_URL ? { kind: 'postgres', url: e.DATABASE_URL, poolSize: e.DATABASE_POOL_SIZE } : { kind: 'pglite', dir: resolve(dataDir, 'pglite') },
     mqtt: e.MQTT_URL
       ? {
           kind: 'external',

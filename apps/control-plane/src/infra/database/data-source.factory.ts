@@ -26,7 +26,7 @@ export function buildDataSourceOptions(database: AppConfig['database'], entities
   if (database.kind === 'postgres') {
     // The replica's name in pg_stat_activity tells operators (and the cluster tests) who holds which lock.
     const applicationName = replicaId ? `fleetline-cp:${replicaId}`.slice(0, 63) : 'fleetline-control-plane';
-    return { ...common, url: database.url, applicationName, extra: { max: 20 } };
+    return { ...common, url: database.url, applicationName, extra: { max: database.poolSize } };
   }
   mkdirSync(database.dir, { recursive: true });
   // PGliteDriver stores the PGlite options globally; its Pool class is replaced with one that
