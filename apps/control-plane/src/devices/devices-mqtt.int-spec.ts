@@ -14,7 +14,7 @@ import {
 import { hashSecret } from '../access/secret.js';
 import { EmbeddedBrokerGateway } from '../infra/mqtt/embedded-broker.gateway.js';
 import { MqttGateway } from '../infra/mqtt/mqtt-gateway.js';
-import { apiClient, type ApiClient, databaseBackends, eventually, startTestApp, type TestApp } from '../testing/test-app.fixture.js';
+import { apiClient, type ApiClient, databaseBackends, eventually, startTestApp, type TestApp, uploadTestVersion } from '../testing/test-app.fixture.js';
 import { DeviceIngestMetrics } from './device-ingest-metrics.js';
 
 const MAX_PACKET = 4096;
@@ -75,18 +75,6 @@ function report(seq: number, patch: Partial<UpdateReport> = {}): UpdateReport {
   };
 }
 
-async function uploadVersion(t: TestApp, model: string, version: string): Promise<void> {
-  const form = new FormData();
-  form.append('version', version);
-  form.append('file', new Blob([Buffer.from(`weights of ${model} ${version}`)]), 'model.onnx');
-  const response = await fetch(`${t.baseUrl}/api/v1/models/${model}/versions`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${t.adminKey}` },
-    body: form,
-  });
-  if (response.status !== 201) throw new Error(`upload ${model} ${version}: ${response.status} ${await response.text()}`);
-}
-
 describe.each(databaseBackends())('devices over MQTT on %s', (backend) => {
   let t: TestApp;
   let api: ApiClient;
@@ -121,8 +109,8 @@ describe.each(databaseBackends())('devices over MQTT on %s', (backend) => {
     broker = t.app.get(MqttGateway) as EmbeddedBrokerGateway;
     metrics = t.app.get(DeviceIngestMetrics);
     expect((await api.post('/api/v1/models', { name: 'resnet' })).status).toBe(201);
-    await uploadVersion(t, 'resnet', '1.0.0');
-    await uploadVersion(t, 'resnet', '2.0.0');
+    await uploadTestVersion(t, 'resnet', '1.0.0');
+    await uploadTestVersion(t, 'resnet', '2.0.0');
   });
   afterAll(async () => {
     for (const client of clients) client.end(true);

@@ -144,3 +144,22 @@ export async function eventually<T>(check: () => Promise<T | undefined> | T | un
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
+
+/** Uploads a small model version through the API (multipart, as operators do); metadata is optional. */
+export async function uploadTestVersion(
+  t: Pick<TestApp, 'baseUrl' | 'adminKey'>,
+  model: string,
+  version: string,
+  metadata?: Record<string, unknown>,
+): Promise<void> {
+  const form = new FormData();
+  form.append('version', version);
+  if (metadata) form.append('metadata', JSON.stringify(metadata));
+  form.append('file', new Blob([Buffer.from(`weights of ${model} ${version}`)]), 'model.onnx');
+  const response = await fetch(`${t.baseUrl}/api/v1/models/${model}/versions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${t.adminKey}` },
+    body: form,
+  });
+  if (response.status !== 201) throw new Error(`upload ${model} ${version}: ${response.status} ${await response.text()}`);
+}

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import mqtt from 'mqtt';
 import { type DeviceCredentials, encodePayload, PROTOCOL_VERSION, topics } from '@fleetline/protocol';
 import { DataSource } from 'typeorm';
-import { apiClient, eventually, startTestApp } from '../../testing/test-app.fixture.js';
+import { apiClient, eventually, startTestApp, uploadTestVersion } from '../../testing/test-app.fixture.js';
 import { ExternalBrokerGateway } from './external-broker.gateway.js';
 import type { InboundMessage } from './mqtt-gateway.js';
 
@@ -93,15 +93,7 @@ run('control plane on an external broker (Mosquitto)', () => {
     let device: mqtt.MqttClient | undefined;
     try {
       expect((await api.post('/api/v1/models', { name: 'detector' })).status).toBe(201);
-      const form = new FormData();
-      form.append('version', '1.0.0');
-      form.append('file', new Blob([Buffer.from('weights')]), 'model.onnx');
-      const uploaded = await fetch(`${t.baseUrl}/api/v1/models/detector/versions`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${t.adminKey}` },
-        body: form,
-      });
-      expect(uploaded.status).toBe(201);
+      await uploadTestVersion(t, 'detector', '1.0.0');
       const created = await api.post<DeviceCredentials>('/api/v1/devices', { id });
       expect(created.status).toBe(201);
       // Assigned while the device is offline: only the database knows.

@@ -5,7 +5,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { DataSource } from 'typeorm';
 import { type DeviceCredentials, encodePayload, PROTOCOL_VERSION, topics, type UpdateReport } from '@fleetline/protocol';
 import { DeviceIngestMetrics } from '../../../devices/device-ingest-metrics.js';
-import { apiClient, type ApiClient, eventually, startTestApp, type TestApp } from '../../../testing/test-app.fixture.js';
+import { apiClient, type ApiClient, eventually, startTestApp, type TestApp, uploadTestVersion } from '../../../testing/test-app.fixture.js';
 
 /**
  * Two control-plane replicas, each with its own embedded broker, on one PostgreSQL and the real
@@ -16,18 +16,6 @@ const redisUrl = process.env['REDIS_TEST_URL'] ?? 'redis://127.0.0.1:6379';
 const hasPostgres = Boolean(process.env['DATABASE_URL']);
 if (process.env['CI'] && !hasPostgres) throw new Error('the cluster suite needs DATABASE_URL in CI');
 const run = hasPostgres ? describe : describe.skip;
-
-async function uploadVersion(t: TestApp, model: string, version: string): Promise<void> {
-  const form = new FormData();
-  form.append('version', version);
-  form.append('file', new Blob([Buffer.from(`weights of ${model} ${version}`)]), 'model.onnx');
-  const response = await fetch(`${t.baseUrl}/api/v1/models/${model}/versions`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${t.adminKey}` },
-    body: form,
-  });
-  if (response.status !== 201) throw new Error(`upload ${model} ${version}: ${response.status} ${await response.text()}`);
-}
 
 interface Device {
   client: MqttClient;
@@ -84,8 +72,8 @@ run('clustered embedded brokers (two replicas, one PostgreSQL, Redis)', () => {
     b = await startTestApp('pglite', { REDIS_URL: redisUrl, REPLICA_ID: `${prefix}-b`, DATABASE_URL: a.databaseUrl!, FLEET_ADMIN_KEY: a.adminKey });
     api = apiClient(a.baseUrl, a.adminKey);
     expect((await api.post('/api/v1/models', { name: 'resnet' })).status).toBe(201);
-    await uploadVersion(a, 'resnet', '1.0.0');
-    await uploadVersion(a, 'resnet', '2.0.0');
+    await uploadTestVersion(a, 'resnet', '1.0.0');
+    await uploadTestVersion(a, 'resnet', '2.0.0');
   });
 
   afterAll(async () => {
