@@ -153,6 +153,7 @@ export class RolloutEngine implements OnApplicationBootstrap, OnModuleDestroy {
     let r = initial;
     const now = new Date();
     if (r.state === 'rolling-back') return this.rollbackStep(r);
+    if (r.state === 'completed' || r.state === 'cancelled') return this.followFinished(r);
     if (r.state === 'scheduled') {
       if (r.startAt.getTime() > now.getTime()) return;
       await this.repo.startWave(
@@ -213,6 +214,32 @@ export class RolloutEngine implements OnApplicationBootstrap, OnModuleDestroy {
         data: { count: retried, backoffSeconds: r.spec.retries.backoffSeconds, maxRetries: r.spec.retries.max },
       });
     }
+    const timedOut = await this.repo.timeOut(r.id, r.spec.timeoutSeconds);
+    if (timedOut > 0)
+      events.push({
+        type: 'devices-timed-out',
+        wave: r.currentWave,
+        message: `${timedOut} devices timed out after ${r.spec.timeoutSeconds} s`,
+        data: { count: timedOut, timeoutSeconds: r.spec.timeoutSeconds },
+      });
+    await this.repo.insertEvents(undefined, r.id, events);
+  }
+
+  /**
+   * A finished rollout tells no one and retries nothing, but devices it already told are still
+   * installing: their reports are applied and silent ones time out, so every row ends terminal.
+   */
+  private async followFinished(r: RolloutRow): Promise<void> {
+    const changed = await this.repo.syncReports(r.id, r.model);
+    const events: NewEvent[] = [];
+    const failed = changed.filter((c) => c.state === 'failed').length;
+    if (failed > 0)
+      events.push({
+        type: 'devices-failed',
+        wave: r.currentWave,
+        message: `${failed} devices reported failure after the rollout finished`,
+        data: { count: failed },
+      });
     const timedOut = await this.repo.timeOut(r.id, r.spec.timeoutSeconds);
     if (timedOut > 0)
       events.push({

@@ -518,9 +518,21 @@ export class RolloutRepository {
   }
 
   /** Rollouts the engine has work for: active ones, and aborted ones still rolling back. */
+  /**
+   * Rollouts the engine has work for: the active ones, and finished ones (completed at their
+   * success threshold, or cancelled) whose told devices are still installing. Those keep
+   * following reports until each device finishes or times out, so a rollout's device table
+   * ends up saying what every device did rather than freezing at `notified`.
+   */
   async listDriven(): Promise<RolloutRow[]> {
     const rows = returnedRows(
-      await this.dataSource.query(`SELECT * FROM rollouts WHERE state IN ('scheduled', 'running', 'paused', 'rolling-back') ORDER BY created_at, id`),
+      await this.dataSource.query(
+        `SELECT * FROM rollouts r
+         WHERE r.state IN ('scheduled', 'running', 'paused', 'rolling-back')
+            OR (r.state IN ('completed', 'cancelled')
+                AND EXISTS (SELECT 1 FROM rollout_devices rd WHERE rd.rollout_id = r.id AND rd.state IN ('notified', 'downloading', 'installing')))
+         ORDER BY created_at, id`,
+      ),
     );
     return rows.map(toRollout);
   }

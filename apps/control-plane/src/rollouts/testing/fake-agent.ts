@@ -2,7 +2,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { type DesiredModel, desiredModelSchema, decodePayload, type FailureCode, PROTOCOL_VERSION, topics, type UpdateState } from '@fleetline/protocol';
 
 /** What a fake device does with an assignment. */
-export type FakeOutcome = 'commit' | 'ignore' | { fail: FailureCode };
+export type FakeOutcome = 'commit' | 'ignore' | { fail: FailureCode } | { commitAfterMs: number };
 
 export interface FakeAgent {
   id: string;
@@ -52,13 +52,27 @@ export async function startFakeAgent(
     await client.publishAsync(topics.reported(id), JSON.stringify(message), { qos: 1 });
   };
 
+  /** Revisions already acted on per model: like the real agent, a redelivered assignment is not redone. */
+  const handled = new Map<string, number>();
   const handle = async (d: DesiredModel): Promise<void> => {
+    if ((handled.get(d.model) ?? -1) >= d.revision) return;
+    handled.set(d.model, d.revision);
     const key = `${d.model}@${d.version}`;
     const attempt = (attempts.get(key) ?? 0) + 1;
     attempts.set(key, attempt);
     const outcome = decide(d, attempt);
     if (outcome === 'ignore') return;
     await report(d, 'downloading');
+    if (typeof outcome === 'object' && 'commitAfterMs' in outcome) {
+      // Installing in the background, so assignments for other models are not held up.
+      await report(d, 'installing');
+      setTimeout(() => {
+        const previous = active.get(d.model) ?? null;
+        active.set(d.model, d.version);
+        report(d, 'committed', { previousVersion: previous }).catch(() => undefined);
+      }, outcome.commitAfterMs);
+      return;
+    }
     if (typeof outcome === 'object') {
       await report(d, 'failed', { failure: { code: outcome.fail, message: 'simulated failure' } });
       return;
