@@ -37,8 +37,12 @@ export class DesiredStateService {
     private readonly catalog: ModelCatalog,
   ) {}
 
-  /** Set-based: one upsert for the batch, then one publishMany. Unknown/decommissioned devices are skipped (not returned). */
-  async assign(assignments: Assignment[]): Promise<AssignmentResult[]> {
+  /**
+   * Set-based: one upsert for the batch, then one publishMany. Unknown/decommissioned devices are
+   * skipped (not returned). `beforePublish` sees the revisions once they are stored and before any
+   * device is told (the rollout engine records them there).
+   */
+  async assign(assignments: Assignment[], beforePublish?: (assigned: AssignmentResult[]) => Promise<void>): Promise<AssignmentResult[]> {
     const unique = dedupe(assignments);
     if (unique.length === 0) return [];
     // Artifacts once per (model, version): a rollout wave assigns one version to thousands of devices.
@@ -56,6 +60,8 @@ export class DesiredStateService {
       timeoutSeconds: a.timeoutSeconds ?? null,
     }));
     const assigned = await this.repository.upsertDesired(rows);
+    const results = assigned.map(({ deviceId, model, revision }) => ({ deviceId, model, revision }));
+    if (beforePublish) await beforePublish(results);
     const byKey = new Map(rows.map((r) => [`${r.deviceId}\u0000${r.model}`, r]));
     const messages = assigned.map((row) => {
       const r = byKey.get(`${row.deviceId}\u0000${row.model}`)!;
@@ -67,7 +73,7 @@ export class DesiredStateService {
       this.logger.error(`publishing ${messages.length} desired states failed (the database has them; devices get them on their next hello): ${String(err)}`);
       throw err;
     }
-    return assigned.map(({ deviceId, model, revision }) => ({ deviceId, model, revision }));
+    return results;
   }
 
   /** Clears the desired state of (device, model) pairs and tells connected devices, with the revision of the clear. */

@@ -27,6 +27,7 @@ export interface AppliedReport {
   activeVersion: string | null;
   previousVersion: string | null;
   failureCode: FailureCode | null;
+  failureMessage: string | null;
   rolloutId: string | null;
   /** False when the report is about an older revision than the current assignment (only active/previous were updated). */
   currentAssignment: boolean;
@@ -314,6 +315,7 @@ function toApplied(deviceId: string, report: UpdateReport, desiredRevision: numb
     activeVersion: report.activeVersion,
     previousVersion: report.previousVersion,
     failureCode: report.failure?.code ?? null,
+    failureMessage: report.failure?.message ?? null,
     rolloutId: report.rolloutId ?? null,
     currentAssignment: reportAppliesToAssignment(report.revision, desiredRevision),
     at: report.at,

@@ -11,6 +11,7 @@ import { inMaintenanceWindow, nextWindowOpening } from './planning/maintenance-w
 import { assessWave, decideWave, type WaveAssessment } from './planning/wave-conditions.js';
 import { rampAllowance } from './planning/wave-math.js';
 import { type NewEvent, RolloutRepository, type RolloutRow, type WaveRow } from './rollout.repository.js';
+import { RolloutReportFollower } from './rollout-report-follower.js';
 
 /** Devices selected, assigned and published per batch. */
 export const NOTIFY_BATCH = 5_000;
@@ -22,6 +23,14 @@ const DYNAMIC_CHECK_MS = 2_000;
 const MIN_TICK_GAP_MS = 200;
 /** While reverting keeps failing, a rollback-retrying event is recorded at most this often per rollout. */
 const ROLLBACK_RETRY_EVENT_MS = 60_000;
+/**
+ * Reports move rollout rows as they are stored (RolloutReportFollower); the full reconciliation
+ * from device_models, whose cost grows with the devices in flight, runs this often per rollout
+ * to repair what the follower missed, and at once when this replica becomes the driver.
+ */
+const REPORT_SWEEP_MS = 10_000;
+/** Timeouts are checked at most this often (or every tenth of the timeout, if shorter). */
+const TIMEOUT_CHECK_MS = 5_000;
 
 /**
  * Drives every active rollout from the database: applies device reports, times out and retries
@@ -48,6 +57,8 @@ export class RolloutEngine implements OnApplicationBootstrap, OnModuleDestroy {
   private readonly tickListeners: ((rolloutIds: string[]) => void)[] = [];
   /** Failed revert attempts per rolling-back rollout (for the rollback-retrying event). */
   private readonly rollbackRetries = new Map<string, { attempts: number; lastEventAt: number }>();
+  private readonly lastSweep = new Map<string, number>();
+  private readonly lastTimeoutCheck = new Map<string, number>();
 
   constructor(
     private readonly repo: RolloutRepository,
@@ -55,6 +66,7 @@ export class RolloutEngine implements OnApplicationBootstrap, OnModuleDestroy {
     private readonly desired: DesiredStateService,
     private readonly models: ModelsService,
     private readonly reports: ReportIngestService,
+    private readonly follower: RolloutReportFollower,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     @Optional() private readonly gates?: HealthGateService,
   ) {}
@@ -63,6 +75,7 @@ export class RolloutEngine implements OnApplicationBootstrap, OnModuleDestroy {
     this.stopped = false;
     this.lease.onAcquired(() => this.requestRecovery());
     this.reports.onReportsApplied(() => this.wake());
+    this.follower.onApplied(() => this.wake());
     await this.lease.start();
     this.timer = setInterval(() => this.wake(), Math.max(100, this.config.rolloutTickSeconds * 1000));
     this.timer.unref();
@@ -135,6 +148,7 @@ export class RolloutEngine implements OnApplicationBootstrap, OnModuleDestroy {
     }
     if (this.recoverAll) {
       this.recoverAll = false;
+      this.lastSweep.clear();
       for (const r of rollouts) if (r.state === 'running' || r.state === 'paused') this.republish.add(r.id);
     }
     for (const rollout of rollouts) {
@@ -188,8 +202,20 @@ export class RolloutEngine implements OnApplicationBootstrap, OnModuleDestroy {
 
   // ---------------------------------------------------------------- device bookkeeping
 
+  /** True (and remembered) when `key`'s last run for this rollout is at least `everyMs` ago. */
+  private due(last: Map<string, number>, id: string, everyMs: number): boolean {
+    const now = Date.now();
+    if (now - (last.get(id) ?? 0) < everyMs) return false;
+    last.set(id, now);
+    return true;
+  }
+
+  private timeoutDue(r: RolloutRow): boolean {
+    return this.due(this.lastTimeoutCheck, r.id, Math.min(TIMEOUT_CHECK_MS, r.spec.timeoutSeconds * 100));
+  }
+
   private async syncDevices(r: RolloutRow): Promise<void> {
-    const changed = await this.repo.syncReports(r.id, r.model);
+    const changed = this.due(this.lastSweep, r.id, REPORT_SWEEP_MS) ? await this.repo.syncReports(r.id, r.model) : [];
     const events: NewEvent[] = [];
     const failed = changed.filter((c) => c.state === 'failed');
     if (failed.length > 0) {
@@ -214,7 +240,7 @@ export class RolloutEngine implements OnApplicationBootstrap, OnModuleDestroy {
         data: { count: retried, backoffSeconds: r.spec.retries.backoffSeconds, maxRetries: r.spec.retries.max },
       });
     }
-    const timedOut = await this.repo.timeOut(r.id, r.spec.timeoutSeconds);
+    const timedOut = this.timeoutDue(r) ? await this.repo.timeOut(r.id, r.spec.timeoutSeconds) : 0;
     if (timedOut > 0)
       events.push({
         type: 'devices-timed-out',
@@ -230,7 +256,7 @@ export class RolloutEngine implements OnApplicationBootstrap, OnModuleDestroy {
    * installing: their reports are applied and silent ones time out, so every row ends terminal.
    */
   private async followFinished(r: RolloutRow): Promise<void> {
-    const changed = await this.repo.syncReports(r.id, r.model);
+    const changed = this.due(this.lastSweep, r.id, REPORT_SWEEP_MS) ? await this.repo.syncReports(r.id, r.model) : [];
     const events: NewEvent[] = [];
     const failed = changed.filter((c) => c.state === 'failed').length;
     if (failed > 0)
@@ -240,7 +266,7 @@ export class RolloutEngine implements OnApplicationBootstrap, OnModuleDestroy {
         message: `${failed} devices reported failure after the rollout finished`,
         data: { count: failed },
       });
-    const timedOut = await this.repo.timeOut(r.id, r.spec.timeoutSeconds);
+    const timedOut = this.timeoutDue(r) ? await this.repo.timeOut(r.id, r.spec.timeoutSeconds) : 0;
     if (timedOut > 0)
       events.push({
         type: 'devices-timed-out',
@@ -479,13 +505,14 @@ export class RolloutEngine implements OnApplicationBootstrap, OnModuleDestroy {
           action: r.action,
           timeoutSeconds: r.spec.timeoutSeconds,
         })),
+        // Before the publish, so the first report of a fast device finds its revision recorded.
+        (result) => this.repo.recordRevisions(r.id, result, newState),
       );
     } catch (err) {
       // The devices stay `notified` in the database; they are re-published on the next tick.
       this.republish.add(r.id);
       throw err;
     }
-    await this.repo.recordRevisions(r.id, assigned, newState);
     const known = new Set(assigned.map((a) => a.deviceId));
     const gone = deviceIds.filter((id) => !known.has(id));
     await this.repo.markSkipped(r.id, gone, 'device unknown or decommissioned');

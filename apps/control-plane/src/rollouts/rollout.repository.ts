@@ -197,6 +197,17 @@ function affected(result: unknown): number {
   return Array.isArray(result) ? result.length : 0;
 }
 
+/** A stored device report, as the rollout rows need it. */
+export interface RolloutReport {
+  deviceId: string;
+  model: string;
+  revision: number;
+  /** The protocol state the device reported. */
+  state: string;
+  failureCode: string | null;
+  failureMessage: string | null;
+}
+
 /**
  * All SQL of the rollouts feature. Every statement is set-based: membership is materialised
  * with one INSERT ... SELECT, device states are synchronised from device_models with one
@@ -714,6 +725,52 @@ export class RolloutRepository {
       ),
     );
     return rows.map((r) => ({ state: r['state'] as RolloutDeviceState, failureCode: (r['failure_code'] as string | null) ?? null }));
+  }
+
+  /**
+   * Applies just-stored reports to the rollout rows of the revisions they are about: one
+   * UPDATE ... FROM unnest over the reports, through rollout_devices_device_idx, so its cost is
+   * the number of reports, not the number of devices in flight (syncReports is the sweep that
+   * repairs anything this missed). Only in-flight rows move, so a late or reordered report never
+   * reopens a terminal one.
+   */
+  async applyReports(reports: readonly RolloutReport[]): Promise<{ rolloutId: string; wave: number; state: RolloutDeviceState; failureCode: string | null }[]> {
+    if (reports.length === 0) return [];
+    const mapping = reportStateMapping();
+    const rows = returnedRows(
+      await this.dataSource.query(
+        `UPDATE rollout_devices rd
+         SET state = m.device_state,
+             failure_code = CASE WHEN m.device_state = 'failed' THEN coalesce(u.failure_code, 'internal') WHEN m.device_state = 'skipped' THEN u.failure_code ELSE NULL END,
+             reason = CASE WHEN m.device_state IN ('failed', 'skipped')
+                           THEN left(coalesce(u.failure_code, u.protocol_state) || coalesce(': ' || u.failure_message, ''), 500)
+                           ELSE rd.reason END,
+             updated_at = now()
+         FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[])
+                AS u(device_id, model, revision, protocol_state, failure_code, failure_message)
+         JOIN unnest($7::text[], $8::text[]) AS m(protocol_state, device_state) ON m.protocol_state = u.protocol_state
+         WHERE rd.device_id = u.device_id AND rd.model = u.model AND rd.revision = u.revision
+           AND rd.state IN ('notified', 'downloading', 'downloaded', 'installing')
+           AND m.device_state <> rd.state
+         RETURNING rd.rollout_id, rd.wave, rd.state, rd.failure_code`,
+        [
+          reports.map((r) => r.deviceId),
+          reports.map((r) => r.model),
+          reports.map((r) => r.revision),
+          reports.map((r) => r.state),
+          reports.map((r) => r.failureCode),
+          reports.map((r) => r.failureMessage),
+          mapping.protocol,
+          mapping.device,
+        ],
+      ),
+    );
+    return rows.map((r) => ({
+      rolloutId: r['rollout_id'] as string,
+      wave: Number(r['wave']),
+      state: r['state'] as RolloutDeviceState,
+      failureCode: (r['failure_code'] as string | null) ?? null,
+    }));
   }
 
   /** Failed devices whose failure is transient and that have retries left go back to pending after a backoff. */

