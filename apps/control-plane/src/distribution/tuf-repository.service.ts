@@ -22,6 +22,8 @@ import {
 
 /** How long a replica reuses the latest metadata it read; devices poll timestamp.json often. */
 const LATEST_CACHE_MS = 2_000;
+/** Versioned metadata files kept in memory (oldest dropped first). */
+const VERSION_CACHE_ENTRIES = 64;
 
 export interface TufUrls {
   metadataUrl: string;
@@ -54,6 +56,7 @@ export class TufRepositoryService implements OnModuleInit {
   /** Version of the root `keys` were checked against; another version in the database means reload. */
   private keysRootVersion = 0;
   private readonly latestCache = new Map<TopLevelRole, { value: SignedMetadata; at: number }>();
+  private readonly versionCache = new Map<string, SignedMetadata>();
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
@@ -121,9 +124,19 @@ export class TufRepositoryService implements OnModuleInit {
     return value;
   }
 
+  /**
+   * A signed version of a role is never rewritten (every change signs a new version), so it is
+   * cached for good: during a rollout every device fetches the same `N.snapshot.json` and
+   * `N.targets.json`.
+   */
   async byVersion(role: TopLevelRole, version: number): Promise<SignedMetadata> {
+    const key = `${role}:${version}`;
+    const cached = this.versionCache.get(key);
+    if (cached) return cached;
     const value = await this.metadata.byVersion(role, version);
     if (!value) throw new DistributionException(DistributionErrorCode.MetadataNotFound, `no ${role} metadata version ${version}`);
+    if (this.versionCache.size >= VERSION_CACHE_ENTRIES) this.versionCache.delete(this.versionCache.keys().next().value!);
+    this.versionCache.set(key, value);
     return value;
   }
 

@@ -72,8 +72,13 @@ export function targetPathOf(model: string, version: string, fileName: string): 
   return `${model}/${version}/${fileName}`;
 }
 
+/** Published artifacts kept in memory by target path (oldest dropped first). */
+const ARTIFACT_CACHE_ENTRIES = 1_000;
+
 @Injectable()
 export class ModelsService {
+  private readonly artifactCache = new Map<string, ArtifactRow>();
+
   constructor(
     private readonly repo: ModelsRepository,
     @Inject(ARTIFACT_STORE) private readonly store: ArtifactStore,
@@ -242,8 +247,20 @@ export class ModelsService {
   }
 
   /** The artifact published under a TUF target path, if any. */
-  findArtifactByTargetPath(targetPath: string): Promise<ArtifactRow | undefined> {
-    return this.repo.findArtifactByTargetPath(targetPath);
+  /**
+   * Artifacts are never changed or deleted once published, so found ones are cached (misses are
+   * not: an upload may publish the path a moment later). Every device of a rollout downloads
+   * the same few targets.
+   */
+  async findArtifactByTargetPath(targetPath: string): Promise<ArtifactRow | undefined> {
+    const cached = this.artifactCache.get(targetPath);
+    if (cached) return cached;
+    const found = await this.repo.findArtifactByTargetPath(targetPath);
+    if (found) {
+      if (this.artifactCache.size >= ARTIFACT_CACHE_ENTRIES) this.artifactCache.delete(this.artifactCache.keys().next().value!);
+      this.artifactCache.set(targetPath, found);
+    }
+    return found;
   }
 
   private async findVersion(model: string, version: string): Promise<VersionRow> {
