@@ -123,10 +123,11 @@ export class AgentProcess {
     return new AgentProcess(dataDir, options.env ?? {});
   }
 
-  async enroll(server: string, token: string, options: { id?: string; tags?: Record<string, string> } = {}): Promise<CliResult> {
+  async enroll(server: string, token: string, options: { id?: string; tags?: Record<string, string>; args?: string[] } = {}): Promise<CliResult> {
     const args = ['enroll', '--server', server, '--token', token, '--data-dir', this.dataDir];
     if (options.id) args.push('--id', options.id);
     for (const [k, v] of Object.entries(options.tags ?? {})) args.push('--tag', `${k}=${v}`);
+    args.push(...(options.args ?? []));
     const result = await runAgentCli(args, this.env);
     const credentials = JSON.parse(await readFile(join(this.dataDir, 'credentials.json'), 'utf8').catch(() => '{}')) as { deviceId?: string };
     this.deviceId = credentials.deviceId ?? '';
