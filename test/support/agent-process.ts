@@ -52,7 +52,7 @@ function childEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env };
   delete env['NODE_OPTIONS'];
   for (const key of Object.keys(env)) if (key.startsWith('FLEET_AGENT_')) delete env[key];
-  return { ...env, FLEET_AGENT_LOCAL_API_PORT: '0', FLEET_AGENT_TELEMETRY_INTERVAL_SECONDS: '5', ...extra };
+  return { ...env, FLEET_AGENT_LOCAL_API_TRANSPORT: 'tcp', FLEET_AGENT_LOCAL_API_PORT: '0', FLEET_AGENT_TELEMETRY_INTERVAL_SECONDS: '5', ...extra };
 }
 
 export function runAgentCli(args: string[], env: Record<string, string> = {}, timeoutMs = 60_000): Promise<CliResult> {
