@@ -187,7 +187,9 @@ describe('Agent over a real MQTT broker', () => {
     });
     expect(res.status).toBe(202);
     expect(await res.json()).toEqual({ accepted: 3, ignored: 1 });
-    expect((await fetch(`${api.address}/v1/inferences`, { method: 'POST', body: '{"model":"resnet"}' })).status).toBe(400);
+    expect(
+      (await fetch(`${api.address}/v1/inferences`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"model":"resnet"}' })).status,
+    ).toBe(400);
     await agent.emitTelemetry();
     await broker.waitFor(() => broker.messages(topics.telemetry(DEVICE)).length > 0);
     const t = decodePayload(telemetryMessageSchema, broker.messages(topics.telemetry(DEVICE))[0]!.payload);

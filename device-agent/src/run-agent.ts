@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import os from 'node:os';
 import { Agent } from './agent.js';
 import { AGENT_VERSION } from './agent-version.js';
-import { ConfigError, loadAgentConfig, type AgentConfig } from './config/config.js';
+import { ConfigError, loadAgentConfig, localApiListen, type AgentConfig } from './config/config.js';
 import { loadCredentials, tufMetadataDir, wipeCredentials } from './config/credentials.js';
 import { TufDownloader } from './download/tuf-downloader.js';
 import { FsModelStore } from './install/model-store.js';
@@ -71,9 +71,10 @@ export async function startAgent(dataDir: string, opts: { env?: NodeJS.ProcessEn
   });
   let localApi: LocalApiServer | undefined;
   if (config.localApi.enabled) {
+    const listen = localApiListen(config.localApi, dataDir, process.platform, opts.env ?? process.env);
     localApi = new LocalApiServer(
       agent,
-      config.localApi.socketPath ? { socketPath: config.localApi.socketPath } : { port: config.localApi.port, host: config.localApi.host },
+      listen.transport === 'unix' ? { socketPath: listen.socketPath, socketMode: listen.socketMode } : { port: listen.port, host: listen.host },
     );
     await localApi.start();
     log.info(`local API on ${localApi.address}`);

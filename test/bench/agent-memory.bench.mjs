@@ -98,7 +98,7 @@ try {
   ];
   for (const v of variants) {
     const dataDir = join(work, v.id);
-    const env = { FLEET_AGENT_LOCAL_API_PORT: '0', ...v.env };
+    const env = { FLEET_AGENT_LOCAL_API_TRANSPORT: 'tcp', FLEET_AGENT_LOCAL_API_PORT: '0', ...v.env };
     execFileSync(process.execPath, [agentMain, 'enroll', '--server', cp.baseUrl, '--token', token, '--data-dir', dataDir, '--id', v.id], {
       env: cleanEnv(env),
     });

@@ -90,7 +90,7 @@ const SHA = new Map(VERSIONS.map((v) => [v.version, sha256(v.bytes)]));
 
 const work = await mkdtemp(join(tmpdir(), 'fleetline-crash-rounds-'));
 const dataDir = join(work, 'agent');
-const agentEnv = cleanEnv({ FLEET_AGENT_LOCAL_API_PORT: '0', FLEET_AGENT_TELEMETRY_INTERVAL_SECONDS: '60' });
+const agentEnv = cleanEnv({ FLEET_AGENT_LOCAL_API_TRANSPORT: 'tcp', FLEET_AGENT_LOCAL_API_PORT: '0', FLEET_AGENT_TELEMETRY_INTERVAL_SECONDS: '60' });
 
 /** The agent as a child process; keeps the last 200 kB of its output. */
 class Agent {

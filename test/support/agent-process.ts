@@ -52,7 +52,7 @@ function childEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env };
   delete env['NODE_OPTIONS'];
   for (const key of Object.keys(env)) if (key.startsWith('FLEET_AGENT_')) delete env[key];
-  return { ...env, FLEET_AGENT_LOCAL_API_PORT: '0', FLEET_AGENT_TELEMETRY_INTERVAL_SECONDS: '5', ...extra };
+  return { ...env, FLEET_AGENT_LOCAL_API_TRANSPORT: 'tcp', FLEET_AGENT_LOCAL_API_PORT: '0', FLEET_AGENT_TELEMETRY_INTERVAL_SECONDS: '5', ...extra };
 }
 
 export function runAgentCli(args: string[], env: Record<string, string> = {}, timeoutMs = 60_000): Promise<CliResult> {
@@ -123,10 +123,11 @@ export class AgentProcess {
     return new AgentProcess(dataDir, options.env ?? {});
   }
 
-  async enroll(server: string, token: string, options: { id?: string; tags?: Record<string, string> } = {}): Promise<CliResult> {
+  async enroll(server: string, token: string, options: { id?: string; tags?: Record<string, string>; args?: string[] } = {}): Promise<CliResult> {
     const args = ['enroll', '--server', server, '--token', token, '--data-dir', this.dataDir];
     if (options.id) args.push('--id', options.id);
     for (const [k, v] of Object.entries(options.tags ?? {})) args.push('--tag', `${k}=${v}`);
+    args.push(...(options.args ?? []));
     const result = await runAgentCli(args, this.env);
     const credentials = JSON.parse(await readFile(join(this.dataDir, 'credentials.json'), 'utf8').catch(() => '{}')) as { deviceId?: string };
     this.deviceId = credentials.deviceId ?? '';

@@ -6,6 +6,7 @@ import { AGENT_VERSION } from '../agent-version.js';
 import { ConfigError, loadAgentConfig } from '../config/config.js';
 import { loadCredentials, saveCredentials } from '../config/credentials.js';
 import { enroll } from '../config/enroll.js';
+import { decideRootTrust, rootToPin } from '../config/root-trust.js';
 import { FsModelStore } from '../install/model-store.js';
 import { defaultRuntimes } from '../runtime/default-runtimes.js';
 import { startAgent } from '../run-agent.js';
@@ -13,11 +14,15 @@ import { FileStateStore } from '../storage/store.js';
 import { UpdateJournal } from '../update/journal.js';
 import { startSimulation } from '../simulator/simulation.js';
 import { join } from 'node:path';
+import { readFile } from 'node:fs/promises';
 
 const USAGE = `fleet-agent ${AGENT_VERSION}
 
 Usage:
   fleet-agent enroll   --server URL --token T --data-dir DIR [--id ID] [--name NAME] [--tag k=v ...]
+                       [--root-sha256 HEX | --root-file ROOT.JSON]
+                       The TUF root to trust: the token's root pin (<secret>.<pin>), --root-sha256
+                       or --root-file; a root that does not match is refused and nothing is written.
   fleet-agent run      --data-dir DIR
   fleet-agent status   --data-dir DIR [--json]
   fleet-agent simulate --server URL[,URL...] [--server URL ...] --token T --devices N [--workers W] [--tag k=v ...]
@@ -65,15 +70,26 @@ async function cmdEnroll(argv: string[]): Promise<number> {
       id: { type: 'string' },
       name: { type: 'string' },
       tag: { type: 'string', multiple: true },
+      'root-sha256': { type: 'string' },
+      'root-file': { type: 'string' },
     },
     strict: true,
   });
   const dataDir = required(values['data-dir'], '--data-dir');
+  const server = required(values.server, '--server');
+  // The root to trust is decided before anything is sent, and checked before anything is written.
+  const rootFile = values['root-file'];
+  const trust = decideRootTrust({
+    token: required(values.token, '--token'),
+    ...(values['root-sha256'] !== undefined ? { rootSha256: values['root-sha256'] } : {}),
+    ...(rootFile !== undefined ? { rootFile: { path: rootFile, text: await readFile(rootFile, 'utf8') } } : {}),
+  });
   const config = await loadAgentConfig(dataDir);
   const runtimes = await defaultRuntimes(config);
   const t = tags(values.tag);
-  const creds = await enroll(required(values.server, '--server'), {
-    token: required(values.token, '--token'),
+  const creds = await enroll(server, {
+    token: trust.secret,
+    ...(trust.requestPin ? { rootSha256: trust.requestPin } : {}),
     ...(values.id ? { id: values.id } : {}),
     ...(values.name ? { name: values.name } : {}),
     ...(t ? { tags: t } : {}),
@@ -86,7 +102,9 @@ async function cmdEnroll(argv: string[]): Promise<number> {
       runtimes: runtimes.versions(),
     },
   });
-  await saveCredentials(dataDir, creds);
+  const pinned = rootToPin(trust.trust, creds.tuf.root, server);
+  if (pinned.note) process.stderr.write(`fleet-agent: ${pinned.note}\n`);
+  await saveCredentials(dataDir, { ...creds, tuf: { ...creds.tuf, root: pinned.root } });
   process.stdout.write(`enrolled as ${creds.deviceId}; credentials stored in ${dataDir}\n`);
   return 0;
 }

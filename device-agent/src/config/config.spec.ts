@@ -1,10 +1,10 @@
 import { describe, it, expect } from '@jest/globals';
-import { ConfigError, parseAgentConfig } from './config.js';
+import { ConfigError, localApiListen, parseAgentConfig } from './config.js';
 
 describe('agent config', () => {
   it('fills defaults for an empty file', () => {
     const c = parseAgentConfig({});
-    expect(c.localApi).toEqual({ port: 7878, host: '127.0.0.1', enabled: true });
+    expect(c.localApi).toEqual({ port: 7878, host: '127.0.0.1', socketMode: '0660', enabled: true });
     expect(c.telemetryIntervalSeconds).toBe(60);
     expect(c.maxActivationRestarts).toBe(3);
     expect(c.runtimes.onnx.enabled).toBe(true);
@@ -24,6 +24,26 @@ describe('agent config', () => {
     expect(c.localApi.port).toBe(0);
     expect(c.accelerators).toEqual(['cuda', 'tensorrt']);
     expect(c.runtimes.command).toMatchObject({ command: '/usr/bin/check-model', timeoutSeconds: 60 });
+  });
+
+  it("local API: a Unix socket by default on Linux, in systemd's runtime directory when there is one; TCP loopback when asked or elsewhere", () => {
+    const defaults = parseAgentConfig({}).localApi;
+    expect(localApiListen(defaults, '/var/lib/fleet-agent', 'linux', {})).toEqual({
+      transport: 'unix',
+      socketPath: '/var/lib/fleet-agent/local-api.sock',
+      socketMode: 0o660,
+    });
+    expect(localApiListen(defaults, '/var/lib/fleet-agent', 'linux', { RUNTIME_DIRECTORY: '/run/fleet-agent' })).toMatchObject({
+      socketPath: '/run/fleet-agent/local-api.sock',
+    });
+    expect(localApiListen(defaults, '/data', 'darwin', {})).toEqual({ transport: 'tcp', port: 7878, host: '127.0.0.1' });
+    const tcp = parseAgentConfig({}, { FLEET_AGENT_LOCAL_API_TRANSPORT: 'tcp', FLEET_AGENT_LOCAL_API_PORT: '0' }).localApi;
+    expect(localApiListen(tcp, '/data', 'linux', {})).toEqual({ transport: 'tcp', port: 0, host: '127.0.0.1' });
+    const owner = parseAgentConfig({ localApi: { socketPath: '/run/app/agent.sock' } }, { FLEET_AGENT_LOCAL_API_SOCKET_MODE: '0600' }).localApi;
+    expect(localApiListen(owner, '/data', 'darwin', {})).toEqual({ transport: 'unix', socketPath: '/run/app/agent.sock', socketMode: 0o600 });
+    // A world-writable socket is not a choice.
+    expect(() => parseAgentConfig({ localApi: { socketMode: '0666' } })).toThrow(/localApi\.socketMode/);
+    expect(() => parseAgentConfig({}, { FLEET_AGENT_LOCAL_API_TRANSPORT: 'http' })).toThrow(/localApi\.transport/);
   });
 
   it('names the bad field', () => {

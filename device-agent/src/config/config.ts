@@ -15,10 +15,18 @@ export const agentConfigSchema = z
     accelerators: z.array(z.string().min(1).max(64)).max(16).default([]),
     localApi: z
       .object({
-        /** TCP port on 127.0.0.1; 0 picks a free port. Ignored when socketPath is set. */
+        /**
+         * `unix` (the default on Linux): a Unix socket whose file mode decides who may use the API.
+         * `tcp`: loopback TCP, which every local process can reach. Without it, a socketPath means unix.
+         */
+        transport: z.enum(['unix', 'tcp']).optional(),
+        /** TCP port on 127.0.0.1; 0 picks a free port. Used with transport tcp only. */
         port: z.number().int().min(0).max(65535).default(7878),
         host: z.string().default('127.0.0.1'),
+        /** Default: $RUNTIME_DIRECTORY/local-api.sock (systemd's RuntimeDirectory=), else {dataDir}/local-api.sock. */
         socketPath: z.string().min(1).optional(),
+        /** 0660: the agent's user and group (put the application's user in the group); 0600: the agent's user only. */
+        socketMode: z.enum(['0660', '0600']).default('0660'),
         enabled: z.boolean().default(true),
       })
       .prefault({}),
@@ -74,6 +82,8 @@ const ENV_MAP: Record<string, string[]> = {
   FLEET_AGENT_LOCAL_API_PORT: ['localApi', 'port'],
   FLEET_AGENT_LOCAL_API_HOST: ['localApi', 'host'],
   FLEET_AGENT_LOCAL_API_SOCKET: ['localApi', 'socketPath'],
+  FLEET_AGENT_LOCAL_API_TRANSPORT: ['localApi', 'transport'],
+  FLEET_AGENT_LOCAL_API_SOCKET_MODE: ['localApi', 'socketMode'],
   FLEET_AGENT_LOCAL_API_ENABLED: ['localApi', 'enabled'],
   FLEET_AGENT_TELEMETRY_INTERVAL_SECONDS: ['telemetryIntervalSeconds'],
   FLEET_AGENT_HEALTH_CHECK_TIMEOUT_SECONDS: ['healthCheckTimeoutSeconds'],
@@ -112,7 +122,12 @@ export function parseAgentConfig(raw: unknown, env: NodeJS.ProcessEnv = {}): Age
     if (v !== undefined && v !== '') {
       let value = parseEnvValue(v);
       if (path.join('.') === 'accelerators' && typeof value === 'string') value = [value];
-      if (['hardwareClass', 'localApi.host', 'localApi.socketPath', 'runtimes.command.command'].includes(path.join('.'))) value = v;
+      if (
+        ['hardwareClass', 'localApi.host', 'localApi.socketPath', 'localApi.transport', 'localApi.socketMode', 'runtimes.command.command'].includes(
+          path.join('.'),
+        )
+      )
+        value = v;
       setPath(merged, path, value);
     }
   }
@@ -122,6 +137,21 @@ export function parseAgentConfig(raw: unknown, env: NodeJS.ProcessEnv = {}): Age
     throw new ConfigError(issue.path.join('.') || '(root)', issue.message);
   }
   return result.data;
+}
+
+export type LocalApiListen = { transport: 'unix'; socketPath: string; socketMode: number } | { transport: 'tcp'; port: number; host: string };
+
+/**
+ * Where the local API listens. Pure (platform and environment passed in): a Unix socket on Linux
+ * unless tcp is asked for, in systemd's runtime directory when there is one (outside the 0700 data
+ * dir, so the application's user can reach it through the group), else in the data dir.
+ */
+export function localApiListen(config: AgentConfig['localApi'], dataDir: string, platform: NodeJS.Platform, env: NodeJS.ProcessEnv): LocalApiListen {
+  const transport = config.transport ?? (config.socketPath !== undefined || platform === 'linux' ? 'unix' : 'tcp');
+  if (transport === 'tcp') return { transport, port: config.port, host: config.host };
+  const runtimeDir = env['RUNTIME_DIRECTORY']?.split(':')[0];
+  const socketPath = config.socketPath ?? join(runtimeDir || dataDir, 'local-api.sock');
+  return { transport, socketPath, socketMode: parseInt(config.socketMode, 8) };
 }
 
 export async function loadAgentConfig(dataDir: string, env: NodeJS.ProcessEnv = process.env): Promise<AgentConfig> {

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { Updater, type TargetFile } from 'tuf-js';
 import { DownloadHTTPError, DownloadLengthMismatchError } from 'tuf-js/dist/error.js';
 import type { ArtifactRef, DesiredModel } from '@fleetline/protocol';
+import { checkTargetBinding } from '../compat/target-binding.js';
 import { UpdateFailure } from '../update/update-failure.js';
 import { verifyFile, type StagedFile } from '../install/model-store.js';
 import { artifactFileName, basicAuth, type ArtifactDownloader, type FetchContext } from './downloader.js';
@@ -54,6 +55,10 @@ export class TufDownloader implements ArtifactDownloader {
   }
 
   async fetch(desired: DesiredModel, ctx: FetchContext): Promise<void> {
+    // The reconciler refuses such an assignment first; checked again here so no caller of the
+    // downloader can fetch another model version's signed target under this one's name.
+    const binding = checkTargetBinding(desired);
+    if (!binding.ok) throw new UpdateFailure(binding.code, binding.message);
     await mkdir(this.opts.downloadDir, { recursive: true });
     const updater = this.newUpdater();
     try {

@@ -1,9 +1,13 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { rm } from 'node:fs/promises';
+import { chmod, mkdir, rm } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { z } from 'zod';
 import { isValidModelName } from '@fleetline/protocol';
 import type { Agent } from '../agent.js';
+
+/** What the local API needs of the agent. */
+export type LocalApiAgent = Pick<Agent, 'on' | 'off' | 'activeModels' | 'recordInference'>;
 
 /** POST /v1/inferences body item. */
 export const inferenceSampleSchema = z
@@ -22,12 +26,57 @@ const MAX_BODY = 2 * 1024 * 1024;
 export interface LocalApiOptions {
   port?: number;
   host?: string;
+  /** Listen on this Unix socket instead of TCP. */
   socketPath?: string;
+  /** File mode of the socket (0o600: the agent's user only; 0o660: also its group). Default 0o660. */
+  socketMode?: number;
+}
+
+/** Why a request was refused before routing; the answer names the code. */
+export type RequestRefusal = { status: 403 | 415 | 421; code: string; message: string };
+
+const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]']);
+
+/**
+ * The local API has no authentication, so what keeps a web page in a browser on the same device
+ * (a kiosk) from using it is refused here, before any route (pure; exported for the unit test):
+ *
+ * - a request with an `Origin` header, or a `Sec-Fetch-Site` other than `none`: browsers add
+ *   these to every cross-origin (and every non-GET) request and pages cannot remove them, while
+ *   the native applications this API is for do not send them;
+ * - over TCP, a `Host` that is not a loopback name: a page that rebinds its own DNS name to
+ *   127.0.0.1 sends its own name (DNS rebinding);
+ * - a POST whose body is not declared `application/json`: an HTML form or a "simple" fetch can
+ *   only send text/plain, urlencoded or multipart without a CORS preflight, and this API answers
+ *   no preflight.
+ */
+export function refuseRequest(req: Pick<IncomingMessage, 'method' | 'headers'>, tcpPort: number | undefined): RequestRefusal | undefined {
+  if (req.headers.origin !== undefined)
+    return { status: 403, code: 'cross-origin-refused', message: 'requests from web pages (Origin header) are not accepted by the local API' };
+  const site = req.headers['sec-fetch-site'];
+  if (site !== undefined && site !== 'none')
+    return {
+      status: 403,
+      code: 'cross-origin-refused',
+      message: `requests from web pages (Sec-Fetch-Site: ${String(site)}) are not accepted by the local API`,
+    };
+  if (tcpPort !== undefined) {
+    const host = (req.headers.host ?? '').toLowerCase();
+    const name = host.endsWith(`:${tcpPort}`) ? host.slice(0, -`:${tcpPort}`.length) : host;
+    if (!LOOPBACK_HOSTS.has(name)) return { status: 421, code: 'host-refused', message: `Host ${host || '(none)'} is not a loopback address of the local API` };
+  }
+  if (req.method === 'POST') {
+    const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+    if (type !== 'application/json')
+      return { status: 415, code: 'unsupported-media-type', message: `POST bodies must be Content-Type: application/json (got ${type || 'none'})` };
+  }
+  return undefined;
 }
 
 /**
- * HTTP API for the application on the device. Loopback (or a Unix socket) only: it has no
- * authentication, by design the same trust level as the filesystem it hands paths into.
+ * HTTP API for the application on the device, on a Unix socket (the default on Linux, file mode
+ * 0660 or 0600) or on loopback TCP. It has no authentication: on a socket the file mode decides who
+ * may use it; on TCP every local process may, and `refuseRequest` keeps browsers out.
  *
  *   GET  /v1/models            active version + absolute path per model
  *   GET  /v1/models/{name}     one model
@@ -39,13 +88,14 @@ export class LocalApiServer {
   private readonly clients = new Set<ServerResponse>();
   private readonly onActive = (model: string, version: string | null): void => void this.broadcast(model, version);
   private address_: string | undefined;
+  private tcpPort: number | undefined;
 
   constructor(
-    private readonly agent: Agent,
+    private readonly agent: LocalApiAgent,
     private readonly opts: LocalApiOptions = {},
   ) {}
 
-  /** `http://127.0.0.1:port` or the socket path. */
+  /** `http://127.0.0.1:port` or `unix:<socket path>`. */
   get address(): string | undefined {
     return this.address_;
   }
@@ -60,13 +110,19 @@ export class LocalApiServer {
     this.server = server;
     this.agent.on('active-changed', this.onActive);
     if (this.opts.socketPath) {
-      await rm(this.opts.socketPath, { force: true });
-      await new Promise<void>((resolve, reject) => server.once('error', reject).listen(this.opts.socketPath, resolve));
-      this.address_ = this.opts.socketPath;
+      const path = this.opts.socketPath;
+      await mkdir(dirname(path), { recursive: true, mode: 0o750 });
+      await rm(path, { force: true }); // a socket left by a killed agent
+      await new Promise<void>((resolve, reject) => server.once('error', reject).listen(path, resolve));
+      // The umask decides the mode listen() creates the socket with; the mode asked for is set at
+      // once (connecting needs write permission, which a usual umask of 022 does not give others).
+      await chmod(path, this.opts.socketMode ?? 0o660);
+      this.address_ = `unix:${path}`;
     } else {
       await new Promise<void>((resolve, reject) => server.once('error', reject).listen(this.opts.port ?? 7878, this.opts.host ?? '127.0.0.1', resolve));
       const a = server.address() as AddressInfo;
-      this.address_ = `http://${a.address}:${a.port}`;
+      this.tcpPort = a.port;
+      this.address_ = `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
     }
   }
 
@@ -98,6 +154,13 @@ export class LocalApiServer {
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const refusal = refuseRequest(req, this.tcpPort);
+    if (refusal) {
+      // Not read, so the connection is closed rather than kept for a body nobody wants.
+      res.setHeader('connection', 'close');
+      this.json(res, refusal.status, { statusCode: refusal.status, message: refusal.message, code: refusal.code });
+      return;
+    }
     const url = new URL(req.url ?? '/', 'http://local');
     const path = url.pathname.replace(/\/+$/, '');
     if (req.method === 'GET' && path === '/v1/models') {

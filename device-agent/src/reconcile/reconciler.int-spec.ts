@@ -61,6 +61,8 @@ describe('Reconciler with real TUF downloads, files and the command runtime', ()
     targets['1.1.0'] = repo.addTarget('resnet/1.1.0/model.onnx', Buffer.concat([Buffer.from('OK2'), randomBytes(60_000)]));
     targets['1.2.0'] = repo.addTarget('resnet/1.2.0/model.onnx', Buffer.concat([Buffer.from('BAD'), randomBytes(40_000)]));
     targets['1.3.0'] = repo.addTarget('resnet/1.3.0/model.onnx', Buffer.concat([Buffer.from('OK3'), randomBytes(30_000)]));
+    // Signed by the same targets key, but a file of another model.
+    targets['other'] = repo.addTarget('classifier/1.0.0/model.onnx', Buffer.concat([Buffer.from('OKX'), randomBytes(20_000)]));
     await server.start();
   });
   afterAll(async () => {
@@ -186,6 +188,45 @@ describe('Reconciler with real TUF downloads, files and the command runtime', ()
     d.artifacts[0]!.compatibility = { hardwareClasses: ['jetson-orin'] };
     await apply(reconciler(dir, reports), d);
     expect(reports).toEqual([expect.objectContaining({ state: 'incompatible', failure: expect.objectContaining({ code: 'incompatible-hardware' }) })]);
+    expect(server.requests.length).toBe(before);
+  });
+
+  it("refuses with target-mismatch, fetching and installing nothing, a desired state whose artifact is another model's or version's signed target", async () => {
+    const dir = await newDataDir();
+    const reports: ReportDraft[] = [];
+    let downloader: ArtifactDownloader | undefined;
+    const r = reconciler(dir, reports, undefined, 3, { wrapDownloader: (inner) => (downloader = inner) });
+    await apply(r, desired('1.0.0', 1));
+    const before = server.requests.length;
+    for (const [revision, swapped] of [
+      [2, targets['other']!],
+      [3, targets['1.2.0']!],
+    ] as const) {
+      reports.length = 0;
+      // Version 1.1.0 assigned, but the artifact points at a signed target of something else.
+      await apply(
+        r,
+        desired('1.1.0', revision, {
+          artifacts: [{ targetPath: swapped.targetPath, sha256: swapped.sha256, length: swapped.length, runtime: 'command', compatibility: {} }],
+        }),
+      );
+      expect(reports).toEqual([
+        expect.objectContaining({ state: 'failed', version: '1.1.0', activeVersion: '1.0.0', failure: expect.objectContaining({ code: 'target-mismatch' }) }),
+      ]);
+    }
+    expect(server.requests.length).toBe(before);
+    expect(await active(dir)).toBe('1.0.0');
+    expect(await readdir(join(dir, 'models', 'resnet', 'versions'))).toEqual(['1.0.0']);
+    // The downloader refuses it too, for any other caller.
+    const swapped = targets['other']!;
+    await expect(
+      downloader!.fetch(
+        desired('1.1.0', 4, {
+          artifacts: [{ targetPath: swapped.targetPath, sha256: swapped.sha256, length: swapped.length, runtime: 'command', compatibility: {} }],
+        }),
+        { signal: new AbortController().signal, deadline: Date.now() + 10_000 },
+      ),
+    ).rejects.toMatchObject({ code: 'target-mismatch' });
     expect(server.requests.length).toBe(before);
   });
 

@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
 import type { DesiredModel, FailureCode, UpdateReport, UpdateState } from '@fleetline/protocol';
 import { checkCompatibility, type DeviceCapabilities } from '../compat/compatibility.js';
+import { checkTargetBinding } from '../compat/target-binding.js';
 import type { ArtifactDownloader } from '../download/downloader.js';
 import { artifactFileName } from '../download/downloader.js';
 import type { ModelStore, StagedFile } from '../install/model-store.js';
@@ -376,6 +377,13 @@ export class Reconciler extends EventEmitter {
       }
       case 'check-compatibility': {
         const e = this.need(entry, step);
+        // Before anything else: a target of another model version is refused as an attack, not as
+        // an incompatibility (`failed`, not `incompatible`), and costs no download.
+        const binding = checkTargetBinding(e.desired);
+        if (!binding.ok) {
+          this.log(`update ${model}@${e.desired.version} refused: ${binding.message}`);
+          return { entry: await this.apply(e, 'fail', { failure: { code: binding.code, message: binding.message } }), outcome: 'stop' };
+        }
         const result = checkCompatibility(e.desired.artifacts, this.opts.capabilities);
         if (result.ok) return undefined;
         return { entry: await this.apply(e, 'reject', { failure: { code: result.code, message: result.message } }), outcome: 'stop' };

@@ -61,6 +61,18 @@ export class TufRepoFixture {
     return new Date(Date.now() + days * 86_400_000).toISOString().replace(/\.\d{3}Z$/, 'Z');
   }
 
+  /** Signs and serves the next root version with the same keys (a renewal); returns its text. */
+  renewRoot(): string {
+    const current = (JSON.parse(this.files.get('root.json')!.toString('utf8')) as { signed: Record<string, unknown> & { version: number } }).signed;
+    const next = Root.fromJSON({ ...current, version: current.version + 1, expires: this.expires() } as Parameters<typeof Root.fromJSON>[0]);
+    const md = new Metadata(next);
+    md.sign(signer(this.keys.root));
+    const text = JSON.stringify(md.toJSON());
+    this.files.set(`${next.version}.root.json`, Buffer.from(text));
+    this.files.set('root.json', Buffer.from(text));
+    return text;
+  }
+
   addTarget(targetPath: string, bytes: Buffer): PublishedTarget {
     const sha256 = createHash('sha256').update(bytes).digest('hex');
     this.targetInfos.set(targetPath, new TargetFile({ path: targetPath, length: bytes.length, hashes: { sha256 } }));

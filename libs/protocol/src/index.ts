@@ -5,3 +5,4 @@ export * from './telemetry.js';
 export * from './messages.js';
 export * from './enrollment.js';
 export * from './compatibility.js';
+export * from './targets.js';

@@ -39,6 +39,9 @@ export const FAILURE_CODES = [
   'incompatible-runtime',
   'incompatible-agent',
   'boot-loop',
+  // The desired state points at a signed target that is not a file of the assigned model version
+  // (see isTargetOfModelVersion): refused before any byte is fetched. Not transient.
+  'target-mismatch',
   'internal',
 ] as const;
 export type FailureCode = (typeof FAILURE_CODES)[number];

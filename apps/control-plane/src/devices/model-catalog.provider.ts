@@ -14,5 +14,6 @@ export const modelCatalogProvider: Provider = {
   useFactory: (models: ModelsService, tuf: TufRepositoryService): ModelCatalog => ({
     artifactRefs: (model: string, version: string): Promise<ArtifactRef[]> => models.artifactRefs(model, version),
     trustedRoot: (): Promise<string> => tuf.trustedRoot(),
+    rootByPin: (pin: string): Promise<string | undefined> => tuf.rootByPin(pin),
   }),
 };

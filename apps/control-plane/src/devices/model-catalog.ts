@@ -11,4 +11,6 @@ export abstract class ModelCatalog {
   abstract artifactRefs(model: string, version: string): Promise<ArtifactRef[]>;
   /** Current root.json text. */
   abstract trustedRoot(): Promise<string>;
+  /** The root.json text (any version) whose sha256 starts with `pin` (see parseEnrollmentToken), or undefined. */
+  abstract rootByPin(pin: string): Promise<string | undefined>;
 }

@@ -169,6 +169,8 @@ describe.each(databaseBackends())('distribution on %s', (backend) => {
   it('re-signs expiring metadata and rotates root so devices follow', async () => {
     const tuf = t.app.get(TufRepositoryService);
     const pinned = await tuf.trustedRoot();
+    // A token made now pins root v1 (its pin: the first 32 hex digits of sha256(root v1)).
+    const token = (await apiClient(t.baseUrl, t.adminKey).post<{ token: string }>('/api/v1/enrollment-tokens', { name: 'before-rotation' })).body.token;
     const soon = new Date(Date.now() + 23 * 3600 * 1000);
     expect(await tuf.renewExpiring(soon)).toEqual(['timestamp']);
     expect(await tuf.renewExpiring(soon)).toEqual([]);
@@ -186,6 +188,20 @@ describe.each(databaseBackends())('distribution on %s', (backend) => {
         .digest('hex'),
     ).toBe(sha256);
     expect(JSON.parse(await tuf.trustedRoot())).toMatchObject({ signed: { version: 2 } });
+
+    // After the rotation that token still enrolls, and is answered with the root it pins (the
+    // device walks forward from it, as above); a pin of any root ever published finds it.
+    const sha = (text: string): string => createHash('sha256').update(text).digest('hex');
+    const enrolled = await fetch(`${t.baseUrl}/api/v1/enroll`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ token, id: 'enrolled-after-rotation' }),
+    });
+    expect(enrolled.status).toBe(201);
+    expect(((await enrolled.json()) as { tuf: { root: string } }).tuf.root).toBe(pinned);
+    expect(await tuf.rootByPin(sha(pinned))).toBe(pinned);
+    expect(await tuf.rootByPin(sha(await tuf.trustedRoot()).slice(0, 32))).toBe(await tuf.trustedRoot());
+    expect(await tuf.rootByPin('0'.repeat(32))).toBeUndefined();
   });
 
   it('rotates to an offline root and targets key and accepts offline-signed targets', async () => {

@@ -37,6 +37,12 @@ export class TufMetadataRepository {
     return toSigned(rows[0]);
   }
 
+  /** Every version of a role, oldest first (roots: a handful of rows, one per rotation or renewal). */
+  async allVersions(role: TopLevelRole): Promise<SignedMetadata[]> {
+    const rows: Row[] = await this.dataSource.query(`SELECT role, version, json, expires_at FROM tuf_metadata WHERE role = $1 ORDER BY version`, [role]);
+    return rows.map((r) => toSigned(r)!);
+  }
+
   /** Latest version of every role, in one round trip. */
   async latestAll(manager: EntityManager = this.dataSource.manager): Promise<Map<TopLevelRole, SignedMetadata>> {
     const rows: Row[] = await manager.query(`SELECT DISTINCT ON (role) role, version, json, expires_at FROM tuf_metadata ORDER BY role, version DESC`);

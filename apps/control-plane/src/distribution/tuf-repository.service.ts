@@ -1,7 +1,9 @@
+import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Inject, Injectable, Logger, type OnModuleInit } from '@nestjs/common';
 import type { Metadata, Root, Targets } from '@tufjs/models';
+import { rootMatchesPin } from '@fleetline/protocol';
 import { DataSource, type EntityManager } from 'typeorm';
 import { APP_CONFIG, type AppConfig } from '../infra/config/app-config.js';
 import { DistributionErrorCode, DistributionException } from './distribution.exception.js';
@@ -57,6 +59,7 @@ export class TufRepositoryService implements OnModuleInit {
   private keysRootVersion = 0;
   private readonly latestCache = new Map<TopLevelRole, { value: SignedMetadata; at: number }>();
   private readonly versionCache = new Map<string, SignedMetadata>();
+  private rootHashes: { upTo: number; roots: { sha256: string; json: string }[] } = { upTo: 0, roots: [] };
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
@@ -107,6 +110,21 @@ export class TufRepositoryService implements OnModuleInit {
   async trustedRoot(): Promise<string> {
     const root = await this.latest('root');
     return root.json;
+  }
+
+  /**
+   * The root.json text (any version) whose sha256 starts with `pin`, or undefined. A device that
+   * enrolls with a token made before a root rotation pins the root the token names and walks
+   * forward from it (TUF §5.3). Root rows are immutable, so their hashes are computed once and
+   * recomputed only when a newer root appears.
+   */
+  async rootByPin(pin: string): Promise<string | undefined> {
+    const latest = await this.latest('root');
+    if (latest.version !== this.rootHashes.upTo) {
+      const roots = await this.metadata.allVersions('root');
+      this.rootHashes = { upTo: latest.version, roots: roots.map((r) => ({ sha256: createHash('sha256').update(r.json).digest('hex'), json: r.json })) };
+    }
+    return this.rootHashes.roots.find((r) => rootMatchesPin(r.sha256, pin))?.json;
   }
 
   /** Metadata and targets URLs below `baseUrl` (default: PUBLIC_URL). */

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import type { ArtifactRef, Compatibility } from '@fleetline/protocol';
+import { type ArtifactRef, type Compatibility, modelTargetPath } from '@fleetline/protocol';
 import { Inject, Injectable } from '@nestjs/common';
 import { TufRepositoryService } from '../distribution/tuf-repository.service.js';
 import { APP_CONFIG, type AppConfig } from '../infra/config/app-config.js';
@@ -67,9 +67,12 @@ function toArtifactView(a: ArtifactRow): ArtifactView {
   };
 }
 
-/** TUF target path of an artifact; also the suffix of its download URL. */
+/**
+ * TUF target path of an artifact; also the suffix of its download URL. The rule lives in the
+ * protocol (`modelTargetPath`): devices check every target they are sent against it.
+ */
 export function targetPathOf(model: string, version: string, fileName: string): string {
-  return `${model}/${version}/${fileName}`;
+  return modelTargetPath(model, version, fileName);
 }
 
 /** Published artifacts kept in memory by target path (oldest dropped first). */

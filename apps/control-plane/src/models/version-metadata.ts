@@ -1,4 +1,4 @@
-import { compatibilitySchema } from '@fleetline/protocol';
+import { ARTIFACT_FILE_NAME_PATTERN, compatibilitySchema } from '@fleetline/protocol';
 import { z } from 'zod';
 
 const runtimeName = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'runtime: 1-64 chars of [a-z0-9._-]');
@@ -43,8 +43,11 @@ export function parseUploadMetadata(text: string): ParsedUploadMetadata {
   return { ok: true, metadata: parsed.data };
 }
 
-/** Artifact file names become the last segment of a TUF target path and of a download URL. */
-export const FILE_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+/**
+ * Artifact file names become the last segment of a TUF target path and of a download URL; the
+ * protocol's rule, which devices check target paths against.
+ */
+export const FILE_NAME_PATTERN = ARTIFACT_FILE_NAME_PATTERN;
 
 /** Runtime of one uploaded file: the explicit one, else "onnx" for a .onnx file, else none (required). */
 export function resolveRuntime(metadata: UploadMetadata, fileName: string): string | undefined {

@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import mqtt from 'mqtt';
 import { DataSource } from 'typeorm';
-import { type DeviceCredentials, deviceCredentialsSchema } from '@fleetline/protocol';
+import { createHash } from 'node:crypto';
+import { type DeviceCredentials, deviceCredentialsSchema, parseEnrollmentToken } from '@fleetline/protocol';
 import { apiClient, type ApiClient, databaseBackends, startTestApp, type TestApp } from '../../testing/test-app.fixture.js';
 
 interface EnrollAnswer {
@@ -44,8 +45,8 @@ describe.each(databaseBackends())('group-committed enrollment on %s', (backend) 
     const response = await fetch(`${t.baseUrl}/api/v1/enroll`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
     return { status: response.status, body: (await response.json()) as EnrollAnswer['body'] };
   };
-  const createToken = async (body: Record<string, unknown>): Promise<{ id: string; token: string }> => {
-    const res = await api.post<{ id: string; token: string }>('/api/v1/enrollment-tokens', body);
+  const createToken = async (body: Record<string, unknown>): Promise<{ id: string; token: string; rootSha256: string }> => {
+    const res = await api.post<{ id: string; token: string; rootSha256: string }>('/api/v1/enrollment-tokens', body);
     expect(res.status).toBe(201);
     return res.body;
   };
@@ -184,6 +185,34 @@ describe.each(databaseBackends())('group-committed enrollment on %s', (backend) 
       await db.query(`DROP TRIGGER fail_boom ON devices`);
       await db.query(`DROP FUNCTION fail_boom()`);
     }
+  });
+
+  it('hands out tokens that pin the current TUF root, and refuses a pin it never published before creating anything', async () => {
+    const { id: tokenId, token, rootSha256 } = await createToken({ name: 'pinned' });
+    const current = ((await db.query(`SELECT json FROM tuf_metadata WHERE role = 'root' ORDER BY version DESC LIMIT 1`)) as { json: string }[])[0]!.json;
+    expect(rootSha256).toBe(createHash('sha256').update(current).digest('hex'));
+    expect(token).toBe(`${parseEnrollmentToken(token).secret}.${rootSha256.slice(0, 32)}`);
+
+    // The token as handed out, its secret alone with the pin as rootSha256, and the bare secret (a token made before pins) all enroll.
+    const pinned = await enroll({ token, id: 'pin-1' });
+    expect(pinned.status).toBe(201);
+    expect(pinned.body.tuf.root).toBe(current);
+    expect((await enroll({ token: parseEnrollmentToken(token).secret, rootSha256, id: 'pin-2' })).status).toBe(201);
+    expect((await enroll({ token: parseEnrollmentToken(token).secret, id: 'pin-3' })).status).toBe(201);
+
+    const other = 'f'.repeat(64);
+    for (const body of [
+      { token: `${parseEnrollmentToken(token).secret}.${other.slice(0, 32)}`, id: 'pin-4' },
+      { token, rootSha256: other, id: 'pin-5' },
+    ]) {
+      const refused = await enroll(body);
+      expect(refused.status).toBe(409);
+      expect(refused.body.code).toBe('enrollment-root-unknown');
+      expect(refused.body.message).toContain('no TUF root whose sha256 starts with ffff');
+    }
+    expect(await tokenUses(tokenId)).toBe(3);
+    expect(await devicesOf(tokenId)).toBe(3);
+    expect(Number(((await db.query(`SELECT count(*)::int AS n FROM devices WHERE id IN ('pin-4', 'pin-5')`)) as { n: number }[])[0]!.n)).toBe(0);
   });
 
   it('refuses NUL characters before they can fail a batch', async () => {

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { BadRequestException, Inject, Injectable, Logger, type OnModuleDestroy } from '@nestjs/common';
 import { DataSource, type EntityManager } from 'typeorm';
-import type { DeviceCredentials, EnrollRequest, Inventory } from '@fleetline/protocol';
+import { type DeviceCredentials, type EnrollRequest, type Inventory, parseEnrollmentToken } from '@fleetline/protocol';
 import { generateSecret, hashSecret } from '../../access/secret.js';
 import { APP_CONFIG, type AppConfig } from '../../infra/config/app-config.js';
 import { MqttGateway } from '../../infra/mqtt/mqtt-gateway.js';
@@ -70,10 +70,23 @@ export class EnrollmentService implements OnModuleDestroy {
     // A NUL cannot be stored in text or jsonb; refused here, it cannot fail the batch it would join.
     if (containsNul(request)) throw new BadRequestException('strings must not contain NUL characters');
     // Secrets are made and hashed per device, outside the batch: only their hashes reach the database.
+    const token = parseEnrollmentToken(request.token);
+    // A pinned root is looked up before anything is queued: a device that will refuse our root
+    // must not leave a device row (and a used token) behind.
+    const pin = request.rootSha256 ?? token.rootPin;
+    let pinnedRoot: string | undefined;
+    if (pin !== undefined) {
+      pinnedRoot = await this.catalog.rootByPin(pin);
+      if (pinnedRoot === undefined)
+        throw new EnrollmentException(
+          EnrollmentErrorCode.RootUnknown,
+          `this control plane has no TUF root whose sha256 starts with ${pin}; the token or --root-sha256 was made for another control plane (or mistyped). Nothing was created`,
+        );
+    }
     const secret = generateSecret('fld_');
     const id = request.id ?? `dev-${randomBytes(10).toString('hex')}`;
     const pending: PendingEnrollment = {
-      tokenHash: hashSecret(request.token),
+      tokenHash: hashSecret(token.secret),
       tags: request.tags ?? {},
       device: {
         id,
@@ -94,7 +107,7 @@ export class EnrollmentService implements OnModuleDestroy {
     return enrollmentCredentials({
       deviceId: id,
       secret,
-      root: outcome.root,
+      root: pinnedRoot ?? outcome.root,
       baseUrl: this.config.http.publicUrl ?? requestOrigin,
       mqttUrls: this.gateway.publicUrls(),
     });
