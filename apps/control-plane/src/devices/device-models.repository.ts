@@ -10,6 +10,8 @@ export interface DesiredRow {
   rolloutId: string | null;
   action: 'install' | 'download-only';
   timeoutSeconds: number | null;
+  /** The build chosen for the device; null: none chosen, the device picks (or refuses). */
+  variant: string | null;
 }
 
 export interface AssignedRow {
@@ -38,9 +40,11 @@ export class DeviceModelsRepository {
     if (rows.length === 0) return [];
     const result = rowsOf(
       await this.dataSource.query(
-        `INSERT INTO device_models (device_id, model, desired_version, desired_revision, desired_rollout_id, desired_action, desired_at, desired_timeout_seconds)
-       SELECT a.device_id, a.model, a.version, 1, a.rollout_id, a.action, now(), a.timeout_seconds
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::int[]) AS a(device_id, model, version, rollout_id, action, timeout_seconds)
+        `INSERT INTO device_models (device_id, model, desired_version, desired_revision, desired_rollout_id, desired_action, desired_at, desired_timeout_seconds,
+                                    desired_variant)
+       SELECT a.device_id, a.model, a.version, 1, a.rollout_id, a.action, now(), a.timeout_seconds, a.variant
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::int[], $7::text[])
+              AS a(device_id, model, version, rollout_id, action, timeout_seconds, variant)
          JOIN devices d ON d.id = a.device_id AND d.decommissioned_at IS NULL
        ON CONFLICT (device_id, model) DO UPDATE SET
          desired_version = EXCLUDED.desired_version,
@@ -48,7 +52,8 @@ export class DeviceModelsRepository {
          desired_rollout_id = EXCLUDED.desired_rollout_id,
          desired_action = EXCLUDED.desired_action,
          desired_at = EXCLUDED.desired_at,
-         desired_timeout_seconds = EXCLUDED.desired_timeout_seconds
+         desired_timeout_seconds = EXCLUDED.desired_timeout_seconds,
+         desired_variant = EXCLUDED.desired_variant
        RETURNING device_id, model, desired_revision, desired_at`,
         [
           rows.map((r) => r.deviceId),
@@ -57,6 +62,7 @@ export class DeviceModelsRepository {
           rows.map((r) => r.rolloutId),
           rows.map((r) => r.action),
           rows.map((r) => r.timeoutSeconds),
+          rows.map((r) => r.variant),
         ],
       ),
     );
@@ -75,7 +81,7 @@ export class DeviceModelsRepository {
       await this.dataSource.query(
         `UPDATE device_models m
           SET desired_version = NULL, desired_revision = m.desired_revision + 1, desired_rollout_id = NULL, desired_action = NULL, desired_at = now(),
-              desired_timeout_seconds = NULL
+              desired_timeout_seconds = NULL, desired_variant = NULL
          FROM unnest($1::text[], $2::text[]) AS p(device_id, model)
         WHERE m.device_id = p.device_id AND m.model = p.model AND m.desired_version IS NOT NULL
       RETURNING m.device_id, m.model, m.desired_revision, m.desired_at`,
@@ -131,9 +137,9 @@ export class DeviceModelsRepository {
       const applied = rowsOf(
         await manager.query(
           `INSERT INTO device_models AS m (device_id, model, report_version, report_state, report_revision, report_at,
-                                         active_version, previous_version, failure_code, failure_message, last_report_seq)
+                                         active_version, previous_version, failure_code, failure_message, last_report_seq, variant)
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::timestamptz[],
-                              $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[])
+                              $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[], $12::text[])
          ON CONFLICT (device_id, model) DO UPDATE SET
            last_report_seq = EXCLUDED.last_report_seq,
            active_version = EXCLUDED.active_version,
@@ -141,6 +147,10 @@ export class DeviceModelsRepository {
            report_version = CASE WHEN EXCLUDED.report_revision >= m.desired_revision THEN EXCLUDED.report_version ELSE m.report_version END,
            report_state = CASE WHEN EXCLUDED.report_revision >= m.desired_revision THEN EXCLUDED.report_state ELSE m.report_state END,
            report_at = CASE WHEN EXCLUDED.report_revision >= m.desired_revision THEN EXCLUDED.report_at ELSE m.report_at END,
+           -- An older agent names no build: keep what the control plane chose for this revision.
+           variant = CASE WHEN EXCLUDED.report_revision >= m.desired_revision
+                          THEN coalesce(EXCLUDED.variant, CASE WHEN EXCLUDED.report_state <> 'incompatible' THEN m.desired_variant END)
+                          ELSE m.variant END,
            failure_code = CASE WHEN EXCLUDED.report_revision >= m.desired_revision THEN EXCLUDED.failure_code ELSE m.failure_code END,
            failure_message = CASE WHEN EXCLUDED.report_revision >= m.desired_revision THEN EXCLUDED.failure_message ELSE m.failure_message END,
            report_revision = CASE WHEN EXCLUDED.report_revision >= m.desired_revision THEN EXCLUDED.report_revision ELSE m.report_revision END
@@ -158,6 +168,7 @@ export class DeviceModelsRepository {
             a.map((r) => r.report.failure?.code ?? null),
             a.map((r) => r.report.failure?.message ?? null),
             a.map((r) => r.report.seq),
+            a.map((r) => r.report.variant ?? null),
           ],
         ),
       );
