@@ -116,7 +116,9 @@ describe('builds (variants) of a version', () => {
       const agent = agents.get(d.id)!;
       if (d.build === null) {
         expect(row).toMatchObject({ state: 'skipped', variant: null, notifiedAt: null, revision: null });
-        expect(row.reason).toBe('incompatible-hardware: no build fits: npu-int8 (needs npu); gpu-fp16 (needs cuda); cpu-fp32 (hardware class mcu not in [x86_64, aarch64])');
+        expect(row.reason).toBe(
+          'incompatible-hardware: no build fits: npu-int8 (needs npu); gpu-fp16 (needs cuda); cpu-fp32 (hardware class mcu not in [x86_64, aarch64])',
+        );
         // Never assigned, never reported, nothing downloaded or installed.
         expect(await fleet.api.deviceModel(d.id, MODEL)).toBeUndefined();
         expect((await agent.status()).models).toEqual([]);
@@ -134,9 +136,7 @@ describe('builds (variants) of a version', () => {
 
   it('keeps telemetry per build and filters the version query by build', async () => {
     const telemetry = (query: string): Promise<VersionTelemetryView> =>
-      fleet.api
-        .request<VersionTelemetryView>('GET', `/api/v1/telemetry/models/${MODEL}/versions/${VERSION}${query}`, undefined, 200)
-        .then((r) => r.body);
+      fleet.api.request<VersionTelemetryView>('GET', `/api/v1/telemetry/models/${MODEL}/versions/${VERSION}${query}`, undefined, 200).then((r) => r.body);
     // Agents send one (possibly empty) aggregate per active version every 5 s, naming their build.
     const all = await waitFor(
       'telemetry from all three builds',
