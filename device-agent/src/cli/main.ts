@@ -23,7 +23,7 @@ Usage:
   fleet-agent simulate --server URL[,URL...] [--server URL ...] --token T --devices N [--workers W] [--tag k=v ...]
                        [--behaviour VERSION:key=value,... ...] [--telemetry-interval S]
                        [--download full|skip] [--duration S] [--id-prefix P] [--enroll-concurrency C]
-                       [--download-concurrency C] [--hardware-class H] [--source-addresses N]
+                       [--download-concurrency C] [--hardware-class H] [--accelerator A ...] [--source-addresses N]
                        [--connect-concurrency C]
 `;
 
@@ -178,6 +178,7 @@ async function cmdSimulate(argv: string[]): Promise<number> {
       'enroll-concurrency': { type: 'string' },
       'download-concurrency': { type: 'string' },
       'hardware-class': { type: 'string' },
+      accelerator: { type: 'string', multiple: true },
       'source-addresses': { type: 'string' },
       'connect-concurrency': { type: 'string' },
     },
@@ -201,6 +202,8 @@ async function cmdSimulate(argv: string[]): Promise<number> {
     downloadConcurrency: Math.max(1, positiveInt(values['download-concurrency'], '--download-concurrency', 200)),
     ...(values['id-prefix'] ? { idPrefix: values['id-prefix'] } : {}),
     ...(values['hardware-class'] ? { hardwareClass: values['hardware-class'] } : {}),
+    // Simulated hardware: which builds (variants) of a version the devices get.
+    ...(values.accelerator ? { accelerators: values.accelerator } : {}),
     ...(values['source-addresses'] ? { sourceAddresses: positiveInt(values['source-addresses'], '--source-addresses') } : {}),
     ...(values['connect-concurrency'] ? { connectConcurrency: positiveInt(values['connect-concurrency'], '--connect-concurrency') } : {}),
     log: (m) => process.stderr.write(`${m}\n`),
