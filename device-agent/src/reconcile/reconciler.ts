@@ -84,7 +84,8 @@ export class Reconciler extends EventEmitter {
     const persisted = await this.opts.store.list('desired');
     for (const key of persisted) {
       const d = await this.opts.store.read<DesiredModel>(key);
-      if (d && !this.desired.has(d.model)) this.desired.set(d.model, d);
+      // Narrowed again: a state persisted by an agent from before builds holds every build's files.
+      if (d && !this.desired.has(d.model)) this.desired.set(d.model, this.narrowToBuild(d));
     }
     for (const entry of await this.journal.all()) {
       // Every assignment is persisted before anything is journaled for it, and its file is deleted
