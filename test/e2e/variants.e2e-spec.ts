@@ -131,6 +131,14 @@ describe('builds (variants) of a version', () => {
       // Exactly its build's file, with the uploaded (signed) bytes, and no other build's.
       expect(await readdir(join(agent.dataDir, 'models', MODEL, 'current'))).toEqual([d.file]);
       expect(sha256(await agent.activeFile(MODEL, d.file))).toBe(sha256(bytes[d.file]));
+      expect((await agent.status()).models).toEqual([
+        expect.objectContaining({
+          model: MODEL,
+          activeVersion: VERSION,
+          activeVariant: d.build,
+          update: expect.objectContaining({ variant: d.build, state: 'committed' }),
+        }),
+      ]);
     }
   }, 180_000);
 

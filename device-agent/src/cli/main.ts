@@ -120,22 +120,27 @@ async function cmdStatus(argv: string[]): Promise<number> {
   const dataDir = required(values['data-dir'], '--data-dir');
   const creds = await loadCredentials(dataDir);
   const models = new FsModelStore(join(dataDir, 'models'));
-  const journal = new UpdateJournal(new FileStateStore(join(dataDir, 'state')));
+  const state = new FileStateStore(join(dataDir, 'state'));
+  const journal = new UpdateJournal(state);
   const entries = await journal.all();
   const names = new Set([...(await models.models()), ...entries.map((e) => e.model)]);
   const rows = [];
   for (const model of [...names].sort()) {
     const p = await models.pointers(model);
     const e = entries.find((x) => x.model === model);
+    // The build installed for the active version (recorded by the reconciler at install).
+    const variant = p.active ? ((await state.read<{ variant: string }>(`variant/${model}/${p.active}`))?.variant ?? null) : null;
     rows.push({
       model,
       activeVersion: p.active,
+      activeVariant: variant,
       lastKnownGood: p.previous,
       path: p.active ? models.versionPath(model, p.active) : null,
       update: e
         ? {
             version: e.desired.version,
             revision: e.desired.revision,
+            variant: e.desired.variant ?? null,
             state: e.state,
             inFlight: !isTerminalUpdateState(e.state),
             restarts: e.restarts,
@@ -156,7 +161,9 @@ async function cmdStatus(argv: string[]): Promise<number> {
     const u = r.update
       ? `${r.update.state} ${r.update.version} (rev ${r.update.revision})${r.update.failure ? ` ${r.update.failure.code}: ${r.update.failure.message}` : ''}`
       : '-';
-    process.stdout.write(`${r.model}: active ${r.activeVersion ?? '-'}  last-known-good ${r.lastKnownGood ?? '-'}  update ${u}\n`);
+    process.stdout.write(
+      `${r.model}: active ${r.activeVersion ?? '-'}${r.activeVariant ? ` (${r.activeVariant})` : ''}  last-known-good ${r.lastKnownGood ?? '-'}  update ${u}\n`,
+    );
   }
   return 0;
 }
