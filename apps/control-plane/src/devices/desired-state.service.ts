@@ -1,11 +1,9 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { type ArtifactRef, type Command, commandSchema, encodePayload, selectVariant, topics, type VariantSelection } from '@fleetline/protocol';
-import { DataSource } from 'typeorm';
 import { MqttGateway } from '../infra/mqtt/mqtt-gateway.js';
-import { capabilitiesOf, COMPATIBILITY_KEY_SQL, type CompatibilityProjection } from './device-capabilities.js';
+import { capabilitiesOf } from './device-capabilities.js';
 import { DeviceModelsRepository, type DesiredRow } from './device-models.repository.js';
 import { ModelCatalog } from './model-catalog.js';
-import { rowsOf } from './sql-values.js';
 import { clearedMessage, desiredMessage } from './sync/desired-messages.js';
 
 export interface Assignment {
@@ -45,7 +43,6 @@ export class DesiredStateService {
     private readonly repository: DeviceModelsRepository,
     @Inject(MqttGateway) private readonly gateway: MqttGateway,
     private readonly catalog: ModelCatalog,
-    private readonly dataSource: DataSource,
   ) {}
 
   /**
@@ -56,16 +53,9 @@ export class DesiredStateService {
   async selectBuilds(deviceIds: readonly string[], artifacts: readonly ArtifactRef[]): Promise<Map<string, VariantSelection>> {
     const out = new Map<string, VariantSelection>();
     if (deviceIds.length === 0) return out;
-    const groups = rowsOf(
-      await this.dataSource.query(
-        `SELECT ${COMPATIBILITY_KEY_SQL} AS k, array_agg(d.id) AS ids FROM devices d
-          WHERE d.id = ANY($1::text[]) AND d.inventory IS NOT NULL AND d.decommissioned_at IS NULL GROUP BY 1`,
-        [[...deviceIds]],
-      ),
-    );
-    for (const g of groups) {
-      const selection = selectVariant(artifacts, capabilitiesOf(JSON.parse(String(g['k'])) as CompatibilityProjection));
-      for (const id of g['ids'] as string[]) out.set(id, selection);
+    for (const group of await this.repository.compatibilityGroups(deviceIds)) {
+      const selection = selectVariant(artifacts, capabilitiesOf(group.projection));
+      for (const id of group.deviceIds) out.set(id, selection);
     }
     return out;
   }

@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
+import { COMPATIBILITY_KEY_SQL, type CompatibilityProjection } from './device-capabilities.js';
 import type { IncomingReport, ReportFloors } from './report-ordering.js';
 import { toIso, toNumber, rowsOf } from './sql-values.js';
 
@@ -31,6 +32,21 @@ export interface AppliedReportRow {
 @Injectable()
 export class DeviceModelsRepository {
   constructor(private readonly dataSource: DataSource) {}
+
+  /**
+   * The live devices of a batch that have an inventory, grouped by the part of it compatibility
+   * depends on: one grouped query, a handful of groups however large the batch.
+   */
+  async compatibilityGroups(deviceIds: readonly string[]): Promise<{ projection: CompatibilityProjection; deviceIds: string[] }[]> {
+    const rows = rowsOf(
+      await this.dataSource.query(
+        `SELECT ${COMPATIBILITY_KEY_SQL} AS k, array_agg(d.id) AS ids FROM devices d
+          WHERE d.id = ANY($1::text[]) AND d.inventory IS NOT NULL AND d.decommissioned_at IS NULL GROUP BY 1`,
+        [[...deviceIds]],
+      ),
+    );
+    return rows.map((r) => ({ projection: JSON.parse(String(r['k'])) as CompatibilityProjection, deviceIds: r['ids'] as string[] }));
+  }
 
   /**
    * One upsert for the whole batch; the revision grows by one per assignment. Devices that do
