@@ -74,6 +74,8 @@ export class Agent extends EventEmitter {
   private readonly inventoryOut: Outbox;
   private readonly aggregator = new TelemetryAggregator();
   private readonly active = new Map<string, string>();
+  /** Build of each active model (telemetry is kept per build); absent for versions installed without one. */
+  private readonly activeVariant = new Map<string, string>();
   private telemetryTimer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
   private flushAgain = false;
@@ -108,9 +110,11 @@ export class Agent extends EventEmitter {
       ...(opts.maxActivationRestarts !== undefined ? { maxActivationRestarts: opts.maxActivationRestarts } : {}),
       ...(opts.log ? { log: opts.log } : {}),
     });
-    this.reconciler.on('active-changed', (model: string, version: string | null) => {
+    this.reconciler.on('active-changed', (model: string, version: string | null, variant?: string) => {
       if (version) this.active.set(model, version);
       else this.active.delete(model);
+      if (version && variant) this.activeVariant.set(model, variant);
+      else this.activeVariant.delete(model);
       this.emit('active-changed', model, version);
     });
     this.link = new MqttLink({
@@ -138,7 +142,10 @@ export class Agent extends EventEmitter {
   async start(): Promise<void> {
     if (this.started) return;
     this.started = true;
-    for (const m of await this.reconciler.activeModels()) this.active.set(m.model, m.version);
+    for (const m of await this.reconciler.activeModels()) {
+      this.active.set(m.model, m.version);
+      if (m.variant) this.activeVariant.set(m.model, m.variant);
+    }
     await this.reconciler.recover();
     this.link.start();
     const interval = this.opts.telemetryIntervalMs ?? 60_000;
@@ -287,7 +294,7 @@ export class Agent extends EventEmitter {
   recordInference(sample: InferenceSample): boolean {
     const version = this.active.get(sample.model);
     if (!version) return false;
-    this.aggregator.record(sample, version);
+    this.aggregator.record(sample, version, this.activeVariant.get(sample.model));
     return true;
   }
 
@@ -296,7 +303,7 @@ export class Agent extends EventEmitter {
     const now = new Date();
     const aggregates = this.aggregator.flush(
       now,
-      [...this.active.entries()].map(([model, version]) => ({ model, version })),
+      [...this.active.entries()].map(([model, version]) => ({ model, version, variant: this.activeVariant.get(model) })),
     );
     if (aggregates.length === 0) return 0;
     const vitals = (await this.opts.vitals?.().catch(() => ({}))) ?? {};

@@ -4,7 +4,8 @@ export { startAgent, type RunningAgent } from './run-agent.js';
 export { agentConfigSchema, parseAgentConfig, loadAgentConfig, ConfigError, type AgentConfig } from './config/config.js';
 export { saveCredentials, loadCredentials, wipeCredentials } from './config/credentials.js';
 export { enroll, EnrollError } from './config/enroll.js';
-export { checkCompatibility, checkArtifactCompatibility, type DeviceCapabilities, type CompatibilityResult } from './compat/compatibility.js';
+// Compatibility is one rule shared with the control plane: it lives in @fleetline/protocol.
+export { checkCompatibility, selectVariant, type DeviceCapabilities, type CompatibilityResult, type VariantSelection } from '@fleetline/protocol';
 export { planSteps, resumeSteps, type Step, type CurrentModelState } from './reconcile/planner.js';
 export { Reconciler, type ActiveModel } from './reconcile/reconciler.js';
 export { TRANSITION_TABLE, transition, canTransition, IllegalTransitionError, UPDATE_EVENTS, type UpdateEvent } from './update/transition-table.js';

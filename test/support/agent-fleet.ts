@@ -23,20 +23,22 @@ export interface DeviceModelView {
   activeVersion: string | null;
   previousVersion: string | null;
   failure: { code: string; message: string | null } | null;
+  desiredVariant: string | null;
+  variant: string | null;
 }
 
 export interface DeviceView {
   id: string;
   online: boolean;
   tags: Record<string, string>;
-  inventory: { runtimes?: Record<string, string> } | null;
+  inventory: { runtimes?: Record<string, string>; hardwareClass?: string } | null;
   models: DeviceModelView[];
 }
 
 export interface UploadedVersion {
   model: string;
   version: string;
-  artifacts: { fileName: string; targetPath: string; sha256: string; size: number; runtime: string }[];
+  artifacts: { fileName: string; targetPath: string; sha256: string; size: number; runtime: string; variant: string }[];
 }
 
 export interface FleetSummaryView {
@@ -103,10 +105,15 @@ export class FleetApi {
 
   /** `POST /api/v1/models/{name}/versions` as multipart: version, metadata JSON, one file. */
   async uploadVersion(model: string, version: string, file: { name: string; bytes: Uint8Array }, metadata: Record<string, unknown>): Promise<UploadedVersion> {
+    return this.uploadFiles(model, version, [file], metadata);
+  }
+
+  /** A version of several files (e.g. one per build, with `metadata.variants`). */
+  async uploadFiles(model: string, version: string, files: { name: string; bytes: Uint8Array }[], metadata: Record<string, unknown>): Promise<UploadedVersion> {
     const form = new FormData();
     form.append('version', version);
     form.append('metadata', JSON.stringify(metadata));
-    form.append('file', new Blob([file.bytes]), file.name);
+    for (const file of files) form.append('file', new Blob([file.bytes]), file.name);
     const res = await fetch(`${this.baseUrl}/api/v1/models/${model}/versions`, {
       method: 'POST',
       headers: { authorization: `Bearer ${this.key}` },

@@ -20,11 +20,14 @@ export interface CliResult {
 export interface AgentStatusModel {
   model: string;
   activeVersion: string | null;
+  /** The build of activeVersion installed (null: none recorded). */
+  activeVariant: string | null;
   lastKnownGood: string | null;
   path: string | null;
   update: {
     version: string;
     revision: number;
+    variant: string | null;
     state: string;
     inFlight: boolean;
     restarts: number;

@@ -21,6 +21,9 @@ export interface SimGroupOptions {
   workers?: number;
   download?: 'full' | 'skip';
   enrollConcurrency?: number;
+  /** Simulated hardware (`--hardware-class`, `--accelerator`): decides which build of a version the devices get. */
+  hardwareClass?: string;
+  accelerators?: string[];
 }
 
 export interface SimulationSummary {
@@ -75,6 +78,8 @@ export class SimGroup {
     ];
     for (const [k, v] of Object.entries(options.tags ?? {})) args.push('--tag', `${k}=${v}`);
     for (const b of options.behaviours ?? []) args.push('--behaviour', b);
+    if (options.hardwareClass) args.push('--hardware-class', options.hardwareClass);
+    for (const a of options.accelerators ?? []) args.push('--accelerator', a);
     // Jest's --experimental-vm-modules must not leak into the simulator processes.
     const env = { ...process.env };
     delete env['NODE_OPTIONS'];

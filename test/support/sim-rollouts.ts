@@ -58,6 +58,8 @@ export interface RolloutDeviceView {
   revision: number | null;
   attempts: number;
   notifiedAt: string | null;
+  /** The build of the version the device was sent, then the one it reported taking. */
+  variant: string | null;
 }
 
 export async function createRollout(api: FleetApi, definition: Record<string, unknown>): Promise<RolloutView> {

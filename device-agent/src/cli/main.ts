@@ -28,7 +28,7 @@ Usage:
   fleet-agent simulate --server URL[,URL...] [--server URL ...] --token T --devices N [--workers W] [--tag k=v ...]
                        [--behaviour VERSION:key=value,... ...] [--telemetry-interval S]
                        [--download full|skip] [--duration S] [--id-prefix P] [--enroll-concurrency C]
-                       [--download-concurrency C] [--hardware-class H] [--source-addresses N]
+                       [--download-concurrency C] [--hardware-class H] [--accelerator A ...] [--source-addresses N]
                        [--connect-concurrency C]
 `;
 
@@ -138,22 +138,27 @@ async function cmdStatus(argv: string[]): Promise<number> {
   const dataDir = required(values['data-dir'], '--data-dir');
   const creds = await loadCredentials(dataDir);
   const models = new FsModelStore(join(dataDir, 'models'));
-  const journal = new UpdateJournal(new FileStateStore(join(dataDir, 'state')));
+  const state = new FileStateStore(join(dataDir, 'state'));
+  const journal = new UpdateJournal(state);
   const entries = await journal.all();
   const names = new Set([...(await models.models()), ...entries.map((e) => e.model)]);
   const rows = [];
   for (const model of [...names].sort()) {
     const p = await models.pointers(model);
     const e = entries.find((x) => x.model === model);
+    // The build installed for the active version (recorded by the reconciler at install).
+    const variant = p.active ? ((await state.read<{ variant: string }>(`variant/${model}/${p.active}`))?.variant ?? null) : null;
     rows.push({
       model,
       activeVersion: p.active,
+      activeVariant: variant,
       lastKnownGood: p.previous,
       path: p.active ? models.versionPath(model, p.active) : null,
       update: e
         ? {
             version: e.desired.version,
             revision: e.desired.revision,
+            variant: e.desired.variant ?? null,
             state: e.state,
             inFlight: !isTerminalUpdateState(e.state),
             restarts: e.restarts,
@@ -174,7 +179,9 @@ async function cmdStatus(argv: string[]): Promise<number> {
     const u = r.update
       ? `${r.update.state} ${r.update.version} (rev ${r.update.revision})${r.update.failure ? ` ${r.update.failure.code}: ${r.update.failure.message}` : ''}`
       : '-';
-    process.stdout.write(`${r.model}: active ${r.activeVersion ?? '-'}  last-known-good ${r.lastKnownGood ?? '-'}  update ${u}\n`);
+    process.stdout.write(
+      `${r.model}: active ${r.activeVersion ?? '-'}${r.activeVariant ? ` (${r.activeVariant})` : ''}  last-known-good ${r.lastKnownGood ?? '-'}  update ${u}\n`,
+    );
   }
   return 0;
 }
@@ -196,6 +203,7 @@ async function cmdSimulate(argv: string[]): Promise<number> {
       'enroll-concurrency': { type: 'string' },
       'download-concurrency': { type: 'string' },
       'hardware-class': { type: 'string' },
+      accelerator: { type: 'string', multiple: true },
       'source-addresses': { type: 'string' },
       'connect-concurrency': { type: 'string' },
     },
@@ -219,6 +227,8 @@ async function cmdSimulate(argv: string[]): Promise<number> {
     downloadConcurrency: Math.max(1, positiveInt(values['download-concurrency'], '--download-concurrency', 200)),
     ...(values['id-prefix'] ? { idPrefix: values['id-prefix'] } : {}),
     ...(values['hardware-class'] ? { hardwareClass: values['hardware-class'] } : {}),
+    // Simulated hardware: which builds (variants) of a version the devices get.
+    ...(values.accelerator ? { accelerators: values.accelerator } : {}),
     ...(values['source-addresses'] ? { sourceAddresses: positiveInt(values['source-addresses'], '--source-addresses') } : {}),
     ...(values['connect-concurrency'] ? { connectConcurrency: positiveInt(values['connect-concurrency'], '--connect-concurrency') } : {}),
     log: (m) => process.stderr.write(`${m}\n`),

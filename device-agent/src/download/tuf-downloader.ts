@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { Updater, type TargetFile } from 'tuf-js';
 import { DownloadHTTPError, DownloadLengthMismatchError } from 'tuf-js/dist/error.js';
 import type { ArtifactRef, DesiredModel } from '@fleetline/protocol';
-import { checkTargetBinding } from '../compat/target-binding.js';
+import { checkTargetBinding } from '../reconcile/target-binding.js';
 import { UpdateFailure } from '../update/update-failure.js';
 import { verifyFile, type StagedFile } from '../install/model-store.js';
 import { artifactFileName, basicAuth, type ArtifactDownloader, type FetchContext } from './downloader.js';

@@ -230,6 +230,74 @@ describe('Reconciler with real TUF downloads, files and the command runtime', ()
     expect(server.requests.length).toBe(before);
   });
 
+  describe('a version with several builds', () => {
+    const builds: Record<string, PublishedTarget> = {};
+    beforeAll(() => {
+      for (const name of ['npu-int8', 'gpu-fp16', 'cpu-fp32']) {
+        builds[name] = repo.addTarget(`resnet/2.0.0/${name}.bin`, Buffer.concat([Buffer.from('OK'), Buffer.from(name), randomBytes(20_000)]));
+      }
+    });
+    const multi = (revision: number, extra: Partial<DesiredModel> = {}): DesiredModel => ({
+      v: 1,
+      model: 'resnet',
+      version: '2.0.0',
+      revision,
+      action: 'install',
+      artifacts: [
+        { ...ref(builds['npu-int8']!), variant: 'npu-int8', compatibility: { accelerators: ['npu'] } },
+        { ...ref(builds['gpu-fp16']!), variant: 'gpu-fp16', compatibility: { accelerators: ['cuda'] } },
+        { ...ref(builds['cpu-fp32']!), variant: 'cpu-fp32', compatibility: { hardwareClasses: ['x86_64'] } },
+      ],
+      assignedAt: new Date().toISOString(),
+      ...extra,
+    });
+    const ref = (t: PublishedTarget): DesiredModel['artifacts'][number] => ({
+      targetPath: t.targetPath,
+      sha256: t.sha256,
+      length: t.length,
+      runtime: 'command',
+      compatibility: {},
+    });
+
+    it('downloads, verifies and installs only the best build that fits, and names it in its reports', async () => {
+      const dir = await newDataDir();
+      const reports: ReportDraft[] = [];
+      const before = server.requests.length;
+      await apply(reconciler(dir, reports), multi(1));
+      expect(reports.map((x) => x.state)).toEqual(['downloading', 'verifying', 'installing', 'activating', 'health-checking', 'committed']);
+      expect(reports.every((x) => x.variant === 'cpu-fp32')).toBe(true);
+      const fetched = server.requests.slice(before).map((q) => q.path);
+      expect(fetched.some((p) => p.includes('cpu-fp32.bin'))).toBe(true);
+      expect(fetched.some((p) => p.includes('npu-int8.bin') || p.includes('gpu-fp16.bin'))).toBe(false);
+      expect(await readdir(join(dir, 'models', 'resnet', 'current'))).toEqual(['cpu-fp32.bin']);
+    });
+
+    it('refuses, before downloading, a build chosen for it that does not fit', async () => {
+      const dir = await newDataDir();
+      const reports: ReportDraft[] = [];
+      const before = server.requests.length;
+      const chosen = multi(1, { variant: 'npu-int8' });
+      await apply(reconciler(dir, reports), { ...chosen, artifacts: [chosen.artifacts[0]!] });
+      expect(reports).toEqual([
+        expect.objectContaining({ state: 'incompatible', failure: { code: 'incompatible-hardware', message: 'no build fits: needs npu' } }),
+      ]);
+      expect(reports[0]!.variant).toBeUndefined();
+      expect(server.requests.length).toBe(before);
+    });
+
+    it("refuses a version no build of which fits, with each build's reason", async () => {
+      const dir = await newDataDir();
+      const reports: ReportDraft[] = [];
+      const before = server.requests.length;
+      const d = multi(1);
+      d.artifacts[2]!.compatibility = { hardwareClasses: ['rk3588'] };
+      await apply(reconciler(dir, reports), d);
+      expect(reports).toEqual([expect.objectContaining({ state: 'incompatible' })]);
+      expect(reports[0]!.failure?.message).toBe('no build fits: npu-int8 (needs npu); gpu-fp16 (needs cuda); cpu-fp32 (hardware class x86_64 not in [rk3588])');
+      expect(server.requests.length).toBe(before);
+    });
+  });
+
   it('stops a download-only assignment at downloaded until the install command', async () => {
     const dir = await newDataDir();
     const reports: ReportDraft[] = [];

@@ -1,8 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
-import type { DesiredModel, FailureCode, UpdateReport, UpdateState } from '@fleetline/protocol';
-import { checkCompatibility, type DeviceCapabilities } from '../compat/compatibility.js';
-import { checkTargetBinding } from '../compat/target-binding.js';
+import { type DesiredModel, type DeviceCapabilities, type FailureCode, selectVariant, type UpdateReport, type UpdateState } from '@fleetline/protocol';
+import { checkTargetBinding } from './target-binding.js';
 import type { ArtifactDownloader } from '../download/downloader.js';
 import { artifactFileName } from '../download/downloader.js';
 import type { ModelStore, StagedFile } from '../install/model-store.js';
@@ -40,6 +39,8 @@ export interface ActiveModel {
   previousVersion: string | null;
   /** Absolute path of the active version directory. */
   path: string;
+  /** The build of `version` installed (absent for versions installed before builds were recorded). */
+  variant?: string;
 }
 
 type StepOutcome = 'continue' | 'stop' | 'replan';
@@ -53,7 +54,7 @@ const MAX_PASSES = 20;
  * plans with the pure `planSteps`, and executes the plan through the journal (which enforces the
  * transition table). One model's work is serialised; different models run independently.
  *
- * Emits 'active-changed' (model, version | null) whenever the `current` pointer of a model moves.
+ * Emits 'active-changed' (model, version | null, variant?) whenever the `current` pointer of a model moves.
  */
 export class Reconciler extends EventEmitter {
   private readonly journal: UpdateJournal;
@@ -84,7 +85,8 @@ export class Reconciler extends EventEmitter {
     const persisted = await this.opts.store.list('desired');
     for (const key of persisted) {
       const d = await this.opts.store.read<DesiredModel>(key);
-      if (d && !this.desired.has(d.model)) this.desired.set(d.model, d);
+      // Narrowed again: a state persisted by an agent from before builds holds every build's files.
+      if (d && !this.desired.has(d.model)) this.desired.set(d.model, this.narrowToBuild(d));
     }
     for (const entry of await this.journal.all()) {
       // Every assignment is persisted before anything is journaled for it, and its file is deleted
@@ -141,6 +143,8 @@ export class Reconciler extends EventEmitter {
       }
       await this.opts.store.write(`cleared/${model}`, { revision: clearedRevision });
     }
+    // From here on the assignment is the one build this device runs (see narrowToBuild).
+    if (desired) desired = this.narrowToBuild(desired);
     if (prev && desired && prev.revision === desired.revision && prev.version === desired.version) {
       this.desired.set(model, desired);
       this.schedule(model);
@@ -152,6 +156,18 @@ export class Reconciler extends EventEmitter {
     // A download for a superseded assignment is pointless: abort it, the re-plan abandons it.
     this.aborts.get(model)?.abort(new Error('superseded'));
     this.schedule(model);
+  }
+
+  /**
+   * Keeps only the build this device runs: the one the control plane chose (`variant`), else the
+   * best one that fits by the shared rule (selectVariant). Everything after this (download, TUF
+   * verification, install, health check) sees exactly that build's files. When no build fits,
+   * the assignment is kept as it came and the check-compatibility step refuses it.
+   */
+  private narrowToBuild(desired: DesiredModel): DesiredModel {
+    const choice = selectVariant(desired.artifacts, this.opts.capabilities, desired.variant);
+    if (!choice.ok) return desired;
+    return { ...desired, variant: choice.variant, artifacts: choice.artifacts };
   }
 
   /** Install command for a download-only assignment parked in `downloaded`. */
@@ -218,9 +234,16 @@ export class Reconciler extends EventEmitter {
     const out: ActiveModel[] = [];
     for (const model of await this.opts.models.models()) {
       const p = await this.opts.models.pointers(model);
-      if (p.active) out.push({ model, version: p.active, previousVersion: p.previous, path: this.opts.models.versionPath(model, p.active) });
+      if (!p.active) continue;
+      const variant = await this.installedVariant(model, p.active);
+      out.push({ model, version: p.active, previousVersion: p.previous, path: this.opts.models.versionPath(model, p.active), ...(variant ? { variant } : {}) });
     }
     return out;
+  }
+
+  /** The build installed for a version (recorded at install, so telemetry can name it after a restart or a rollback). */
+  async installedVariant(model: string, version: string): Promise<string | undefined> {
+    return (await this.opts.store.read<{ variant: string }>(variantKey(model, version)))?.variant;
   }
 
   private async current(model: string, entry: JournalEntry | undefined): Promise<CurrentModelState> {
@@ -297,6 +320,7 @@ export class Reconciler extends EventEmitter {
       ...(entry.failure && ['failed', 'rolled-back', 'rolling-back', 'incompatible'].includes(entry.state) ? { failure: entry.failure } : {}),
       ...(progress ? { progress } : {}),
       ...(entry.desired.rolloutId ? { rolloutId: entry.desired.rolloutId } : {}),
+      ...(entry.desired.variant && entry.state !== 'incompatible' ? { variant: entry.desired.variant } : {}),
       at: this.now().toISOString(),
     });
   }
@@ -384,9 +408,11 @@ export class Reconciler extends EventEmitter {
           this.log(`update ${model}@${e.desired.version} refused: ${binding.message}`);
           return { entry: await this.apply(e, 'fail', { failure: { code: binding.code, message: binding.message } }), outcome: 'stop' };
         }
-        const result = checkCompatibility(e.desired.artifacts, this.opts.capabilities);
+        // The same rule the control plane chose the build with; an assignment it got wrong (or
+        // made without this device's inventory) is refused here, before any byte is downloaded.
+        const result = selectVariant(e.desired.artifacts, this.opts.capabilities, e.desired.variant);
         if (result.ok) return undefined;
-        return { entry: await this.apply(e, 'reject', { failure: { code: result.code, message: result.message } }), outcome: 'stop' };
+        return { entry: await this.apply(e, 'reject', { failure: { code: result.code, message: result.reason } }), outcome: 'stop' };
       }
       case 'download': {
         const e = this.need(entry, step);
@@ -436,6 +462,7 @@ export class Reconciler extends EventEmitter {
           // After a restart the staged list is gone: re-verify (never install unverified bytes).
           const files = this.staged.get(model) ?? (await this.opts.downloader.verify(e.desired));
           await this.opts.models.install(model, e.desired.version, files);
+          if (e.desired.variant) await this.opts.store.write(variantKey(model, e.desired.version), { variant: e.desired.variant });
         } catch (err: unknown) {
           return { entry: await this.fail(e, err, 'install-failed'), outcome: 'stop' };
         }
@@ -446,7 +473,7 @@ export class Reconciler extends EventEmitter {
         const e = this.need(entry, step);
         try {
           await this.opts.models.setPointers(model, e.desired.version, e.previousVersion);
-          this.emit('active-changed', model, e.desired.version);
+          this.emit('active-changed', model, e.desired.version, e.desired.variant);
           return undefined;
         } catch (err: unknown) {
           return this.rollBack(model, await this.fail(e, err, 'install-failed'));
@@ -493,7 +520,7 @@ export class Reconciler extends EventEmitter {
     let e = entryIn;
     try {
       await this.opts.models.setPointers(model, e.previousVersion, e.priorPrevious);
-      this.emit('active-changed', model, e.previousVersion);
+      this.emit('active-changed', model, e.previousVersion, e.previousVersion ? await this.installedVariant(model, e.previousVersion) : undefined);
       e = await this.apply(e, 'restored');
       await this.cleanup(model, e.desired);
     } catch (err: unknown) {
@@ -536,6 +563,10 @@ export class Reconciler extends EventEmitter {
       await runtime.unload().catch(() => undefined);
     }
   }
+}
+
+function variantKey(model: string, version: string): string {
+  return `variant/${model}/${version}`;
 }
 
 export type { UpdateState };

@@ -38,6 +38,8 @@ export interface SimulationOptions {
   /** Device ids are `{idPrefix}-{index}`. */
   idPrefix?: string;
   hardwareClass?: string;
+  /** Accelerators every simulated device reports (e.g. ["npu"]); none by default. */
+  accelerators?: string[];
   /**
    * Number of 127.0.0.x source addresses to spread broker connections over (loopback brokers only):
    * a source address has ~28k ephemeral ports, whatever the destination.
@@ -212,7 +214,7 @@ export function startSimulationInProcess(opts: SimulationOptions): SimulationHan
     hardwareClass: opts.hardwareClass ?? 'sim',
     os: 'simulated',
     arch: 'sim',
-    accelerators: [],
+    accelerators: opts.accelerators ?? [],
     agentVersion: AGENT_VERSION,
     runtimes: runtimes.versions(),
   };

@@ -22,6 +22,20 @@ describe('TelemetryAggregator', () => {
     expect(agg!.count).toBe(7);
   });
 
+  it('keeps builds (variants) of one version apart and names them on the wire', () => {
+    const a = new TelemetryAggregator(t0);
+    a.record({ model: 'm', latencyMs: 5, ok: true }, '1.0.0', 'npu-int8');
+    a.record({ model: 'm', latencyMs: 5, ok: true }, '1.0.0', 'npu-int8');
+    a.record({ model: 'm', latencyMs: 9, ok: true }, '1.0.0');
+    const out = a.flush(t1, [{ model: 'm', version: '1.0.0', variant: 'cpu-fp32' }]);
+    expect(out.map((x) => [x.variant, x.count])).toEqual([
+      ['npu-int8', 2],
+      [undefined, 1],
+      ['cpu-fp32', 0],
+    ]);
+    for (const x of out) expect(telemetryMessageSchema.safeParse({ v: 1, seq: 1, ...x }).success).toBe(true);
+  });
+
   it('keeps model versions apart and counts errors and predictions', () => {
     const a = new TelemetryAggregator(t0);
     a.record({ model: 'm', latencyMs: 5, ok: true, label: 'cat' }, '1.0.0');

@@ -14,6 +14,7 @@ export type TelemetryAggregate = Omit<TelemetryMessage, 'v' | 'seq' | 'vitals' |
 interface Bucket {
   model: string;
   version: string;
+  variant: string | undefined;
   count: number;
   errors: number;
   latencyBuckets: number[];
@@ -26,7 +27,7 @@ export const MAX_LABELS = 255;
 const OTHER_LABEL = 'other';
 
 /**
- * Per-interval, per-(model, version) aggregate of inference results. Latencies go into the
+ * Per-interval, per-(model, version, build) aggregate of inference results. Latencies go into the
  * protocol's fixed buckets, so the control plane can sum histograms across devices and derive
  * fleet percentiles without any device sending raw samples.
  */
@@ -39,13 +40,14 @@ export class TelemetryAggregator {
   }
 
   /** Records one sample against the version active for its model when it was reported. */
-  record(sample: InferenceSample, version: string): void {
-    const key = `${sample.model}@${version}`;
+  record(sample: InferenceSample, version: string, variant?: string): void {
+    const key = `${sample.model}@${version}#${variant ?? ''}`;
     let b = this.buckets.get(key);
     if (!b) {
       b = {
         model: sample.model,
         version,
+        variant,
         count: 0,
         errors: 0,
         latencyBuckets: new Array<number>(LATENCY_BUCKET_COUNT).fill(0),
@@ -72,13 +74,14 @@ export class TelemetryAggregator {
    * Closes the interval: one aggregate per model version that saw traffic, plus an empty one for
    * each active version that saw none (so "no traffic" is visible, not silent).
    */
-  flush(now: Date, activeVersions: ReadonlyArray<{ model: string; version: string }> = []): TelemetryAggregate[] {
+  flush(now: Date, activeVersions: ReadonlyArray<{ model: string; version: string; variant?: string | undefined }> = []): TelemetryAggregate[] {
     for (const a of activeVersions) {
-      const key = `${a.model}@${a.version}`;
+      const key = `${a.model}@${a.version}#${a.variant ?? ''}`;
       if (!this.buckets.has(key)) {
         this.buckets.set(key, {
           model: a.model,
           version: a.version,
+          variant: a.variant,
           count: 0,
           errors: 0,
           latencyBuckets: new Array<number>(LATENCY_BUCKET_COUNT).fill(0),
@@ -90,6 +93,7 @@ export class TelemetryAggregator {
     const out: TelemetryAggregate[] = [...this.buckets.values()].map((b) => ({
       model: b.model,
       version: b.version,
+      ...(b.variant ? { variant: b.variant } : {}),
       intervalStart: this.intervalStart.toISOString(),
       intervalEnd: now.toISOString(),
       count: b.count,

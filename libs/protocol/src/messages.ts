@@ -20,6 +20,11 @@ const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, 'must be a lower-case hex s
 const isoTime = z.iso.datetime({ offset: true });
 export const deviceIdSchema = z.string().regex(DEVICE_ID_PATTERN, 'device id: 1-128 chars of [A-Za-z0-9._:-], starting alphanumeric');
 export const modelNameSchema = z.string().regex(MODEL_NAME_PATTERN, 'model name: 1-64 chars of [a-z0-9._-], starting alphanumeric');
+/**
+ * Name of one build of a model version (e.g. "cpu-fp32", "npu-int8"). A version may ship several
+ * builds of the same model; each device runs the best one that fits it (`selectVariant`).
+ */
+export const variantNameSchema = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'variant: 1-64 chars of [a-z0-9._-], starting alphanumeric');
 /** Per-device report sequence: monotonically increasing for the life of the device's data dir. */
 const sequence = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
 
@@ -45,6 +50,11 @@ export const artifactRefSchema = z.object({
   runtime: z.string().min(1).max(64),
   framework: z.string().max(64).optional(),
   compatibility: compatibilitySchema.default({}),
+  /**
+   * The build this file belongs to. Absent: the build named `default` (DEFAULT_VARIANT), so a
+   * version uploaded before variants existed is one build made of all its files.
+   */
+  variant: variantNameSchema.optional(),
 });
 export type ArtifactRef = z.infer<typeof artifactRefSchema>;
 
@@ -70,6 +80,12 @@ export const desiredModelSchema = z.object({
     .positive()
     .max(7 * 24 * 3600)
     .optional(),
+  /**
+   * The build the control plane chose for this device from its inventory; `artifacts` then holds
+   * only that build's files. Absent (older control planes, devices without an inventory): the
+   * device picks the build itself from all the artifacts with `selectVariant`.
+   */
+  variant: variantNameSchema.optional(),
   artifacts: z.array(artifactRefSchema).min(1).max(16),
   assignedAt: isoTime,
 });
@@ -115,6 +131,8 @@ export const updateReportSchema = z.object({
   /** Download progress for `downloading`. */
   progress: z.object({ bytes: z.number().int().nonnegative(), total: z.number().int().nonnegative() }).optional(),
   rolloutId: z.string().max(64).optional(),
+  /** The build of `version` this update downloads/installed (absent when none was chosen, e.g. incompatible). */
+  variant: variantNameSchema.optional(),
   at: isoTime,
 });
 export type UpdateReport = z.infer<typeof updateReportSchema>;
@@ -187,6 +205,8 @@ export const telemetryMessageSchema = z.object({
   seq: sequence,
   model: modelNameSchema,
   version: semverString,
+  /** The build of `version` that produced these numbers, so builds can be compared with each other. */
+  variant: variantNameSchema.optional(),
   intervalStart: isoTime,
   intervalEnd: isoTime,
   count: z.number().int().nonnegative(),

@@ -1,6 +1,7 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
-import { type ArtifactRef, type Command, commandSchema, encodePayload, topics } from '@fleetline/protocol';
+import { type ArtifactRef, type Command, commandSchema, encodePayload, selectVariant, topics, type VariantSelection } from '@fleetline/protocol';
 import { MqttGateway } from '../infra/mqtt/mqtt-gateway.js';
+import { capabilitiesOf } from './device-capabilities.js';
 import { DeviceModelsRepository, type DesiredRow } from './device-models.repository.js';
 import { ModelCatalog } from './model-catalog.js';
 import { clearedMessage, desiredMessage } from './sync/desired-messages.js';
@@ -12,12 +13,19 @@ export interface Assignment {
   rolloutId?: string | null;
   action?: 'install' | 'download-only';
   timeoutSeconds?: number;
+  /**
+   * The build to send. Absent: chosen here from the device's stored inventory (selectVariant).
+   * null: none; the device is sent every build and chooses (or refuses) itself.
+   */
+  variant?: string | null;
 }
 
 export interface AssignmentResult {
   deviceId: string;
   model: string;
   revision: number;
+  /** The build the device was sent (null: all of them, its agent chooses). */
+  variant: string | null;
 }
 
 /**
@@ -38,6 +46,21 @@ export class DesiredStateService {
   ) {}
 
   /**
+   * The build of `artifacts` each device gets, by the protocol's one rule over its stored
+   * inventory: one grouped query for the batch and one selectVariant per distinct inventory
+   * projection. Devices without an inventory (or unknown) are not in the map.
+   */
+  async selectBuilds(deviceIds: readonly string[], artifacts: readonly ArtifactRef[]): Promise<Map<string, VariantSelection>> {
+    const out = new Map<string, VariantSelection>();
+    if (deviceIds.length === 0) return out;
+    for (const group of await this.repository.compatibilityGroups(deviceIds)) {
+      const selection = selectVariant(artifacts, capabilitiesOf(group.projection));
+      for (const id of group.deviceIds) out.set(id, selection);
+    }
+    return out;
+  }
+
+  /**
    * Set-based: one upsert for the batch, then one publishMany. Unknown/decommissioned devices are
    * skipped (not returned). `beforePublish` sees the revisions once they are stored and before any
    * device is told (the rollout engine records them there).
@@ -51,6 +74,20 @@ export class DesiredStateService {
       const key = `${a.model}@${a.version}`;
       if (!artifacts.has(key)) artifacts.set(key, await this.catalog.artifactRefs(a.model, a.version));
     }
+    // Builds for the assignments that do not name one, once per (model, version) group.
+    const chosen = new Map<string, string | null>();
+    for (const [key, refs] of artifacts) {
+      const open = unique.filter((a) => a.variant === undefined && `${a.model}@${a.version}` === key);
+      if (open.length === 0) continue;
+      const selections = await this.selectBuilds(
+        open.map((a) => a.deviceId),
+        refs,
+      );
+      for (const a of open) {
+        const s = selections.get(a.deviceId);
+        chosen.set(`${a.deviceId}\u0000${a.model}`, s?.ok ? s.variant : null);
+      }
+    }
     const rows: DesiredRow[] = unique.map((a) => ({
       deviceId: a.deviceId,
       model: a.model,
@@ -58,11 +95,12 @@ export class DesiredStateService {
       rolloutId: a.rolloutId ?? null,
       action: a.action ?? 'install',
       timeoutSeconds: a.timeoutSeconds ?? null,
+      variant: a.variant !== undefined ? a.variant : (chosen.get(`${a.deviceId}\u0000${a.model}`) ?? null),
     }));
     const assigned = await this.repository.upsertDesired(rows);
-    const results = assigned.map(({ deviceId, model, revision }) => ({ deviceId, model, revision }));
-    if (beforePublish) await beforePublish(results);
     const byKey = new Map(rows.map((r) => [`${r.deviceId}\u0000${r.model}`, r]));
+    const results = assigned.map(({ deviceId, model, revision }) => ({ deviceId, model, revision, variant: byKey.get(`${deviceId}\u0000${model}`)!.variant }));
+    if (beforePublish) await beforePublish(results);
     const messages = assigned.map((row) => {
       const r = byKey.get(`${row.deviceId}\u0000${row.model}`)!;
       return desiredMessage({ ...r, revision: row.revision, assignedAt: row.assignedAt }, artifacts.get(`${r.model}@${r.version}`)!);
@@ -80,7 +118,7 @@ export class DesiredStateService {
   async unassign(pairs: { deviceId: string; model: string }[]): Promise<AssignmentResult[]> {
     const cleared = await this.repository.clearDesired(dedupe(pairs));
     await this.gateway.publishMany(cleared.map((c) => clearedMessage(c)));
-    return cleared.map(({ deviceId, model, revision }) => ({ deviceId, model, revision }));
+    return cleared.map(({ deviceId, model, revision }) => ({ deviceId, model, revision, variant: null }));
   }
 
   /** Publishes one command (QoS1, not retained: a command is only meaningful to a connected device). */

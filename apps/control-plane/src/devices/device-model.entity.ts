@@ -28,8 +28,16 @@ export class DeviceModelEntity {
   @Column('int', { nullable: true })
   desiredTimeoutSeconds: number | null;
 
+  /** The build of desired_version chosen for this device from its inventory (null: the device chooses). */
+  @Column('text', { nullable: true })
+  desiredVariant: string | null;
+
   @Column('text', { nullable: true })
   reportVersion: string | null;
+
+  /** The build of report_version the device reported downloading/installing. */
+  @Column('text', { nullable: true })
+  variant: string | null;
 
   @Column('text', { nullable: true })
   reportState: string | null;

@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
+import { COMPATIBILITY_KEY_SQL, type CompatibilityProjection } from './device-capabilities.js';
 import type { IncomingReport, ReportFloors } from './report-ordering.js';
 import { toIso, toNumber, rowsOf } from './sql-values.js';
 
@@ -10,6 +11,8 @@ export interface DesiredRow {
   rolloutId: string | null;
   action: 'install' | 'download-only';
   timeoutSeconds: number | null;
+  /** The build chosen for the device; null: none chosen, the device picks (or refuses). */
+  variant: string | null;
 }
 
 export interface AssignedRow {
@@ -31,6 +34,21 @@ export class DeviceModelsRepository {
   constructor(private readonly dataSource: DataSource) {}
 
   /**
+   * The live devices of a batch that have an inventory, grouped by the part of it compatibility
+   * depends on: one grouped query, a handful of groups however large the batch.
+   */
+  async compatibilityGroups(deviceIds: readonly string[]): Promise<{ projection: CompatibilityProjection; deviceIds: string[] }[]> {
+    const rows = rowsOf(
+      await this.dataSource.query(
+        `SELECT ${COMPATIBILITY_KEY_SQL} AS k, array_agg(d.id) AS ids FROM devices d
+          WHERE d.id = ANY($1::text[]) AND d.inventory IS NOT NULL AND d.decommissioned_at IS NULL GROUP BY 1`,
+        [[...deviceIds]],
+      ),
+    );
+    return rows.map((r) => ({ projection: JSON.parse(String(r['k'])) as CompatibilityProjection, deviceIds: r['ids'] as string[] }));
+  }
+
+  /**
    * One upsert for the whole batch; the revision grows by one per assignment. Devices that do
    * not exist or are decommissioned are skipped by the join (and not returned).
    */
@@ -38,9 +56,11 @@ export class DeviceModelsRepository {
     if (rows.length === 0) return [];
     const result = rowsOf(
       await this.dataSource.query(
-        `INSERT INTO device_models (device_id, model, desired_version, desired_revision, desired_rollout_id, desired_action, desired_at, desired_timeout_seconds)
-       SELECT a.device_id, a.model, a.version, 1, a.rollout_id, a.action, now(), a.timeout_seconds
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::int[]) AS a(device_id, model, version, rollout_id, action, timeout_seconds)
+        `INSERT INTO device_models (device_id, model, desired_version, desired_revision, desired_rollout_id, desired_action, desired_at, desired_timeout_seconds,
+                                    desired_variant)
+       SELECT a.device_id, a.model, a.version, 1, a.rollout_id, a.action, now(), a.timeout_seconds, a.variant
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::int[], $7::text[])
+              AS a(device_id, model, version, rollout_id, action, timeout_seconds, variant)
          JOIN devices d ON d.id = a.device_id AND d.decommissioned_at IS NULL
        ON CONFLICT (device_id, model) DO UPDATE SET
          desired_version = EXCLUDED.desired_version,
@@ -48,7 +68,8 @@ export class DeviceModelsRepository {
          desired_rollout_id = EXCLUDED.desired_rollout_id,
          desired_action = EXCLUDED.desired_action,
          desired_at = EXCLUDED.desired_at,
-         desired_timeout_seconds = EXCLUDED.desired_timeout_seconds
+         desired_timeout_seconds = EXCLUDED.desired_timeout_seconds,
+         desired_variant = EXCLUDED.desired_variant
        RETURNING device_id, model, desired_revision, desired_at`,
         [
           rows.map((r) => r.deviceId),
@@ -57,6 +78,7 @@ export class DeviceModelsRepository {
           rows.map((r) => r.rolloutId),
           rows.map((r) => r.action),
           rows.map((r) => r.timeoutSeconds),
+          rows.map((r) => r.variant),
         ],
       ),
     );
@@ -75,7 +97,7 @@ export class DeviceModelsRepository {
       await this.dataSource.query(
         `UPDATE device_models m
           SET desired_version = NULL, desired_revision = m.desired_revision + 1, desired_rollout_id = NULL, desired_action = NULL, desired_at = now(),
-              desired_timeout_seconds = NULL
+              desired_timeout_seconds = NULL, desired_variant = NULL
          FROM unnest($1::text[], $2::text[]) AS p(device_id, model)
         WHERE m.device_id = p.device_id AND m.model = p.model AND m.desired_version IS NOT NULL
       RETURNING m.device_id, m.model, m.desired_revision, m.desired_at`,
@@ -131,9 +153,9 @@ export class DeviceModelsRepository {
       const applied = rowsOf(
         await manager.query(
           `INSERT INTO device_models AS m (device_id, model, report_version, report_state, report_revision, report_at,
-                                         active_version, previous_version, failure_code, failure_message, last_report_seq)
+                                         active_version, previous_version, failure_code, failure_message, last_report_seq, variant)
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::timestamptz[],
-                              $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[])
+                              $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[], $12::text[])
          ON CONFLICT (device_id, model) DO UPDATE SET
            last_report_seq = EXCLUDED.last_report_seq,
            active_version = EXCLUDED.active_version,
@@ -141,6 +163,10 @@ export class DeviceModelsRepository {
            report_version = CASE WHEN EXCLUDED.report_revision >= m.desired_revision THEN EXCLUDED.report_version ELSE m.report_version END,
            report_state = CASE WHEN EXCLUDED.report_revision >= m.desired_revision THEN EXCLUDED.report_state ELSE m.report_state END,
            report_at = CASE WHEN EXCLUDED.report_revision >= m.desired_revision THEN EXCLUDED.report_at ELSE m.report_at END,
+           -- An older agent names no build: keep what the control plane chose for this revision.
+           variant = CASE WHEN EXCLUDED.report_revision >= m.desired_revision
+                          THEN coalesce(EXCLUDED.variant, CASE WHEN EXCLUDED.report_state <> 'incompatible' THEN m.desired_variant END)
+                          ELSE m.variant END,
            failure_code = CASE WHEN EXCLUDED.report_revision >= m.desired_revision THEN EXCLUDED.failure_code ELSE m.failure_code END,
            failure_message = CASE WHEN EXCLUDED.report_revision >= m.desired_revision THEN EXCLUDED.failure_message ELSE m.failure_message END,
            report_revision = CASE WHEN EXCLUDED.report_revision >= m.desired_revision THEN EXCLUDED.report_revision ELSE m.report_revision END
@@ -158,6 +184,7 @@ export class DeviceModelsRepository {
             a.map((r) => r.report.failure?.code ?? null),
             a.map((r) => r.report.failure?.message ?? null),
             a.map((r) => r.report.seq),
+            a.map((r) => r.report.variant ?? null),
           ],
         ),
       );

@@ -441,6 +441,68 @@ describe.each(databaseBackends())('devices over MQTT on %s', (backend) => {
       expect(retained).toBe(0);
     });
 
+    it('sends each device the build that fits its inventory, the same again on hello, and records the build it reports', async () => {
+      const form = new FormData();
+      form.append('version', '3.0.0');
+      form.append(
+        'metadata',
+        JSON.stringify({
+          runtime: 'onnx',
+          variants: [
+            { name: 'npu-int8', files: ['int8.onnx'], compatibility: { accelerators: ['npu'] } },
+            { name: 'cpu-fp32', files: ['fp32.onnx'] },
+          ],
+        }),
+      );
+      form.append('file', new Blob([Buffer.from('int8 weights')]), 'int8.onnx');
+      form.append('file', new Blob([Buffer.from('fp32 weights')]), 'fp32.onnx');
+      const up = await fetch(`${t.baseUrl}/api/v1/models/resnet/versions`, { method: 'POST', headers: { authorization: `Bearer ${t.adminKey}` }, body: form });
+      expect(up.status).toBe(201);
+
+      const desiredOf = async (id: string, accelerators: string[] | null): Promise<{ live: Buffer; hello: Buffer }> => {
+        await device(id);
+        let client = await online(id);
+        if (accelerators) {
+          const inventory = { hardwareClass: 'x86_64', os: 'linux', arch: 'x64', accelerators, agentVersion: '0.3.0', runtimes: { onnx: '1.20.0' } };
+          await client.publishAsync(topics.inventory(id), encodePayload({ v: PROTOCOL_VERSION, seq: 1, inventory, at: new Date().toISOString() }), { qos: 1 });
+          await eventually(async () => ((await api.get<{ inventory: unknown }>(`/api/v1/devices/${id}`)).body.inventory ? true : undefined), 5000, 'inventory');
+        }
+        let box = inbox(client);
+        await client.subscribeAsync(topics.desiredAll(id), { qos: 1 });
+        await api.put(`/api/v1/devices/${id}/models/resnet`, { version: '3.0.0' });
+        const live = await eventually(() => box.get(topics.desired(id, 'resnet'))?.[0], 5000, 'live desired state');
+        client.end(true);
+        client = await online(id);
+        box = inbox(client);
+        await client.subscribeAsync(topics.desiredAll(id), { qos: 1 });
+        await hello(client, id);
+        const again = await eventually(() => box.get(topics.desired(id, 'resnet'))?.[0], 5000, 'desired state on hello');
+        return { live, hello: again };
+      };
+
+      const npu = await desiredOf('var-npu', ['npu']);
+      const npuDesired = JSON.parse(npu.live.toString()) as DesiredModel;
+      expect(npuDesired.variant).toBe('npu-int8');
+      expect(npuDesired.artifacts.map((a) => [a.targetPath, a.variant])).toEqual([['resnet/3.0.0/int8.onnx', 'npu-int8']]);
+      expect(npu.hello.toString()).toBe(npu.live.toString());
+      const cpu = JSON.parse((await desiredOf('var-cpu', [])).live.toString()) as DesiredModel;
+      expect([cpu.variant, cpu.artifacts.map((a) => a.variant)]).toEqual(['cpu-fp32', ['cpu-fp32']]);
+      // No inventory yet: every build, in order, unnamed; the agent chooses with the same rule.
+      const unknown = JSON.parse((await desiredOf('var-none', null)).live.toString()) as DesiredModel;
+      expect([unknown.variant, unknown.artifacts.map((a) => a.variant)]).toEqual([undefined, ['npu-int8', 'cpu-fp32']]);
+      expect(await modelState('var-npu')).toMatchObject({ desiredVariant: 'npu-int8', variant: null });
+      expect(await modelState('var-none')).toMatchObject({ desiredVariant: null });
+
+      // What the device reports taking is what is recorded.
+      const reporter = await online('var-npu');
+      await reporter.publishAsync(
+        topics.reported('var-npu'),
+        encodePayload(report(1, { version: '3.0.0', revision: npuDesired.revision, state: 'downloading', variant: 'npu-int8' })),
+        { qos: 1 },
+      );
+      await eventually(async () => ((await modelState('var-npu'))?.['variant'] === 'npu-int8' ? true : undefined), 5000, 'reported variant');
+    });
+
     it('refuses unknown versions and models, and bad bodies', async () => {
       await device('des-2');
       expect((await api.put('/api/v1/devices/des-2/models/resnet', { version: '9.9.9' })).status).toBe(404);

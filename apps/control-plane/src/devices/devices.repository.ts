@@ -18,6 +18,10 @@ export interface DeviceModelState {
   activeVersion: string | null;
   previousVersion: string | null;
   failure: { code: string; message: string | null } | null;
+  /** The build of desiredVersion chosen for the device (null: none chosen, the agent picks). */
+  desiredVariant: string | null;
+  /** The build of reportedVersion the device reported taking. */
+  variant: string | null;
 }
 
 export interface DeviceSummary {
@@ -85,6 +89,8 @@ function toModelState(row: Row): DeviceModelState {
     activeVersion: (row['active_version'] as string | null) ?? null,
     previousVersion: (row['previous_version'] as string | null) ?? null,
     failure: failureCode ? { code: failureCode, message: (row['failure_message'] as string | null) ?? null } : null,
+    desiredVariant: (row['desired_variant'] as string | null) ?? null,
+    variant: (row['variant'] as string | null) ?? null,
   };
 }
 

@@ -12,7 +12,7 @@ import { DeviceErrorCode, DeviceException } from './devices.exception.js';
 import { type DeviceDetail, type DeviceModelState, DevicesRepository, type DeviceSummary } from './devices.repository.js';
 import { ModelCatalog } from './model-catalog.js';
 
-export type DeviceListItem = DeviceSummary & { models: Pick<DeviceModelState, 'model' | 'desiredVersion' | 'activeVersion' | 'reportedState'>[] };
+export type DeviceListItem = DeviceSummary & { models: Pick<DeviceModelState, 'model' | 'desiredVersion' | 'activeVersion' | 'reportedState' | 'variant'>[] };
 
 /** Provisioning, enrollment, inventory views and decommissioning of devices. */
 @Injectable()
@@ -54,11 +54,12 @@ export class DevicesService {
     return {
       items: page.map((d) => ({
         ...d,
-        models: (models.get(d.id) ?? []).map(({ model, desiredVersion, activeVersion, reportedState }) => ({
+        models: (models.get(d.id) ?? []).map(({ model, desiredVersion, activeVersion, reportedState, variant }) => ({
           model,
           desiredVersion,
           activeVersion,
           reportedState,
+          variant,
         })),
       })),
       next: rows.length > filter.limit ? deviceCursor(page[page.length - 1]!.id) : null,

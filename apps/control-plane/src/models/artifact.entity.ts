@@ -34,6 +34,14 @@ export class ArtifactEntity {
   @Column('jsonb')
   compatibility: Compatibility;
 
+  /** The build this file belongs to; null is the `default` build. */
+  @Column('text', { nullable: true })
+  variant: string | null;
+
+  /** Preference of the build in the version's declared order (0 first). */
+  @Column('smallint', { default: 0 })
+  variantRank: number;
+
   @Column('text')
   storageKey: string;
 

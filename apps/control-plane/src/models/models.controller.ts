@@ -34,7 +34,8 @@ export class ModelsController {
     summary: 'Upload a model version',
     description:
       'multipart/form-data: field `version` (strict semver), optional field `metadata` (JSON: runtime, framework, compatibility, ' +
-      'referenceDistribution, notes), then one or more `file` parts. Fields must come before files. Files stream to the artifact ' +
+      'referenceDistribution, notes, variants: the builds of the version, most preferred first, each {name, files, runtime?, framework?, compatibility?}), ' +
+      'then one or more `file` parts. Fields must come before files. Files stream to the artifact ' +
       'store and are published as TUF targets before the version becomes visible.',
   })
   @ApiConsumes('multipart/form-data')

@@ -33,6 +33,10 @@ export interface ArtifactRow {
   runtime: string;
   framework: string | null;
   compatibility: Compatibility;
+  /** The build the file belongs to (null: the `default` build). */
+  variant: string | null;
+  /** Preference of its build in the version's declared order (0 first). */
+  variantRank: number;
   storageKey: string;
   targetPath: string;
 }
@@ -61,12 +65,15 @@ interface RawArtifact {
   runtime: string;
   framework: string | null;
   compatibility: Compatibility;
+  variant: string | null;
+  variant_rank: number;
   storage_key: string;
   target_path: string;
 }
 
 const VERSION_COLUMNS = 'model, version, metadata, reference_distribution, created_at, major, minor, patch, prerelease, prerelease_sort';
-const ARTIFACT_COLUMNS = 'id, model, version, file_name, position, sha256, size, runtime, framework, compatibility, storage_key, target_path';
+const ARTIFACT_COLUMNS =
+  'id, model, version, file_name, position, sha256, size, runtime, framework, compatibility, variant, variant_rank, storage_key, target_path';
 /** Semver precedence, newest first (see semver-sort-key.ts). */
 const NEWEST_FIRST = 'major DESC, minor DESC, patch DESC, prerelease_sort DESC';
 
@@ -93,6 +100,8 @@ function toArtifact(r: RawArtifact): ArtifactRow {
     runtime: r.runtime,
     framework: r.framework,
     compatibility: r.compatibility,
+    variant: r.variant ?? null,
+    variantRank: Number(r.variant_rank ?? 0),
     storageKey: r.storage_key,
     targetPath: r.target_path,
   };
@@ -174,8 +183,9 @@ export class ModelsRepository {
 
   async insertArtifacts(manager: EntityManager, artifacts: readonly ArtifactRow[]): Promise<void> {
     await manager.query(
-      `INSERT INTO artifacts (id, model, version, file_name, position, sha256, size, runtime, framework, compatibility, storage_key, target_path)
-       SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::smallint[], $6::text[], $7::bigint[], $8::text[], $9::text[], $10::jsonb[], $11::text[], $12::text[])`,
+      `INSERT INTO artifacts (id, model, version, file_name, position, sha256, size, runtime, framework, compatibility, storage_key, target_path, variant, variant_rank)
+       SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::smallint[], $6::text[], $7::bigint[], $8::text[], $9::text[], $10::jsonb[], $11::text[], $12::text[],
+                            $13::text[], $14::smallint[])`,
       [
         artifacts.map((a) => a.id),
         artifacts.map((a) => a.model),
@@ -189,6 +199,8 @@ export class ModelsRepository {
         artifacts.map((a) => JSON.stringify(a.compatibility)),
         artifacts.map((a) => a.storageKey),
         artifacts.map((a) => a.targetPath),
+        artifacts.map((a) => a.variant),
+        artifacts.map((a) => a.variantRank),
       ],
     );
   }
@@ -211,11 +223,11 @@ export class ModelsRepository {
     return rows[0] ? toVersion(rows[0]) : undefined;
   }
 
-  /** Artifacts of several versions of one model, in upload order per version. */
+  /** Artifacts of several versions of one model: per version, builds in declared order, files in upload order. */
   async artifactsOf(model: string, versions: readonly string[]): Promise<ArtifactRow[]> {
     if (versions.length === 0) return [];
     const rows: RawArtifact[] = await this.dataSource.query(
-      `SELECT ${ARTIFACT_COLUMNS} FROM artifacts WHERE model = $1 AND version = ANY($2::text[]) ORDER BY version, position`,
+      `SELECT ${ARTIFACT_COLUMNS} FROM artifacts WHERE model = $1 AND version = ANY($2::text[]) ORDER BY version, variant_rank, position`,
       [model, versions],
     );
     return rows.map(toArtifact);

@@ -3,6 +3,7 @@ import { TufMetadataEntity } from '../distribution/tuf-metadata.entity.js';
 import type { FeatureSchema } from '../infra/database/feature-schema.js';
 import { ArtifactEntity } from './artifact.entity.js';
 import { Models1764232000000 } from './migrations/1764232000000-models.js';
+import { ArtifactVariants1764236400000 } from './migrations/1764236400000-artifact-variants.js';
 import { ModelVersionEntity } from './model-version.entity.js';
 import { ModelEntity } from './model.entity.js';
 
@@ -12,5 +13,5 @@ import { ModelEntity } from './model.entity.js';
  */
 export const modelsSchema: FeatureSchema = {
   entities: [ModelEntity, ModelVersionEntity, ArtifactEntity, TufMetadataEntity],
-  migrations: [Models1764232000000, TufMetadata1764232000001],
+  migrations: [Models1764232000000, TufMetadata1764232000001, ArtifactVariants1764236400000],
 };

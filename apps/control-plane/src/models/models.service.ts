@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import { type ArtifactRef, type Compatibility, modelTargetPath } from '@fleetline/protocol';
+import { type ArtifactRef, type Compatibility, DEFAULT_VARIANT, modelTargetPath } from '@fleetline/protocol';
 import { Inject, Injectable } from '@nestjs/common';
 import { TufRepositoryService } from '../distribution/tuf-repository.service.js';
 import { APP_CONFIG, type AppConfig } from '../infra/config/app-config.js';
@@ -9,7 +9,7 @@ import { ARTIFACT_STORE, type ArtifactStore } from './artifact-store/artifact-st
 import { ModelErrorCode, ModelException } from './models.exception.js';
 import { type ArtifactRow, type ModelSummary, ModelsRepository, type VersionRow } from './models.repository.js';
 import { parseModelVersion, type VersionSortKey } from './semver-sort-key.js';
-import { parseUploadMetadata, resolveRuntime, type UploadMetadata, type VersionMetadata } from './version-metadata.js';
+import { missingVariantFiles, parseUploadMetadata, planFile, type UploadMetadata, type VersionMetadata } from './version-metadata.js';
 import { parseVersionUpload } from './version-upload.parser.js';
 
 export const DEFAULT_PAGE_SIZE = 50;
@@ -22,6 +22,8 @@ export interface ArtifactView {
   runtime: string;
   framework?: string;
   compatibility: Compatibility;
+  /** The build the file belongs to (`default` when the upload declared none). */
+  variant: string;
 }
 
 /** A model version as the admin API shows it. */
@@ -52,6 +54,8 @@ function toArtifactRef(a: ArtifactRow): ArtifactRef {
     runtime: a.runtime,
     ...(a.framework ? { framework: a.framework } : {}),
     compatibility: a.compatibility,
+    // Only named builds go on the wire: a version without variants looks exactly as before.
+    ...(a.variant ? { variant: a.variant } : {}),
   };
 }
 
@@ -64,6 +68,7 @@ function toArtifactView(a: ArtifactRow): ArtifactView {
     runtime: a.runtime,
     ...(a.framework ? { framework: a.framework } : {}),
     compatibility: a.compatibility,
+    variant: a.variant ?? DEFAULT_VARIANT,
   };
 }
 
@@ -145,27 +150,35 @@ export class ModelsService {
         }
       },
       prepareFile: (fileName) => {
-        if (!resolveRuntime(metadata, fileName)) {
-          throw new ModelException(ModelErrorCode.InvalidMetadata, `metadata.runtime is required for "${fileName}" (only .onnx files default to "onnx")`);
-        }
+        const plan = planFile(metadata, fileName);
+        if (!plan.ok) throw new ModelException(ModelErrorCode.InvalidMetadata, plan.reason);
       },
     });
+    const missing = missingVariantFiles(
+      metadata,
+      files.map((f) => f.fileName),
+    );
+    if (missing.length > 0) {
+      await Promise.all(files.map((f) => this.store.delete(f.key)));
+      throw new ModelException(ModelErrorCode.InvalidMetadata, `metadata.variants lists files that were not uploaded: ${missing.join(', ')}`);
+    }
     const key = sortKey as VersionSortKey;
-    const compatibility: Compatibility = metadata.compatibility ?? {};
-    const artifacts: ArtifactRow[] = files.map((f, position) => ({
-      id: randomUUID(),
-      model,
-      version,
-      fileName: f.fileName,
-      position,
-      sha256: f.sha256,
-      size: f.size,
-      runtime: resolveRuntime(metadata, f.fileName) as string,
-      framework: metadata.framework ?? null,
-      compatibility,
-      storageKey: f.key,
-      targetPath: targetPathOf(model, version, f.fileName),
-    }));
+    const artifacts: ArtifactRow[] = files.map((f, position) => {
+      const plan = planFile(metadata, f.fileName);
+      if (!plan.ok) throw new ModelException(ModelErrorCode.InvalidMetadata, plan.reason); // checked per part already
+      return {
+        id: randomUUID(),
+        model,
+        version,
+        fileName: f.fileName,
+        position,
+        sha256: f.sha256,
+        size: f.size,
+        ...plan.plan,
+        storageKey: f.key,
+        targetPath: targetPathOf(model, version, f.fileName),
+      };
+    });
     const { referenceDistribution, ...rest } = metadata;
     const stored: VersionMetadata = rest;
     try {
@@ -185,7 +198,7 @@ export class ModelsService {
             path: a.targetPath,
             length: a.size,
             sha256: a.sha256,
-            custom: { model, version, runtime: a.runtime, ...(a.framework ? { framework: a.framework } : {}) },
+            custom: { model, version, runtime: a.runtime, ...(a.framework ? { framework: a.framework } : {}), ...(a.variant ? { variant: a.variant } : {}) },
           })),
         );
       });

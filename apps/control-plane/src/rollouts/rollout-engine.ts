@@ -492,19 +492,57 @@ export class RolloutEngine implements OnApplicationBootstrap, OnModuleDestroy {
     }
   }
 
-  /** Assigns the version to claimed devices (devices feature: one upsert + publishMany) and records the revisions. */
-  private async assignBatch(r: RolloutRow, deviceIds: string[], newState?: 'notified'): Promise<void> {
+  /**
+   * Assigns the version to claimed devices (devices feature: one upsert + publishMany) and records
+   * the revisions. Each device is sent the build that fits its inventory now (it may have changed
+   * since the rollout was planned); a device no build fits is skipped with the reason before it is
+   * told anything, so it downloads nothing. One grouped query per batch decides the builds.
+   */
+  private async assignBatch(r: RolloutRow, claimed: string[], newState?: 'notified'): Promise<void> {
+    const builds = await this.desired.selectBuilds(claimed, await this.artifactsOf(r));
+    const refused = new Map<string, string[]>();
+    const deviceIds: string[] = [];
+    for (const id of claimed) {
+      const b = builds.get(id);
+      if (b && !b.ok) {
+        const reason = `${b.code}: ${b.reason}`.slice(0, 500);
+        const ids = refused.get(reason);
+        if (ids) ids.push(id);
+        else refused.set(reason, [id]);
+      } else deviceIds.push(id);
+    }
+    if (refused.size > 0) {
+      let count = 0;
+      for (const [reason, ids] of refused) {
+        await this.repo.markSkipped(r.id, ids, reason);
+        count += ids.length;
+      }
+      await this.repo.insertEvents(undefined, r.id, [
+        {
+          type: 'devices-incompatible',
+          wave: r.currentWave,
+          message: `${count} devices fit no build of the version (skipped before notification)`,
+          data: { count, reasons: Object.fromEntries([...refused].map(([reason, ids]) => [reason, ids.length])) },
+        },
+      ]);
+    }
+    if (deviceIds.length === 0) return;
     let assigned;
     try {
       assigned = await this.desired.assign(
-        deviceIds.map((deviceId) => ({
-          deviceId,
-          model: r.model,
-          version: r.version,
-          rolloutId: r.id,
-          action: r.action,
-          timeoutSeconds: r.spec.timeoutSeconds,
-        })),
+        deviceIds.map((deviceId) => {
+          const b = builds.get(deviceId);
+          return {
+            deviceId,
+            model: r.model,
+            version: r.version,
+            rolloutId: r.id,
+            action: r.action,
+            timeoutSeconds: r.spec.timeoutSeconds,
+            // No inventory yet: every build goes, and the agent chooses or refuses itself.
+            variant: b?.ok ? b.variant : null,
+          };
+        }),
         // Before the publish, so the first report of a fast device finds its revision recorded.
         (result) => this.repo.recordRevisions(r.id, result, newState),
       );

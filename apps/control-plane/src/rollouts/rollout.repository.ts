@@ -69,6 +69,8 @@ export interface RolloutDeviceRow {
   attempts: number;
   notifiedAt: Date | null;
   updatedAt: Date;
+  /** The build of the version the device was sent, then the one it reported taking (null: none yet). */
+  variant: string | null;
 }
 
 export interface NewEvent {
@@ -179,6 +181,7 @@ function toDevice(r: Raw): RolloutDeviceRow {
     attempts: Number(r['attempts']),
     notifiedAt: dateOrNull(r['notified_at']),
     updatedAt: new Date(r['updated_at'] as string),
+    variant: (r['variant'] as string | null) ?? null,
   };
 }
 
@@ -714,6 +717,7 @@ export class RolloutRepository {
              reason = CASE WHEN m.device_state IN ('failed', 'skipped')
                            THEN left(coalesce(dm.failure_code, dm.report_state) || coalesce(': ' || dm.failure_message, ''), 500)
                            ELSE rd.reason END,
+             variant = coalesce(dm.variant, rd.variant),
              updated_at = now()
          FROM device_models dm
          JOIN unnest($3::text[], $4::text[]) AS m(protocol_state, device_state) ON m.protocol_state = dm.report_state
@@ -867,16 +871,19 @@ export class RolloutRepository {
     return rows.map((r) => ({ deviceId: r['device_id'] as string, ordinal: Number(r['ordinal']) }));
   }
 
-  /** Stores the desired revisions the devices feature assigned (one UPDATE over unnest). */
-  async recordRevisions(rolloutId: string, assigned: readonly { deviceId: string; revision: number }[], newState?: RolloutDeviceState): Promise<void> {
+  /** Stores the desired revisions (and builds) the devices feature assigned (one UPDATE over unnest). */
+  async recordRevisions(
+    rolloutId: string,
+    assigned: readonly { deviceId: string; revision: number; variant: string | null }[],
+    newState?: RolloutDeviceState,
+  ): Promise<void> {
     if (assigned.length === 0) return;
+    const params: unknown[] = [rolloutId, assigned.map((a) => a.deviceId), assigned.map((a) => a.revision), assigned.map((a) => a.variant)];
     await this.dataSource.query(
-      `UPDATE rollout_devices rd SET revision = a.revision, updated_at = now() ${newState ? ', state = $4, notified_at = now()' : ''}
-       FROM unnest($2::text[], $3::bigint[]) AS a(device_id, revision)
+      `UPDATE rollout_devices rd SET revision = a.revision, variant = a.variant, updated_at = now() ${newState ? ', state = $5, notified_at = now()' : ''}
+       FROM unnest($2::text[], $3::bigint[], $4::text[]) AS a(device_id, revision, variant)
        WHERE rd.rollout_id = $1 AND rd.device_id = a.device_id`,
-      newState
-        ? [rolloutId, assigned.map((a) => a.deviceId), assigned.map((a) => a.revision), newState]
-        : [rolloutId, assigned.map((a) => a.deviceId), assigned.map((a) => a.revision)],
+      newState ? [...params, newState] : params,
     );
   }
 

@@ -91,6 +91,7 @@ export class TelemetryIngestRepository {
     const free = new Array<number | null>(n);
     const temp = new Array<number | null>(n);
     const dropped = new Array<number>(n);
+    const variant = new Array<string>(n);
     for (let i = 0; i < n; i++) {
       const { deviceId: id, message: m } = samples[i]!;
       deviceId[i] = id;
@@ -110,8 +111,27 @@ export class TelemetryIngestRepository {
       free[i] = m.vitals.memoryFreeBytes ?? null;
       temp[i] = m.vitals.temperatureC ?? null;
       dropped[i] = m.dropped;
+      variant[i] = m.variant ?? '';
     }
-    const params: unknown[] = [deviceId, model, version, seq, start, end, count, errors, buckets, latencySum, predictions, cpu, rss, free, temp, dropped];
+    const params: unknown[] = [
+      deviceId,
+      model,
+      version,
+      seq,
+      start,
+      end,
+      count,
+      errors,
+      buckets,
+      latencySum,
+      predictions,
+      cpu,
+      rss,
+      free,
+      temp,
+      dropped,
+      variant,
+    ];
     let cohortJoin = '';
     let cohortExpr = `'${FLEET_COHORT}'::text`;
     if (withCohorts) {
@@ -121,7 +141,7 @@ export class TelemetryIngestRepository {
           SELECT 'rollout:' || rd.rollout_id::text || ':w' || rd.wave::text AS label
             FROM rollout_devices rd JOIN rollouts r ON r.id = rd.rollout_id
            WHERE rd.device_id = x.device_id AND rd.model = x.model AND rd.state <> 'skipped' AND rd.wave IS NOT NULL
-             AND r.model = x.model AND r.state = ANY ($17::text[])
+             AND r.model = x.model AND r.state = ANY ($18::text[])
            ORDER BY r.created_at DESC
            LIMIT 1) c ON true`;
       cohortExpr = `coalesce(c.label, '${FLEET_COHORT}')`;
@@ -129,9 +149,9 @@ export class TelemetryIngestRepository {
     const rows: Record<string, unknown>[] = await this.dataSource.query(
       `WITH input AS (
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::timestamptz[], $6::timestamptz[], $7::int[], $8::int[],
-                              $9::text[], $10::float8[], $11::text[], $12::real[], $13::bigint[], $14::bigint[], $15::real[], $16::int[])
+                              $9::text[], $10::float8[], $11::text[], $12::real[], $13::bigint[], $14::bigint[], $15::real[], $16::int[], $17::text[])
            AS x(device_id, model, version, seq, interval_start, interval_end, count, errors, buckets, latency_sum_ms, predictions,
-                cpu_percent, memory_rss_bytes, memory_free_bytes, temperature_c, dropped)
+                cpu_percent, memory_rss_bytes, memory_free_bytes, temperature_c, dropped, variant)
        ),
        known AS (
          SELECT x.*, ${cohortExpr} AS cohort
@@ -141,43 +161,43 @@ export class TelemetryIngestRepository {
        ),
        ins AS (
          INSERT INTO telemetry_samples (device_id, model, version, seq, interval_start, interval_end, count, errors, latency_buckets,
-                                        latency_sum_ms, predictions, cpu_percent, memory_rss_bytes, memory_free_bytes, temperature_c, cohort)
+                                        latency_sum_ms, predictions, cpu_percent, memory_rss_bytes, memory_free_bytes, temperature_c, cohort, variant)
          SELECT device_id, model, version, seq, interval_start, interval_end, count, errors, buckets::int[], latency_sum_ms, predictions::jsonb,
-                cpu_percent, memory_rss_bytes, memory_free_bytes, temperature_c, cohort
+                cpu_percent, memory_rss_bytes, memory_free_bytes, temperature_c, cohort, variant
            FROM known
          ON CONFLICT DO NOTHING
-         RETURNING device_id, seq, interval_end, model, version, cohort, date_trunc('minute', interval_end) AS minute, count, errors,
+         RETURNING device_id, seq, interval_end, model, version, variant, cohort, date_trunc('minute', interval_end) AS minute, count, errors,
                    latency_buckets, latency_sum_ms, predictions, cpu_percent, memory_rss_bytes, memory_free_bytes, temperature_c
        ),
        totals AS (
-         SELECT model, version, cohort, minute, sum(count) AS count, sum(errors) AS errors, sum(latency_sum_ms) AS latency_sum_ms,
+         SELECT model, version, variant, cohort, minute, sum(count) AS count, sum(errors) AS errors, sum(latency_sum_ms) AS latency_sum_ms,
                 count(*) AS devices,
                 coalesce(sum(cpu_percent), 0) AS cpu_percent_sum, count(cpu_percent) AS cpu_percent_n,
                 coalesce(sum(memory_rss_bytes), 0) AS memory_rss_bytes_sum, count(memory_rss_bytes) AS memory_rss_bytes_n,
                 coalesce(sum(memory_free_bytes), 0) AS memory_free_bytes_sum, count(memory_free_bytes) AS memory_free_bytes_n,
                 coalesce(sum(temperature_c), 0) AS temperature_c_sum, count(temperature_c) AS temperature_c_n,
                 ${BUCKET_SUMS} AS latency_buckets
-           FROM ins GROUP BY model, version, cohort, minute
+           FROM ins GROUP BY model, version, variant, cohort, minute
        ),
        prediction_sums AS (
-         SELECT model, version, cohort, minute, jsonb_object_agg(k, s) AS predictions FROM (
-           SELECT ins.model, ins.version, ins.cohort, ins.minute, e.key AS k, sum(e.value::bigint) AS s
+         SELECT model, version, variant, cohort, minute, jsonb_object_agg(k, s) AS predictions FROM (
+           SELECT ins.model, ins.version, ins.variant, ins.cohort, ins.minute, e.key AS k, sum(e.value::bigint) AS s
              FROM ins, jsonb_each_text(ins.predictions) AS e
-            GROUP BY 1, 2, 3, 4, 5
-         ) p GROUP BY model, version, cohort, minute
+            GROUP BY 1, 2, 3, 4, 5, 6
+         ) p GROUP BY model, version, variant, cohort, minute
        ),
        rollup AS (
-         INSERT INTO telemetry_minute AS m (model, version, cohort, minute, count, errors, latency_buckets, latency_sum_ms, predictions, devices,
+         INSERT INTO telemetry_minute AS m (model, version, variant, cohort, minute, count, errors, latency_buckets, latency_sum_ms, predictions, devices,
                                             cpu_percent_sum, cpu_percent_n, memory_rss_bytes_sum, memory_rss_bytes_n,
                                             memory_free_bytes_sum, memory_free_bytes_n, temperature_c_sum, temperature_c_n)
-         SELECT t.model, t.version, t.cohort, t.minute, t.count, t.errors, t.latency_buckets, t.latency_sum_ms,
+         SELECT t.model, t.version, t.variant, t.cohort, t.minute, t.count, t.errors, t.latency_buckets, t.latency_sum_ms,
                 coalesce(p.predictions, '{}'::jsonb), t.devices, t.cpu_percent_sum, t.cpu_percent_n, t.memory_rss_bytes_sum, t.memory_rss_bytes_n,
                 t.memory_free_bytes_sum, t.memory_free_bytes_n, t.temperature_c_sum, t.temperature_c_n
            FROM totals t
-           LEFT JOIN prediction_sums p USING (model, version, cohort, minute)
+           LEFT JOIN prediction_sums p USING (model, version, variant, cohort, minute)
           -- A stable order keeps concurrent writers (replicas) from deadlocking on the same rollup rows.
-          ORDER BY t.model, t.version, t.cohort, t.minute
-         ON CONFLICT (model, version, cohort, minute) DO UPDATE SET
+          ORDER BY t.model, t.version, t.variant, t.cohort, t.minute
+         ON CONFLICT (model, version, variant, cohort, minute) DO UPDATE SET
            count = m.count + excluded.count,
            errors = m.errors + excluded.errors,
            latency_buckets = telemetry_array_add(m.latency_buckets, excluded.latency_buckets),

@@ -45,9 +45,23 @@ const RAW_SUMS = `
 
 const toDate = (v: unknown): Date => (v instanceof Date ? v : new Date(String(v)));
 
+/** `AND cohort = $n AND variant = $m` for the filters given, appending their values to `params`. */
+function versionFilters(params: unknown[], cohort?: string, variant?: string): string {
+  let sql = '';
+  if (cohort !== undefined) {
+    params.push(cohort);
+    sql += ` AND cohort = $${params.length}`;
+  }
+  if (variant !== undefined) {
+    params.push(variant);
+    sql += ` AND variant = $${params.length}`;
+  }
+  return sql;
+}
+
 /**
  * Reads for the telemetry API and the health gates. Fleet-level reads go to the per-minute
- * rollup (rows per model/version/cohort/minute, independent of the fleet size); only the
+ * rollup (rows per model/version/variant/cohort/minute, independent of the fleet size); only the
  * per-device view reads raw samples, through (device_id, interval_end).
  */
 @Injectable()
@@ -55,17 +69,43 @@ export class TelemetryQueryRepository {
   constructor(private readonly dataSource: DataSource) {}
 
   /** One model version, grouped into buckets of `bucketSeconds` (a multiple of 60). */
-  async versionSeries(model: string, version: string, window: TimeWindow, bucketSeconds: number, cohort?: string): Promise<BucketAggregate[]> {
+  async versionSeries(
+    model: string,
+    version: string,
+    window: TimeWindow,
+    bucketSeconds: number,
+    cohort?: string,
+    variant?: string,
+  ): Promise<BucketAggregate[]> {
     const params: unknown[] = [model, version, window.from, window.to, bucketSeconds];
-    if (cohort !== undefined) params.push(cohort);
+    const filters = versionFilters(params, cohort, variant);
     const rows: Record<string, unknown>[] = await this.dataSource.query(
       `SELECT to_timestamp(floor(extract(epoch FROM minute) / $5) * $5) AS bucket, ${ROLLUP_SUMS}
          FROM telemetry_minute
-        WHERE model = $1 AND version = $2 AND minute >= $3 AND minute < $4 ${cohort !== undefined ? 'AND cohort = $6' : ''}
+        WHERE model = $1 AND version = $2 AND minute >= $3 AND minute < $4 ${filters}
         GROUP BY 1 ORDER BY 1`,
       params,
     );
     return rows.map((r) => ({ start: toDate(r['bucket']), aggregate: aggregateFromRow(r) }));
+  }
+
+  /** One model version per build (variant; '' for samples that named none) over the window. */
+  async perVariant(
+    model: string,
+    version: string,
+    window: TimeWindow,
+    cohort?: string,
+    variant?: string,
+  ): Promise<{ variant: string; aggregate: TelemetryAggregate }[]> {
+    const params: unknown[] = [model, version, window.from, window.to];
+    const filters = versionFilters(params, cohort, variant);
+    const rows: Record<string, unknown>[] = await this.dataSource.query(
+      `SELECT variant, ${ROLLUP_SUMS} FROM telemetry_minute
+        WHERE model = $1 AND version = $2 AND minute >= $3 AND minute < $4 ${filters}
+        GROUP BY variant ORDER BY variant`,
+      params,
+    );
+    return rows.map((r) => ({ variant: String(r['variant']), aggregate: aggregateFromRow(r) }));
   }
 
   /** Per version of a model over the window. */

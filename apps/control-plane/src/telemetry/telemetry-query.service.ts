@@ -24,12 +24,16 @@ export interface VersionTelemetry {
   model: string;
   version: string;
   cohort: string | null;
+  /** The build the numbers are filtered to (null: all builds). */
+  variant: string | null;
   from: string;
   to: string;
   bucketSeconds: number;
   totals: TelemetryStats;
   psi: PsiView;
   series: SeriesPoint[];
+  /** The same totals per build of the version (variant null: samples from agents that named none). */
+  variants: { variant: string | null; stats: TelemetryStats }[];
 }
 
 export interface RolloutCohortTelemetry {
@@ -87,25 +91,28 @@ function psiView(reference: ReferenceDistribution | undefined, predictions: Reco
 export class TelemetryQueryService {
   constructor(private readonly repository: TelemetryQueryRepository) {}
 
-  async version(model: string, version: string, window: TimeWindow, bucketSeconds: number, cohort?: string): Promise<VersionTelemetry> {
+  async version(model: string, version: string, window: TimeWindow, bucketSeconds: number, cohort?: string, variant?: string): Promise<VersionTelemetry> {
     if (cohort !== undefined && !parseCohort(cohort)) {
       throw new TelemetryException(TelemetryErrorCode.InvalidWindow, `cohort must be "${FLEET_COHORT}" or "rollout:<rolloutId>:w<wave>"`);
     }
-    const [buckets, references] = await Promise.all([
-      this.repository.versionSeries(model, version, window, bucketSeconds, cohort),
+    const [buckets, references, perVariant] = await Promise.all([
+      this.repository.versionSeries(model, version, window, bucketSeconds, cohort, variant),
       this.repository.references(model, [version]),
+      this.repository.perVariant(model, version, window, cohort, variant),
     ]);
     const totals = mergeAll(buckets.map((b) => b.aggregate));
     return {
       model,
       version,
       cohort: cohort ?? null,
+      variant: variant ?? null,
       from: window.from.toISOString(),
       to: window.to.toISOString(),
       bucketSeconds,
       totals: summarize(totals),
       psi: psiView(references.get(version), totals.predictions),
       series: buckets.map((b) => seriesPoint(b.start, b.aggregate)),
+      variants: perVariant.map((v) => ({ variant: v.variant === '' ? null : v.variant, stats: summarize(v.aggregate) })),
     };
   }
 

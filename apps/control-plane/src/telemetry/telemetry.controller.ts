@@ -30,6 +30,7 @@ export class TelemetryController {
       window,
       bucket,
       query.cohort,
+      query.variant,
     );
   }
 

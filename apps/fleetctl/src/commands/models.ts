@@ -19,7 +19,7 @@ interface VersionView {
   version: string;
   createdAt: string;
   metadata: Record<string, unknown>;
-  artifacts: { fileName?: string; targetPath?: string; sha256?: string; length?: number; size?: number }[];
+  artifacts: { fileName?: string; targetPath?: string; sha256?: string; length?: number; size?: number; variant?: string }[];
 }
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
@@ -71,8 +71,8 @@ export function registerModels(program: Command): void {
       if (out.json) return printJson(out, items);
       out.write(
         formatTable(
-          ['version', 'created', 'artifacts'],
-          items.map((v) => [v.version, v.createdAt, v.artifacts.length]),
+          ['version', 'created', 'artifacts', 'builds'],
+          items.map((v) => [v.version, v.createdAt, v.artifacts.length, [...new Set(v.artifacts.map((a) => a.variant ?? 'default'))].join(',')]),
         ),
       );
     });
@@ -83,7 +83,10 @@ export function registerModels(program: Command): void {
     .argument('<name>', 'model name (must exist: "fleetctl models create NAME")')
     .requiredOption('--version <semver>', 'version to create, e.g. 2.1.0')
     .requiredOption('--file <path>', 'artifact file; repeat for several artifacts', collect, [])
-    .option('--metadata <json|@file>', 'version metadata as JSON, or @path to a JSON file (runtime, framework, compatibility, referenceDistribution, notes)')
+    .option(
+      '--metadata <json|@file>',
+      'version metadata as JSON, or @path to a JSON file (runtime, framework, compatibility, referenceDistribution, notes, variants)',
+    )
     .addHelpText('after', '\nExample:\n  fleetctl models upload detector --version 2.1.0 --file detector.onnx --metadata \'{"runtime":"onnx"}\'')
     .action(async (name: string, options: { version: string; file: string[]; metadata?: string }, command: Command) => {
       const { client, out } = await cliContext(command);
@@ -106,6 +109,10 @@ export function registerModels(program: Command): void {
         stream: { body: body.stream, contentType: body.contentType, contentLength: body.contentLength },
       });
       if (out.json) return printJson(out, version);
-      out.write(`uploaded ${version.model} ${version.version} (${version.artifacts.length} artifact${version.artifacts.length === 1 ? '' : 's'})`);
+      const builds = [...new Set(version.artifacts.map((a) => a.variant ?? 'default'))];
+      out.write(
+        `uploaded ${version.model} ${version.version} (${version.artifacts.length} artifact${version.artifacts.length === 1 ? '' : 's'}` +
+          `${builds.length > 1 ? `; builds in order: ${builds.join(', ')}` : ''})`,
+      );
     });
 }

@@ -7,6 +7,7 @@ import {
   encodePayload,
   PROTOCOL_VERSION,
   topics,
+  variantOf,
 } from '@fleetline/protocol';
 import type { OutboundMessage } from '../../infra/mqtt/mqtt-gateway.js';
 
@@ -20,6 +21,8 @@ export interface DesiredStateRow {
   rolloutId: string | null;
   action: 'install' | 'download-only' | null;
   timeoutSeconds: number | null;
+  /** The build chosen for the device (device_models.desired_variant); null: none chosen. */
+  variant: string | null;
   assignedAt: string;
 }
 
@@ -29,6 +32,10 @@ export interface DesiredStateRow {
  */
 export function desiredMessage(row: DesiredStateRow, artifacts: ArtifactRef[]): OutboundMessage {
   if (row.version === null) return clearedMessage(row);
+  // A chosen build goes alone, so the device (an older agent too, which installs every artifact it
+  // is sent) gets exactly its files. No build chosen (no inventory yet, or none fits): all of
+  // them, and the agent picks with the same rule or refuses before downloading.
+  const build = row.variant === null ? [] : artifacts.filter((a) => variantOf(a) === row.variant);
   const desired: DesiredModel = {
     v: PROTOCOL_VERSION,
     model: row.model,
@@ -37,7 +44,7 @@ export function desiredMessage(row: DesiredStateRow, artifacts: ArtifactRef[]): 
     action: row.action ?? 'install',
     ...(row.rolloutId ? { rolloutId: row.rolloutId } : {}),
     ...(row.timeoutSeconds !== null ? { timeoutSeconds: row.timeoutSeconds } : {}),
-    artifacts,
+    ...(build.length > 0 ? { variant: row.variant!, artifacts: build } : { artifacts }),
     assignedAt: row.assignedAt,
   };
   return { topic: topics.desired(row.deviceId, row.model), payload: encodePayload(desiredModelSchema.parse(desired)), qos: 1, retain: false };

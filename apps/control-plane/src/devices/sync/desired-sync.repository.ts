@@ -17,7 +17,7 @@ export class DesiredSyncRepository {
     const rows = rowsOf(
       await this.dataSource.query(
         `SELECT m.device_id, m.model, m.desired_version, m.desired_revision, m.desired_rollout_id, m.desired_action,
-                m.desired_timeout_seconds, m.desired_at
+                m.desired_timeout_seconds, m.desired_at, m.desired_variant
            FROM device_models m
            JOIN devices d ON d.id = m.device_id AND d.decommissioned_at IS NULL
           WHERE m.device_id = ANY($1::text[])
@@ -34,6 +34,7 @@ export class DesiredSyncRepository {
       rolloutId: r['desired_rollout_id'] === null ? null : String(r['desired_rollout_id']),
       action: r['desired_action'] === null ? null : (String(r['desired_action']) as 'install' | 'download-only'),
       timeoutSeconds: r['desired_timeout_seconds'] === null ? null : toNumber(r['desired_timeout_seconds']),
+      variant: r['desired_variant'] === null || r['desired_variant'] === undefined ? null : String(r['desired_variant']),
       assignedAt: toIso(r['desired_at']) ?? new Date().toISOString(),
     }));
   }

@@ -1,40 +1,14 @@
-import { type ArtifactRef, checkCompatibility } from '@fleetline/protocol';
+import { type ArtifactRef, selectVariant } from '@fleetline/protocol';
+import { capabilitiesOf, type CompatibilityProjection } from '../../devices/device-capabilities.js';
 
-/** The part of a device's inventory compatibility depends on (what the SQL projects with COMPATIBILITY_KEY_SQL). */
-export interface CompatibilityProjection {
-  hardwareClass?: unknown;
-  agentVersion?: unknown;
-  runtimes?: unknown;
-  accelerators?: unknown;
-}
+export { COMPATIBILITY_KEY_SQL, type CompatibilityProjection } from '../../devices/device-capabilities.js';
 
 /**
- * Compatibility is decided once per DISTINCT projection of the inventory (a fleet has few
- * hardware/runtime/agent combinations), so a million devices cost one grouped scan. The key
- * is jsonb text, which is canonical for equal values.
- */
-export const COMPATIBILITY_KEY_SQL = `jsonb_build_object('hardwareClass', d.inventory->'hardwareClass', 'agentVersion', d.inventory->'agentVersion', 'runtimes', d.inventory->'runtimes', 'accelerators', d.inventory->'accelerators')::text`;
-
-/**
- * A device fits a version when at least one of its artifacts fits it (artifacts may target
- * different runtimes or hardware). Returns the reason of the first artifact otherwise.
+ * Why no build of a version fits a device (`code: reason`, the same form as an agent's own
+ * refusal in the devices list), or undefined when one does. The rule is the protocol's
+ * selectVariant, the one the agent applies: the best build that fits, in the version's order.
  */
 export function incompatibilityReason(artifacts: readonly ArtifactRef[], projection: CompatibilityProjection): string | undefined {
-  const inventory = {
-    hardwareClass: typeof projection.hardwareClass === 'string' ? projection.hardwareClass : '',
-    agentVersion: typeof projection.agentVersion === 'string' ? projection.agentVersion : '0.0.0',
-    runtimes: isStringRecord(projection.runtimes) ? projection.runtimes : {},
-    accelerators: Array.isArray(projection.accelerators) ? projection.accelerators.filter((a): a is string => typeof a === 'string') : [],
-  };
-  const reasons: string[] = [];
-  for (const artifact of artifacts) {
-    const result = checkCompatibility(artifact.compatibility ?? {}, artifact.runtime, inventory);
-    if (result.compatible) return undefined;
-    reasons.push(`${result.code}: ${result.reason}`);
-  }
-  return reasons[0] ?? 'the version has no artifact';
-}
-
-function isStringRecord(value: unknown): value is Record<string, string> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value) && Object.values(value).every((v) => typeof v === 'string');
+  const selection = selectVariant(artifacts, capabilitiesOf(projection));
+  return selection.ok ? undefined : `${selection.code}: ${selection.reason}`;
 }

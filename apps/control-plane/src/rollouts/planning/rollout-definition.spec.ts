@@ -98,16 +98,23 @@ describe('compatibility of a version with an inventory projection', () => {
   });
   const jetson = { hardwareClass: 'jetson', agentVersion: '0.2.0', runtimes: { onnx: '1.18.0' }, accelerators: ['cuda'] };
 
-  it('fits when any artifact fits', () => {
+  it('fits when any build fits (the same rule as the agent: selectVariant)', () => {
     const artifacts = [
-      artifact('onnx', { hardwareClasses: ['rpi4'] }),
-      artifact('onnx', { hardwareClasses: ['jetson'], accelerators: ['cuda'], runtimeRange: '>=1.17' }),
+      { ...artifact('onnx', { hardwareClasses: ['rpi4'] }), variant: 'rpi' },
+      { ...artifact('onnx', { hardwareClasses: ['jetson'], accelerators: ['cuda'], runtimeRange: '>=1.17' }), variant: 'jetson' },
     ];
     expect(incompatibilityReason(artifacts, jetson)).toBeUndefined();
   });
 
+  it('does not fit when one file of the only build does not (every file of a build is installed)', () => {
+    const artifacts = [artifact('onnx', { hardwareClasses: ['rpi4'] }), artifact('onnx', { hardwareClasses: ['jetson'] })];
+    expect(incompatibilityReason(artifacts, jetson)).toBe('incompatible-hardware: no build fits: hardware class jetson not in [rpi4]');
+  });
+
   it('gives the reason otherwise', () => {
-    expect(incompatibilityReason([artifact('onnx', { hardwareClasses: ['rpi4'] })], jetson)).toMatch(/^incompatible-hardware: hardware class jetson/);
+    expect(incompatibilityReason([artifact('onnx', { hardwareClasses: ['rpi4'] })], jetson)).toMatch(
+      /^incompatible-hardware: no build fits: hardware class jetson/,
+    );
     expect(incompatibilityReason([artifact('tflite', {})], jetson)).toMatch(/^incompatible-runtime/);
     expect(incompatibilityReason([artifact('onnx', { agentRange: '>=1.0.0' })], jetson)).toMatch(/^incompatible-agent/);
     expect(incompatibilityReason([artifact('onnx', {})], { hardwareClass: 'x', agentVersion: '0.1.0', runtimes: 'garbage' })).toMatch(

@@ -33,13 +33,13 @@ export async function seedDevices(
   t: TestApp,
   prefix: string,
   count: number,
-  options: { tags?: Record<string, string>; hardwareClass?: string; agentVersion?: string; runtimes?: Record<string, string> } = {},
+  options: { tags?: Record<string, string>; hardwareClass?: string; agentVersion?: string; runtimes?: Record<string, string>; accelerators?: string[] } = {},
 ): Promise<string[]> {
   const inventory = {
     hardwareClass: options.hardwareClass ?? 'rpi4',
     os: 'linux',
     arch: 'arm64',
-    accelerators: [],
+    accelerators: options.accelerators ?? [],
     agentVersion: options.agentVersion ?? '0.1.0',
     runtimes: options.runtimes ?? { simulated: '1.0.0' },
   };

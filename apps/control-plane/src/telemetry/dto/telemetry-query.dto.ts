@@ -31,6 +31,11 @@ export class VersionTelemetryQueryDto extends TelemetrySeriesQueryDto {
   @IsString()
   @MaxLength(128)
   cohort?: string;
+
+  @ApiPropertyOptional({ description: 'Only this build (variant) of the version, e.g. `npu-int8`.' })
+  @IsOptional()
+  @Matches(/^[a-z0-9][a-z0-9._-]{0,63}$/, { message: 'variant must be a build name: 1-64 chars of [a-z0-9._-], starting alphanumeric' })
+  variant?: string;
 }
 
 export class DeviceTelemetryQueryDto extends TelemetrySeriesQueryDto {

@@ -1,6 +1,12 @@
 import { describe, it, expect } from '@jest/globals';
-import type { ArtifactRef } from '@fleetline/protocol';
-import { checkArtifactCompatibility, checkCompatibility, type DeviceCapabilities } from './compatibility.js';
+import { checkBuild, checkCompatibility, type DeviceCapabilities } from './compatibility.js';
+import type { ArtifactRef } from './messages.js';
+
+// The cases the agent's own compatibility check had before it was folded into this one rule.
+const checkArtifactCompatibility = (a: ArtifactRef, d: DeviceCapabilities): { ok: boolean; code?: string; message?: string } => {
+  const r = checkCompatibility(a.compatibility, a.runtime, d);
+  return r.compatible ? { ok: true } : { ok: false, code: r.code, message: r.reason };
+};
 
 const device: DeviceCapabilities = {
   hardwareClass: 'jetson-orin',
@@ -16,7 +22,7 @@ const artifact = (compatibility: ArtifactRef['compatibility'], runtime = 'onnx')
   compatibility,
 });
 
-describe('compatibility', () => {
+describe('compatibility (cases from the agent)', () => {
   it('accepts an artifact without constraints when the runtime exists', () => {
     expect(checkArtifactCompatibility(artifact({}), device)).toEqual({ ok: true });
   });
@@ -50,6 +56,6 @@ describe('compatibility', () => {
   });
 
   it('reports the first mismatching artifact of an assignment', () => {
-    expect(checkCompatibility([artifact({}), artifact({ agentRange: '>=9' })], device)).toMatchObject({ ok: false, code: 'incompatible-agent' });
+    expect(checkBuild({ artifacts: [artifact({}), artifact({ agentRange: '>=9' })] }, device)).toMatchObject({ compatible: false, code: 'incompatible-agent' });
   });
 });
