@@ -3,10 +3,16 @@
  * membership for the sample's model, so canary and baseline numbers come from rollups without
  * joining a million device rows at query time:
  *   - `rollout:<rolloutId>:w<wave>`: the device is in wave <wave> of an active rollout of the model;
- *   - `fleet`: every other device.
+ *   - `fleet`: every other device running the version it reports;
+ *   - `fleet-inactive`: every other device (its telemetry names a version it does not run).
  * The label is frozen at ingest: a sample keeps the cohort the device had when it was received.
  */
 export const FLEET_COHORT = 'fleet';
+/**
+ * A device outside every active rollout's waves reporting a version that is not its active one
+ * (device_models.active_version, from its update reports): kept, but never baseline evidence.
+ */
+export const INACTIVE_COHORT = 'fleet-inactive';
 
 export function rolloutCohort(rolloutId: string, wave: number): string {
   return `rollout:${rolloutId}:w${wave}`;
@@ -18,13 +24,14 @@ export function rolloutCohortPrefix(rolloutId: string): string {
 }
 
 export interface ParsedCohort {
-  kind: 'rollout' | 'fleet';
+  kind: 'rollout' | 'fleet' | 'inactive';
   rolloutId?: string;
   wave?: number;
 }
 
 export function parseCohort(label: string): ParsedCohort | undefined {
   if (label === FLEET_COHORT) return { kind: 'fleet' };
+  if (label === INACTIVE_COHORT) return { kind: 'inactive' };
   const match = /^rollout:([^:]+):w(\d+)$/.exec(label);
   if (!match) return undefined;
   return { kind: 'rollout', rolloutId: match[1]!, wave: Number(match[2]) };
