@@ -78,6 +78,10 @@ export async function parseVersionUpload(req: IncomingMessage, options: ParseUpl
       fields[name] = value;
     });
     parser.on('file', (name, stream, info) => {
+      // busboy destroys a part's stream with the body's error (a form cut short): a part still
+      // queued behind an earlier one has no reader yet, and an 'error' without a listener would
+      // crash the process. The parser's own 'error' answers the request. Found by fuzzing.
+      stream.on('error', fail);
       const first = !filesStarted;
       filesStarted = true;
       chain = chain.then(async () => {
