@@ -44,11 +44,18 @@ export function candidateCohorts(rolloutId: string, waves: readonly number[]): s
 
 /**
  * Pure form of the ingest labelling rule (the SQL in the ingest repository applies the same rule
- * set-based): membership in an active rollout of the sample's model wins; otherwise `fleet`.
+ * set-based): membership in an active rollout of the sample's model wins; otherwise `fleet` when
+ * the device runs the version the sample is about (its active version), else `fleet-inactive`.
  * When a device is (wrongly) in two active rollouts of one model, the most recently created wins (as in the SQL).
+ * Without `run` (the version check left out) the fallback is `fleet`.
  */
-export function cohortFor(model: string, memberships: readonly { rolloutId: string; model: string; wave: number; active: boolean; createdAt: Date }[]): string {
+export function cohortFor(
+  model: string,
+  memberships: readonly { rolloutId: string; model: string; wave: number; active: boolean; createdAt: Date }[],
+  run?: { version: string; activeVersion: string | null | undefined },
+): string {
   const active = memberships.filter((m) => m.active && m.model === model).sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime());
   const chosen = active[0];
-  return chosen ? rolloutCohort(chosen.rolloutId, chosen.wave) : FLEET_COHORT;
+  if (chosen) return rolloutCohort(chosen.rolloutId, chosen.wave);
+  return run === undefined || run.activeVersion === run.version ? FLEET_COHORT : INACTIVE_COHORT;
 }
