@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import mqtt, { type MqttClient } from 'mqtt';
 import { DataSource } from 'typeorm';
-import { LATENCY_BUCKET_COUNT, latencyBucketIndex, PROTOCOL_VERSION, type TelemetryMessage, topics } from '@fleetline/protocol';
+import { LATENCY_BUCKET_COUNT, latencyBucketIndex, populationStabilityIndex, PROTOCOL_VERSION, type TelemetryMessage, topics } from '@fleetline/protocol';
 import { MetricsService } from '../metrics/metrics.service.js';
 import { apiClient, type ApiClient, databaseBackends, eventually, startTestApp, type TestApp } from '../testing/test-app.fixture.js';
 import { HealthGateService } from './health-gate.contract.js';
@@ -35,7 +35,7 @@ interface Device {
 function sample(
   seq: number,
   version: string,
-  opts: { count?: number; errors?: number; latencyMs?: number; end?: Date; seconds?: number; model?: string } = {},
+  opts: { count?: number; errors?: number; latencyMs?: number; end?: Date; seconds?: number; model?: string; label?: string } = {},
 ): TelemetryMessage {
   const count = opts.count ?? 100;
   const end = opts.end ?? new Date(Math.floor(Date.now() / 60_000) * 60_000 - 30_000);
@@ -52,7 +52,7 @@ function sample(
     errors: opts.errors ?? 0,
     latencyBuckets,
     latencySumMs: count * (opts.latencyMs ?? 10),
-    predictions: { a: count },
+    predictions: { [opts.label ?? 'a']: count },
     vitals: {},
     dropped: 0,
   };
@@ -172,7 +172,7 @@ describe.each(databaseBackends())('telemetry bounds on %s', (backend) => {
     for (const c of canaries) await send(c, sample(1, '2.0.0', { count: 100, latencyMs: 10, end }));
     await ingest.flush();
     const heavy = canaries[0]!;
-    await send(heavy, sample(2, '2.0.0', { count: 5000, latencyMs: 5000, errors: 5000, end: new Date(end.getTime() + 60_000), seconds: 60 }));
+    await send(heavy, sample(2, '2.0.0', { count: 5000, latencyMs: 5000, errors: 5000, label: 'b', end: new Date(end.getTime() + 60_000), seconds: 60 }));
     await ingest.flush();
 
     const cohorts: { device_id: string; cohort: string }[] = await db.query(
@@ -196,6 +196,7 @@ describe.each(databaseBackends())('telemetry bounds on %s', (backend) => {
       gates: [
         { metric: 'error_rate', maxIncrease: 0.5 },
         { metric: 'latency_p50', maxRatio: 2 },
+        { metric: 'psi', max: 100 },
       ],
     });
     const errorRate = results.find((r) => r.metric === 'error_rate')!;
@@ -210,6 +211,12 @@ describe.each(databaseBackends())('telemetry bounds on %s', (backend) => {
     const p50 = results.find((r) => r.metric === 'latency_p50')!;
     expect(p50.value!).toBeLessThan(20);
     expect(p50.passed).toBe(true);
+
+    // Predictions are weighted the same way: PSI against the baseline window ({a: 1000}) sees b as 1,280 of 3,280, not 5,000 of 7,000.
+    const psi = results.find((r) => r.metric === 'psi')!;
+    expect(psi.reason).toContain('baseline window');
+    expect(psi.value!).toBeCloseTo(populationStabilityIndex({ a: 1000 }, { a: 2000, b: 1280 })!, 6);
+    expect(psi.value!).toBeLessThan(populationStabilityIndex({ a: 1000 }, { a: 2000, b: 5000 })!);
 
     // The viewer API still shows what the devices claimed.
     const view = await api.get<{ totals: { inferences: number } }>(`/api/v1/telemetry/models/cap/versions/2.0.0`);

@@ -234,9 +234,9 @@ export class TelemetryIngestRepository {
            FROM weighted GROUP BY model, version, cohort, minute
        ),
        prediction_sums AS (
-         SELECT model, version, cohort, minute, jsonb_object_agg(k, s) AS predictions FROM (
-           SELECT ins.model, ins.version, ins.cohort, ins.minute, e.key AS k, sum(e.value::bigint) AS s
-             FROM ins, jsonb_each_text(ins.predictions) AS e
+         SELECT model, version, cohort, minute, jsonb_object_agg(k, s) AS predictions, jsonb_object_agg(k, gs) AS gate_predictions FROM (
+           SELECT wt.model, wt.version, wt.cohort, wt.minute, e.key AS k, sum(e.value::bigint) AS s, sum(round(e.value::bigint * wt.w))::bigint AS gs
+             FROM weighted wt, jsonb_each_text(wt.predictions) AS e
             GROUP BY 1, 2, 3, 4, 5
          ) p GROUP BY model, version, cohort, minute
        ),
@@ -244,11 +244,11 @@ export class TelemetryIngestRepository {
          INSERT INTO telemetry_minute AS m (model, version, cohort, minute, count, errors, latency_buckets, latency_sum_ms, predictions, devices,
                                             cpu_percent_sum, cpu_percent_n, memory_rss_bytes_sum, memory_rss_bytes_n,
                                             memory_free_bytes_sum, memory_free_bytes_n, temperature_c_sum, temperature_c_n,
-                                            gate_count, gate_errors, gate_latency_buckets, count_histogram)
+                                            gate_count, gate_errors, gate_latency_buckets, gate_predictions, count_histogram)
          SELECT t.model, t.version, t.cohort, t.minute, t.count, t.errors, t.latency_buckets, t.latency_sum_ms,
                 coalesce(p.predictions, '{}'::jsonb), t.devices, t.cpu_percent_sum, t.cpu_percent_n, t.memory_rss_bytes_sum, t.memory_rss_bytes_n,
                 t.memory_free_bytes_sum, t.memory_free_bytes_n, t.temperature_c_sum, t.temperature_c_n,
-                t.gate_count, t.gate_errors, t.gate_latency_buckets, t.count_histogram
+                t.gate_count, t.gate_errors, t.gate_latency_buckets, coalesce(p.gate_predictions, '{}'::jsonb), t.count_histogram
            FROM totals t
            LEFT JOIN prediction_sums p USING (model, version, cohort, minute)
           -- A stable order keeps concurrent writers (replicas) from deadlocking on the same rollup rows.
@@ -271,6 +271,7 @@ export class TelemetryIngestRepository {
            gate_count = m.gate_count + excluded.gate_count,
            gate_errors = m.gate_errors + excluded.gate_errors,
            gate_latency_buckets = telemetry_array_add(m.gate_latency_buckets, excluded.gate_latency_buckets),
+           gate_predictions = telemetry_jsonb_add(m.gate_predictions, excluded.gate_predictions),
            count_histogram = telemetry_array_add(m.count_histogram, excluded.count_histogram)
          RETURNING 1
        )

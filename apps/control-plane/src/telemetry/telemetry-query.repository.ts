@@ -36,12 +36,12 @@ const ROLLUP_SUMS = `
   sum(temperature_c_sum) AS temperature_c_sum, sum(temperature_c_n) AS temperature_c_n`;
 
 /**
- * The sums the health gates read: counts, errors and latency with every sample weighted by its
+ * The sums the health gates read: counts, errors, latency and predictions with every sample weighted by its
  * device weight cap (telemetry-bounds.ts), so one device cannot dominate a cohort.
  */
 const GATE_SUMS = `
   sum(gate_count) AS count, sum(gate_errors) AS errors, telemetry_array_sum(gate_latency_buckets) AS latency_buckets,
-  sum(latency_sum_ms) AS latency_sum_ms, telemetry_jsonb_sum(predictions) AS predictions, sum(devices) AS samples,
+  sum(latency_sum_ms) AS latency_sum_ms, telemetry_jsonb_sum(gate_predictions) AS predictions, sum(devices) AS samples,
   sum(cpu_percent_sum) AS cpu_percent_sum, sum(cpu_percent_n) AS cpu_percent_n,
   sum(memory_rss_bytes_sum) AS memory_rss_bytes_sum, sum(memory_rss_bytes_n) AS memory_rss_bytes_n,
   sum(memory_free_bytes_sum) AS memory_free_bytes_sum, sum(memory_free_bytes_n) AS memory_free_bytes_n,

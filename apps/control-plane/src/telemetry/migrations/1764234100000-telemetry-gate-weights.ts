@@ -15,14 +15,17 @@ export class TelemetryGateWeights1764234100000 implements MigrationInterface {
         ADD COLUMN gate_count bigint NOT NULL DEFAULT 0,
         ADD COLUMN gate_errors bigint NOT NULL DEFAULT 0,
         ADD COLUMN gate_latency_buckets bigint[] NOT NULL DEFAULT '{}',
+        ADD COLUMN gate_predictions jsonb NOT NULL DEFAULT '{}',
         ADD COLUMN count_histogram bigint[] NOT NULL DEFAULT '{}'`);
     // Rows written before the cap have no histogram: their gate numbers are the plain sums.
-    await q.query(`UPDATE telemetry_minute SET gate_count = count, gate_errors = errors, gate_latency_buckets = latency_buckets`);
+    await q.query(
+      `UPDATE telemetry_minute SET gate_count = count, gate_errors = errors, gate_latency_buckets = latency_buckets, gate_predictions = predictions`,
+    );
   }
 
   async down(q: QueryRunner): Promise<void> {
     await q.query(`
       ALTER TABLE telemetry_minute
-        DROP COLUMN gate_count, DROP COLUMN gate_errors, DROP COLUMN gate_latency_buckets, DROP COLUMN count_histogram`);
+        DROP COLUMN gate_count, DROP COLUMN gate_errors, DROP COLUMN gate_latency_buckets, DROP COLUMN gate_predictions, DROP COLUMN count_histogram`);
   }
 }
