@@ -165,4 +165,37 @@ describe('parseVersionUpload (fuzzed)', () => {
       { numRuns: 200, timeout: 5_000 },
     );
   });
+
+  // Counterexamples fuzzing found, kept as fixed cases.
+  it('answers (does not hang) when a malformed part header is followed by another file part', async () => {
+    const store = new MemoryStore();
+    const body = multipart([
+      { name: 'version', content: Buffer.from('1.0.0') },
+      { name: 'file', fileName: 'a.bin', content: Buffer.from('aaaa') },
+      { name: 'file', fileName: 'b.bin', content: Buffer.from('bbbb') },
+    ]);
+    const at = body.indexOf('Content-Type');
+    body[at + 4] = 0x81; // "Cont\x81nt-Type": busboy errors, then still announces the next part,
+    body[body.lastIndexOf(BOUNDARY) + 3] = 0x0b; // whose stream never ends (no closing boundary)
+    const settledIn = await Promise.race([
+      parse(body, `multipart/form-data; boundary=${BOUNDARY}`, store).then(
+        () => 'resolved',
+        (err: unknown) => (err instanceof ModelException ? 'refused' : 'other error'),
+      ),
+      new Promise((resolve) => setTimeout(() => resolve('hung'), 2000).unref()),
+    ]);
+    expect(settledIn).toBe('refused');
+    expect(store.blobs.size).toBe(0);
+  });
+
+  it('answers when the form is cut short while a file part is still queued', async () => {
+    const store = new MemoryStore();
+    const body = multipart([
+      { name: 'version', content: Buffer.from('1.0.0') },
+      { name: 'file', fileName: 'a.bin', content: Buffer.alloc(100, 1) },
+      { name: 'file', fileName: 'b.bin', content: Buffer.alloc(100, 2) },
+    ]);
+    await expect(parse(body.subarray(0, body.length - 60), `multipart/form-data; boundary=${BOUNDARY}`, store)).rejects.toBeInstanceOf(ModelException);
+    expect(store.blobs.size).toBe(0);
+  });
 });
