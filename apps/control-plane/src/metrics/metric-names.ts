@@ -11,6 +11,7 @@ export const METRIC = {
   deviceMessages: 'fleetline_device_messages_total',
   telemetryReceived: 'fleetline_telemetry_messages_received_total',
   telemetrySamples: 'fleetline_telemetry_samples_total',
+  telemetryRejected: 'fleetline_telemetry_rejected_total',
   telemetryAgentDropped: 'fleetline_telemetry_agent_dropped_total',
   telemetryBatches: 'fleetline_telemetry_batches_total',
   telemetryQueueDepth: 'fleetline_telemetry_queue_depth',

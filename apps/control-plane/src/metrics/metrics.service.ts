@@ -6,6 +6,7 @@ import { type AppliedReport, ReportIngestService } from '../devices/report-inges
 import { DesiredSyncService } from '../devices/sync/desired-sync.service.js';
 import { EmbeddedBrokerGateway } from '../infra/mqtt/embedded-broker.gateway.js';
 import { MqttGateway } from '../infra/mqtt/mqtt-gateway.js';
+import { TELEMETRY_REJECT_REASONS } from '../telemetry/telemetry-bounds.js';
 import { TelemetryIngestMetrics } from '../telemetry/telemetry-ingest.metrics.js';
 import { CachedSnapshot } from './cached-snapshot.js';
 import { type FleetSnapshot, FleetMetricsRepository } from './fleet-metrics.repository.js';
@@ -163,6 +164,16 @@ export class MetricsService implements OnModuleInit {
       collect(this: Counter<'outcome'>) {
         this.reset();
         for (const [field, outcome] of TELEMETRY_OUTCOMES) this.inc({ outcome }, telemetry[field]);
+      },
+    });
+    new Counter({
+      name: METRIC.telemetryRejected,
+      help: 'Well-formed telemetry refused because its claims could skew a rollout decision (acknowledged and dropped), by reason.',
+      labelNames: ['reason'],
+      registers,
+      collect(this: Counter<'reason'>) {
+        this.reset();
+        for (const reason of TELEMETRY_REJECT_REASONS) this.inc({ reason }, telemetry.rejected[reason]);
       },
     });
     new Counter({

@@ -78,6 +78,10 @@ export async function parseVersionUpload(req: IncomingMessage, options: ParseUpl
       fields[name] = value;
     });
     parser.on('file', (name, stream, info) => {
+      // busboy destroys a part's stream with the body's error (a form cut short): a part still
+      // queued behind an earlier one has no reader yet, and an 'error' without a listener would
+      // crash the process. The parser's own 'error' answers the request. Found by fuzzing.
+      stream.on('error', fail);
       const first = !filesStarted;
       filesStarted = true;
       chain = chain.then(async () => {
@@ -118,9 +122,15 @@ export async function parseVersionUpload(req: IncomingMessage, options: ParseUpl
     parser.on('filesLimit', () => fail(new ModelException(ModelErrorCode.InvalidUpload, `at most ${MAX_FILES_PER_VERSION} files per version`)));
     parser.on('fieldsLimit', () => fail(new ModelException(ModelErrorCode.InvalidUpload, 'too many fields')));
     parser.on('partsLimit', () => fail(new ModelException(ModelErrorCode.InvalidUpload, 'too many parts')));
-    parser.on('error', (err: unknown) =>
-      reject(new ModelException(ModelErrorCode.InvalidUpload, `malformed multipart body: ${err instanceof Error ? err.message : String(err)}`)),
-    );
+    parser.on('error', (err: unknown) => {
+      const e = new ModelException(ModelErrorCode.InvalidUpload, `malformed multipart body: ${err instanceof Error ? err.message : String(err)}`);
+      // busboy may still announce a part after its error (a malformed part header), whose stream
+      // never ends: without the failure recorded, storing it would wait for ever and the request
+      // would never be answered. Found by fuzzing.
+      fail(e);
+      current?.destroy(e);
+      reject(e);
+    });
     parser.on('close', () => resolve());
   });
 

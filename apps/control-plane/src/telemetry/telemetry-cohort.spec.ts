@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
-import { candidateCohorts, cohortFor, FLEET_COHORT, parseCohort, rolloutCohort, rolloutCohortPrefix } from './telemetry-cohort.js';
+import { candidateCohorts, cohortFor, FLEET_COHORT, INACTIVE_COHORT, parseCohort, rolloutCohort, rolloutCohortPrefix } from './telemetry-cohort.js';
 
 const id = '6d1f5f0e-8a43-4a7a-9c55-2a3a2f0b8c11';
 
@@ -27,5 +27,13 @@ describe('cohort labels', () => {
         { rolloutId: 'b', model: 'm', wave: 3, active: true, createdAt: t(2) },
       ]),
     ).toBe(rolloutCohort('b', 3));
+  });
+
+  it('keeps a device outside the waves out of the fleet (baseline) cohort unless it runs the version it reports', () => {
+    expect(cohortFor('m', [], { version: '1.0.0', activeVersion: '1.0.0' })).toBe(FLEET_COHORT);
+    expect(cohortFor('m', [], { version: '1.0.0', activeVersion: '2.0.0' })).toBe(INACTIVE_COHORT);
+    expect(cohortFor('m', [], { version: '1.0.0', activeVersion: null })).toBe(INACTIVE_COHORT);
+    expect(cohortFor('m', [], { version: '1.0.0', activeVersion: undefined })).toBe(INACTIVE_COHORT);
+    expect(parseCohort(INACTIVE_COHORT)).toEqual({ kind: 'inactive' });
   });
 });

@@ -1,3 +1,5 @@
+import type { TelemetryRejectReason } from './telemetry-bounds.js';
+
 /**
  * Counters of the telemetry ingest pipeline (exposed on /metrics by the metrics feature).
  * Plain numbers: the pipeline's hot path must not pay for a metrics library call per message.
@@ -27,6 +29,11 @@ export class TelemetryIngestMetrics {
   writeFailed = 0;
   /** Samples the database refused for their data (SQLSTATE 22/23) on their own: acknowledged and dropped, a resend could never be stored. */
   refused = 0;
+  /**
+   * Well-formed samples refused because what they claim could skew a rollout decision, by reason
+   * (telemetry-bounds.ts): acknowledged and dropped, a resend would be refused again.
+   */
+  readonly rejected: Record<TelemetryRejectReason, number> = { rate: 0, interval: 0, counter: 0, future: 0, seq: 0, overlap: 0 };
   batches = 0;
   /** Duration of the last batch write, in milliseconds. */
   lastBatchMs = 0;
@@ -36,6 +43,9 @@ export class TelemetryIngestMetrics {
   queued = 0;
 
   snapshot(): Record<string, number> {
-    return { ...this } as unknown as Record<string, number>;
+    const { rejected, ...counters } = this;
+    const out = { ...counters } as unknown as Record<string, number>;
+    for (const [reason, n] of Object.entries(rejected)) out[`rejected_${reason}`] = n;
+    return out;
   }
 }

@@ -1,7 +1,9 @@
 import { Injectable } from '@nestjs/common';
 import { LATENCY_BUCKET_COUNT, type TelemetryMessage } from '@fleetline/protocol';
 import { DataSource } from 'typeorm';
-import { FLEET_COHORT } from './telemetry-cohort.js';
+import type { TelemetryLimits } from '../infra/config/config.schema.js';
+import { COUNT_BINS, DEFAULT_TELEMETRY_LIMITS } from './telemetry-bounds.js';
+import { FLEET_COHORT, INACTIVE_COHORT } from './telemetry-cohort.js';
 import { partitionDay, partitionName, partitionBounds } from './telemetry-partitions.js';
 
 /** A decoded telemetry message and the device it came from (taken from the topic, which the broker ACL binds to the client). */
@@ -17,6 +19,8 @@ export interface BatchWriteResult {
   inserted: number;
   /** Sum of `dropped` over the inserted samples. */
   agentDropped: number;
+  /** Known samples refused by the history checks (not stored, acknowledged). */
+  rejected: { seq: number; overlap: number };
 }
 
 /**
@@ -25,6 +29,10 @@ export interface BatchWriteResult {
  * The schema guarantees every sample has exactly LATENCY_BUCKET_COUNT buckets.
  */
 const BUCKET_SUMS = `ARRAY[${Array.from({ length: LATENCY_BUCKET_COUNT }, (_, i) => `sum(latency_buckets[${i + 1}])`).join(', ')}]::bigint[]`;
+/** The same, each sample weighted by its device weight cap (gate statistics). */
+const GATE_BUCKET_SUMS = `ARRAY[${Array.from({ length: LATENCY_BUCKET_COUNT }, (_, i) => `sum(round(latency_buckets[${i + 1}] * w))`).join(', ')}]::bigint[]`;
+/** Samples per log2 count bin (telemetry-bounds.ts countBin). */
+const COUNT_HISTOGRAM = `ARRAY[${Array.from({ length: COUNT_BINS }, (_, i) => `count(*) FILTER (WHERE bin = ${i})`).join(', ')}]::bigint[]`;
 
 /** Rollout states in which a device's samples carry the rollout's cohort label (rollouts/rollout.types.ts ACTIVE_ROLLOUT_STATES). */
 export const COHORT_ROLLOUT_STATES = ['scheduled', 'running', 'paused'] as const;
@@ -71,8 +79,8 @@ export class TelemetryIngestRepository {
     this.knownPartitions.delete(day);
   }
 
-  async writeBatch(samples: readonly IngestSample[], withCohorts: boolean): Promise<BatchWriteResult> {
-    if (samples.length === 0) return { known: 0, inserted: 0, agentDropped: 0 };
+  async writeBatch(samples: readonly IngestSample[], withCohorts: boolean, limits: TelemetryLimits = DEFAULT_TELEMETRY_LIMITS): Promise<BatchWriteResult> {
+    if (samples.length === 0) return { known: 0, inserted: 0, agentDropped: 0, rejected: { seq: 0, overlap: 0 } };
     await this.ensurePartitions(new Set(samples.map((s) => partitionDay(new Date(s.message.intervalEnd)))));
     const n = samples.length;
     const deviceId = new Array<string>(n);
@@ -131,9 +139,11 @@ export class TelemetryIngestRepository {
       temp,
       dropped,
       variant,
+      limits.maxSeqGap,
+      limits.deviceWeightFactor,
     ];
     let cohortJoin = '';
-    let cohortExpr = `'${FLEET_COHORT}'::text`;
+    let rolloutLabel = 'NULL::text';
     if (withCohorts) {
       params.push([...COHORT_ROLLOUT_STATES]);
       // Set-based membership lookup (index rollout_devices (device_id, model) WHERE state <> 'skipped').
@@ -141,10 +151,10 @@ export class TelemetryIngestRepository {
           SELECT 'rollout:' || rd.rollout_id::text || ':w' || rd.wave::text AS label
             FROM rollout_devices rd JOIN rollouts r ON r.id = rd.rollout_id
            WHERE rd.device_id = x.device_id AND rd.model = x.model AND rd.state <> 'skipped' AND rd.wave IS NOT NULL
-             AND r.model = x.model AND r.state = ANY ($18::text[])
+             AND r.model = x.model AND r.state = ANY ($20::text[])
            ORDER BY r.created_at DESC
            LIMIT 1) c ON true`;
-      cohortExpr = `coalesce(c.label, '${FLEET_COHORT}')`;
+      rolloutLabel = 'c.label';
     }
     const rows: Record<string, unknown>[] = await this.dataSource.query(
       `WITH input AS (
@@ -154,10 +164,28 @@ export class TelemetryIngestRepository {
                 cpu_percent, memory_rss_bytes, memory_free_bytes, temperature_c, dropped, variant)
        ),
        known AS (
-         SELECT x.*, ${cohortExpr} AS cohort
+         SELECT x.*,
+                -- Outside a rollout's waves a sample is fleet (baseline) evidence only when the device runs the version
+                -- it reports (device_models.active_version, from its reports): telemetry claiming a version the device
+                -- does not run is kept apart and never counted in a baseline.
+                CASE WHEN ${rolloutLabel} IS NOT NULL THEN ${rolloutLabel}
+                     WHEN dm.active_version IS NOT DISTINCT FROM x.version THEN '${FLEET_COHORT}'
+                     ELSE '${INACTIVE_COHORT}' END AS cohort,
+                -- History checks (telemetry-bounds.ts sequenceProblem): against the device's latest stored sample
+                -- of the same model version of the last day (index (device_id, interval_end, seq), newest first).
+                CASE WHEN last.seq IS NULL OR (last.seq = x.seq AND last.interval_end = x.interval_end) THEN NULL
+                     WHEN x.seq > last.seq + $18::bigint THEN 'seq'
+                     WHEN x.interval_start < last.interval_end THEN 'overlap' END AS rejected
            FROM input x
            JOIN devices d ON d.id = x.device_id AND d.decommissioned_at IS NULL
+           LEFT JOIN device_models dm ON dm.device_id = x.device_id AND dm.model = x.model
            ${cohortJoin}
+           LEFT JOIN LATERAL (
+             SELECT s.seq, s.interval_end FROM telemetry_samples s
+              WHERE s.device_id = x.device_id AND s.interval_end > x.interval_end - interval '1 day' AND s.interval_end < x.interval_end + interval '1 day'
+                AND s.model = x.model AND s.version = x.version
+              ORDER BY s.interval_end DESC, s.seq DESC
+              LIMIT 1) last ON true
        ),
        ins AS (
          INSERT INTO telemetry_samples (device_id, model, version, seq, interval_start, interval_end, count, errors, latency_buckets,
@@ -165,9 +193,36 @@ export class TelemetryIngestRepository {
          SELECT device_id, model, version, seq, interval_start, interval_end, count, errors, buckets::int[], latency_sum_ms, predictions::jsonb,
                 cpu_percent, memory_rss_bytes, memory_free_bytes, temperature_c, cohort, variant
            FROM known
+          WHERE rejected IS NULL
          ON CONFLICT DO NOTHING
          RETURNING device_id, seq, interval_end, model, version, variant, cohort, date_trunc('minute', interval_end) AS minute, count, errors,
-                   latency_buckets, latency_sum_ms, predictions, cpu_percent, memory_rss_bytes, memory_free_bytes, temperature_c
+                   latency_buckets, latency_sum_ms, predictions, cpu_percent, memory_rss_bytes, memory_free_bytes, temperature_c,
+                   -- telemetry-bounds.ts countBin: bit length - 1 (0 and 1 share bin 0).
+                   greatest(length(ltrim(count::bit(32)::text, '0')) - 1, 0) AS bin
+       ),
+       -- Device weight cap (telemetry-bounds.ts weightCap): the median of the per-sample counts of each cohort over the
+       -- last ten minutes of rollups plus this batch, from log2 histograms, so no device-level scan is needed.
+       hist AS (
+         SELECT g.model, g.version, g.cohort, h.i, sum(h.n) AS n
+           FROM (SELECT DISTINCT model, version, cohort FROM ins) g
+           JOIN LATERAL (
+             SELECT b.i, b.n FROM telemetry_minute m, unnest(m.count_histogram) WITH ORDINALITY AS b(n, i)
+              WHERE m.model = g.model AND m.version = g.version AND m.cohort = g.cohort AND m.minute >= now() - interval '10 minutes'
+             UNION ALL
+             SELECT ins.bin + 1, 1 FROM ins WHERE ins.model = g.model AND ins.version = g.version AND ins.cohort = g.cohort
+           ) h ON true
+          GROUP BY 1, 2, 3, 4
+       ),
+       caps AS (
+         SELECT model, version, cohort, $19::float8 * power(2, min(i)) AS cap FROM (
+           SELECT hist.*, sum(n) OVER (PARTITION BY model, version, cohort ORDER BY i) AS run,
+                  sum(n) OVER (PARTITION BY model, version, cohort) AS total
+             FROM hist
+         ) r WHERE run * 2 >= total GROUP BY 1, 2, 3
+       ),
+       weighted AS (
+         SELECT ins.*, CASE WHEN caps.cap IS NOT NULL AND ins.count > caps.cap THEN caps.cap / ins.count ELSE 1 END AS w
+           FROM ins LEFT JOIN caps USING (model, version, cohort)
        ),
        totals AS (
          SELECT model, version, variant, cohort, minute, sum(count) AS count, sum(errors) AS errors, sum(latency_sum_ms) AS latency_sum_ms,
@@ -176,23 +231,27 @@ export class TelemetryIngestRepository {
                 coalesce(sum(memory_rss_bytes), 0) AS memory_rss_bytes_sum, count(memory_rss_bytes) AS memory_rss_bytes_n,
                 coalesce(sum(memory_free_bytes), 0) AS memory_free_bytes_sum, count(memory_free_bytes) AS memory_free_bytes_n,
                 coalesce(sum(temperature_c), 0) AS temperature_c_sum, count(temperature_c) AS temperature_c_n,
-                ${BUCKET_SUMS} AS latency_buckets
-           FROM ins GROUP BY model, version, variant, cohort, minute
+                ${BUCKET_SUMS} AS latency_buckets,
+                sum(round(count * w)) AS gate_count, sum(round(errors * w)) AS gate_errors, ${GATE_BUCKET_SUMS} AS gate_latency_buckets,
+                ${COUNT_HISTOGRAM} AS count_histogram
+           FROM weighted GROUP BY model, version, variant, cohort, minute
        ),
        prediction_sums AS (
-         SELECT model, version, variant, cohort, minute, jsonb_object_agg(k, s) AS predictions FROM (
-           SELECT ins.model, ins.version, ins.variant, ins.cohort, ins.minute, e.key AS k, sum(e.value::bigint) AS s
-             FROM ins, jsonb_each_text(ins.predictions) AS e
+         SELECT model, version, variant, cohort, minute, jsonb_object_agg(k, s) AS predictions, jsonb_object_agg(k, gs) AS gate_predictions FROM (
+           SELECT wt.model, wt.version, wt.variant, wt.cohort, wt.minute, e.key AS k, sum(e.value::bigint) AS s, sum(round(e.value::bigint * wt.w))::bigint AS gs
+             FROM weighted wt, jsonb_each_text(wt.predictions) AS e
             GROUP BY 1, 2, 3, 4, 5, 6
          ) p GROUP BY model, version, variant, cohort, minute
        ),
        rollup AS (
          INSERT INTO telemetry_minute AS m (model, version, variant, cohort, minute, count, errors, latency_buckets, latency_sum_ms, predictions, devices,
                                             cpu_percent_sum, cpu_percent_n, memory_rss_bytes_sum, memory_rss_bytes_n,
-                                            memory_free_bytes_sum, memory_free_bytes_n, temperature_c_sum, temperature_c_n)
+                                            memory_free_bytes_sum, memory_free_bytes_n, temperature_c_sum, temperature_c_n,
+                                            gate_count, gate_errors, gate_latency_buckets, gate_predictions, count_histogram)
          SELECT t.model, t.version, t.variant, t.cohort, t.minute, t.count, t.errors, t.latency_buckets, t.latency_sum_ms,
                 coalesce(p.predictions, '{}'::jsonb), t.devices, t.cpu_percent_sum, t.cpu_percent_n, t.memory_rss_bytes_sum, t.memory_rss_bytes_n,
-                t.memory_free_bytes_sum, t.memory_free_bytes_n, t.temperature_c_sum, t.temperature_c_n
+                t.memory_free_bytes_sum, t.memory_free_bytes_n, t.temperature_c_sum, t.temperature_c_n,
+                t.gate_count, t.gate_errors, t.gate_latency_buckets, coalesce(p.gate_predictions, '{}'::jsonb), t.count_histogram
            FROM totals t
            LEFT JOIN prediction_sums p USING (model, version, variant, cohort, minute)
           -- A stable order keeps concurrent writers (replicas) from deadlocking on the same rollup rows.
@@ -211,16 +270,28 @@ export class TelemetryIngestRepository {
            memory_free_bytes_sum = m.memory_free_bytes_sum + excluded.memory_free_bytes_sum,
            memory_free_bytes_n = m.memory_free_bytes_n + excluded.memory_free_bytes_n,
            temperature_c_sum = m.temperature_c_sum + excluded.temperature_c_sum,
-           temperature_c_n = m.temperature_c_n + excluded.temperature_c_n
+           temperature_c_n = m.temperature_c_n + excluded.temperature_c_n,
+           gate_count = m.gate_count + excluded.gate_count,
+           gate_errors = m.gate_errors + excluded.gate_errors,
+           gate_latency_buckets = telemetry_array_add(m.gate_latency_buckets, excluded.gate_latency_buckets),
+           gate_predictions = telemetry_jsonb_add(m.gate_predictions, excluded.gate_predictions),
+           count_histogram = telemetry_array_add(m.count_histogram, excluded.count_histogram)
          RETURNING 1
        )
        SELECT (SELECT count(*) FROM known) AS known,
               (SELECT count(*) FROM ins) AS inserted,
+              (SELECT count(*) FROM known WHERE rejected = 'seq') AS rejected_seq,
+              (SELECT count(*) FROM known WHERE rejected = 'overlap') AS rejected_overlap,
               (SELECT coalesce(sum(k.dropped), 0) FROM known k JOIN ins i ON i.device_id = k.device_id AND i.seq = k.seq AND i.interval_end = k.interval_end) AS agent_dropped,
               (SELECT count(*) FROM rollup) AS rollup_rows`,
       params,
     );
     const row = rows[0] ?? {};
-    return { known: Number(row['known'] ?? 0), inserted: Number(row['inserted'] ?? 0), agentDropped: Number(row['agent_dropped'] ?? 0) };
+    return {
+      known: Number(row['known'] ?? 0),
+      inserted: Number(row['inserted'] ?? 0),
+      agentDropped: Number(row['agent_dropped'] ?? 0),
+      rejected: { seq: Number(row['rejected_seq'] ?? 0), overlap: Number(row['rejected_overlap'] ?? 0) },
+    };
   }
 }

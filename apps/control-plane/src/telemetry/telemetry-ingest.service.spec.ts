@@ -6,7 +6,8 @@ import { TelemetryIngestMetrics } from './telemetry-ingest.metrics.js';
 import type { BatchWriteResult, IngestSample, TelemetryIngestRepository } from './telemetry-ingest.repository.js';
 import { storageProblem, TelemetryIngestService } from './telemetry-ingest.service.js';
 
-const end = new Date();
+// Each seq covers its own one-second interval (a device's intervals never overlap: telemetry-bounds.ts).
+const base = Date.now() - 600_000;
 
 function message(seq: number, extra: Partial<TelemetryMessage> = {}): TelemetryMessage {
   const latencyBuckets = new Array<number>(LATENCY_BUCKET_COUNT).fill(0);
@@ -16,8 +17,8 @@ function message(seq: number, extra: Partial<TelemetryMessage> = {}): TelemetryM
     seq,
     model: 'm',
     version: '1.0.0',
-    intervalStart: new Date(end.getTime() - 60_000).toISOString(),
-    intervalEnd: end.toISOString(),
+    intervalStart: new Date(base + seq * 1000).toISOString(),
+    intervalEnd: new Date(base + seq * 1000 + 1000).toISOString(),
     count: 10,
     errors: 0,
     latencyBuckets,
@@ -42,7 +43,12 @@ class FakeRepository {
     const known = samples.filter((s) => s.deviceId !== 'ghost');
     const fresh = known.filter((s) => !this.written.some((w) => w.deviceId === s.deviceId && w.message.seq === s.message.seq));
     this.written.push(...fresh);
-    return { known: known.length, inserted: fresh.length, agentDropped: fresh.reduce((n, s) => n + s.message.dropped, 0) };
+    return {
+      known: known.length,
+      inserted: fresh.length,
+      agentDropped: fresh.reduce((n, s) => n + s.message.dropped, 0),
+      rejected: { seq: 0, overlap: 0 },
+    };
   }
 }
 
@@ -79,8 +85,8 @@ describe('TelemetryIngestService', () => {
       send(
         'd1',
         message(4, {
-          intervalEnd: new Date(end.getTime() - 30 * 86_400_000).toISOString(),
-          intervalStart: new Date(end.getTime() - 30 * 86_400_000 - 1000).toISOString(),
+          intervalEnd: new Date(Date.now() - 30 * 86_400_000).toISOString(),
+          intervalStart: new Date(Date.now() - 30 * 86_400_000 - 1000).toISOString(),
         }),
       ),
     ).toBeUndefined();
@@ -150,6 +156,20 @@ describe('TelemetryIngestService', () => {
     expect(metrics.droppedShutdown).toBe(1);
   });
 
+  it('acknowledges, drops and counts samples beyond the bounds, and a second sample of one interval in a batch', async () => {
+    const { metrics, service, send, repository } = setup();
+    expect(send('d1', message(1, { count: 20_000 }))).toBeUndefined(); // 20,000 in one second
+    expect(
+      send('d1', message(2, { intervalStart: new Date(Date.now() + 3_600_000).toISOString(), intervalEnd: new Date(Date.now() + 3_601_000).toISOString() })),
+    ).toBeUndefined();
+    const pending = [send('d1', message(3)), send('d1', { ...message(4), intervalStart: message(3).intervalStart, intervalEnd: message(3).intervalEnd })];
+    await service.flush();
+    await settled(pending);
+    expect(metrics.rejected).toEqual({ rate: 1, interval: 0, counter: 0, future: 1, seq: 0, overlap: 1 });
+    expect(repository.written.map((s) => s.message.seq)).toEqual([3]);
+    expect(metrics.snapshot()['rejected_overlap']).toBe(1);
+  });
+
   it('refuses samples the store cannot hold', () => {
     const t = (m: TelemetryMessage) => storageProblem(m, Date.parse(m.intervalStart), Date.parse(m.intervalEnd));
     expect(t(message(1))).toBeUndefined();
@@ -157,6 +177,6 @@ describe('TelemetryIngestService', () => {
     expect(t(message(1, { count: 2 ** 31 }))).toContain('counter');
     expect(t(message(1, { latencySumMs: 1e300 }))).toContain('latencySumMs');
     expect(t(message(1, { predictions: { 'a\u0000': 1 } }))).toContain('U+0000');
-    expect(t(message(1, { intervalStart: new Date(end.getTime() + 1000).toISOString() }))).toContain('before');
+    expect(t(message(1, { intervalStart: new Date(base + 3000).toISOString() }))).toContain('before');
   });
 });

@@ -7,6 +7,8 @@ import { BatcherClosedError, TelemetryBatcher, type TelemetryBatcherOptions } fr
 import { TelemetryIngestMetrics } from './telemetry-ingest.metrics.js';
 import { type IngestSample, TelemetryIngestRepository } from './telemetry-ingest.repository.js';
 import { acceptedWindow } from './telemetry-partitions.js';
+import { boundsProblem, DEFAULT_TELEMETRY_LIMITS, sequenceProblem, type TelemetryRejectReason } from './telemetry-bounds.js';
+import type { TelemetryLimits } from '../infra/config/config.schema.js';
 
 const INT32_MAX = 2_147_483_647;
 /** Longest interval one aggregate may cover; agents close an interval every minute by default. */
@@ -68,7 +70,11 @@ export const DEFAULT_TELEMETRY_BATCH_OPTIONS: TelemetryBatcherOptions = {
  * the device's PUBACK until then (MQTT 3.1.1 §4.3.2), so a crash or a database outage loses
  * nothing the device was told is stored: it keeps the message in its outbox and resends it.
  * Samples that can never be stored (malformed, outside the window, a row the database refuses)
- * are counted and acknowledged, or the device would resend them for ever.
+ * are counted and acknowledged, or the device would resend them for ever. So are samples refused
+ * by the bounds (telemetry-bounds.ts: rate, interval, counters, future, seq jump, overlap): a
+ * resend would be refused again, so holding the PUBACK would only block the device's outbox
+ * behind a message that can never be stored. They are logged (rate-limited) and counted in
+ * `rejected` by reason.
  */
 @Injectable()
 export class TelemetryIngestService implements OnModuleInit, OnModuleDestroy {
@@ -77,6 +83,7 @@ export class TelemetryIngestService implements OnModuleInit, OnModuleDestroy {
   private readonly writeErrors = new RateLimitedLog(this.logger);
   private readonly batcher: TelemetryBatcher<IngestSample>;
   private withCohorts = false;
+  private readonly limits: TelemetryLimits;
   private cachedWindow: { at: number; from: Date; to: Date } | undefined;
 
   constructor(
@@ -86,6 +93,7 @@ export class TelemetryIngestService implements OnModuleInit, OnModuleDestroy {
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     @Inject(TELEMETRY_BATCH_OPTIONS) private readonly options: TelemetryBatcherOptions,
   ) {
+    this.limits = config.telemetryLimits ?? DEFAULT_TELEMETRY_LIMITS;
     this.batcher = new TelemetryBatcher(
       options,
       (batch) => this.write(batch),
@@ -143,6 +151,11 @@ export class TelemetryIngestService implements OnModuleInit, OnModuleDestroy {
       this.badInput.warn(`malformed telemetry from ${topic.deviceId} dropped: ${problem}`);
       return;
     }
+    const rejection = boundsProblem(m, start, end, Date.now(), this.limits);
+    if (rejection) {
+      this.reject(topic.deviceId, rejection.reason, rejection.detail);
+      return;
+    }
     const window = this.window();
     if (end < window.from.getTime() || end > window.to.getTime()) {
       this.metrics.outOfWindow++;
@@ -162,6 +175,11 @@ export class TelemetryIngestService implements OnModuleInit, OnModuleDestroy {
     });
   }
 
+  private reject(deviceId: string, reason: TelemetryRejectReason, detail: string, n = 1): void {
+    this.metrics.rejected[reason] += n;
+    this.badInput.warn(`telemetry from ${deviceId} refused (${reason}): ${detail}; acknowledged and dropped`);
+  }
+
   /**
    * Writes a batch; when the database refuses it for its data (SQLSTATE classes 22 and 23), the
    * batch is split in halves and retried so that one bad sample costs only itself, not the
@@ -172,13 +190,23 @@ export class TelemetryIngestService implements OnModuleInit, OnModuleDestroy {
   private async writeIsolating(samples: IngestSample[]): Promise<void> {
     if (samples.length === 0) return;
     try {
-      const result = await this.repository.writeBatch(samples, this.withCohorts).catch((err: unknown) => {
+      const result = await this.repository.writeBatch(samples, this.withCohorts, this.limits).catch((err: unknown) => {
         // Concurrent writers (two here, more across replicas) can meet on a redelivered sample's key.
-        if (isRetryable(err)) return this.repository.writeBatch(samples, this.withCohorts);
+        if (isRetryable(err)) return this.repository.writeBatch(samples, this.withCohorts, this.limits);
         throw err;
       });
       this.metrics.unknownDevice += samples.length - result.known;
-      this.metrics.duplicate += result.known - result.inserted;
+      this.metrics.duplicate += result.known - result.inserted - result.rejected.seq - result.rejected.overlap;
+      if (result.rejected.seq > 0)
+        this.reject(samples[0]!.deviceId, 'seq', `${result.rejected.seq} sample(s) of the batch jump too far past the last seq`, result.rejected.seq);
+      if (result.rejected.overlap > 0) {
+        this.reject(
+          samples[0]!.deviceId,
+          'overlap',
+          `${result.rejected.overlap} sample(s) of the batch repeat an interval already stored`,
+          result.rejected.overlap,
+        );
+      }
       this.metrics.accepted += result.inserted;
       this.metrics.agentDropped += result.agentDropped;
     } catch (err) {
@@ -210,13 +238,27 @@ export class TelemetryIngestService implements OnModuleInit, OnModuleDestroy {
     // The same message twice in one batch (a quick QoS1 redelivery) is a duplicate too.
     const seen = new Set<string>();
     const unique: IngestSample[] = [];
+    // The SQL checks each sample against what is stored; between samples of one batch the same rule runs here.
+    const lastInBatch = new Map<string, { seq: number; intervalEnd: number }>();
+    let duplicates = 0;
     for (const s of batch) {
       const key = `${s.deviceId}\u0000${s.message.seq}\u0000${s.message.intervalEnd}`;
-      if (seen.has(key)) continue;
+      if (seen.has(key)) {
+        duplicates++;
+        continue;
+      }
+      const stream = `${s.deviceId}\u0000${s.message.model}\u0000${s.message.version}`;
+      const sample = { seq: s.message.seq, intervalStart: Date.parse(s.message.intervalStart), intervalEnd: Date.parse(s.message.intervalEnd) };
+      const problem = sequenceProblem(sample, lastInBatch.get(stream), this.limits.maxSeqGap);
+      if (problem) {
+        this.reject(s.deviceId, problem, `seq ${s.message.seq} against seq ${lastInBatch.get(stream)?.seq} of the same batch`);
+        continue;
+      }
+      lastInBatch.set(stream, { seq: sample.seq, intervalEnd: sample.intervalEnd });
       seen.add(key);
       unique.push(s);
     }
-    this.metrics.duplicate += batch.length - unique.length;
+    this.metrics.duplicate += duplicates;
     await this.writeIsolating(unique);
     this.metrics.batches++;
     this.metrics.lastBatchSize = batch.length;

@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
+import { INACTIVE_COHORT } from './telemetry-cohort.js';
 import { aggregateFromRow, distributionFromValue, type TelemetryAggregate } from './telemetry-stats.js';
 
 export interface TimeWindow {
@@ -29,6 +30,18 @@ export interface RolloutRow {
 const ROLLUP_SUMS = `
   sum(count) AS count, sum(errors) AS errors, telemetry_array_sum(latency_buckets) AS latency_buckets,
   sum(latency_sum_ms) AS latency_sum_ms, telemetry_jsonb_sum(predictions) AS predictions, sum(devices) AS samples,
+  sum(cpu_percent_sum) AS cpu_percent_sum, sum(cpu_percent_n) AS cpu_percent_n,
+  sum(memory_rss_bytes_sum) AS memory_rss_bytes_sum, sum(memory_rss_bytes_n) AS memory_rss_bytes_n,
+  sum(memory_free_bytes_sum) AS memory_free_bytes_sum, sum(memory_free_bytes_n) AS memory_free_bytes_n,
+  sum(temperature_c_sum) AS temperature_c_sum, sum(temperature_c_n) AS temperature_c_n`;
+
+/**
+ * The sums the health gates read: counts, errors, latency and predictions with every sample weighted by its
+ * device weight cap (telemetry-bounds.ts), so one device cannot dominate a cohort.
+ */
+const GATE_SUMS = `
+  sum(gate_count) AS count, sum(gate_errors) AS errors, telemetry_array_sum(gate_latency_buckets) AS latency_buckets,
+  sum(latency_sum_ms) AS latency_sum_ms, telemetry_jsonb_sum(gate_predictions) AS predictions, sum(devices) AS samples,
   sum(cpu_percent_sum) AS cpu_percent_sum, sum(cpu_percent_n) AS cpu_percent_n,
   sum(memory_rss_bytes_sum) AS memory_rss_bytes_sum, sum(memory_rss_bytes_n) AS memory_rss_bytes_n,
   sum(memory_free_bytes_sum) AS memory_free_bytes_sum, sum(memory_free_bytes_n) AS memory_free_bytes_n,
@@ -121,7 +134,8 @@ export class TelemetryQueryRepository {
 
   /**
    * Per (cohort, version) of a rollout's model: the rollout's own cohorts by name, every other
-   * cohort of the model (fleet, other rollouts) folded into `baseline`.
+   * cohort of the model (fleet, other rollouts) folded into `baseline`, except INACTIVE_COHORT
+   * (devices reporting a version they do not run), as in the gates.
    */
   async perRolloutCohort(
     model: string,
@@ -131,29 +145,33 @@ export class TelemetryQueryRepository {
     const rows: Record<string, unknown>[] = await this.dataSource.query(
       `SELECT CASE WHEN left(cohort, length($2)) = $2 THEN cohort ELSE 'baseline' END AS cohort_group, version, ${ROLLUP_SUMS}
          FROM telemetry_minute
-        WHERE model = $1 AND minute >= $3 AND minute < $4
+        WHERE model = $1 AND minute >= $3 AND minute < $4 AND cohort <> $5
         GROUP BY 1, 2 ORDER BY 1, 2`,
-      [model, cohortPrefix, window.from, window.to],
+      [model, cohortPrefix, window.from, window.to, INACTIVE_COHORT],
     );
     return rows.map((r) => ({ cohort: String(r['cohort_group']), version: String(r['version']), aggregate: aggregateFromRow(r) }));
   }
 
-  /** Candidate cohort of a gate: `version` in the given cohorts. */
+  /** Candidate cohort of a gate: `version` in the given cohorts (weighted gate sums). */
   async cohortTotals(model: string, version: string, cohorts: readonly string[], window: TimeWindow): Promise<TelemetryAggregate> {
     const rows: Record<string, unknown>[] = await this.dataSource.query(
-      `SELECT ${ROLLUP_SUMS} FROM telemetry_minute
+      `SELECT ${GATE_SUMS} FROM telemetry_minute
         WHERE model = $1 AND version = $2 AND cohort = ANY ($3::text[]) AND minute >= $4 AND minute < $5`,
       [model, version, [...cohorts], window.from, window.to],
     );
     return aggregateFromRow(rows[0] ?? {});
   }
 
-  /** Baseline cohort of a gate: `version` outside the given cohorts. */
+  /**
+   * Baseline cohort of a gate: `version` outside the given cohorts (weighted gate sums), from
+   * devices that run it: samples of devices whose active version is another one are labelled
+   * INACTIVE_COHORT at ingest and left out.
+   */
   async totalsExcludingCohorts(model: string, version: string, cohorts: readonly string[], window: TimeWindow): Promise<TelemetryAggregate> {
     const rows: Record<string, unknown>[] = await this.dataSource.query(
-      `SELECT ${ROLLUP_SUMS} FROM telemetry_minute
+      `SELECT ${GATE_SUMS} FROM telemetry_minute
         WHERE model = $1 AND version = $2 AND cohort <> ALL ($3::text[]) AND minute >= $4 AND minute < $5`,
-      [model, version, [...cohorts], window.from, window.to],
+      [model, version, [...cohorts, INACTIVE_COHORT], window.from, window.to],
     );
     return aggregateFromRow(rows[0] ?? {});
   }

@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { FLEET_COHORT, parseCohort, rolloutCohortPrefix } from './telemetry-cohort.js';
+import { FLEET_COHORT, INACTIVE_COHORT, parseCohort, rolloutCohortPrefix } from './telemetry-cohort.js';
 import { TelemetryException, TelemetryErrorCode } from './telemetry.exception.js';
 import { type ReferenceDistribution, type TimeWindow, TelemetryQueryRepository } from './telemetry-query.repository.js';
 import { mergeAll, psiAgainst, summarize, type TelemetryAggregate, type TelemetryStats } from './telemetry-stats.js';
@@ -93,7 +93,7 @@ export class TelemetryQueryService {
 
   async version(model: string, version: string, window: TimeWindow, bucketSeconds: number, cohort?: string, variant?: string): Promise<VersionTelemetry> {
     if (cohort !== undefined && !parseCohort(cohort)) {
-      throw new TelemetryException(TelemetryErrorCode.InvalidWindow, `cohort must be "${FLEET_COHORT}" or "rollout:<rolloutId>:w<wave>"`);
+      throw new TelemetryException(TelemetryErrorCode.InvalidWindow, `cohort must be "${FLEET_COHORT}", "${INACTIVE_COHORT}" or "rollout:<rolloutId>:w<wave>"`);
     }
     const [buckets, references, perVariant] = await Promise.all([
       this.repository.versionSeries(model, version, window, bucketSeconds, cohort, variant),

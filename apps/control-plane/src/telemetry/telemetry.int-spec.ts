@@ -100,6 +100,10 @@ describe.each(databaseBackends())('telemetry on %s', (backend) => {
 
   it('ingests telemetry from real devices into raw samples and rollups, labelled by rollout cohort', async () => {
     const [base1, base2, can1, can2] = [await device('tl-base-1'), await device('tl-base-2'), await device('tl-can-1'), await device('tl-can-2')];
+    // What the devices run, as their update reports record it: the baseline counts only devices running the baseline version.
+    await db.query(
+      `INSERT INTO device_models (device_id, model, active_version) VALUES ('tl-base-1', 'det', '1.0.0'), ('tl-base-2', 'det', '1.0.0'), ('tl-can-1', 'det', '2.0.0'), ('tl-can-2', 'det', '2.0.0')`,
+    );
     // Rollout membership as the rollouts feature stores it: both canaries in wave 0 (paused, so the rollout engine leaves it alone).
     await db.query(
       `INSERT INTO rollouts (id, model, version, state, action, spec, baseline_version, start_at) VALUES ($1, 'det', '2.0.0', 'paused', 'install', $2, '1.0.0', now())`,

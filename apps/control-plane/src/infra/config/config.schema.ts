@@ -112,10 +112,29 @@ export const envSchema = z.object({
   ROLLOUT_TICK_SECONDS: z.coerce.number().min(0.1).max(3600).default(2),
   /** Days of raw telemetry kept. */
   TELEMETRY_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(14),
+  /** Most inferences per second of its interval one telemetry message may claim; more is refused (a broken or lying agent). */
+  TELEMETRY_MAX_INFERENCES_PER_SECOND: z.coerce.number().int().min(1).max(1_000_000).default(10_000),
+  /** Longest interval one telemetry message may cover, in seconds (agents close one every minute by default). */
+  TELEMETRY_MAX_INTERVAL_SECONDS: z.coerce.number().int().min(1).max(86_400).default(3_600),
+  /** How far in the future (device clock ahead of ours) a message's interval may end, in seconds. */
+  TELEMETRY_MAX_CLOCK_SKEW_SECONDS: z.coerce.number().int().min(0).max(86_400).default(300),
+  /** Largest jump of a device's telemetry seq over its last stored one for the same model version. */
+  TELEMETRY_MAX_SEQ_GAP: z.coerce.number().int().min(1).max(Number.MAX_SAFE_INTEGER).default(100_000),
+  /** A device's weight in a cohort's gate statistics is capped at this many times the median device's inference count. */
+  TELEMETRY_DEVICE_WEIGHT_FACTOR: z.coerce.number().min(1).max(1_000_000).default(10),
   LOG_LEVEL: z.enum(['error', 'warn', 'log', 'debug', 'verbose']).default('log'),
 });
 
 export type Env = z.infer<typeof envSchema>;
+
+/** Bounds on what one device's telemetry may claim (telemetry/telemetry-bounds.ts applies them). */
+export interface TelemetryLimits {
+  maxInferencesPerSecond: number;
+  maxIntervalSeconds: number;
+  maxClockSkewSeconds: number;
+  maxSeqGap: number;
+  deviceWeightFactor: number;
+}
 
 export interface AppConfig {
   http: { port: number; host: string; publicUrl?: string };
@@ -143,6 +162,7 @@ export interface AppConfig {
   maxArtifactBytes: number;
   rolloutTickSeconds: number;
   telemetryRetentionDays: number;
+  telemetryLimits: TelemetryLimits;
   logLevel: Env['LOG_LEVEL'];
 }
 
@@ -193,6 +213,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     maxArtifactBytes: e.MAX_ARTIFACT_BYTES,
     rolloutTickSeconds: e.ROLLOUT_TICK_SECONDS,
     telemetryRetentionDays: e.TELEMETRY_RETENTION_DAYS,
+    telemetryLimits: {
+      maxInferencesPerSecond: e.TELEMETRY_MAX_INFERENCES_PER_SECOND,
+      maxIntervalSeconds: e.TELEMETRY_MAX_INTERVAL_SECONDS,
+      maxClockSkewSeconds: e.TELEMETRY_MAX_CLOCK_SKEW_SECONDS,
+      maxSeqGap: e.TELEMETRY_MAX_SEQ_GAP,
+      deviceWeightFactor: e.TELEMETRY_DEVICE_WEIGHT_FACTOR,
+    },
     logLevel: e.LOG_LEVEL,
   };
 }
