@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import os from 'node:os';
 import { isTerminalUpdateState } from '@fleetline/protocol';
 import { AGENT_VERSION } from '../agent-version.js';
-import { ConfigError, loadAgentConfig } from '../config/config.js';
+import { ConfigError, loadAgentConfig, readCaFile } from '../config/config.js';
 import { loadCredentials, saveCredentials } from '../config/credentials.js';
 import { enroll } from '../config/enroll.js';
 import { FsModelStore } from '../install/model-store.js';
@@ -17,7 +17,7 @@ import { join } from 'node:path';
 const USAGE = `fleet-agent ${AGENT_VERSION}
 
 Usage:
-  fleet-agent enroll   --server URL --token T --data-dir DIR [--id ID] [--name NAME] [--tag k=v ...]
+  fleet-agent enroll   --server URL --token T --data-dir DIR [--id ID] [--name NAME] [--tag k=v ...] [--ca-file PEM]
   fleet-agent run      --data-dir DIR
   fleet-agent status   --data-dir DIR [--json]
   fleet-agent simulate --server URL[,URL...] [--server URL ...] --token T --devices N [--workers W] [--tag k=v ...]
@@ -65,14 +65,19 @@ async function cmdEnroll(argv: string[]): Promise<number> {
       id: { type: 'string' },
       name: { type: 'string' },
       tag: { type: 'string', multiple: true },
+      'ca-file': { type: 'string' },
     },
     strict: true,
   });
   const dataDir = required(values['data-dir'], '--data-dir');
   const config = await loadAgentConfig(dataDir);
+  // The CA this enrollment is verified with is the one the device keeps trusting.
+  const caPath = values['ca-file'] ?? config.caFile;
+  const ca = caPath ? await readCaFile(caPath, values['ca-file'] ? '--ca-file' : 'caFile') : undefined;
+  const server = required(values.server, '--server');
   const runtimes = await defaultRuntimes(config);
   const t = tags(values.tag);
-  const creds = await enroll(required(values.server, '--server'), {
+  const answer = await enroll(server, {
     token: required(values.token, '--token'),
     ...(values.id ? { id: values.id } : {}),
     ...(values.name ? { name: values.name } : {}),
@@ -85,7 +90,12 @@ async function cmdEnroll(argv: string[]): Promise<number> {
       agentVersion: AGENT_VERSION,
       runtimes: runtimes.versions(),
     },
-  });
+  }, ca !== undefined ? { ca } : {});
+  const creds = ca !== undefined ? { ...answer, tls: { ca } } : answer;
+  if (new URL(server).protocol === 'http:') {
+    // Trust on first use: whoever answered this request chose the TUF root (and the CA) the device pins.
+    process.stderr.write('warning: enrolled over plain HTTP; the pinned TUF root and CA were not authenticated. Enroll over https:// with --ca-file.\n');
+  }
   await saveCredentials(dataDir, creds);
   process.stdout.write(`enrolled as ${creds.deviceId}; credentials stored in ${dataDir}\n`);
   return 0;
