@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import { mkdirSync } from 'node:fs';
 import type { Server as HttpsServer } from 'node:https';
-import { type INestApplication, type LogLevel, ValidationPipe } from '@nestjs/common';
+import { type INestApplication, type LogLevel, ShutdownSignal, ValidationPipe } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
@@ -31,7 +31,9 @@ export async function createApp(config: AppConfig): Promise<INestApplication> {
   app.useBodyParser('json', { limit: '50mb' });
   app.useGlobalPipes(new ValidationPipe({ whitelist: true, forbidNonWhitelisted: true, transform: true }));
   app.useGlobalFilters(new DomainExceptionFilter());
-  app.enableShutdownHooks();
+  // With TLS on, SIGHUP re-reads the certificate files (the usual daemon convention) instead of
+  // stopping the process like every other shutdown signal Nest listens to.
+  app.enableShutdownHooks(security ? Object.values(ShutdownSignal).filter((signal) => signal !== ShutdownSignal.SIGHUP) : undefined);
   const openApi = new DocumentBuilder()
     .setTitle('Fleetline control plane')
     .setDescription('Admin API: devices, models, staged rollouts and model telemetry')

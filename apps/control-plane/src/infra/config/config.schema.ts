@@ -22,8 +22,8 @@ const optionalString = z.preprocess((v) => (v === '' ? undefined : v), z.string(
 
 const booleanFlag = (fallback: boolean) =>
   z.preprocess(
-    (v) => (v === undefined || v === '' ? fallback : typeof v === 'string' ? v.trim().toLowerCase() : v),
-    z.union([z.boolean(), z.enum(['true', 'false', '1', '0', 'yes', 'no'], { error: 'must be true or false' })]).transform((v) => v === true || v === 'true' || v === '1' || v === 'yes'),
+    (v) => (v === undefined || v === '' ? String(fallback) : String(v).trim().toLowerCase()),
+    z.enum(['true', 'false', '1', '0', 'yes', 'no'], { error: 'must be true or false' }).transform((v) => v === 'true' || v === '1' || v === 'yes'),
   );
 
 /**
