@@ -2,7 +2,15 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { createTestCa, fingerprintOf, issueServerCert, peerFingerprint, requireOpenssl, type TestCa, type TestCert } from '../../apps/control-plane/src/testing/test-pki.js';
+import {
+  createTestCa,
+  fingerprintOf,
+  issueServerCert,
+  peerFingerprint,
+  requireOpenssl,
+  type TestCa,
+  type TestCert,
+} from '../../apps/control-plane/src/testing/test-pki.js';
 import { type FleetlineUnderTest, sha256, startFleetline, waitFor } from '../support/agent-fleet.js';
 import { AgentProcess, commandArtifact, writeHealthScript } from '../support/agent-process.js';
 import { freePort } from '../support/control-plane.process.js';

@@ -77,20 +77,24 @@ async function cmdEnroll(argv: string[]): Promise<number> {
   const server = required(values.server, '--server');
   const runtimes = await defaultRuntimes(config);
   const t = tags(values.tag);
-  const answer = await enroll(server, {
-    token: required(values.token, '--token'),
-    ...(values.id ? { id: values.id } : {}),
-    ...(values.name ? { name: values.name } : {}),
-    ...(t ? { tags: t } : {}),
-    inventory: {
-      hardwareClass: config.hardwareClass,
-      os: `${os.platform()} ${os.release()}`.slice(0, 64),
-      arch: os.arch(),
-      accelerators: config.accelerators,
-      agentVersion: AGENT_VERSION,
-      runtimes: runtimes.versions(),
+  const answer = await enroll(
+    server,
+    {
+      token: required(values.token, '--token'),
+      ...(values.id ? { id: values.id } : {}),
+      ...(values.name ? { name: values.name } : {}),
+      ...(t ? { tags: t } : {}),
+      inventory: {
+        hardwareClass: config.hardwareClass,
+        os: `${os.platform()} ${os.release()}`.slice(0, 64),
+        arch: os.arch(),
+        accelerators: config.accelerators,
+        agentVersion: AGENT_VERSION,
+        runtimes: runtimes.versions(),
+      },
     },
-  }, ca !== undefined ? { ca } : {});
+    ca !== undefined ? { ca } : {},
+  );
   const creds = ca !== undefined ? { ...answer, tls: { ca } } : answer;
   if (new URL(server).protocol === 'http:') {
     // Trust on first use: whoever answered this request chose the TUF root (and the CA) the device pins.

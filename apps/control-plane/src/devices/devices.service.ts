@@ -117,6 +117,13 @@ export class DevicesService {
   }
 
   private credentials(deviceId: string, secret: string, root: string, requestOrigin: string): DeviceCredentials {
-    return enrollmentCredentials({ deviceId, secret, root, baseUrl: this.config.http.publicUrl ?? requestOrigin, mqttUrls: this.gateway.publicUrls(), ca: this.security?.deviceCa() });
+    return enrollmentCredentials({
+      deviceId,
+      secret,
+      root,
+      baseUrl: this.config.http.publicUrl ?? requestOrigin,
+      mqttUrls: this.gateway.publicUrls(),
+      ca: this.security?.deviceCa(),
+    });
   }
 }

@@ -68,7 +68,10 @@ export interface HttpsAnswer {
  * One HTTPS request verified against `ca` (fetch cannot be given a CA without undici), on a fresh
  * connection so that it sees the server's current certificate.
  */
-export function httpsRequest(url: string, options: { ca?: string; method?: string; headers?: Record<string, string>; body?: string } = {}): Promise<HttpsAnswer> {
+export function httpsRequest(
+  url: string,
+  options: { ca?: string; method?: string; headers?: Record<string, string>; body?: string } = {},
+): Promise<HttpsAnswer> {
   return new Promise((resolve, reject) => {
     const req = httpsRequestRaw(
       url,

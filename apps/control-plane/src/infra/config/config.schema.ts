@@ -242,7 +242,8 @@ function tlsConfig(e: Env): AppConfig['tls'] {
     if (e.TLS_CA_FILE) throw new ConfigError(['TLS_CA_FILE: set TLS_CERT_FILE and TLS_KEY_FILE too (the CA is handed out only when TLS is on)']);
     return undefined;
   }
-  if (!e.TLS_CERT_FILE || !e.TLS_KEY_FILE) throw new ConfigError([`${e.TLS_CERT_FILE ? 'TLS_KEY_FILE' : 'TLS_CERT_FILE'}: TLS needs both TLS_CERT_FILE and TLS_KEY_FILE`]);
+  if (!e.TLS_CERT_FILE || !e.TLS_KEY_FILE)
+    throw new ConfigError([`${e.TLS_CERT_FILE ? 'TLS_KEY_FILE' : 'TLS_CERT_FILE'}: TLS needs both TLS_CERT_FILE and TLS_KEY_FILE`]);
   const files: TlsFiles = {
     certFile: resolve(process.cwd(), e.TLS_CERT_FILE),
     keyFile: resolve(process.cwd(), e.TLS_KEY_FILE),

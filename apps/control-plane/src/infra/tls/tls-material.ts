@@ -72,7 +72,10 @@ export function readTlsMaterial(files: TlsFiles): TlsMaterial {
   try {
     privateKey = createPrivateKey(key);
   } catch (err) {
-    throw new TlsMaterialError('TLS_KEY_FILE', `${files.keyFile} is not a PEM private key (or is encrypted): ${err instanceof Error ? err.message : String(err)}`);
+    throw new TlsMaterialError(
+      'TLS_KEY_FILE',
+      `${files.keyFile} is not a PEM private key (or is encrypted): ${err instanceof Error ? err.message : String(err)}`,
+    );
   }
   if (!leaf!.checkPrivateKey(privateKey)) {
     throw new TlsMaterialError('TLS_KEY_FILE', `${files.keyFile} does not match the certificate in ${files.certFile}`);

@@ -161,7 +161,11 @@ describe('TLS listeners (HTTPS, MQTT over TLS, secure WebSocket)', () => {
     // The handler itself: a real signal to the jest process would end it (jest's sandboxed process
     // object does not carry the app's signal handlers); test/e2e/agent-tls sends a real one.
     process.emit('SIGHUP', 'SIGHUP');
-    await eventually(async () => ((await peerFingerprint(gateway.tlsPort(), ca.pem)) === fingerprintOf(second.pem) ? true : undefined), 5000, 'new MQTT certificate');
+    await eventually(
+      async () => ((await peerFingerprint(gateway.tlsPort(), ca.pem)) === fingerprintOf(second.pem) ? true : undefined),
+      5000,
+      'new MQTT certificate',
+    );
     expect((await httpsRequest(`${t.baseUrl}/healthz`, { ca: ca.pem })).fingerprint256).toBe(fingerprintOf(second.pem));
     expect(await peerFingerprint(gateway.wssPort(), ca.pem)).toBe(fingerprintOf(second.pem));
     expect(dropped).toBe(false);
@@ -253,7 +257,9 @@ describe('TLS settings at start-up', () => {
     expect(problem({ TLS_CERT_FILE: join(dir, 'garbage.pem'), TLS_KEY_FILE: cert.keyFile })).toMatch(/TLS_CERT_FILE: .* holds no PEM certificate/);
     expect(problem({ TLS_CERT_FILE: cert.certFile, TLS_KEY_FILE: join(dir, 'garbage.pem') })).toMatch(/TLS_KEY_FILE: .* not a PEM private key/);
     expect(problem({ TLS_CERT_FILE: cert.certFile, TLS_KEY_FILE: other.keyFile })).toMatch(/TLS_KEY_FILE: .* does not match the certificate/);
-    expect(problem({ TLS_CERT_FILE: cert.certFile, TLS_KEY_FILE: cert.keyFile, TLS_CA_FILE: join(dir, 'garbage.pem') })).toMatch(/TLS_CA_FILE: .* holds no PEM/);
+    expect(problem({ TLS_CERT_FILE: cert.certFile, TLS_KEY_FILE: cert.keyFile, TLS_CA_FILE: join(dir, 'garbage.pem') })).toMatch(
+      /TLS_CA_FILE: .* holds no PEM/,
+    );
     expect(problem({ TLS_CERT_FILE: cert.certFile })).toMatch(/TLS_KEY_FILE: TLS needs both/);
   });
 });

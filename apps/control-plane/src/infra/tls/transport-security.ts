@@ -56,14 +56,17 @@ export class TransportSecurity {
       next = readTlsMaterial(this.options);
     } catch (err) {
       this.failedReloads++;
-      this.logger.error(`${reason}: TLS files not reloaded, still serving ${this.material.fingerprint256}: ${err instanceof Error ? err.message : String(err)}`);
+      this.logger.error(
+        `${reason}: TLS files not reloaded, still serving ${this.material.fingerprint256}: ${err instanceof Error ? err.message : String(err)}`,
+      );
       return false;
     }
     const changed = next.fingerprint256 !== this.material.fingerprint256 || next.ca !== this.material.ca;
     this.material = next;
     const options = secureContextOptions(next);
     for (const listener of this.listeners) listener(options);
-    if (changed) this.logger.log(`${reason}: serving certificate ${next.subject.replace(/\n/g, ', ')} (${next.fingerprint256}), valid to ${next.validTo.toISOString()}`);
+    if (changed)
+      this.logger.log(`${reason}: serving certificate ${next.subject.replace(/\n/g, ', ')} (${next.fingerprint256}), valid to ${next.validTo.toISOString()}`);
     return true;
   }
 
