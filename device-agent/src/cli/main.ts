@@ -96,7 +96,9 @@ async function cmdEnroll(argv: string[]): Promise<number> {
     ca !== undefined ? { ca } : {},
   );
   const creds = ca !== undefined ? { ...answer, tls: { ca } } : answer;
-  if (new URL(server).protocol === 'http:') {
+  const target = new URL(server);
+  // Plain HTTP to this machine is local development (or a proxy on the same host); anything else crossed a network.
+  if (target.protocol === 'http:' && !/^(localhost|127\.[\d.]+|\[::1\])$/i.test(target.hostname)) {
     // Trust on first use: whoever answered this request chose the TUF root (and the CA) the device pins.
     process.stderr.write('warning: enrolled over plain HTTP; the pinned TUF root and CA were not authenticated. Enroll over https:// with --ca-file.\n');
   }
