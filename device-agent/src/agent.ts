@@ -29,6 +29,8 @@ import type { Backoff } from './util/backoff.js';
 
 export interface AgentOptions {
   credentials: DeviceCredentials;
+  /** PEM CA bundle the broker's certificate must chain to (mqtts://, wss://). */
+  tlsCa?: string;
   store: StateStore;
   models: ModelStore;
   downloader: ArtifactDownloader;
@@ -124,6 +126,7 @@ export class Agent extends EventEmitter {
       password: c.secret,
       will: (session) => ({ topic: topics.presence(c.deviceId), payload: Buffer.from(JSON.stringify(presence(false, session))), qos: 1 }),
       ...(opts.localAddress ? { localAddress: opts.localAddress } : {}),
+      ...(opts.tlsCa !== undefined ? { ca: opts.tlsCa } : {}),
       ...(opts.mqttBackoff ? { backoff: opts.mqttBackoff } : {}),
       ...(opts.log ? { log: opts.log } : {}),
     });

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import os from 'node:os';
 import { Agent } from './agent.js';
 import { AGENT_VERSION } from './agent-version.js';
-import { ConfigError, loadAgentConfig, localApiListen, type AgentConfig } from './config/config.js';
+import { ConfigError, loadAgentConfig, localApiListen, readCaFile, type AgentConfig } from './config/config.js';
 import { loadCredentials, tufMetadataDir, wipeCredentials } from './config/credentials.js';
 import { TufDownloader } from './download/tuf-downloader.js';
 import { FsModelStore } from './install/model-store.js';
@@ -27,6 +27,8 @@ export async function startAgent(dataDir: string, opts: { env?: NodeJS.ProcessEn
   const credentials = await loadCredentials(dataDir);
   // A configuration problem too (exit 78): restarting will not help until the device is enrolled.
   if (!credentials) throw new ConfigError('credentials', `no credentials in ${dataDir}: run "fleet-agent enroll" first`);
+  // The operator's file wins; else what enrollment stored; else the system's trust store.
+  const ca = config.caFile ? await readCaFile(config.caFile) : credentials.tls?.ca;
   const runtimes = await defaultRuntimes(config);
   let diskFreeBytes: number | undefined;
   try {
@@ -38,6 +40,7 @@ export async function startAgent(dataDir: string, opts: { env?: NodeJS.ProcessEn
   const vitals = new VitalsSampler();
   const agent = new Agent({
     credentials,
+    ...(ca !== undefined ? { tlsCa: ca } : {}),
     store: new FileStateStore(join(dataDir, 'state')),
     models: new FsModelStore(join(dataDir, 'models')),
     downloader: new TufDownloader({
@@ -47,6 +50,7 @@ export async function startAgent(dataDir: string, opts: { env?: NodeJS.ProcessEn
       targetsUrl: credentials.tuf.targetsUrl,
       metadataDir: tufMetadataDir(dataDir),
       downloadDir: join(dataDir, 'downloads'),
+      ...(ca !== undefined ? { ca } : {}),
     }),
     runtimes,
     inventory: {

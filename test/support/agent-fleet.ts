@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { FetchFn } from '../../device-agent/src/util/tls-fetch.js';
 import { type ControlPlaneProcess, type ScratchDatabase, scratchDatabase, startControlPlane } from './control-plane.process.js';
 
 /**
@@ -79,10 +80,11 @@ export class FleetApi {
   constructor(
     readonly baseUrl: string,
     private readonly key: string,
+    private readonly fetchFn: FetchFn = (url, init) => fetch(url, init),
   ) {}
 
   async request<T>(method: string, path: string, body?: unknown, expected?: number): Promise<ApiAnswer<T>> {
-    const res = await fetch(`${this.baseUrl}${path}`, {
+    const res = await this.fetchFn(`${this.baseUrl}${path}`, {
       method,
       headers: { authorization: `Bearer ${this.key}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
       ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
@@ -114,10 +116,12 @@ export class FleetApi {
     form.append('version', version);
     form.append('metadata', JSON.stringify(metadata));
     for (const file of files) form.append('file', new Blob([file.bytes]), file.name);
-    const res = await fetch(`${this.baseUrl}/api/v1/models/${model}/versions`, {
+    // Encoded here (boundary and all) so any fetch, also one trusting a test CA, can send it.
+    const encoded = new Response(form);
+    const res = await this.fetchFn(`${this.baseUrl}/api/v1/models/${model}/versions`, {
       method: 'POST',
-      headers: { authorization: `Bearer ${this.key}` },
-      body: form,
+      headers: { authorization: `Bearer ${this.key}`, 'content-type': encoded.headers.get('content-type')! },
+      body: new Uint8Array(await encoded.arrayBuffer()),
     });
     const text = await res.text();
     if (res.status !== 201) throw new Error(`upload ${model}@${version}: HTTP ${res.status}: ${text.slice(0, 500)}`);
@@ -167,18 +171,18 @@ export interface FleetlineUnderTest {
 }
 
 /** Starts the built control plane on a scratch database (PostgreSQL with DATABASE_URL, else PGlite). */
-export async function startFleetline(env: Record<string, string> = {}): Promise<FleetlineUnderTest> {
+export async function startFleetline(env: Record<string, string> = {}, options: { ca?: string } = {}): Promise<FleetlineUnderTest> {
   const db: ScratchDatabase | undefined = await scratchDatabase();
   let cp: ControlPlaneProcess;
   try {
-    cp = await startControlPlane({ ...(db ? { databaseUrl: db.url } : {}), env });
+    cp = await startControlPlane({ ...(db ? { databaseUrl: db.url } : {}), env, ...options });
   } catch (err: unknown) {
     await db?.drop();
     throw err;
   }
   return {
     cp,
-    api: new FleetApi(cp.baseUrl, cp.adminKey),
+    api: new FleetApi(cp.baseUrl, cp.adminKey, cp.fetch),
     async close(): Promise<void> {
       await cp.stop();
       await db?.drop();

@@ -126,8 +126,13 @@ export class AgentProcess {
     return new AgentProcess(dataDir, options.env ?? {});
   }
 
-  async enroll(server: string, token: string, options: { id?: string; tags?: Record<string, string>; args?: string[] } = {}): Promise<CliResult> {
+  async enroll(
+    server: string,
+    token: string,
+    options: { id?: string; tags?: Record<string, string>; args?: string[]; caFile?: string } = {},
+  ): Promise<CliResult> {
     const args = ['enroll', '--server', server, '--token', token, '--data-dir', this.dataDir];
+    if (options.caFile) args.push('--ca-file', options.caFile);
     if (options.id) args.push('--id', options.id);
     for (const [k, v] of Object.entries(options.tags ?? {})) args.push('--tag', `${k}=${v}`);
     args.push(...(options.args ?? []));

@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { type FetchFn, fetchTrusting } from '../../device-agent/src/util/tls-fetch.js';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -41,6 +42,8 @@ export interface ControlPlaneProcess {
   dataDir: string;
   databaseUrl?: string;
   child: ChildProcess;
+  /** fetch() that trusts the control plane's CA (the global one without TLS). */
+  fetch: FetchFn;
   output(): string;
   /** SIGKILL, no goodbye: what a power cut or OOM kill looks like. */
   kill(): Promise<void>;
@@ -54,6 +57,8 @@ export interface ControlPlaneOptions {
   mqttPort?: number;
   adminKey?: string;
   env?: Record<string, string>;
+  /** TLS on (the env sets TLS_CERT_FILE/TLS_KEY_FILE): the API is HTTPS, verified against this CA. */
+  ca?: string;
 }
 
 /**
@@ -83,14 +88,16 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
   });
   child.stdout?.on('data', (chunk: Buffer) => (log += chunk.toString()));
   child.stderr?.on('data', (chunk: Buffer) => (log += chunk.toString()));
-  const baseUrl = `http://127.0.0.1:${httpPort}`;
+  const baseUrl = `${options.ca !== undefined ? 'https' : 'http'}://127.0.0.1:${httpPort}`;
+  const fetchFn = fetchTrusting(options.ca);
   const exited = new Promise<number | null>((resolveExit) => child.once('exit', (code) => resolveExit(code)));
   const readyTimeoutMs = Number(process.env['E2E_READY_TIMEOUT_MS'] ?? 180_000);
   const deadline = Date.now() + readyTimeoutMs;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`control plane exited with ${child.exitCode}:\n${log}`);
     try {
-      const response = await fetch(`${baseUrl}/readyz`);
+      const response = await fetchFn(`${baseUrl}/readyz`);
+      await response.body?.cancel();
       if (response.ok) break;
     } catch {
       // not listening yet
@@ -110,6 +117,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     dataDir,
     databaseUrl: options.databaseUrl,
     child,
+    fetch: fetchFn,
     output: () => log,
     kill: async () => {
       if (child.exitCode === null) child.kill('SIGKILL');

@@ -11,6 +11,8 @@ import { ConfigModule } from './infra/config/config.module.js';
 import type { AppConfig } from './infra/config/config.schema.js';
 import { DatabaseModule } from './infra/database/database.module.js';
 import { MqttModule } from './infra/mqtt/mqtt.module.js';
+import { TlsModule } from './infra/tls/tls.module.js';
+import type { TransportSecurity } from './infra/tls/transport-security.js';
 import { MetricsModule } from './metrics/metrics.module.js';
 import { ModelsModule } from './models/models.module.js';
 import { RolloutsModule } from './rollouts/rollouts.module.js';
@@ -18,11 +20,12 @@ import { TelemetryModule } from './telemetry/telemetry.module.js';
 
 @Module({})
 export class AppModule {
-  static forRoot(config: AppConfig): DynamicModule {
+  static forRoot(config: AppConfig, security?: TransportSecurity): DynamicModule {
     return {
       module: AppModule,
       imports: [
         ConfigModule.forRoot(config),
+        TlsModule.forRoot(security),
         DatabaseModule,
         MqttModule,
         ScheduleModule.forRoot(),

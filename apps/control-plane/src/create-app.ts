@@ -1,27 +1,39 @@
 import 'reflect-metadata';
 import { mkdirSync } from 'node:fs';
-import { type INestApplication, type LogLevel, ValidationPipe } from '@nestjs/common';
+import type { Server as HttpsServer } from 'node:https';
+import { type INestApplication, type LogLevel, ShutdownSignal, ValidationPipe } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { AppModule } from './app.module.js';
 import type { AppConfig } from './infra/config/config.schema.js';
 import { DomainExceptionFilter } from './infra/http/domain-exception.filter.js';
+import { TransportSecurity } from './infra/tls/transport-security.js';
 
 const levels: LogLevel[] = ['error', 'warn', 'log', 'debug', 'verbose'];
 
 /** Builds the control plane (used by main.ts and by integration tests, so both run the same wiring). */
 export async function createApp(config: AppConfig): Promise<INestApplication> {
   mkdirSync(config.dataDir, { recursive: true });
-  const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config), {
+  // Read before Nest starts: the HTTPS server is created with its certificate.
+  const security = config.tls ? new TransportSecurity(config.tls) : undefined;
+  const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config, security), {
     logger: levels.slice(0, levels.indexOf(config.logLevel) + 1),
     bodyParser: false,
+    ...(security ? { httpsOptions: security.secureContextOptions() } : {}),
   });
+  if (security) {
+    // New HTTPS connections get a reloaded certificate; open keep-alive connections keep theirs.
+    const server = app.getHttpServer() as unknown as HttpsServer;
+    security.onChange((options) => server.setSecureContext(options));
+  }
   // JSON bodies only where a controller expects them; uploads stream through busboy untouched.
   app.useBodyParser('json', { limit: '50mb' });
   app.useGlobalPipes(new ValidationPipe({ whitelist: true, forbidNonWhitelisted: true, transform: true }));
   app.useGlobalFilters(new DomainExceptionFilter());
-  app.enableShutdownHooks();
+  // With TLS on, SIGHUP re-reads the certificate files (the usual daemon convention) instead of
+  // stopping the process like every other shutdown signal Nest listens to.
+  app.enableShutdownHooks(security ? Object.values(ShutdownSignal).filter((signal) => signal !== ShutdownSignal.SIGHUP) : undefined);
   const openApi = new DocumentBuilder()
     .setTitle('Fleetline control plane')
     .setDescription('Admin API: devices, models, staged rollouts and model telemetry')

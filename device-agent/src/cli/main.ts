@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import os from 'node:os';
 import { isTerminalUpdateState } from '@fleetline/protocol';
 import { AGENT_VERSION } from '../agent-version.js';
-import { ConfigError, loadAgentConfig } from '../config/config.js';
+import { ConfigError, loadAgentConfig, readCaFile } from '../config/config.js';
 import { loadCredentials, saveCredentials } from '../config/credentials.js';
 import { enroll } from '../config/enroll.js';
 import { decideRootTrust, rootToPin } from '../config/root-trust.js';
@@ -19,7 +19,7 @@ import { readFile } from 'node:fs/promises';
 const USAGE = `fleet-agent ${AGENT_VERSION}
 
 Usage:
-  fleet-agent enroll   --server URL --token T --data-dir DIR [--id ID] [--name NAME] [--tag k=v ...]
+  fleet-agent enroll   --server URL --token T --data-dir DIR [--id ID] [--name NAME] [--tag k=v ...] [--ca-file PEM]
                        [--root-sha256 HEX | --root-file ROOT.JSON]
                        The TUF root to trust: the token's root pin (<secret>.<pin>), --root-sha256
                        or --root-file; a root that does not match is refused and nothing is written.
@@ -72,6 +72,7 @@ async function cmdEnroll(argv: string[]): Promise<number> {
       tag: { type: 'string', multiple: true },
       'root-sha256': { type: 'string' },
       'root-file': { type: 'string' },
+      'ca-file': { type: 'string' },
     },
     strict: true,
   });
@@ -85,26 +86,40 @@ async function cmdEnroll(argv: string[]): Promise<number> {
     ...(rootFile !== undefined ? { rootFile: { path: rootFile, text: await readFile(rootFile, 'utf8') } } : {}),
   });
   const config = await loadAgentConfig(dataDir);
+  // The CA this enrollment is verified with is the one the device keeps trusting.
+  const caPath = values['ca-file'] ?? config.caFile;
+  const ca = caPath ? await readCaFile(caPath, values['ca-file'] ? '--ca-file' : 'caFile') : undefined;
   const runtimes = await defaultRuntimes(config);
   const t = tags(values.tag);
-  const creds = await enroll(server, {
-    token: trust.secret,
-    ...(trust.requestPin ? { rootSha256: trust.requestPin } : {}),
-    ...(values.id ? { id: values.id } : {}),
-    ...(values.name ? { name: values.name } : {}),
-    ...(t ? { tags: t } : {}),
-    inventory: {
-      hardwareClass: config.hardwareClass,
-      os: `${os.platform()} ${os.release()}`.slice(0, 64),
-      arch: os.arch(),
-      accelerators: config.accelerators,
-      agentVersion: AGENT_VERSION,
-      runtimes: runtimes.versions(),
+  const answer = await enroll(
+    server,
+    {
+      token: trust.secret,
+      ...(trust.requestPin ? { rootSha256: trust.requestPin } : {}),
+      ...(values.id ? { id: values.id } : {}),
+      ...(values.name ? { name: values.name } : {}),
+      ...(t ? { tags: t } : {}),
+      inventory: {
+        hardwareClass: config.hardwareClass,
+        os: `${os.platform()} ${os.release()}`.slice(0, 64),
+        arch: os.arch(),
+        accelerators: config.accelerators,
+        agentVersion: AGENT_VERSION,
+        runtimes: runtimes.versions(),
+      },
     },
-  });
-  const pinned = rootToPin(trust.trust, creds.tuf.root, server);
+    ca !== undefined ? { ca } : {},
+  );
+  const pinned = rootToPin(trust.trust, answer.tuf.root, server);
   if (pinned.note) process.stderr.write(`fleet-agent: ${pinned.note}\n`);
-  await saveCredentials(dataDir, { ...creds, tuf: { ...creds.tuf, root: pinned.root } });
+  const creds = { ...answer, tuf: { ...answer.tuf, root: pinned.root }, ...(ca !== undefined ? { tls: { ca } } : {}) };
+  const target = new URL(server);
+  // Plain HTTP to this machine is local development (or a proxy on the same host); anything else crossed a network.
+  if (target.protocol === 'http:' && !/^(localhost|127\.[\d.]+|\[::1\])$/i.test(target.hostname)) {
+    // Trust on first use of the CA: whoever answered this request chose the CA the device pins.
+    process.stderr.write('warning: enrolled over plain HTTP; the CA (and, without a root pin, the TUF root) were not authenticated. Enroll over https:// with --ca-file.\n');
+  }
+  await saveCredentials(dataDir, creds);
   process.stdout.write(`enrolled as ${creds.deviceId}; credentials stored in ${dataDir}\n`);
   return 0;
 }

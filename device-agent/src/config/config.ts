@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import os from 'node:os';
@@ -62,6 +63,11 @@ export const agentConfigSchema = z
       })
       .prefault({}),
     logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+    /**
+     * PEM CA bundle the control plane's certificate must chain to, on HTTPS and mqtts:// / wss://.
+     * Unset: the CA stored at enrollment (--ca-file, or the enrollment answer's), else the system's.
+     */
+    caFile: z.string().min(1).optional(),
   })
   .strict();
 export type AgentConfig = z.infer<typeof agentConfigSchema>;
@@ -92,6 +98,7 @@ const ENV_MAP: Record<string, string[]> = {
   FLEET_AGENT_HEALTH_COMMAND: ['runtimes', 'command', 'command'],
   FLEET_AGENT_ONNX_ENABLED: ['runtimes', 'onnx', 'enabled'],
   FLEET_AGENT_LOG_LEVEL: ['logLevel'],
+  FLEET_AGENT_CA_FILE: ['caFile'],
 };
 
 function parseEnvValue(raw: string): unknown {
@@ -123,7 +130,7 @@ export function parseAgentConfig(raw: unknown, env: NodeJS.ProcessEnv = {}): Age
       let value = parseEnvValue(v);
       if (path.join('.') === 'accelerators' && typeof value === 'string') value = [value];
       if (
-        ['hardwareClass', 'localApi.host', 'localApi.socketPath', 'localApi.transport', 'localApi.socketMode', 'runtimes.command.command'].includes(
+        ['hardwareClass', 'localApi.host', 'localApi.socketPath', 'localApi.transport', 'localApi.socketMode', 'runtimes.command.command', 'caFile'].includes(
           path.join('.'),
         )
       )
@@ -165,4 +172,28 @@ export async function loadAgentConfig(dataDir: string, env: NodeJS.ProcessEnv = 
     }
   }
   return parseAgentConfig(raw, env);
+}
+
+/**
+ * Reads a PEM CA bundle (caFile, --ca-file). A file that cannot be read or holds no certificate
+ * is a configuration error: connecting with the system's trust store instead would fail later, or
+ * trust more than meant.
+ */
+export async function readCaFile(path: string, field = 'caFile'): Promise<string> {
+  let pem: string;
+  try {
+    pem = await readFile(path, 'utf8');
+  } catch (err: unknown) {
+    throw new ConfigError(field, `cannot read ${path}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  if (blocks.length === 0) throw new ConfigError(field, `${path} holds no PEM certificate`);
+  for (const block of blocks) {
+    try {
+      new X509Certificate(block);
+    } catch (err: unknown) {
+      throw new ConfigError(field, `${path}: a certificate does not parse: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+  return pem;
 }

@@ -1,3 +1,4 @@
+import { fetchTrusting } from '../util/tls-fetch.js';
 import { deviceCredentialsSchema, enrollRequestSchema, type DeviceCredentials, type EnrollRequest } from '@fleetline/protocol';
 
 export class EnrollError extends Error {
@@ -11,12 +12,12 @@ export class EnrollError extends Error {
 }
 
 /** `POST {server}/api/v1/enroll`; validates both the request and the answer with the protocol schemas. */
-export async function enroll(server: string, request: EnrollRequest, opts: { timeoutMs?: number } = {}): Promise<DeviceCredentials> {
+export async function enroll(server: string, request: EnrollRequest, opts: { timeoutMs?: number; ca?: string } = {}): Promise<DeviceCredentials> {
   const body = enrollRequestSchema.parse(request);
   const url = `${server.replace(/\/+$/, '')}/api/v1/enroll`;
   let res: Response;
   try {
-    res = await fetch(url, {
+    res = await fetchTrusting(opts.ca)(url, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify(body),

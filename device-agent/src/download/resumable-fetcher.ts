@@ -5,6 +5,7 @@ import { DownloadHTTPError, DownloadLengthMismatchError } from 'tuf-js/dist/erro
 import { Backoff, sleep } from '../util/backoff.js';
 import { isErrnoCode } from '../storage/atomic-file.js';
 import { UpdateFailure } from '../update/update-failure.js';
+import type { FetchFn } from '../util/tls-fetch.js';
 
 export interface ResumableFetcherOptions {
   authorization: string;
@@ -16,6 +17,8 @@ export interface ResumableFetcherOptions {
   /** Max attempts per target within one fetch call (network errors only). */
   maxAttempts?: number;
   backoff?: Backoff;
+  /** Makes the requests (fetchTrusting: verifies https:// against the device's CA). */
+  fetch?: FetchFn;
 }
 
 /** Per-download settings the TUF downloader sets before asking tuf-js for a target. */
@@ -35,14 +38,16 @@ export interface TargetFetchScope {
 export class ResumableFetcher extends BaseFetcher {
   scope: TargetFetchScope | undefined;
   private readonly maxAttempts: number;
+  private readonly fetchFn: FetchFn;
 
   constructor(private readonly opts: ResumableFetcherOptions) {
     super();
     this.maxAttempts = opts.maxAttempts ?? 6;
+    this.fetchFn = opts.fetch ?? ((url, init) => fetch(url, init));
   }
 
   override async fetch(url: string): Promise<ReadableStream<Uint8Array<ArrayBuffer>>> {
-    const response = await fetch(url, {
+    const response = await this.fetchFn(url, {
       headers: { authorization: this.opts.authorization },
       signal: AbortSignal.timeout(this.opts.metadataTimeoutMs ?? 30_000),
     });
@@ -123,7 +128,7 @@ export class ResumableFetcher extends BaseFetcher {
     try {
       const headers: Record<string, string> = { authorization: this.opts.authorization };
       if (offset > 0) headers.range = `bytes=${offset}-`;
-      const res = await fetch(url, { headers, signal: controller.signal });
+      const res = await this.fetchFn(url, { headers, signal: controller.signal });
       let start = 0;
       if (res.status === 206) {
         // RFC 9110 §14.4: Content-Range: bytes first-last/complete. Refuse a range we did not ask for.

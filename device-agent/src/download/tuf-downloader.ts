@@ -8,8 +8,11 @@ import { UpdateFailure } from '../update/update-failure.js';
 import { verifyFile, type StagedFile } from '../install/model-store.js';
 import { artifactFileName, basicAuth, type ArtifactDownloader, type FetchContext } from './downloader.js';
 import { ResumableFetcher } from './resumable-fetcher.js';
+import { fetchTrusting } from '../util/tls-fetch.js';
 
 export interface TufDownloaderOptions {
+  /** PEM CA bundle an https:// repository must chain to; unset: the system's trust store. */
+  ca?: string;
   deviceId: string;
   secret: string;
   metadataUrl: string;
@@ -37,6 +40,7 @@ export class TufDownloader implements ArtifactDownloader {
       // Normalised the way tuf-js builds target URLs (WHATWG URL), so the prefix test matches.
       targetsUrl: new URL(opts.targetsUrl.endsWith('/') ? opts.targetsUrl : `${opts.targetsUrl}/`).toString().replace(/\/+$/, ''),
       downloadDir: join(opts.downloadDir, 'partial'),
+      fetch: fetchTrusting(opts.ca),
     });
   }
 

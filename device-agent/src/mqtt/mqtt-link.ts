@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
+import tls from 'node:tls';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { Backoff } from '../util/backoff.js';
 
@@ -12,6 +13,11 @@ export interface MqttLinkOptions {
   password: string;
   /** Last will; built per connection so it can name that connection's session id. */
   will: (session: string) => { topic: string; payload: Buffer; qos: 1 };
+  /**
+   * PEM CA bundle that mqtts:// and wss:// endpoints must chain to (instead of the system's
+   * trust store). A certificate that does not verify fails the connection attempt.
+   */
+  ca?: string;
   /** Source address for the TCP connection (lets a simulator spread sockets over 127.0.0.x). */
   localAddress?: string;
   keepaliveSeconds?: number;
@@ -76,19 +82,31 @@ export class MqttLink extends EventEmitter {
       connectTimeout: this.opts.connectTimeoutMs ?? 15_000,
       will: { ...this.opts.will(this.session), retain: false },
     };
-    if (this.opts.urls.every((u) => isTcpUrl(u))) {
+    const ca = this.opts.ca;
+    if (this.opts.urls.every((u) => isTcpUrl(u) || isTlsUrl(u))) {
       const localAddress = this.opts.localAddress;
-      // mqtt.js' own TCP builder ignores localAddress and knows one host, so build the socket here:
-      // it is called again for every reconnect, with whatever endpoint is current then.
+      // mqtt.js' own TCP builder ignores localAddress and knows one host (its TLS builder keeps the
+      // first host's name for SNI and verification after rotating), so build the socket here: it is
+      // called again for every reconnect, with whatever endpoint is current then.
       this.client = new mqtt.MqttClient(
         () => {
           const url = new URL(this.url);
-          return net.createConnection({ host: url.hostname, port: Number(url.port || 1883), ...(localAddress ? { localAddress } : {}) });
+          const host = url.hostname.replace(/^\[|\]$/g, '');
+          const source = localAddress ? { localAddress } : {};
+          if (!isTlsUrl(this.url)) return net.createConnection({ host, port: Number(url.port || 1883), ...source });
+          return tls.connect({
+            host,
+            port: Number(url.port || 8883),
+            // SNI takes a name, not an address; verification checks the IP SANs then.
+            ...(net.isIP(host) === 0 ? { servername: host } : {}),
+            ...(ca !== undefined ? { ca } : {}),
+            ...source,
+          });
         },
-        { ...options, host: first.hostname, port: Number(first.port || 1883), protocol: 'mqtt' },
+        { ...options, host: first.hostname, port: Number(first.port || defaultPort(first.protocol)), protocol: isTlsUrl(this.url) ? 'mqtts' : 'mqtt' },
       );
     } else {
-      // TLS and WebSocket endpoints: mqtt.js rotates through `servers` itself on reconnect.
+      // WebSocket endpoints: mqtt.js rotates through `servers` itself on reconnect.
       const servers = this.opts.urls.map((u) => {
         const url = new URL(u);
         return {
@@ -97,7 +115,11 @@ export class MqttLink extends EventEmitter {
           protocol: url.protocol.replace(':', '') as 'mqtts' | 'ws' | 'wss' | 'mqtt',
         };
       });
-      this.client = mqtt.connect(this.url, { ...options, servers: [...servers.slice(this.endpoint), ...servers.slice(0, this.endpoint)] });
+      this.client = mqtt.connect(this.url, {
+        ...options,
+        ...(ca !== undefined ? { ca } : {}), // mqtt.js copies it into the WebSocket's options
+        servers: [...servers.slice(this.endpoint), ...servers.slice(0, this.endpoint)],
+      });
     }
     const client = this.client;
     client.on('connect', () => {
@@ -186,6 +208,11 @@ export class MqttLink extends EventEmitter {
 function isTcpUrl(url: string): boolean {
   const protocol = new URL(url).protocol;
   return protocol === 'mqtt:' || protocol === 'tcp:';
+}
+
+function isTlsUrl(url: string): boolean {
+  const protocol = new URL(url).protocol;
+  return protocol === 'mqtts:' || protocol === 'ssl:' || protocol === 'tls:';
 }
 
 function defaultPort(protocol: string): number {

@@ -93,6 +93,16 @@ export const deviceCredentialsSchema = z.object({
     metadataUrl: z.string().min(1),
     targetsUrl: z.string().min(1),
   }),
+  /**
+   * Present when the control plane serves TLS with a CA bundle (TLS_CA_FILE): the PEM certificates
+   * the device verifies the control plane with, on HTTPS and on mqtts:// / wss://. An agent given
+   * its own CA at enrollment (--ca-file) keeps that one. Older agents ignore the field.
+   */
+  tls: z
+    .object({
+      ca: z.string().min(1).max(65_536),
+    })
+    .optional(),
   protocolVersion: z.number().int(),
 });
 export type DeviceCredentials = z.infer<typeof deviceCredentialsSchema>;

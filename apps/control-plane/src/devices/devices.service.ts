@@ -1,9 +1,10 @@
-import { Inject, Injectable, Logger } from '@nestjs/common';
+import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
 import { credentialBindingOf, type DeviceCredentials, PROTOCOL_VERSION, type Tags, isValidDeviceId } from '@fleetline/protocol';
 import { generateSecret, hashSecret } from '../access/secret.js';
 import { APP_CONFIG, type AppConfig } from '../infra/config/app-config.js';
 import type { Page } from '../infra/http/keyset-page.js';
 import { MqttGateway } from '../infra/mqtt/mqtt-gateway.js';
+import { TransportSecurity } from '../infra/tls/transport-security.js';
 import { DesiredStateService } from './desired-state.service.js';
 import { DeviceCredentialVerifier } from './device-credential-verifier.service.js';
 import { deviceCursor, type DeviceListFilter } from './device-filter.js';
@@ -26,6 +27,7 @@ export class DevicesService {
     private readonly catalog: ModelCatalog,
     @Inject(MqttGateway) private readonly gateway: MqttGateway,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
+    @Optional() @Inject(TransportSecurity) private readonly security?: TransportSecurity,
   ) {}
 
   /** Pre-registration by an operator. The secret is in this answer only. */
@@ -116,6 +118,13 @@ export class DevicesService {
   }
 
   private credentials(deviceId: string, secret: string, root: string, requestOrigin: string): DeviceCredentials {
-    return enrollmentCredentials({ deviceId, secret, root, baseUrl: this.config.http.publicUrl ?? requestOrigin, mqttUrls: this.gateway.publicUrls() });
+    return enrollmentCredentials({
+      deviceId,
+      secret,
+      root,
+      baseUrl: this.config.http.publicUrl ?? requestOrigin,
+      mqttUrls: this.gateway.publicUrls(),
+      ca: this.security?.deviceCa(),
+    });
   }
 }

@@ -125,7 +125,10 @@ describe('docker/ deployment files', () => {
     expect(control).toContain('npx tsc -b tsconfig.build.json');
     expect(control).toMatch(/^USER node$/m);
     expect(control).toMatch(/^VOLUME \/data$/m);
-    expect(control).toMatch(/^EXPOSE 3000 1883$/m);
+    // 8883: the embedded broker's own MQTT-over-TLS listener (TLS_CERT_FILE / TLS_KEY_FILE).
+    expect(control).toMatch(/^EXPOSE 3000 1883 8883$/m);
+    // The health probe follows PORT to HTTPS when TLS is on.
+    expect(control).toMatch(/^HEALTHCHECK[\s\S]*TLS_CERT_FILE \? 'node:https' : 'node:http'[\s\S]*\/readyz/m);
     const agent = read('Dockerfile.agent');
     expect(agent).toContain('ARG NODE_IMAGE=node:20-bookworm-slim');
     expect(agent).toMatch(/^USER node$/m);

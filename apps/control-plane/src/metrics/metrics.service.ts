@@ -240,12 +240,12 @@ export class MetricsService implements OnModuleInit {
     if (brokerMetrics) {
       new Counter({
         name: METRIC.mqttDenials,
-        help: 'MQTT operations the embedded broker refused (connect, publish, subscribe, packet-size).',
+        help: 'MQTT operations the embedded broker refused (connect, publish, subscribe, packet-size, tls handshakes).',
         labelNames: ['kind'],
         registers,
         collect(this: Counter<'kind'>) {
           this.reset();
-          for (const kind of ['connect', 'publish', 'subscribe', 'packet-size']) this.inc({ kind }, brokerMetrics.count(kind));
+          for (const kind of ['connect', 'publish', 'subscribe', 'packet-size', 'tls']) this.inc({ kind }, brokerMetrics.count(kind));
         },
       });
     }

@@ -73,7 +73,7 @@ export async function startTestApp(backend: DatabaseBackend, env: Record<string,
   const app = await createApp(config);
   await app.listen(0, '127.0.0.1');
   const address = app.getHttpServer().address() as { port: number };
-  const baseUrl = `http://127.0.0.1:${address.port}`;
+  const baseUrl = `${config.tls ? 'https' : 'http'}://127.0.0.1:${address.port}`;
   const mqttUrl = app.get(MqttGateway).publicUrl();
   return {
     app,

@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { BadRequestException, Inject, Injectable, Logger, type OnModuleDestroy } from '@nestjs/common';
+import { BadRequestException, Inject, Injectable, Logger, Optional, type OnModuleDestroy } from '@nestjs/common';
 import { DataSource, type EntityManager } from 'typeorm';
 import { type DeviceCredentials, type EnrollRequest, type Inventory, parseEnrollmentToken } from '@fleetline/protocol';
 import { generateSecret, hashSecret } from '../../access/secret.js';
 import { APP_CONFIG, type AppConfig } from '../../infra/config/app-config.js';
 import { MqttGateway } from '../../infra/mqtt/mqtt-gateway.js';
+import { TransportSecurity } from '../../infra/tls/transport-security.js';
 import { DeviceCredentialVerifier } from '../device-credential-verifier.service.js';
 import { DeviceException } from '../devices.exception.js';
 import type { NewDevice } from '../devices.repository.js';
@@ -64,6 +65,7 @@ export class EnrollmentService implements OnModuleDestroy {
     private readonly catalog: ModelCatalog,
     @Inject(MqttGateway) private readonly gateway: MqttGateway,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
+    @Optional() @Inject(TransportSecurity) private readonly security?: TransportSecurity,
   ) {}
 
   async enroll(request: EnrollRequest, requestOrigin: string): Promise<DeviceCredentials> {
@@ -110,6 +112,7 @@ export class EnrollmentService implements OnModuleDestroy {
       root: pinnedRoot ?? outcome.root,
       baseUrl: this.config.http.publicUrl ?? requestOrigin,
       mqttUrls: this.gateway.publicUrls(),
+      ca: this.security?.deviceCa(),
     });
   }
 

@@ -26,4 +26,25 @@ describe('loadConfig', () => {
     const message = (error as ConfigError).message;
     for (const name of ['PORT', 'MQTT_PORT', 'DATABASE_URL', 'FLEET_ADMIN_KEY']) expect(message).toContain(name);
   });
+
+  it('refuses TLS-only settings without TLS, and half a key pair', () => {
+    expect(() => loadConfig({ MQTT_PLAIN: 'false' })).toThrow(/MQTT_PLAIN: .*TLS_CERT_FILE/);
+    expect(() => loadConfig({ MQTT_WSS_PORT: '8884' })).toThrow(/MQTT_WSS_PORT/);
+    expect(() => loadConfig({ TLS_CA_FILE: '/etc/ca.pem' })).toThrow(/TLS_CA_FILE/);
+    expect(() => loadConfig({ TLS_KEY_FILE: '/etc/key.pem' })).toThrow(/TLS_CERT_FILE: TLS needs both/);
+    expect(() => loadConfig({ MQTT_PLAIN: 'maybe' })).toThrow(/MQTT_PLAIN: must be true or false/);
+  });
+
+  it('fails at start-up on a TLS file that cannot be read, naming the variable', () => {
+    expect(() => loadConfig({ TLS_CERT_FILE: '/nonexistent/fleetline.pem', TLS_KEY_FILE: '/nonexistent/fleetline.key' })).toThrow(
+      /TLS_CERT_FILE: cannot read \/nonexistent\/fleetline\.pem/,
+    );
+  });
+
+  it('keeps TLS off and the plain MQTT listener on by default', () => {
+    const config = loadConfig({});
+    expect(config.tls).toBeUndefined();
+    expect(config.mqtt).toMatchObject({ kind: 'embedded', plain: true });
+    expect(config.mqtt).not.toHaveProperty('tlsPort');
+  });
 });

@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import { isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
+import { type TlsFiles, TlsMaterialError, readTlsMaterial } from '../tls/tls-material.js';
 
 const port = (fallback: number) =>
   z.coerce.number({ error: 'must be a port number' }).int('must be an integer').min(0, 'must be 0-65535').max(65535, 'must be 0-65535').default(fallback);
@@ -19,6 +20,12 @@ const url = (protocols: string[]) =>
 
 const optionalString = z.preprocess((v) => (v === '' ? undefined : v), z.string().optional());
 
+const booleanFlag = (fallback: boolean) =>
+  z.preprocess(
+    (v) => (v === undefined || v === '' ? String(fallback) : String(v).trim().toLowerCase()),
+    z.enum(['true', 'false', '1', '0', 'yes', 'no'], { error: 'must be true or false' }).transform((v) => v === 'true' || v === '1' || v === 'yes'),
+  );
+
 /**
  * Environment variables the control plane reads. Everything is validated once at start-up;
  * a bad value stops the process with a message naming the variable (see loadConfig).
@@ -30,6 +37,20 @@ export const envSchema = z.object({
   MQTT_PORT: port(1883),
   /** Embedded broker WebSocket port; unset disables WebSocket. */
   MQTT_WS_PORT: z.preprocess((v) => (v === '' ? undefined : v), port(0).optional()),
+  /** Embedded broker MQTT-over-TLS port, listening when TLS_CERT_FILE and TLS_KEY_FILE are set. */
+  MQTT_TLS_PORT: port(8883),
+  /** Embedded broker MQTT over secure WebSocket port (TLS on); unset disables it. */
+  MQTT_WSS_PORT: z.preprocess((v) => (v === '' ? undefined : v), port(0).optional()),
+  /** false: no plain MQTT listener (MQTT_PORT, MQTT_WS_PORT) at all; needs TLS on. */
+  MQTT_PLAIN: booleanFlag(true),
+  /** PEM certificate (chain) the HTTP server (HTTPS then) and the broker's TLS listeners present. */
+  TLS_CERT_FILE: optionalString,
+  /** PEM private key of TLS_CERT_FILE (unencrypted). */
+  TLS_KEY_FILE: optionalString,
+  /** PEM CA bundle handed to devices at enrollment, to verify this server's certificate with. */
+  TLS_CA_FILE: optionalString,
+  /** Milliseconds between checks of the TLS files for a change (0: reload on SIGHUP only). */
+  TLS_WATCH_INTERVAL_MS: z.coerce.number().int().min(0).max(3_600_000).default(10_000),
   DATA_DIR: z.string().min(1).default('.data'),
   DATABASE_URL: z.preprocess((v) => (v === '' ? undefined : v), url(['postgres:', 'postgresql:']).optional()),
   /**
@@ -137,7 +158,10 @@ export interface TelemetryLimits {
 }
 
 export interface AppConfig {
+  /** With `tls` set, the HTTP server on `port` speaks HTTPS. */
   http: { port: number; host: string; publicUrl?: string };
+  /** Set: HTTPS, and the embedded broker's TLS listeners, serve these files (reloaded when they change). */
+  tls?: TlsFiles & { watchIntervalMs: number };
   dataDir: string;
   database: { kind: 'postgres'; url: string; poolSize: number } | { kind: 'pglite'; dir: string };
   mqtt:
@@ -145,6 +169,12 @@ export interface AppConfig {
         kind: 'embedded';
         port: number;
         wsPort?: number;
+        /** MQTT over TLS (TLS on only). */
+        tlsPort?: number;
+        /** MQTT over secure WebSocket (TLS on only). */
+        wssPort?: number;
+        /** false: the plain TCP and WebSocket listeners are off. */
+        plain: boolean;
         publicUrls?: string[];
         maxPacketBytes: number;
         drainTimeoutMs: number;
@@ -183,9 +213,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
   if (e.REDIS_URL && e.MQTT_URL) {
     throw new ConfigError(['REDIS_URL: routes between embedded brokers; with MQTT_URL the external broker cluster routes messages, so unset one of them']);
   }
+  const tls = tlsConfig(e);
+  if (!e.MQTT_PLAIN && !tls) throw new ConfigError(['MQTT_PLAIN: false turns off the only MQTT listener; set TLS_CERT_FILE and TLS_KEY_FILE too']);
+  if (e.MQTT_WSS_PORT !== undefined && !tls) throw new ConfigError(['MQTT_WSS_PORT: secure WebSocket needs TLS_CERT_FILE and TLS_KEY_FILE']);
   const dataDir = isAbsolute(e.DATA_DIR) ? e.DATA_DIR : resolve(process.cwd(), e.DATA_DIR);
   return {
     http: { port: e.PORT, host: e.HOST, publicUrl: e.PUBLIC_URL },
+    ...(tls ? { tls } : {}),
     dataDir,
     database: e.DATABASE_URL ? { kind: 'postgres', url: e.DATABASE_URL, poolSize: e.DATABASE_POOL_SIZE } : { kind: 'pglite', dir: resolve(dataDir, 'pglite') },
     mqtt: e.MQTT_URL
@@ -201,6 +235,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
           kind: 'embedded',
           port: e.MQTT_PORT,
           wsPort: e.MQTT_WS_PORT,
+          ...(tls ? { tlsPort: e.MQTT_TLS_PORT, ...(e.MQTT_WSS_PORT !== undefined ? { wssPort: e.MQTT_WSS_PORT } : {}) } : {}),
+          plain: e.MQTT_PLAIN,
           publicUrls: e.MQTT_PUBLIC_URL,
           redisUrl: e.REDIS_URL,
           maxPacketBytes: e.MQTT_MAX_PACKET_BYTES,
@@ -222,6 +258,31 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     },
     logLevel: e.LOG_LEVEL,
   };
+}
+
+/**
+ * Both files or neither. The files are read and checked here (readable, the key matches the
+ * certificate), so a bad one stops the process at start-up, before anything listens.
+ */
+function tlsConfig(e: Env): AppConfig['tls'] {
+  if (!e.TLS_CERT_FILE && !e.TLS_KEY_FILE) {
+    if (e.TLS_CA_FILE) throw new ConfigError(['TLS_CA_FILE: set TLS_CERT_FILE and TLS_KEY_FILE too (the CA is handed out only when TLS is on)']);
+    return undefined;
+  }
+  if (!e.TLS_CERT_FILE || !e.TLS_KEY_FILE)
+    throw new ConfigError([`${e.TLS_CERT_FILE ? 'TLS_KEY_FILE' : 'TLS_CERT_FILE'}: TLS needs both TLS_CERT_FILE and TLS_KEY_FILE`]);
+  const files: TlsFiles = {
+    certFile: resolve(process.cwd(), e.TLS_CERT_FILE),
+    keyFile: resolve(process.cwd(), e.TLS_KEY_FILE),
+    ...(e.TLS_CA_FILE ? { caFile: resolve(process.cwd(), e.TLS_CA_FILE) } : {}),
+  };
+  try {
+    readTlsMaterial(files);
+  } catch (err) {
+    if (err instanceof TlsMaterialError) throw new ConfigError([err.message]);
+    throw err;
+  }
+  return { ...files, watchIntervalMs: e.TLS_WATCH_INTERVAL_MS };
 }
 
 function defaultReplicaId(): string {

@@ -6,7 +6,7 @@ export class BrokerMetrics {
   readonly denials = new Map<string, number>();
   lastDenial?: { kind: string; reason: string };
 
-  denied(kind: 'connect' | 'publish' | 'subscribe' | 'packet-size', reason: string): void {
+  denied(kind: 'connect' | 'publish' | 'subscribe' | 'packet-size' | 'tls', reason: string): void {
     this.denials.set(kind, (this.denials.get(kind) ?? 0) + 1);
     this.lastDenial = { kind, reason };
   }

@@ -1,4 +1,7 @@
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { createServer, type Server, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import { Logger } from '@nestjs/common';
 import { Aedes, type AuthenticateError, type Client, type PublishPacket, type Subscription } from 'aedes';
 import { WebSocketServer, createWebSocketStream } from 'ws';
@@ -8,6 +11,7 @@ import { BrokerMetrics } from './broker-metrics.js';
 import type { DeviceRouter, RouterFrame } from './cluster/device-router.js';
 import { type BrokerAuthenticator, type ConnectionEvent, type MessageHandler, MqttGateway, type OutboundMessage, type PublishOptions } from './mqtt-gateway.js';
 import { guardPacketSize } from './packet-size-guard.js';
+import type { TransportSecurity } from '../tls/transport-security.js';
 import { runWithConcurrency } from './run-with-concurrency.js';
 import { matchesFilter } from './topic-filter.js';
 
@@ -15,6 +19,14 @@ export interface EmbeddedBrokerOptions {
   port: number;
   host: string;
   wsPort?: number;
+  /** false: no plain TCP or WebSocket listener (TLS ones only). */
+  plain?: boolean;
+  /** MQTT over TLS; needs `security`. */
+  tlsPort?: number;
+  /** MQTT over secure WebSocket; needs `security`. */
+  wssPort?: number;
+  /** The certificate the TLS listeners serve, reloaded without a restart. */
+  security?: TransportSecurity;
   publicUrls?: string[];
   maxPacketBytes: number;
   drainTimeoutMs: number;
@@ -46,10 +58,15 @@ export class EmbeddedBrokerGateway extends MqttGateway {
   private broker?: Aedes;
   private server?: Server;
   private wsServer?: WebSocketServer;
+  private tlsServer?: TlsServer;
+  private httpsServer?: HttpsServer;
+  private wssServer?: WebSocketServer;
   private authenticator?: BrokerAuthenticator;
   private readonly connectionListeners: ((event: ConnectionEvent) => void)[] = [];
   private boundPort = 0;
   private boundWsPort = 0;
+  private boundTlsPort = 0;
+  private boundWssPort = 0;
   private readonly subscriptions: { filter: string; handler: MessageHandler }[] = [];
   private readonly sessions = new WeakMap<Client, string>();
   private readonly sessionPrefix: string;
@@ -153,33 +170,71 @@ export class EmbeddedBrokerGateway extends MqttGateway {
     broker.on('clientDisconnect', (client: Client) => this.onClientGone(client));
     broker.on('clientError', (client: Client, err: Error) => this.logger.debug(`client ${client.id}: ${err.message}`));
 
-    this.server = createServer((socket: Socket) => {
-      socket.setNoDelay(true);
-      guardPacketSize(socket, this.options.maxPacketBytes, (announced) => this.metrics.denied('packet-size', `announced ${announced} bytes`));
-      broker.handle(socket);
-    });
-    this.boundPort = await listen(this.server, this.options.port, this.options.host);
-
-    if (this.options.wsPort !== undefined) {
-      this.wsServer = new WebSocketServer({ port: this.options.wsPort, host: this.options.host, maxPayload: this.options.maxPacketBytes });
-      this.wsServer.on('connection', (ws, req) => {
-        // maxPayload bounds one WebSocket frame, not an MQTT packet (one CONNECT can span many frames):
-        // the same packet limit as on TCP applies to the MQTT byte stream inside.
-        const stream = createWebSocketStream(ws);
-        guardPacketSize(stream, this.options.maxPacketBytes, (announced) => this.metrics.denied('packet-size', `announced ${announced} bytes (WebSocket)`));
-        broker.handle(stream, req as never);
+    const { host, maxPacketBytes } = this.options;
+    // Every listener meters the MQTT byte stream it hands to aedes: on TLS that is the decrypted
+    // stream of the TLSSocket, on WebSocket the stream inside the frames.
+    const handleStream = (stream: Duplex, transport: string, req?: unknown): void => {
+      guardPacketSize(stream, maxPacketBytes, (announced) => this.metrics.denied('packet-size', `announced ${announced} bytes (${transport})`));
+      broker.handle(stream, req as never);
+    };
+    const plain = this.options.plain !== false;
+    if (plain) {
+      this.server = createServer((socket: Socket) => {
+        socket.setNoDelay(true);
+        handleStream(socket, 'TCP');
       });
-      await new Promise<void>((resolve) => this.wsServer!.once('listening', resolve));
-      const address = this.wsServer.address();
-      this.boundWsPort = typeof address === 'object' && address ? address.port : 0;
+      this.boundPort = await listen(this.server, this.options.port, host);
     }
-    this.logger.log(`embedded MQTT broker on ${this.options.host}:${this.boundPort}${this.wsServer ? `, WebSocket on ${this.boundWsPort}` : ''}`);
+    if (plain && this.options.wsPort !== undefined) {
+      this.wsServer = new WebSocketServer({ port: this.options.wsPort, host, maxPayload: maxPacketBytes });
+      // maxPayload bounds one WebSocket frame, not an MQTT packet (one CONNECT can span many frames):
+      // the same packet limit as on TCP applies to the MQTT byte stream inside.
+      this.wsServer.on('connection', (ws, req) => handleStream(createWebSocketStream(ws), 'WebSocket', req));
+      this.boundWsPort = await wsListening(this.wsServer);
+    }
+    const security = this.options.security;
+    if (security && this.options.tlsPort !== undefined) {
+      const tlsServer = createTlsServer(security.secureContextOptions(), (socket: TLSSocket) => {
+        socket.setNoDelay(true);
+        handleStream(socket, 'TLS');
+      });
+      // A failed handshake (wrong CA on the client, plain MQTT on the TLS port) is the client's problem.
+      tlsServer.on('tlsClientError', (err) => {
+        this.metrics.denied('tls', 'handshake failed');
+        this.logger.debug(`TLS handshake: ${err.message}`);
+      });
+      security.onChange((options) => tlsServer.setSecureContext(options));
+      this.tlsServer = tlsServer;
+      this.boundTlsPort = await listen(tlsServer, this.options.tlsPort, host);
+    }
+    if (security && this.options.wssPort !== undefined) {
+      const httpsServer = createHttpsServer(security.secureContextOptions());
+      httpsServer.on('tlsClientError', (err) => {
+        this.metrics.denied('tls', 'handshake failed');
+        this.logger.debug(`TLS handshake (secure WebSocket): ${err.message}`);
+      });
+      security.onChange((options) => httpsServer.setSecureContext(options));
+      this.httpsServer = httpsServer;
+      this.wssServer = new WebSocketServer({ server: httpsServer, maxPayload: maxPacketBytes });
+      this.wssServer.on('connection', (ws, req) => handleStream(createWebSocketStream(ws), 'secure WebSocket', req));
+      this.boundWssPort = await listen(httpsServer as unknown as Server, this.options.wssPort, host);
+    }
+    const listening = [
+      ...(this.server ? [`MQTT on ${host}:${this.boundPort}`] : []),
+      ...(this.wsServer ? [`WebSocket on ${this.boundWsPort}`] : []),
+      ...(this.tlsServer ? [`MQTT over TLS on ${this.boundTlsPort}`] : []),
+      ...(this.wssServer ? [`secure WebSocket on ${this.boundWssPort}`] : []),
+    ];
+    this.logger.log(`embedded MQTT broker: ${listening.join(', ')}`);
   }
 
   async stop(): Promise<void> {
     clearInterval(this.heartbeat);
     await new Promise<void>((resolve) => (this.wsServer ? this.wsServer.close(() => resolve()) : resolve()));
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    await new Promise<void>((resolve) => (this.wssServer ? this.wssServer.close(() => resolve()) : resolve()));
+    await new Promise<void>((resolve) => (this.httpsServer ? this.httpsServer.close(() => resolve()) : resolve()));
+    await new Promise<void>((resolve) => (this.tlsServer ? this.tlsServer.close(() => resolve()) : resolve()));
     await new Promise<void>((resolve) => (this.broker ? this.broker.close(() => resolve()) : resolve()));
     await this.router?.stop();
   }
@@ -191,6 +246,16 @@ export class EmbeddedBrokerGateway extends MqttGateway {
   /** Bound WebSocket port (0 when the WebSocket listener is off). */
   wsPort(): number {
     return this.boundWsPort;
+  }
+
+  /** Bound MQTT-over-TLS port (0 when TLS is off). */
+  tlsPort(): number {
+    return this.boundTlsPort;
+  }
+
+  /** Bound secure WebSocket port (0 when it is off). */
+  wssPort(): number {
+    return this.boundWssPort;
   }
 
   /**
@@ -294,8 +359,13 @@ export class EmbeddedBrokerGateway extends MqttGateway {
     return this.broker?.connectedClients ?? 0;
   }
 
+  /** MQTT_PUBLIC_URL, else this broker's own address: over TLS whenever TLS is on. */
   publicUrls(): string[] {
-    return this.options.publicUrls ?? [`mqtt://${this.options.host === '0.0.0.0' ? '127.0.0.1' : this.options.host}:${this.boundPort}`];
+    if (this.options.publicUrls) return this.options.publicUrls;
+    const host = this.options.host === '0.0.0.0' || this.options.host === '::' ? '127.0.0.1' : this.options.host;
+    if (this.tlsServer) return [`mqtts://${host}:${this.boundTlsPort}`];
+    if (this.wssServer) return [`wss://${host}:${this.boundWssPort}`];
+    return [`mqtt://${host}:${this.boundPort}`];
   }
 
   override async deadReplicas(): Promise<string[]> {
@@ -361,6 +431,17 @@ export class EmbeddedBrokerGateway extends MqttGateway {
     if (!this.broker) throw new Error('embedded broker not started');
     return this.broker;
   }
+}
+
+function wsListening(server: WebSocketServer): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.once('listening', () => {
+      server.off('error', reject);
+      const address = server.address();
+      resolve(typeof address === 'object' && address ? address.port : 0);
+    });
+  });
 }
 
 function listen(server: Server, port: number, host: string): Promise<number> {

@@ -4,6 +4,7 @@ import { RedisDeviceRouter } from './cluster/redis-device-router.js';
 import { EmbeddedBrokerGateway } from './embedded-broker.gateway.js';
 import { ExternalBrokerGateway } from './external-broker.gateway.js';
 import { MqttGateway } from './mqtt-gateway.js';
+import { TransportSecurity } from '../tls/transport-security.js';
 
 /**
  * Provides MqttGateway. The broker starts in onApplicationBootstrap, after every feature's
@@ -15,8 +16,8 @@ import { MqttGateway } from './mqtt-gateway.js';
   providers: [
     {
       provide: MqttGateway,
-      inject: [APP_CONFIG],
-      useFactory: (config: AppConfig): MqttGateway => {
+      inject: [APP_CONFIG, { token: TransportSecurity, optional: true }],
+      useFactory: (config: AppConfig, security?: TransportSecurity): MqttGateway => {
         // With a stable REPLICA_ID the ingest connections resume their broker sessions after a restart,
         // so a message not acknowledged before a crash is delivered again (MQTT 3.1.1 §4.4). Without one,
         // sessions are clean: a session under a name never used again would queue messages forever.
@@ -27,6 +28,7 @@ import { MqttGateway } from './mqtt-gateway.js';
           ...embedded,
           host: config.http.host,
           replicaId: config.replicaId,
+          ...(security ? { security } : {}),
           ...(redisUrl ? { router: new RedisDeviceRouter(redisUrl) } : {}),
         });
       },
