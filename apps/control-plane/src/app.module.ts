@@ -11,6 +11,7 @@ import { ConfigModule } from './infra/config/config.module.js';
 import type { AppConfig } from './infra/config/config.schema.js';
 import { DatabaseModule } from './infra/database/database.module.js';
 import { MqttModule } from './infra/mqtt/mqtt.module.js';
+import { RateLimitModule } from './infra/rate-limit/rate-limit.module.js';
 import { MetricsModule } from './metrics/metrics.module.js';
 import { ModelsModule } from './models/models.module.js';
 import { RolloutsModule } from './rollouts/rollouts.module.js';
@@ -25,6 +26,7 @@ export class AppModule {
         ConfigModule.forRoot(config),
         DatabaseModule,
         MqttModule,
+        RateLimitModule,
         ScheduleModule.forRoot(),
         AccessModule,
         HealthModule,

@@ -15,8 +15,9 @@ async function main(): Promise<void> {
     throw err;
   }
   const app = await createApp(config);
-  // Multi-gigabyte artifact uploads and long Server-Sent Events streams outlive Node's 5-minute
-  // default request timeout; idle connections are still reaped by headersTimeout/keepAliveTimeout.
+  // Node's requestTimeout is one number for the whole server and would cut multi-gigabyte uploads,
+  // so it is off; every other route is timed per request instead (HTTP_REQUEST_TIMEOUT_MS,
+  // infra/http/request-timeout.ts). Slow headers are still cut by headersTimeout, idle sockets by keepAliveTimeout.
   const server = app.getHttpServer() as import('node:http').Server;
   server.requestTimeout = 0;
   await app.listen(config.http.port, config.http.host);

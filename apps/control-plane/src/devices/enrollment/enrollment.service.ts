@@ -7,6 +7,7 @@ import { APP_CONFIG, type AppConfig } from '../../infra/config/app-config.js';
 import { MqttGateway } from '../../infra/mqtt/mqtt-gateway.js';
 import { DeviceCredentialVerifier } from '../device-credential-verifier.service.js';
 import { DeviceException } from '../devices.exception.js';
+import { assertNotReserved } from '../reserved-device-id.js';
 import type { NewDevice } from '../devices.repository.js';
 import { ModelCatalog } from '../model-catalog.js';
 import { enrollmentCredentials } from './enrollment-credentials.js';
@@ -31,7 +32,7 @@ interface PendingEnrollment {
   tokenHash: string;
   /** The device row without its token; the token id is known only once the batch has locked it. */
   device: Omit<NewDevice, 'enrollmentTokenId'>;
-  /** Requested tags; the token's tags are merged over them (operator-controlled, they win). */
+  /** Requested tags, only keys the token allows (else refused); the token's tags are merged over them (they win). */
   tags: NewDevice['tags'];
 }
 
@@ -72,6 +73,7 @@ export class EnrollmentService implements OnModuleDestroy {
     // Secrets are made and hashed per device, outside the batch: only their hashes reach the database.
     const secret = generateSecret('fld_');
     const id = request.id ?? `dev-${randomBytes(10).toString('hex')}`;
+    assertNotReserved(id);
     const pending: PendingEnrollment = {
       tokenHash: hashSecret(request.token),
       tags: request.tags ?? {},
@@ -144,7 +146,7 @@ export class EnrollmentService implements OnModuleDestroy {
     const live = await this.devices.liveIds(manager, candidateIds);
     const { decisions, grants } = decideEnrollments(
       tokens,
-      batch.map((p) => ({ tokenHash: p.tokenHash, deviceId: p.device.id })),
+      batch.map((p) => ({ tokenHash: p.tokenHash, deviceId: p.device.id, tagKeys: Object.keys(p.tags) })),
       live,
     );
     const rows: NewDevice[] = [];
