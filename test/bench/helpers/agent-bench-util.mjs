@@ -88,7 +88,8 @@ export function adminApi(baseUrl, adminKey) {
   };
   return {
     call,
-    token: async (name, tags) => (await call('POST', '/api/v1/enrollment-tokens', { name, ...(tags ? { tags } : {}) })).token,
+    token: async (name, tags, deviceTagKeys) =>
+      (await call('POST', '/api/v1/enrollment-tokens', { name, unlimited: true, ...(tags ? { tags } : {}), ...(deviceTagKeys ? { deviceTagKeys } : {}) })).token,
     createModel: (name) => call('POST', '/api/v1/models', { name }),
     async upload(model, version, fileName, bytes, metadata) {
       const form = new FormData();

@@ -59,13 +59,6 @@ export class DistributionController {
     @Req() req: Request,
     @Res() res: Response,
   ): Promise<void> {
-    // Before any artifact lookup: a device learns nothing about versions it was not given.
-    const deviceId = (req as Request & RequestWithDevice).device?.id ?? '';
-    if (!(await this.access.mayDownload(deviceId, model, version)))
-      throw new DistributionException(
-        DistributionErrorCode.TargetNotAssigned,
-        `device ${deviceId} has no assignment of ${model} ${version} (ARTIFACT_ACCESS=assigned)`,
-      );
     let artifact = await this.models.findArtifactByTargetPath(targetPathOf(model, version, file));
     const prefixed = artifact ? null : HASH_PREFIXED.exec(file);
     if (prefixed) {
@@ -73,6 +66,13 @@ export class DistributionController {
       if (candidate?.sha256 === prefixed[1]) artifact = candidate;
     }
     if (!artifact) throw new DistributionException(DistributionErrorCode.TargetNotFound, `no target ${model}/${version}/${file}`);
+    // After the lookup: a 404 tells nothing the signed targets metadata does not already list.
+    const deviceId = (req as Request & RequestWithDevice).device?.id ?? '';
+    if (!(await this.access.mayDownload(deviceId, model, version)))
+      throw new DistributionException(
+        DistributionErrorCode.TargetNotAssigned,
+        `device ${deviceId} has no assignment of ${model} ${version} (ARTIFACT_ACCESS=assigned)`,
+      );
     const stat = await this.store.stat(artifact.storageKey);
     if (!stat) {
       this.logger.error(`artifact ${artifact.targetPath} is missing from the store (key ${artifact.storageKey})`);
