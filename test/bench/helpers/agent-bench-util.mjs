@@ -43,6 +43,7 @@ export async function startControlPlane(env = {}) {
       DATA_DIR: dataDir,
       FLEET_ADMIN_KEY: adminKey,
       LOG_LEVEL: 'warn',
+      ENROLL_RATE_PER_SECOND: '0', // the whole simulated fleet enrolls from one address
       ROLLOUT_TICK_SECONDS: '0.5',
       ...env,
     }),
@@ -89,7 +90,8 @@ export function adminApi(baseUrl, adminKey) {
   return {
     call,
     token: async (name, tags, deviceTagKeys) =>
-      (await call('POST', '/api/v1/enrollment-tokens', { name, unlimited: true, ...(tags ? { tags } : {}), ...(deviceTagKeys ? { deviceTagKeys } : {}) })).token,
+      (await call('POST', '/api/v1/enrollment-tokens', { name, unlimited: true, ...(tags ? { tags } : {}), ...(deviceTagKeys ? { deviceTagKeys } : {}) }))
+        .token,
     createModel: (name) => call('POST', '/api/v1/models', { name }),
     async upload(model, version, fileName, bytes, metadata) {
       const form = new FormData();

@@ -61,7 +61,10 @@ export class ApiKeyGuard implements CanActivate {
       throw err;
     }
     if (!roleSatisfies(principal.role, required)) {
-      return refuse(new AccessException(AccessErrorCode.Forbidden, `this call needs the ${required} role; the key has ${principal.role}`), `api-key:${principal.id}`);
+      return refuse(
+        new AccessException(AccessErrorCode.Forbidden, `this call needs the ${required} role; the key has ${principal.role}`),
+        `api-key:${principal.id}`,
+      );
     }
     request.principal = principal;
     return true;

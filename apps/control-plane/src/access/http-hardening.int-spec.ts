@@ -79,14 +79,20 @@ describe.each(databaseBackends())('HTTP API limits, key handling and refusal aud
     await apiClient(t.baseUrl, t.adminKey).post('/api/v1/models', { name: 'slow-upload' });
     const boundary = 'fleetlineboundary';
     const part = (headers: string, content: string): string => `--${boundary}\r\n${headers}\r\n\r\n${content}\r\n`;
-    const first = part('Content-Disposition: form-data; name="version"', '1.0.0') + `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="m.onnx"\r\n\r\n`;
+    const first =
+      part('Content-Disposition: form-data; name="version"', '1.0.0') +
+      `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="m.onnx"\r\n\r\n`;
     const rest = `weights\r\n--${boundary}--\r\n`;
     const status = await new Promise<number>((resolve, reject) => {
       const req = httpRequest(
         `${t.baseUrl}/api/v1/models/slow-upload/versions`,
         {
           method: 'POST',
-          headers: { authorization: `Bearer ${t.adminKey}`, 'content-type': `multipart/form-data; boundary=${boundary}`, 'content-length': Buffer.byteLength(first + rest) },
+          headers: {
+            authorization: `Bearer ${t.adminKey}`,
+            'content-type': `multipart/form-data; boundary=${boundary}`,
+            'content-length': Buffer.byteLength(first + rest),
+          },
         },
         (res) => {
           res.resume();
@@ -120,7 +126,11 @@ describe.each(databaseBackends())('HTTP API limits, key handling and refusal aud
     while (events < 2) {
       const { value, done } = await reader.read();
       if (done) break;
-      events += (Buffer.from(value).toString('utf8').match(/event: summary/g) ?? []).length;
+      events += (
+        Buffer.from(value)
+          .toString('utf8')
+          .match(/event: summary/g) ?? []
+      ).length;
     }
     expect(events).toBe(2);
     expect(Date.now() - started).toBeGreaterThan(TIMEOUT_MS);

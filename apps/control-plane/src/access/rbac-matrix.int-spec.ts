@@ -46,7 +46,10 @@ function discoverRoutes(t: TestApp): Route[] {
         if (methodPath === undefined) continue;
         const method = RequestMethod[Reflect.getMetadata(METHOD_METADATA, fn) as RequestMethod];
         for (const p of Array.isArray(methodPath) ? methodPath : [methodPath]) {
-          const path = `/${[prefix, p].map((s) => s.replace(/^\/+|\/+$/g, '')).filter(Boolean).join('/')}`;
+          const path = `/${[prefix, p]
+            .map((s) => s.replace(/^\/+|\/+$/g, ''))
+            .filter(Boolean)
+            .join('/')}`;
           routes.push({
             method,
             path,
@@ -64,7 +67,10 @@ function discoverRoutes(t: TestApp): Route[] {
 
 /** A concrete URL for a route pattern: parameters get a well-formed value nothing exists under. */
 function concrete(path: string): string {
-  return path.replace(/:id\b/g, '00000000-0000-4000-8000-000000000000').replace(/:[A-Za-z]+/g, 'rbac-probe').replace(/\*[A-Za-z]+/g, 'rbac-probe');
+  return path
+    .replace(/:id\b/g, '00000000-0000-4000-8000-000000000000')
+    .replace(/:[A-Za-z]+/g, 'rbac-probe')
+    .replace(/\*[A-Za-z]+/g, 'rbac-probe');
 }
 
 async function call(t: TestApp, route: Route, key?: string): Promise<number> {
@@ -90,7 +96,8 @@ describe('RBAC matrix of every route', () => {
     routes = discoverRoutes(t);
     const admin = apiClient(t.baseUrl, t.adminKey);
     keys.set('admin', t.adminKey);
-    for (const role of ['operator', 'viewer'] as const) keys.set(role, (await admin.post<{ key: string }>('/api/v1/api-keys', { name: `rbac-${role}`, role })).body.key);
+    for (const role of ['operator', 'viewer'] as const)
+      keys.set(role, (await admin.post<{ key: string }>('/api/v1/api-keys', { name: `rbac-${role}`, role })).body.key);
   });
 
   afterAll(async () => {

@@ -36,7 +36,10 @@ export class DeviceAuthGuard implements CanActivate {
     const waitMs = this.limits.checkDeviceAuth(source, 'device_auth_http');
     if (waitMs > 0) {
       http.getResponse<Response>().setHeader('Retry-After', String(Math.ceil(waitMs / 1000)));
-      throw new DeviceException(DeviceErrorCode.RateLimited, `too many failed device authentications from this address; retry in ${Math.ceil(waitMs / 1000)} s`);
+      throw new DeviceException(
+        DeviceErrorCode.RateLimited,
+        `too many failed device authentications from this address; retry in ${Math.ceil(waitMs / 1000)} s`,
+      );
     }
     const credentials = parseBasic(request.headers.authorization);
     if (credentials && (await this.verifier.verify(credentials.id, credentials.secret))) {

@@ -14,5 +14,6 @@ export function isReservedDeviceId(id: string): boolean {
 }
 
 export function assertNotReserved(id: string): void {
-  if (isReservedDeviceId(id)) throw new DeviceException(DeviceErrorCode.ReservedDeviceId, `device ids starting with "${RESERVED}" are reserved for the control plane`);
+  if (isReservedDeviceId(id))
+    throw new DeviceException(DeviceErrorCode.ReservedDeviceId, `device ids starting with "${RESERVED}" are reserved for the control plane`);
 }

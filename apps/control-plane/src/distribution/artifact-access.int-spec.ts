@@ -58,6 +58,7 @@ describe('ARTIFACT_ACCESS=fleet', () => {
   });
 
   it('serves every device every artifact', async () => {
-    for (const d of [devices.assigned, devices.other]) for (const v of ['1.0.0', '2.0.0']) expect([d.deviceId, v, (await download(t, d, v)).status]).toEqual([d.deviceId, v, 200]);
+    for (const d of [devices.assigned, devices.other])
+      for (const v of ['1.0.0', '2.0.0']) expect([d.deviceId, v, (await download(t, d, v)).status]).toEqual([d.deviceId, v, 200]);
   });
 });

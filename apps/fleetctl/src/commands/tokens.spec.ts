@@ -4,7 +4,9 @@ import { parseDuration } from './tokens.js';
 
 describe('parseDuration', () => {
   it('reads seconds and s/m/h/d suffixes', () => {
-    expect([parseDuration('3600'), parseDuration('90s'), parseDuration('30m'), parseDuration('12h'), parseDuration('7d')]).toEqual([3600, 90, 1800, 43_200, 604_800]);
+    expect([parseDuration('3600'), parseDuration('90s'), parseDuration('30m'), parseDuration('12h'), parseDuration('7d')]).toEqual([
+      3600, 90, 1800, 43_200, 604_800,
+    ]);
   });
 
   it('refuses anything else', () => {

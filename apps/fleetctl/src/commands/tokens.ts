@@ -75,15 +75,7 @@ export function registerTokens(program: Command): void {
       out.write(
         formatTable(
           ['id', 'name', 'uses', 'expires', 'revoked', 'tags', 'device tags'],
-          page.items.map((t) => [
-            t.id,
-            t.name,
-            `${t.uses}/${t.maxUses ?? '∞'}`,
-            t.expiresAt,
-            t.revokedAt,
-            tagText(t.tags),
-            t.deviceTagKeys.join(',') || null,
-          ]),
+          page.items.map((t) => [t.id, t.name, `${t.uses}/${t.maxUses ?? '∞'}`, t.expiresAt, t.revokedAt, tagText(t.tags), t.deviceTagKeys.join(',') || null]),
         ),
       );
     });

@@ -12,7 +12,8 @@ interface TokenView {
   deviceTagKeys: string[];
 }
 
-const enroll = (t: TestApp, body: Record<string, unknown>) => apiClient(t.baseUrl).post<DeviceCredentials & { code?: string; message?: string }>('/api/v1/enroll', body);
+const enroll = (t: TestApp, body: Record<string, unknown>) =>
+  apiClient(t.baseUrl).post<DeviceCredentials & { code?: string; message?: string }>('/api/v1/enroll', body);
 
 describe.each(databaseBackends())('enrollment tokens and device identity on %s', (backend) => {
   let t: TestApp;
@@ -128,7 +129,11 @@ describe('per-source rate limits', () => {
   it('answers enrollments over the limit 429 with Retry-After, and counts them', async () => {
     const token = (await api.post<TokenView>('/api/v1/enrollment-tokens', { name: 'limited', unlimited: true })).body.token;
     for (const id of ['rl-1', 'rl-2', 'rl-3']) expect((await enroll(t, { token, id })).status).toBe(201);
-    const res = await fetch(`${t.baseUrl}/api/v1/enroll`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token, id: 'rl-4' }) });
+    const res = await fetch(`${t.baseUrl}/api/v1/enroll`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ token, id: 'rl-4' }),
+    });
     expect(res.status).toBe(429);
     expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(0);
     expect(((await res.json()) as { code: string }).code).toBe('rate-limited');

@@ -48,7 +48,11 @@ export class EnrollmentController {
   @Public()
   @Post('enroll')
   @ApiBody({ description: 'EnrollRequest (@fleetline/protocol enrollRequestSchema): { token, id?, name?, tags?, inventory? }' })
-  enroll(@Body(new ZodBodyPipe(enrollRequestSchema)) body: EnrollRequest, @Req() request: Request, @Res({ passthrough: true }) response: Response): Promise<DeviceCredentials> {
+  enroll(
+    @Body(new ZodBodyPipe(enrollRequestSchema)) body: EnrollRequest,
+    @Req() request: Request,
+    @Res({ passthrough: true }) response: Response,
+  ): Promise<DeviceCredentials> {
     // Per source address and replica (ENROLL_RATE_*): bounds the database work and token guessing one source can cause.
     const waitMs = this.limits.takeEnroll(sourceAddress(request));
     if (waitMs > 0) {

@@ -67,7 +67,7 @@ describe.each(databaseBackends())('group-committed enrollment on %s', (backend) 
   afterAll(() => t.close());
 
   it(`enrolls a burst of ${BURST.toLocaleString('en-US')} devices (${IN_FLIGHT} in flight) without a failure, and MQTT connects are not starved meanwhile`, async () => {
-    const { id: tokenId, token } = await createToken({ name: 'burst', unlimited: true, tags: { batch: 'burst' } });
+    const { id: tokenId, token } = await createToken({ name: 'burst', unlimited: true, tags: { batch: 'burst' }, deviceTagKeys: ['n'] });
     // Devices that connect while the burst runs: each first connect is a credential lookup on the
     // same database (on PGlite, the same single backend) the enrollment batches write to.
     const probes: { id: string; secret: string }[] = [];

@@ -21,7 +21,9 @@ export function bodyParserErrors(err: unknown, _req: Request, res: Response, nex
   }
   if (status === 413) {
     res.setHeader('connection', 'close');
-    res.status(413).json({ statusCode: 413, code: 'payload-too-large', message: `JSON body larger than ${e.limit ?? 'the limit'} bytes (HTTP_JSON_LIMIT_BYTES)` });
+    res
+      .status(413)
+      .json({ statusCode: 413, code: 'payload-too-large', message: `JSON body larger than ${e.limit ?? 'the limit'} bytes (HTTP_JSON_LIMIT_BYTES)` });
     return;
   }
   res.status(status).json({ statusCode: status, code: 'invalid-input', message: status === 400 ? 'malformed JSON body' : `unreadable body (${e.type})` });

@@ -15,7 +15,8 @@ export class CreateEnrollmentTokenDto {
   tags?: Tags;
 
   @ApiPropertyOptional({
-    description: 'Tag keys a device enrolling with the token may set itself (its other tags come from `tags`). Default none: a device asking for any tag is refused',
+    description:
+      'Tag keys a device enrolling with the token may set itself (its other tags come from `tags`). Default none: a device asking for any tag is refused',
     type: [String],
     example: ['camera-serial'],
   })
