@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { Logger } from '@nestjs/common';
+import { AdminKeyRevokedError } from './access/access.service.js';
 import { createApp } from './create-app.js';
 import { ConfigError, loadConfig } from './infra/config/config.schema.js';
 
@@ -26,6 +27,11 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
+  // A refusal to start that names its fix: the message is the whole story, no stack.
+  if (err instanceof AdminKeyRevokedError) {
+    process.stderr.write(`${err.message}\n`);
+    process.exit(78); // EX_CONFIG
+  }
   process.stderr.write(`fatal: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   process.exit(1);
 });
