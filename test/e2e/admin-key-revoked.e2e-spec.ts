@@ -15,7 +15,9 @@ describe('restart of the real process after FLEET_ADMIN_KEY was revoked', () => 
     const first = await startControlPlane({ adminKey, databaseUrl: db?.url });
     cleanups.push(() => removeDir(first.dataDir));
     const headers = { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' };
-    const second = (await (await fetch(`${first.baseUrl}/api/v1/api-keys`, { method: 'POST', headers, body: JSON.stringify({ name: 'second', role: 'admin' }) })).json()) as {
+    const second = (await (
+      await fetch(`${first.baseUrl}/api/v1/api-keys`, { method: 'POST', headers, body: JSON.stringify({ name: 'second', role: 'admin' }) })
+    ).json()) as {
       key: string;
     };
     const keys = (await (await fetch(`${first.baseUrl}/api/v1/api-keys`, { headers })).json()) as { items: { id: string; name: string }[] };
