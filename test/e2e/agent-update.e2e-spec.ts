@@ -52,7 +52,7 @@ describe('fleet-agent updates against the control plane', () => {
   });
 
   it('enrolls with a token and tags, then connects with its own credentials', async () => {
-    const token = await fleet.api.createEnrollmentToken('e2e-batch', { batch: 'e2e' });
+    const token = await fleet.api.createEnrollmentToken('e2e-batch', { batch: 'e2e' }, { deviceTagKeys: ['site'] });
     const enrolled = await agent.enroll(fleet.cp.baseUrl, token, { id: 'gate-cam-1', tags: { site: 'berlin' } });
     expect(enrolled.stderr).toBe('');
     expect(enrolled.code).toBe(0);

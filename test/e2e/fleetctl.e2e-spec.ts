@@ -360,4 +360,32 @@ describe('fleetctl', () => {
     expect(badId.code).toBe(2);
     expect(badId.stderr).toContain('HTTP 400');
   }, 60_000);
+
+  it('creates, lists and revokes enrollment tokens: one use and 7 days by default', async () => {
+    interface Token {
+      id: string;
+      token: string;
+      maxUses: number | null;
+      expiresAt: string;
+      tags: Record<string, string>;
+      deviceTagKeys: string[];
+    }
+    const one = json<Token>(await cli(['tokens', 'create', 'cli-one', '--json']));
+    expect(one.token).toMatch(/^fle_/);
+    expect(one.maxUses).toBe(1);
+    expect(new Date(one.expiresAt).getTime() - Date.now()).toBeGreaterThan(6.9 * 86_400_000);
+    const batch = json<Token>(
+      await cli(['tokens', 'create', 'cli-batch', '--unlimited', '--expires-in', '12h', '--tag', 'site=hh', '--device-tag', 'camera', '--json']),
+    );
+    expect(batch).toMatchObject({ maxUses: null, tags: { site: 'hh' }, deviceTagKeys: ['camera'] });
+    expect(new Date(batch.expiresAt).getTime() - Date.now()).toBeLessThan(12 * 3_600_000 + 60_000);
+    const both = await cli(['tokens', 'create', 'x', '--unlimited', '--max-uses', '3']);
+    expect(both.code).toBe(1);
+    const list = json<{ items: { id: string; token?: string }[] }>(await cli(['tokens', 'list', '--json']));
+    expect(list.items.map((i) => i.id)).toEqual(expect.arrayContaining([one.id, batch.id]));
+    expect(JSON.stringify(list)).not.toContain(one.token);
+    const revoked = await cli(['tokens', 'revoke', one.id]);
+    expect([revoked.code, revoked.stdout.trim()]).toEqual([0, `revoked ${one.id}`]);
+    expect((await admin.post<{ code: string }>('/api/v1/enroll', { token: one.token })).body.code).toBe('enrollment-token-revoked');
+  });
 });

@@ -25,7 +25,7 @@ describe('staged rollouts with simulated agents', () => {
     const api = fleet.api;
     await seedSimulatedModel(api, 'wave-model', ['2.0.0']);
     await seedSimulatedModel(api, 'guard-model', ['1.0.0', '2.0.0']);
-    const token = await api.createEnrollmentToken('simulated-fleet');
+    const token = await api.createEnrollmentToken('simulated-fleet', undefined, { deviceTagKeys: ['fleet', 'health'] });
     // Two groups share the target tag; only the "bad" one fails the health check of 2.0.0, so
     // failure counts are exact once wave membership is known.
     guardOk = SimGroup.start(fleet.cp.baseUrl, token, { idPrefix: 'guard-ok', devices: GUARD_OK, tags: { fleet: 'guard', health: 'ok' } });

@@ -52,7 +52,7 @@ describe('telemetry-gated rollouts with simulated agents', () => {
     await seedSimulatedModel(api, 'slow-model', ['1.0.0', '2.0.0']);
     await seedSimulatedModel(api, 'drift-model', ['1.0.0', '2.0.0'], { '1.0.0': { referenceDistribution: BASELINE_REFERENCE } });
     await seedSimulatedModel(api, 'calm-model', ['1.0.0', '2.0.0']);
-    const token = await api.createEnrollmentToken('telemetry');
+    const token = await api.createEnrollmentToken('telemetry', undefined, { deviceTagKeys: ['group'] });
     const behaviours: Record<string, string[]> = {
       slow: [`*:rate=${RATE}`, `2.0.0:latencyMs=250,rate=${RATE}`],
       drift: [`*:rate=${RATE}`, `2.0.0:shift=0.8,rate=${RATE}`],

@@ -96,8 +96,17 @@ export class FleetApi {
     return { status: res.status, body: parsed };
   }
 
-  async createEnrollmentToken(name: string, tags?: Record<string, string>): Promise<string> {
-    const res = await this.request<{ token: string }>('POST', '/api/v1/enrollment-tokens', { name, ...(tags ? { tags } : {}) }, 201);
+  /**
+   * A token for a whole test fleet: unlimited uses (tokens enroll one device unless told
+   * otherwise), and `deviceTagKeys` for the tags the test's devices set themselves at enrollment.
+   */
+  async createEnrollmentToken(name: string, tags?: Record<string, string>, options: { deviceTagKeys?: string[] } = {}): Promise<string> {
+    const res = await this.request<{ token: string }>(
+      'POST',
+      '/api/v1/enrollment-tokens',
+      { name, unlimited: true, ...(tags ? { tags } : {}), ...(options.deviceTagKeys ? { deviceTagKeys: options.deviceTagKeys } : {}) },
+      201,
+    );
     return res.body.token;
   }
 

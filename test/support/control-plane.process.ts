@@ -82,6 +82,8 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       FLEET_ADMIN_KEY: adminKey,
       LOG_LEVEL: 'warn',
       ROLLOUT_TICK_SECONDS: '0.5',
+      // Every simulated device enrolls from 127.0.0.1: one address, hundreds of devices at once.
+      ENROLL_RATE_PER_SECOND: '0',
       ...options.env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -13,6 +13,7 @@ import { DatabaseModule } from './infra/database/database.module.js';
 import { MqttModule } from './infra/mqtt/mqtt.module.js';
 import { TlsModule } from './infra/tls/tls.module.js';
 import type { TransportSecurity } from './infra/tls/transport-security.js';
+import { RateLimitModule } from './infra/rate-limit/rate-limit.module.js';
 import { MetricsModule } from './metrics/metrics.module.js';
 import { ModelsModule } from './models/models.module.js';
 import { RolloutsModule } from './rollouts/rollouts.module.js';
@@ -28,6 +29,7 @@ export class AppModule {
         TlsModule.forRoot(security),
         DatabaseModule,
         MqttModule,
+        RateLimitModule,
         ScheduleModule.forRoot(),
         AccessModule,
         HealthModule,

@@ -2,13 +2,15 @@ import 'reflect-metadata';
 import { mkdirSync } from 'node:fs';
 import type { Server as HttpsServer } from 'node:https';
 import { type INestApplication, type LogLevel, ShutdownSignal, ValidationPipe } from '@nestjs/common';
-import { NestFactory } from '@nestjs/core';
+import { NestFactory, Reflector } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { AppModule } from './app.module.js';
 import type { AppConfig } from './infra/config/config.schema.js';
+import { bodyParserErrors } from './infra/http/body-parser-errors.js';
 import { DomainExceptionFilter } from './infra/http/domain-exception.filter.js';
 import { TransportSecurity } from './infra/tls/transport-security.js';
+import { RequestTimeoutInterceptor, requestTimeoutMiddleware } from './infra/http/request-timeout.js';
 
 const levels: LogLevel[] = ['error', 'warn', 'log', 'debug', 'verbose'];
 
@@ -27,8 +29,14 @@ export async function createApp(config: AppConfig): Promise<INestApplication> {
     const server = app.getHttpServer() as unknown as HttpsServer;
     security.onChange((options) => server.setSecureContext(options));
   }
-  // JSON bodies only where a controller expects them; uploads stream through busboy untouched.
-  app.useBodyParser('json', { limit: '50mb' });
+  if (config.httpLimits.trustProxy !== undefined) app.set('trust proxy', trustProxyValue(config.httpLimits.trustProxy));
+  // First in the chain, so a slow body or a slow handler is cut whatever route it aims at.
+  app.use(requestTimeoutMiddleware(config.httpLimits.requestTimeoutMs));
+  // JSON bodies are parsed before any guard runs, so their limit is what an anonymous caller can
+  // make the process buffer; uploads (multipart) stream through busboy untouched, under MAX_ARTIFACT_BYTES.
+  app.useBodyParser('json', { limit: config.httpLimits.jsonBytes });
+  app.use(bodyParserErrors);
+  app.useGlobalInterceptors(new RequestTimeoutInterceptor(app.get(Reflector)));
   app.useGlobalPipes(new ValidationPipe({ whitelist: true, forbidNonWhitelisted: true, transform: true }));
   app.useGlobalFilters(new DomainExceptionFilter());
   // With TLS on, SIGHUP re-reads the certificate files (the usual daemon convention) instead of
@@ -42,4 +50,11 @@ export async function createApp(config: AppConfig): Promise<INestApplication> {
     .build();
   SwaggerModule.setup('api/docs', app, () => SwaggerModule.createDocument(app, openApi), { jsonDocumentUrl: 'api/openapi.json' });
   return app;
+}
+
+/** HTTP_TRUST_PROXY as Express reads it: a hop count, true/false, or addresses/subnets. */
+function trustProxyValue(raw: string): boolean | number | string {
+  if (raw === 'true') return true;
+  if (raw === 'false') return false;
+  return /^\d+$/.test(raw) ? Number(raw) : raw;
 }

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { Logger } from '@nestjs/common';
+import { AdminKeyRevokedError } from './access/access.service.js';
 import { createApp } from './create-app.js';
 import { ConfigError, loadConfig } from './infra/config/config.schema.js';
 
@@ -15,8 +16,9 @@ async function main(): Promise<void> {
     throw err;
   }
   const app = await createApp(config);
-  // Multi-gigabyte artifact uploads and long Server-Sent Events streams outlive Node's 5-minute
-  // default request timeout; idle connections are still reaped by headersTimeout/keepAliveTimeout.
+  // Node's requestTimeout is one number for the whole server and would cut multi-gigabyte uploads,
+  // so it is off; every other route is timed per request instead (HTTP_REQUEST_TIMEOUT_MS,
+  // infra/http/request-timeout.ts). Slow headers are still cut by headersTimeout, idle sockets by keepAliveTimeout.
   const server = app.getHttpServer() as import('node:http').Server;
   server.requestTimeout = 0;
   await app.listen(config.http.port, config.http.host);
@@ -25,6 +27,11 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
+  // A refusal to start that names its fix: the message is the whole story, no stack.
+  if (err instanceof AdminKeyRevokedError) {
+    process.stderr.write(`${err.message}\n`);
+    process.exit(78); // EX_CONFIG
+  }
   process.stderr.write(`fatal: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   process.exit(1);
 });

@@ -3,6 +3,7 @@ import { registerDevices } from './commands/devices.js';
 import { registerLogin } from './commands/login.js';
 import { registerModels } from './commands/models.js';
 import { registerRollouts } from './commands/rollouts.js';
+import { registerTokens } from './commands/tokens.js';
 
 export const FLEETCTL_VERSION = '0.1.0';
 
@@ -42,6 +43,7 @@ Examples:
   registerModels(program);
   registerDevices(program);
   registerRollouts(program);
+  registerTokens(program);
   // Sub-commands inherit the error handling so usage errors anywhere exit with code 1.
   for (const command of allCommands(program))
     command.exitOverride().showHelpAfterError('(run with --help for usage)').configureHelp({ showGlobalOptions: true });

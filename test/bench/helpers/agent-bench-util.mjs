@@ -43,6 +43,7 @@ export async function startControlPlane(env = {}) {
       DATA_DIR: dataDir,
       FLEET_ADMIN_KEY: adminKey,
       LOG_LEVEL: 'warn',
+      ENROLL_RATE_PER_SECOND: '0', // the whole simulated fleet enrolls from one address
       ROLLOUT_TICK_SECONDS: '0.5',
       ...env,
     }),
@@ -88,7 +89,9 @@ export function adminApi(baseUrl, adminKey) {
   };
   return {
     call,
-    token: async (name, tags) => (await call('POST', '/api/v1/enrollment-tokens', { name, ...(tags ? { tags } : {}) })).token,
+    token: async (name, tags, deviceTagKeys) =>
+      (await call('POST', '/api/v1/enrollment-tokens', { name, unlimited: true, ...(tags ? { tags } : {}), ...(deviceTagKeys ? { deviceTagKeys } : {}) }))
+        .token,
     createModel: (name) => call('POST', '/api/v1/models', { name }),
     async upload(model, version, fileName, bytes, metadata) {
       const form = new FormData();

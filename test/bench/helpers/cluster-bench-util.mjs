@@ -84,6 +84,7 @@ export async function createReplicas({ count, databaseUrl, redisUrl, adminKey, d
             DATA_DIR: dataDir, // shared: artifacts uploaded through one replica are served by all
             FLEET_ADMIN_KEY: adminKey,
             LOG_LEVEL: 'warn',
+            ENROLL_RATE_PER_SECOND: '0', // the whole simulated fleet enrolls from one address
             ROLLOUT_TICK_SECONDS: '1',
             // Every replica's pool counts against PostgreSQL's max_connections (100 here).
             DATABASE_POOL_SIZE: String(Math.max(2, Math.floor(80 / ports.length) - 1)),

@@ -36,6 +36,7 @@ export class AccessController {
 
   /** Who am I: lets the CLI and dashboard show what the key may do. */
   @Get('whoami')
+  @RequireRole('viewer')
   whoami(@CurrentPrincipal() principal: Principal | undefined): { id?: string; name?: string; role?: string } {
     return { id: principal?.id, name: principal?.name, role: principal?.role };
   }

@@ -4,7 +4,10 @@ import type { Role } from './role.js';
 export const REQUIRED_ROLE = 'fleetline:required-role';
 export const PUBLIC_ROUTE = 'fleetline:public-route';
 
-/** Minimum role for a route. Routes without it need `viewer` for reads and `operator` for writes. */
+/**
+ * Minimum role for a route, on the method or its controller (the method wins). Every route has
+ * it or @Public(): one with neither is refused to everyone (ApiKeyGuard), and the RBAC matrix test fails.
+ */
 export const RequireRole = (role: Role) => SetMetadata(REQUIRED_ROLE, role);
 
 /** No API key needed: health probes, device enrollment (token-authenticated), device downloads (device-authenticated). */

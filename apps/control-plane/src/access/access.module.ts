@@ -9,6 +9,7 @@ import { ApiKeyRepository } from './api-key.repository.js';
 import { AuditLogEntity } from './audit-log.entity.js';
 import { AuditLogRepository } from './audit-log.repository.js';
 import { AuditInterceptor } from './audit.interceptor.js';
+import { RefusalAudit } from './refusal-audit.js';
 
 /** API keys with roles, the global guard that checks them, and the audit log of state-changing calls. */
 @Module({
@@ -18,9 +19,10 @@ import { AuditInterceptor } from './audit.interceptor.js';
     AccessService,
     ApiKeyRepository,
     AuditLogRepository,
+    RefusalAudit,
     { provide: APP_GUARD, useClass: ApiKeyGuard },
     { provide: APP_INTERCEPTOR, useClass: AuditInterceptor },
   ],
-  exports: [AccessService, AuditLogRepository],
+  exports: [AccessService, AuditLogRepository, RefusalAudit],
 })
 export class AccessModule {}

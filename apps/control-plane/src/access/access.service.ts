@@ -36,9 +36,11 @@ export class AccessService implements OnApplicationBootstrap {
   async onApplicationBootstrap(): Promise<void> {
     if (this.config.adminKey) {
       const keyHash = hashSecret(this.config.adminKey);
-      if (!(await this.keys.findActiveByHash(keyHash))) {
-        await this.keys.insert({ id: randomUUID(), name: 'FLEET_ADMIN_KEY', role: 'admin', keyHash });
-      }
+      const existing = await this.keys.findByHash(keyHash);
+      // A revoked FLEET_ADMIN_KEY stays revoked: seeding it again would undo the revocation (and
+      // its hash is UNIQUE). Refusing to start is what an operator who revoked it wants to see.
+      if (existing?.revokedAt) throw new AdminKeyRevokedError(existing.revokedAt);
+      if (!existing) await this.keys.insert({ id: randomUUID(), name: 'FLEET_ADMIN_KEY', role: 'admin', keyHash });
       return;
     }
     if ((await this.keys.countActiveAdmins()) > 0) return;
@@ -80,6 +82,17 @@ export class AccessService implements OnApplicationBootstrap {
   async revokeKey(id: string): Promise<void> {
     if (!(await this.keys.revoke(id))) throw new AccessException(AccessErrorCode.KeyNotFound, `no active API key ${id}`);
     for (const [hash, entry] of this.cache) if (entry.principal.id === id) this.cache.delete(hash);
+  }
+}
+
+/** Start-up refusal: the configured FLEET_ADMIN_KEY is one an admin revoked. */
+export class AdminKeyRevokedError extends Error {
+  constructor(revokedAt: Date) {
+    super(
+      `FLEET_ADMIN_KEY was revoked (at ${revokedAt.toISOString()}); set a new one, or unset it if other admin keys exist. ` +
+        'A revoked key is never made valid again.',
+    );
+    this.name = 'AdminKeyRevokedError';
   }
 }
 

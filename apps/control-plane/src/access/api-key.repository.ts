@@ -12,6 +12,11 @@ export class ApiKeyRepository {
     return this.repo.findOne({ where: { keyHash, revokedAt: IsNull() } });
   }
 
+  /** Active or revoked. */
+  findByHash(keyHash: string): Promise<ApiKeyEntity | null> {
+    return this.repo.findOne({ where: { keyHash } });
+  }
+
   async insert(key: { id: string; name: string; role: Role; keyHash: string }): Promise<ApiKeyEntity> {
     return this.repo.save(this.repo.create({ ...key, revokedAt: null, lastUsedAt: null }));
   }

@@ -6,8 +6,10 @@ import type { RequestWithPrincipal } from './access.decorators.js';
 import { AuditLogRepository } from './audit-log.repository.js';
 
 /**
- * Writes every state-changing call (anything but GET/HEAD/OPTIONS) to the audit log, with
- * its outcome, including refused ones. Bodies are not stored: they may carry secrets.
+ * Writes every state-changing call (anything but GET/HEAD/OPTIONS) that got past the API-key
+ * guard to the audit log, with its outcome, failures included. Calls the guard refused (401/403)
+ * never reach an interceptor: the guard writes those itself, capped (RefusalAudit). Bodies are
+ * not stored: they may carry secrets.
  */
 @Injectable()
 export class AuditInterceptor implements NestInterceptor {

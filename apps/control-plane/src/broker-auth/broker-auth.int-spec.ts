@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { DataSource } from 'typeorm';
 import { type DeviceCredentials, topics } from '@fleetline/protocol';
+import { hashSecret } from '../access/secret.js';
 import { loadConfig } from '../infra/config/config.schema.js';
 import { apiClient, type ApiClient, databaseBackends, startTestApp, type TestApp } from '../testing/test-app.fixture.js';
 import { BROKER_AUTH_PATHS } from './broker-auth.controller.js';
@@ -192,8 +193,13 @@ describe.each(databaseBackends())('broker auth endpoints on %s', (backend) => {
     it('never lets a device claim the control plane: a device named like it, or like its client ids, is refused', async () => {
       const named = await api.post<DeviceCredentials>('/api/v1/devices', { id: CP_USER });
       if (named.status === 201) expect((await authn({ clientid: CP_USER, username: CP_USER, password: named.body.secret })).body).toEqual(DENY);
-      const lookalike = await device('fleetline-cp-deadbeef0001');
-      expect((await authn({ clientid: lookalike.deviceId, username: lookalike.deviceId, password: lookalike.secret })).body).toEqual(DENY);
+      // Such ids are refused at registration now (reserved-device-id) ...
+      const refused = await api.post<{ code: string }>('/api/v1/devices', { id: 'fleetline-cp-deadbeef0001' });
+      expect([refused.status, refused.body.code]).toEqual([400, 'reserved-device-id']);
+      // ... and a row from before that (written straight to the table) is still refused by the broker check.
+      const secret = 'fld_lookalike-secret-0000000000000000';
+      await t.app.get(DataSource).query(`INSERT INTO devices (id, credential_hash) VALUES ($1, $2)`, ['fleetline-cp-deadbeef0001', hashSecret(secret)]);
+      expect((await authn({ clientid: 'fleetline-cp-deadbeef0001', username: 'fleetline-cp-deadbeef0001', password: secret })).body).toEqual(DENY);
     });
 
     it('shares the embedded broker credential cache: a decommission refuses a cached device at once', async () => {

@@ -2,6 +2,7 @@ import { Controller, type MessageEvent, Sse } from '@nestjs/common';
 import { ApiBearerAuth, ApiOperation, ApiProduces, ApiTags } from '@nestjs/swagger';
 import { type Observable, map } from 'rxjs';
 import { FleetStreamService } from './fleet-stream.service.js';
+import { RequireRole } from '../access/access.decorators.js';
 
 @ApiTags('fleet')
 @ApiBearerAuth()
@@ -14,6 +15,7 @@ export class FleetStreamController {
    * EventSource cannot send headers, so the key may be given as `?key=` (viewer role).
    */
   @Sse('stream')
+  @RequireRole('viewer')
   @ApiOperation({ summary: 'Live fleet summary (Server-Sent Events, one `summary` event every 2 s)' })
   @ApiProduces('text/event-stream')
   stream(): Observable<MessageEvent> {

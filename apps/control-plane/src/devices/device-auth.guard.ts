@@ -1,5 +1,6 @@
 import { type CanActivate, type ExecutionContext, Injectable } from '@nestjs/common';
 import type { Request, Response } from 'express';
+import { SourceLimits, sourceAddress } from '../infra/rate-limit/source-limits.js';
 import { DeviceCredentialVerifier } from './device-credential-verifier.service.js';
 import { DeviceErrorCode, DeviceException } from './devices.exception.js';
 
@@ -21,16 +22,32 @@ export interface RequestWithDevice {
  */
 @Injectable()
 export class DeviceAuthGuard implements CanActivate {
-  constructor(private readonly verifier: DeviceCredentialVerifier) {}
+  constructor(
+    private readonly verifier: DeviceCredentialVerifier,
+    private readonly limits: SourceLimits,
+  ) {}
 
   async canActivate(context: ExecutionContext): Promise<boolean> {
     const http = context.switchToHttp();
     const request = http.getRequest<Request & RequestWithDevice>();
+    const source = sourceAddress(request);
+    // A source that used up its failed attempts (DEVICE_AUTH_FAILURES_*) is refused before its
+    // credentials are looked at, good or bad, until its bucket refills.
+    const waitMs = this.limits.checkDeviceAuth(source, 'device_auth_http');
+    if (waitMs > 0) {
+      http.getResponse<Response>().setHeader('Retry-After', String(Math.ceil(waitMs / 1000)));
+      throw new DeviceException(
+        DeviceErrorCode.RateLimited,
+        `too many failed device authentications from this address; retry in ${Math.ceil(waitMs / 1000)} s`,
+      );
+    }
     const credentials = parseBasic(request.headers.authorization);
     if (credentials && (await this.verifier.verify(credentials.id, credentials.secret))) {
       request.device = { id: credentials.id };
       return true;
     }
+    // Only a presented credential is a guess worth counting.
+    if (credentials) this.limits.deviceAuthFailed(source);
     http.getResponse<Response>().setHeader('WWW-Authenticate', 'Basic realm="fleetline-device", charset="UTF-8"');
     throw new DeviceException(DeviceErrorCode.DeviceUnauthenticated, 'device credentials missing or invalid (HTTP Basic deviceId:secret)');
   }

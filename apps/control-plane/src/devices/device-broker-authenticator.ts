@@ -1,5 +1,6 @@
 import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
 import { type BrokerAuthenticator, MqttGateway } from '../infra/mqtt/mqtt-gateway.js';
+import { SourceLimits } from '../infra/rate-limit/source-limits.js';
 import { DeviceCredentialVerifier } from './device-credential-verifier.service.js';
 
 /**
@@ -12,7 +13,14 @@ export class DeviceBrokerAuthenticator implements BrokerAuthenticator, OnModuleI
   constructor(
     @Inject(MqttGateway) private readonly gateway: MqttGateway,
     private readonly verifier: DeviceCredentialVerifier,
+    private readonly limits: SourceLimits,
   ) {}
+
+  /** Failed CONNECTs share the per-address failure bucket of HTTP device authentication (DEVICE_AUTH_FAILURES_*). */
+  readonly connectLimit = {
+    check: (source: string): number => this.limits.checkDeviceAuth(source, 'device_auth_mqtt'),
+    failed: (source: string): void => this.limits.deviceAuthFailed(source),
+  };
 
   onModuleInit(): void {
     this.gateway.useAuthenticator(this);

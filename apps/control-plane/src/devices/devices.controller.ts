@@ -12,6 +12,7 @@ import { AssignModelDto } from './dto/assign-model.dto.js';
 import { CreateDeviceDto } from './dto/create-device.dto.js';
 import { ListDevicesQuery } from './dto/list-devices.query.js';
 import { UpdateDeviceDto } from './dto/update-device.dto.js';
+import { RequireRole } from '../access/access.decorators.js';
 
 export function requestOrigin(request: Request): string {
   return `${request.protocol}://${request.get('host') ?? 'localhost'}`;
@@ -28,27 +29,32 @@ export class DevicesController {
 
   /** Pre-registers a device; the answer holds its secret, which is never shown again. */
   @Post()
+  @RequireRole('operator')
   create(@Body() dto: CreateDeviceDto, @Req() request: Request): Promise<DeviceCredentials> {
     return this.devices.provision(dto, requestOrigin(request));
   }
 
   @Get()
+  @RequireRole('viewer')
   list(@Query() query: ListDevicesQuery): Promise<Page<DeviceListItem>> {
     return this.devices.list(parseDeviceListQuery(query));
   }
 
   @Get(':id')
+  @RequireRole('viewer')
   get(@Param('id') id: string): Promise<DeviceDetail> {
     return this.devices.get(id);
   }
 
   @Patch(':id')
+  @RequireRole('operator')
   update(@Param('id') id: string, @Body() dto: UpdateDeviceDto): Promise<DeviceDetail> {
     return this.devices.update(id, dto);
   }
 
   /** Decommission (see DevicesService.decommission). */
   @Delete(':id')
+  @RequireRole('operator')
   @HttpCode(204)
   decommission(@Param('id') id: string): Promise<void> {
     return this.devices.decommission(id);
@@ -56,6 +62,7 @@ export class DevicesController {
 
   /** Assigns a model version to one device directly (outside any rollout). */
   @Put(':id/models/:model')
+  @RequireRole('operator')
   async assign(
     @Param('id') id: string,
     @Param('model') model: string,
@@ -69,6 +76,7 @@ export class DevicesController {
   }
 
   @Delete(':id/models/:model')
+  @RequireRole('operator')
   @HttpCode(204)
   async unassign(@Param('id') id: string, @Param('model') model: string): Promise<void> {
     assertModelName(model);

@@ -5,6 +5,8 @@ export enum DeviceErrorCode {
   DeviceNotFound = 'device-not-found',
   DuplicateDevice = 'duplicate-device',
   InvalidDeviceId = 'invalid-device-id',
+  /** The id belongs to the control plane's own broker clients (fleetline-cp...). */
+  ReservedDeviceId = 'reserved-device-id',
   InvalidFilter = 'invalid-filter',
   InvalidCursor = 'invalid-cursor',
   EnrollmentTokenInvalid = 'enrollment-token-invalid',
@@ -12,6 +14,11 @@ export enum DeviceErrorCode {
   EnrollmentTokenRevoked = 'enrollment-token-revoked',
   EnrollmentTokenUsedUp = 'enrollment-token-used-up',
   EnrollmentTokenNotFound = 'enrollment-token-not-found',
+  InvalidEnrollmentToken = 'invalid-enrollment-token',
+  /** The device asked for a tag whose key the token does not let devices set. */
+  EnrollmentTagNotAllowed = 'enrollment-tag-not-allowed',
+  /** Too many enrollments or failed authentications from the source address: retry after Retry-After. */
+  RateLimited = 'rate-limited',
   DeviceUnauthenticated = 'device-unauthenticated',
   ModelNotAssigned = 'model-not-assigned',
 }
@@ -20,6 +27,7 @@ const status: Record<DeviceErrorCode, HttpStatus> = {
   [DeviceErrorCode.DeviceNotFound]: HttpStatus.NOT_FOUND,
   [DeviceErrorCode.DuplicateDevice]: HttpStatus.CONFLICT,
   [DeviceErrorCode.InvalidDeviceId]: HttpStatus.BAD_REQUEST,
+  [DeviceErrorCode.ReservedDeviceId]: HttpStatus.BAD_REQUEST,
   [DeviceErrorCode.InvalidFilter]: HttpStatus.BAD_REQUEST,
   [DeviceErrorCode.InvalidCursor]: HttpStatus.BAD_REQUEST,
   [DeviceErrorCode.EnrollmentTokenInvalid]: HttpStatus.UNAUTHORIZED,
@@ -27,6 +35,9 @@ const status: Record<DeviceErrorCode, HttpStatus> = {
   [DeviceErrorCode.EnrollmentTokenRevoked]: HttpStatus.FORBIDDEN,
   [DeviceErrorCode.EnrollmentTokenUsedUp]: HttpStatus.FORBIDDEN,
   [DeviceErrorCode.EnrollmentTokenNotFound]: HttpStatus.NOT_FOUND,
+  [DeviceErrorCode.InvalidEnrollmentToken]: HttpStatus.BAD_REQUEST,
+  [DeviceErrorCode.EnrollmentTagNotAllowed]: HttpStatus.FORBIDDEN,
+  [DeviceErrorCode.RateLimited]: HttpStatus.TOO_MANY_REQUESTS,
   [DeviceErrorCode.DeviceUnauthenticated]: HttpStatus.UNAUTHORIZED,
   [DeviceErrorCode.ModelNotAssigned]: HttpStatus.NOT_FOUND,
 };

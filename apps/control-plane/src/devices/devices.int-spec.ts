@@ -114,6 +114,8 @@ describe.each(databaseBackends())('devices API on %s', (backend) => {
       const created = await api.post<{ id: string; token: string; tags: Record<string, string>; uses: number }>('/api/v1/enrollment-tokens', {
         name: 'batch-1',
         tags: { site: 'hh', region: 'eu' },
+        // The devices of this batch may set these tags themselves (the token's own still win).
+        deviceTagKeys: ['region', 'line'],
         maxUses: 3,
       });
       expect(created.status).toBe(201);

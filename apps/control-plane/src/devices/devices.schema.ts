@@ -6,9 +6,10 @@ import { Devices1764231000000 } from './migrations/1764231000000-devices.js';
 import { DeviceModelReportSeq1764235100000 } from './migrations/1764235100000-device-model-report-seq.js';
 import { DeviceChannel1764235200000 } from './migrations/1764235200000-device-channel.js';
 import { DeviceModelVariant1764236400001 } from './migrations/1764236400001-device-model-variant.js';
+import { EnrollmentTokenTagKeys1764237300000 } from './migrations/1764237300000-enrollment-token-tag-keys.js';
 
 /** Entities and migrations of the devices feature (collected by infra/database/schema.registry.ts). */
 export const devicesSchema: FeatureSchema = {
   entities: [DeviceEntity, DeviceModelEntity, EnrollmentTokenEntity],
-  migrations: [Devices1764231000000, DeviceModelReportSeq1764235100000, DeviceChannel1764235200000, DeviceModelVariant1764236400001],
+  migrations: [Devices1764231000000, DeviceModelReportSeq1764235100000, DeviceChannel1764235200000, DeviceModelVariant1764236400001, EnrollmentTokenTagKeys1764237300000],
 };

@@ -10,6 +10,7 @@ import { DeviceCredentialVerifier } from './device-credential-verifier.service.j
 import { deviceCursor, type DeviceListFilter } from './device-filter.js';
 import { enrollmentCredentials } from './enrollment/enrollment-credentials.js';
 import { DeviceErrorCode, DeviceException } from './devices.exception.js';
+import { assertNotReserved } from './reserved-device-id.js';
 import { type DeviceDetail, type DeviceModelState, DevicesRepository, type DeviceSummary } from './devices.repository.js';
 import { ModelCatalog } from './model-catalog.js';
 
@@ -34,6 +35,7 @@ export class DevicesService {
   async provision(input: { id: string; name?: string; tags?: Tags }, requestOrigin: string): Promise<DeviceCredentials> {
     if (!isValidDeviceId(input.id))
       throw new DeviceException(DeviceErrorCode.InvalidDeviceId, 'device id: 1-128 chars of [A-Za-z0-9._:-], starting alphanumeric');
+    assertNotReserved(input.id);
     const root = await this.catalog.trustedRoot();
     const secret = generateSecret('fld_');
     const inserted = await this.devices.insert({

@@ -3,9 +3,10 @@ import { Controller, Get, Inject, Logger, Param, Req, Res, UseGuards } from '@ne
 import { ApiBasicAuth, ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
 import { Public } from '../access/access.decorators.js';
-import { DeviceAuthGuard } from '../devices/device-auth.guard.js';
+import { DeviceAuthGuard, type RequestWithDevice } from '../devices/device-auth.guard.js';
 import { ARTIFACT_STORE, type ArtifactStore } from '../models/artifact-store/artifact-store.js';
 import { ModelsService, targetPathOf } from '../models/models.service.js';
+import { ArtifactAccessPolicy } from './artifact-access.js';
 import { decideRange } from './byte-range.js';
 import { DistributionErrorCode, DistributionException } from './distribution.exception.js';
 import type { TopLevelRole } from './tuf-keys.js';
@@ -18,7 +19,9 @@ const HASH_PREFIXED = /^([0-9a-f]{64})\.(.+)$/;
 /**
  * What devices download, authenticated with their own credentials (HTTP Basic): the TUF
  * metadata chain and the target files it signs. Devices verify everything against the root
- * they pinned at enrollment, so this controller only has to serve bytes faithfully.
+ * they pinned at enrollment, so this controller only has to serve bytes faithfully, to the
+ * devices that may have them (ArtifactAccessPolicy). The signed metadata is one repository for
+ * the whole fleet: it names every target (paths, hashes, sizes), only the bytes are restricted.
  */
 @ApiTags('distribution')
 @ApiBasicAuth()
@@ -32,6 +35,7 @@ export class DistributionController {
     private readonly tuf: TufRepositoryService,
     private readonly models: ModelsService,
     @Inject(ARTIFACT_STORE) private readonly store: ArtifactStore,
+    private readonly access: ArtifactAccessPolicy,
   ) {}
 
   @Get('metadata/:file')
@@ -62,6 +66,13 @@ export class DistributionController {
       if (candidate?.sha256 === prefixed[1]) artifact = candidate;
     }
     if (!artifact) throw new DistributionException(DistributionErrorCode.TargetNotFound, `no target ${model}/${version}/${file}`);
+    // After the lookup: a 404 tells nothing the signed targets metadata does not already list.
+    const deviceId = (req as Request & RequestWithDevice).device?.id ?? '';
+    if (!(await this.access.mayDownload(deviceId, model, version)))
+      throw new DistributionException(
+        DistributionErrorCode.TargetNotAssigned,
+        `device ${deviceId} has no assignment of ${model} ${version} (ARTIFACT_ACCESS=assigned)`,
+      );
     const stat = await this.store.stat(artifact.storageKey);
     if (!stat) {
       this.logger.error(`artifact ${artifact.targetPath} is missing from the store (key ${artifact.storageKey})`);

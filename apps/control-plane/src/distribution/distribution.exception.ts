@@ -9,6 +9,8 @@ export enum DistributionErrorCode {
   InvalidMetadata = 'invalid-metadata',
   StaleMetadata = 'stale-metadata',
   ArtifactMissing = 'artifact-missing',
+  /** ARTIFACT_ACCESS=assigned and the device has no assignment of that version. */
+  TargetNotAssigned = 'target-not-assigned',
 }
 
 const status: Record<DistributionErrorCode, HttpStatus> = {
@@ -19,6 +21,7 @@ const status: Record<DistributionErrorCode, HttpStatus> = {
   [DistributionErrorCode.InvalidMetadata]: HttpStatus.BAD_REQUEST,
   [DistributionErrorCode.StaleMetadata]: HttpStatus.CONFLICT,
   [DistributionErrorCode.ArtifactMissing]: HttpStatus.INTERNAL_SERVER_ERROR,
+  [DistributionErrorCode.TargetNotAssigned]: HttpStatus.FORBIDDEN,
 };
 
 export class DistributionException extends DomainException<DistributionErrorCode> {

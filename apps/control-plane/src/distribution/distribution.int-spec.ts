@@ -74,6 +74,8 @@ describe.each(databaseBackends())('distribution on %s', (backend) => {
     form.append('file', new Blob([artifact]), 'model.onnx');
     const res = await fetch(`${t.baseUrl}/api/v1/models/detector/versions`, { method: 'POST', headers: { authorization: `Bearer ${t.adminKey}` }, body: form });
     expect(res.status).toBe(201);
+    // ARTIFACT_ACCESS=assigned (the default): the device may download only what it was given.
+    await t.app.get(DataSource).query(`INSERT INTO device_models (device_id, model, desired_version) VALUES ($1, 'detector', '1.0.0')`, [DEVICE_ID]);
   });
   afterAll(async () => {
     await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));

@@ -1,6 +1,7 @@
 import { Module } from '@nestjs/common';
 import { DeviceAuthModule } from '../devices/device-auth.module.js';
 import { ModelsModule } from '../models/models.module.js';
+import { ArtifactAccessPolicy } from './artifact-access.js';
 import { DistributionController } from './distribution.controller.js';
 import { TufAdminController } from './tuf-admin.controller.js';
 import { TufModule } from './tuf.module.js';
@@ -13,5 +14,6 @@ import { TufModule } from './tuf.module.js';
 @Module({
   imports: [DeviceAuthModule, ModelsModule, TufModule],
   controllers: [DistributionController, TufAdminController],
+  providers: [ArtifactAccessPolicy],
 })
 export class DistributionModule {}

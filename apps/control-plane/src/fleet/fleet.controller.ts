@@ -1,6 +1,7 @@
 import { Controller, Get } from '@nestjs/common';
 import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
 import { type FleetSummary, FleetService } from './fleet.service.js';
+import { RequireRole } from '../access/access.decorators.js';
 
 @ApiTags('fleet')
 @ApiBearerAuth()
@@ -10,6 +11,7 @@ export class FleetController {
 
   /** Device counts (online/offline) and, per model, how many devices run each version. */
   @Get('summary')
+  @RequireRole('viewer')
   summary(): Promise<FleetSummary> {
     return this.fleet.summary();
   }

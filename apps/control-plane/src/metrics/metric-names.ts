@@ -20,6 +20,8 @@ export const METRIC = {
   desiredSync: 'fleetline_desired_sync_total',
   mqttDenials: 'fleetline_mqtt_denials_total',
   brokerAuth: 'fleetline_broker_auth_total',
+  rateLimited: 'fleetline_rate_limited_total',
+  auditRefusalsDropped: 'fleetline_audit_refusals_dropped_total',
   httpDuration: 'fleetline_http_request_duration_seconds',
   scrapeErrors: 'fleetline_metrics_scrape_errors_total',
 } as const;

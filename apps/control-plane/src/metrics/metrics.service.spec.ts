@@ -7,6 +7,9 @@ import type { DesiredSyncService } from '../devices/sync/desired-sync.service.js
 import { TelemetryIngestMetrics } from '../telemetry/telemetry-ingest.metrics.js';
 import type { FleetMetricsRepository, FleetSnapshot } from './fleet-metrics.repository.js';
 import { MetricsService } from './metrics.service.js';
+import type { RefusalAudit } from '../access/refusal-audit.js';
+import type { AppConfig } from '../infra/config/app-config.js';
+import { SourceLimits } from '../infra/rate-limit/source-limits.js';
 
 const snapshot: FleetSnapshot = {
   devices: { online: 7, offline: 3, decommissioned: 1 },
@@ -52,6 +55,8 @@ function build(load: () => Promise<FleetSnapshot>) {
     devices,
     telemetry,
     sync,
+    new SourceLimits({ rateLimits: { enroll: { burst: 1, perSecond: 1 }, deviceAuthFailures: { burst: 1, perSecond: 1 } } } as unknown as AppConfig),
+    { dropped: 0 } as unknown as RefusalAudit,
   );
   service.onModuleInit();
   return { service, listeners, broker, devices, telemetry };

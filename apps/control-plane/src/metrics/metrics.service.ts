@@ -8,6 +8,8 @@ import { EmbeddedBrokerGateway } from '../infra/mqtt/embedded-broker.gateway.js'
 import { MqttGateway } from '../infra/mqtt/mqtt-gateway.js';
 import { TELEMETRY_REJECT_REASONS } from '../telemetry/telemetry-bounds.js';
 import { TelemetryIngestMetrics } from '../telemetry/telemetry-ingest.metrics.js';
+import { RefusalAudit } from '../access/refusal-audit.js';
+import { SourceLimits } from '../infra/rate-limit/source-limits.js';
 import { CachedSnapshot } from './cached-snapshot.js';
 import { type FleetSnapshot, FleetMetricsRepository } from './fleet-metrics.repository.js';
 import { METRIC } from './metric-names.js';
@@ -57,6 +59,8 @@ export class MetricsService implements OnModuleInit {
     private readonly deviceIngest: DeviceIngestMetrics,
     private readonly telemetryIngest: TelemetryIngestMetrics,
     private readonly desiredSync: DesiredSyncService,
+    private readonly sourceLimits: SourceLimits,
+    private readonly refusalAudit: RefusalAudit,
   ) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
@@ -249,6 +253,29 @@ export class MetricsService implements OnModuleInit {
         },
       });
     }
+
+    // ---- abuse limits (docs/security.md) --------------------------------------------------------
+    const limits = this.sourceLimits;
+    new Counter({
+      name: METRIC.rateLimited,
+      help: 'Requests this replica refused under a per-source-address limit: enroll (HTTP 429), device_auth_http (HTTP 429), device_auth_mqtt (CONNACK 3).',
+      labelNames: ['limit'],
+      registers,
+      collect(this: Counter<'limit'>) {
+        this.reset();
+        for (const [limit, count] of limits.limitedCounts()) this.inc({ limit }, count);
+      },
+    });
+    const refusals = this.refusalAudit;
+    new Counter({
+      name: METRIC.auditRefusalsDropped,
+      help: 'Refused API calls (401/403) not written to the audit log because their source or this replica was over AUDIT_REFUSALS_*.',
+      registers,
+      collect(this: Counter) {
+        this.reset();
+        this.inc(refusals.dropped);
+      },
+    });
 
     // ---- HTTP ------------------------------------------------------------------------------------
     this.httpDuration = new Histogram({

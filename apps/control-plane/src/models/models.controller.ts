@@ -2,10 +2,12 @@ import { Body, Controller, Get, Param, Post, Query, Req } from '@nestjs/common';
 import { ApiBearerAuth, ApiBody, ApiConsumes, ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { Request } from 'express';
 import type { Page } from '../infra/http/keyset-page.js';
+import { Untimed } from '../infra/http/request-timeout.js';
 import { CreateModelDto } from './dto/create-model.dto.js';
 import { PageQueryDto } from './dto/page-query.dto.js';
 import type { ModelSummary } from './models.repository.js';
 import { ModelsService, type VersionView } from './models.service.js';
+import { RequireRole } from '../access/access.decorators.js';
 
 @ApiTags('models')
 @ApiBearerAuth()
@@ -14,22 +16,26 @@ export class ModelsController {
   constructor(private readonly models: ModelsService) {}
 
   @Post()
+  @RequireRole('operator')
   @ApiOperation({ summary: 'Register a model name' })
   create(@Body() dto: CreateModelDto): Promise<ModelSummary> {
     return this.models.createModel(dto.name, dto.description);
   }
 
   @Get()
+  @RequireRole('viewer')
   list(@Query() query: PageQueryDto): Promise<Page<ModelSummary>> {
     return this.models.listModels(query.limit, query.after);
   }
 
   @Get(':name')
+  @RequireRole('viewer')
   get(@Param('name') name: string): Promise<ModelSummary> {
     return this.models.getModel(name);
   }
 
   @Post(':name/versions')
+  @RequireRole('operator')
   @ApiOperation({
     summary: 'Upload a model version',
     description:
@@ -39,6 +45,8 @@ export class ModelsController {
       'store and are published as TUF targets before the version becomes visible.',
   })
   @ApiConsumes('multipart/form-data')
+  // Streams up to MAX_ARTIFACT_BYTES: a multi-gigabyte body outlives HTTP_REQUEST_TIMEOUT_MS.
+  @Untimed()
   @ApiBody({
     schema: {
       type: 'object',
@@ -55,11 +63,13 @@ export class ModelsController {
   }
 
   @Get(':name/versions')
+  @RequireRole('viewer')
   listVersions(@Param('name') name: string, @Query() query: PageQueryDto): Promise<Page<VersionView>> {
     return this.models.listVersions(name, query.limit, query.after);
   }
 
   @Get(':name/versions/:version')
+  @RequireRole('viewer')
   getVersion(@Param('name') name: string, @Param('version') version: string): Promise<VersionView> {
     return this.models.describeVersion(name, version);
   }

@@ -1,7 +1,7 @@
 import { Body, Controller, Get, HttpCode, type MessageEvent, Param, ParseUUIDPipe, Post, Query, Sse } from '@nestjs/common';
 import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
 import { concat, distinctUntilChanged, from, interval, map, merge, Observable, switchMap, takeWhile } from 'rxjs';
-import { CurrentPrincipal, type Principal } from '../access/access.decorators.js';
+import { CurrentPrincipal, RequireRole, type Principal } from '../access/access.decorators.js';
 import type { Page } from '../infra/http/keyset-page.js';
 import { CreateRolloutDto } from './dto/create-rollout.dto.js';
 import { ListRolloutDevicesQueryDto, ListRolloutsQueryDto, PageQueryDto } from './dto/rollout-queries.dto.js';
@@ -25,26 +25,31 @@ export class RolloutsController {
   ) {}
 
   @Post()
+  @RequireRole('operator')
   create(@Body() dto: CreateRolloutDto, @CurrentPrincipal() principal: Principal | undefined): Promise<CreatedRollout> {
     return this.rollouts.create(dto, principal);
   }
 
   @Get()
+  @RequireRole('viewer')
   list(@Query() query: ListRolloutsQueryDto): Promise<Page<RolloutSummary>> {
     return this.rollouts.list(query);
   }
 
   @Get(':id')
+  @RequireRole('viewer')
   get(@Param('id', new ParseUUIDPipe()) id: string): Promise<RolloutDetail> {
     return this.rollouts.describe(id);
   }
 
   @Get(':id/devices')
+  @RequireRole('viewer')
   devices(@Param('id', new ParseUUIDPipe()) id: string, @Query() query: ListRolloutDevicesQueryDto): Promise<Page<RolloutDeviceRow>> {
     return this.rollouts.devices(id, query);
   }
 
   @Get(':id/events')
+  @RequireRole('viewer')
   events(@Param('id', new ParseUUIDPipe()) id: string, @Query() query: PageQueryDto): Promise<Page<RolloutEventRow>> {
     return this.rollouts.events(id, query);
   }
@@ -55,6 +60,7 @@ export class RolloutsController {
    * EventSource cannot send headers: pass the API key as `?key=`.
    */
   @Sse(':id/stream')
+  @RequireRole('viewer')
   stream(@Param('id', new ParseUUIDPipe()) id: string): Observable<MessageEvent> {
     const ticks = new Observable<void>((subscriber) =>
       this.engine.onTick((ids) => {
@@ -73,42 +79,49 @@ export class RolloutsController {
   }
 
   @Post(':id/pause')
+  @RequireRole('operator')
   @HttpCode(200)
   pause(@Param('id', new ParseUUIDPipe()) id: string, @CurrentPrincipal() principal: Principal | undefined): Promise<RolloutDetail> {
     return this.rollouts.pause(id, actorOf(principal));
   }
 
   @Post(':id/resume')
+  @RequireRole('operator')
   @HttpCode(200)
   resume(@Param('id', new ParseUUIDPipe()) id: string, @CurrentPrincipal() principal: Principal | undefined): Promise<RolloutDetail> {
     return this.rollouts.resume(id, actorOf(principal));
   }
 
   @Post(':id/advance')
+  @RequireRole('operator')
   @HttpCode(200)
   advance(@Param('id', new ParseUUIDPipe()) id: string, @CurrentPrincipal() principal: Principal | undefined): Promise<RolloutDetail> {
     return this.rollouts.advance(id, actorOf(principal));
   }
 
   @Post(':id/cancel')
+  @RequireRole('operator')
   @HttpCode(200)
   cancel(@Param('id', new ParseUUIDPipe()) id: string, @CurrentPrincipal() principal: Principal | undefined): Promise<RolloutDetail> {
     return this.rollouts.cancel(id, actorOf(principal));
   }
 
   @Post(':id/abort')
+  @RequireRole('operator')
   @HttpCode(200)
   abort(@Param('id', new ParseUUIDPipe()) id: string, @CurrentPrincipal() principal: Principal | undefined): Promise<RolloutDetail> {
     return this.rollouts.abort(id, actorOf(principal));
   }
 
   @Post(':id/retry')
+  @RequireRole('operator')
   @HttpCode(200)
   retry(@Param('id', new ParseUUIDPipe()) id: string, @CurrentPrincipal() principal: Principal | undefined): Promise<RolloutDetail> {
     return this.rollouts.retry(id, actorOf(principal));
   }
 
   @Post(':id/install')
+  @RequireRole('operator')
   @HttpCode(200)
   install(@Param('id', new ParseUUIDPipe()) id: string, @CurrentPrincipal() principal: Principal | undefined): Promise<RolloutDetail> {
     return this.rollouts.install(id, actorOf(principal));

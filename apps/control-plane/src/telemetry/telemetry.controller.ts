@@ -4,6 +4,7 @@ import { DEVICE_ID_PATTERN, MODEL_NAME_PATTERN } from '@fleetline/protocol';
 import { DeviceTelemetryQueryDto, TelemetryWindowQueryDto, VersionTelemetryQueryDto } from './dto/telemetry-query.dto.js';
 import { TelemetryException, TelemetryErrorCode } from './telemetry.exception.js';
 import { resolveWindow, TelemetryQueryService } from './telemetry-query.service.js';
+import { RequireRole } from '../access/access.decorators.js';
 
 const DEFAULT_BUCKET_SECONDS = 60;
 
@@ -20,6 +21,7 @@ export class TelemetryController {
   constructor(private readonly telemetry: TelemetryQueryService) {}
 
   @Get('models/:model/versions/:version')
+  @RequireRole('viewer')
   @ApiOperation({ summary: 'Totals (inferences, error rate, latency percentiles, predictions, vitals, PSI) and a time series of one model version' })
   version(@Param('model') model: string, @Param('version') version: string, @Query() query: VersionTelemetryQueryDto) {
     const bucket = query.bucket ?? DEFAULT_BUCKET_SECONDS;
@@ -35,18 +37,21 @@ export class TelemetryController {
   }
 
   @Get('models/:model')
+  @RequireRole('viewer')
   @ApiOperation({ summary: 'Per-version totals of a model (canary next to baseline)' })
   model(@Param('model') model: string, @Query() query: TelemetryWindowQueryDto) {
     return this.telemetry.model(checkPath(model, MODEL_NAME_PATTERN, 'model'), resolveWindow(query.from, query.to));
   }
 
   @Get('rollouts/:rolloutId')
+  @RequireRole('viewer')
   @ApiOperation({ summary: "Per-cohort totals of a rollout's model (candidate waves vs baseline) with PSI" })
   rollout(@Param('rolloutId') rolloutId: string, @Query() query: TelemetryWindowQueryDto) {
     return this.telemetry.rollout(rolloutId, resolveWindow(query.from, query.to));
   }
 
   @Get('devices/:deviceId')
+  @RequireRole('viewer')
   @ApiOperation({ summary: 'Per-model totals and time series of one device, from raw samples' })
   device(@Param('deviceId') deviceId: string, @Query() query: DeviceTelemetryQueryDto) {
     const bucket = query.bucket ?? DEFAULT_BUCKET_SECONDS;

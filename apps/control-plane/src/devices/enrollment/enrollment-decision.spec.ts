@@ -89,6 +89,25 @@ describe('decideEnrollments', () => {
     expect(grants).toEqual(new Map([['t', 2]]));
   });
 
+  it('refuses tags the token does not let devices set, without taking a use or the id', () => {
+    const tokens = byHash(['h', token('t', { maxUses: 2, deviceTagKeys: ['camera'] })]);
+    const { decisions, grants } = decideEnrollments(
+      tokens,
+      [
+        { tokenHash: 'h', deviceId: 'x', tagKeys: ['camera', 'ring'] },
+        { tokenHash: 'h', deviceId: 'x', tagKeys: ['camera'] },
+        { tokenHash: 'h', deviceId: 'y', tagKeys: [] },
+      ],
+      new Set(),
+    );
+    expect(codes(decisions)).toEqual([DeviceErrorCode.EnrollmentTagNotAllowed, true, true]);
+    expect(decisions[0]).toMatchObject({ message: expect.stringContaining('ring') });
+    expect(grants).toEqual(new Map([['t', 2]]));
+    // No allow-list: any tag is refused.
+    const none = decideEnrollments(byHash(['n', token('n')]), [{ tokenHash: 'n', deviceId: 'z', tagKeys: ['site'] }], new Set());
+    expect(codes(none.decisions)).toEqual([DeviceErrorCode.EnrollmentTagNotAllowed]);
+  });
+
   it('lets a request use an id that an earlier request of the batch was refused for', () => {
     const tokens = byHash(['full', token('t1', { maxUses: 1, uses: 1 })], ['ok', token('t2')]);
     const { decisions } = decideEnrollments(

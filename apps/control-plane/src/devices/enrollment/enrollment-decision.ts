@@ -10,12 +10,16 @@ export interface TokenSnapshot {
   /** Evaluated by the database (`expires_at <= now()`), so replicas with skewed clocks agree. */
   expired: boolean;
   expiresAt: string | null;
+  /** Tag keys a device may set itself; absent or empty: none. */
+  deviceTagKeys?: readonly string[];
 }
 
 /** One enrollment request of a batch, reduced to what the decision needs. */
 export interface EnrollAttempt {
   tokenHash: string;
   deviceId: string;
+  /** Keys of the tags the device asked for itself. */
+  tagKeys?: readonly string[];
 }
 
 export type EnrollRefusalCode =
@@ -23,6 +27,7 @@ export type EnrollRefusalCode =
   | DeviceErrorCode.EnrollmentTokenRevoked
   | DeviceErrorCode.EnrollmentTokenExpired
   | DeviceErrorCode.EnrollmentTokenUsedUp
+  | DeviceErrorCode.EnrollmentTagNotAllowed
   | DeviceErrorCode.DuplicateDevice;
 
 export type EnrollDecision = { accepted: true; tokenId: string } | { accepted: false; code: EnrollRefusalCode; message: string };
@@ -62,6 +67,18 @@ export function decideEnrollments(tokens: ReadonlyMap<string, TokenSnapshot>, at
         accepted: false,
         code: DeviceErrorCode.EnrollmentTokenUsedUp,
         message: `enrollment token "${token.name}" has been used ${used} of ${token.maxUses} times`,
+      };
+    // Refused rather than dropped: a device that asked for a tag and silently lacks it would be
+    // left out of rollouts targeting it, with nobody told why.
+    const allowedKeys = new Set(token.deviceTagKeys ?? []);
+    const refusedKeys = (attempt.tagKeys ?? []).filter((k) => !allowedKeys.has(k));
+    if (refusedKeys.length > 0)
+      return {
+        accepted: false,
+        code: DeviceErrorCode.EnrollmentTagNotAllowed,
+        message:
+          `enrollment token "${token.name}" does not let devices set the tag${refusedKeys.length > 1 ? 's' : ''} ${refusedKeys.join(', ')}` +
+          ` (allowed: ${allowedKeys.size > 0 ? [...allowedKeys].join(', ') : 'none'}); tags come from the token or an operator`,
       };
     if (liveIds.has(attempt.deviceId) || claimed.has(attempt.deviceId))
       return {

@@ -13,9 +13,13 @@ export class EnrollmentTokenEntity {
   @Column('text', { unique: true })
   tokenHash: string;
 
-  /** Applied to every device enrolled with this token; they win over tags the device asks for (operator-controlled). */
+  /** Applied to every device enrolled with this token; they win over the tags the device sets itself (only keys of deviceTagKeys). */
   @Column('jsonb', { default: {} })
   tags: Tags;
+
+  /** Tag keys an enrolling device may set itself; any other tag it asks for refuses the enrollment. */
+  @Column('text', { array: true, default: () => "'{}'" })
+  deviceTagKeys: string[];
 
   @Column('timestamptz', { nullable: true })
   expiresAt: Date | null;

@@ -7,6 +7,8 @@ export interface EnrollmentTokenView {
   id: string;
   name: string;
   tags: Tags;
+  /** Tag keys an enrolling device may set itself (none by default). */
+  deviceTagKeys: string[];
   expiresAt: string | null;
   maxUses: number | null;
   uses: number;
@@ -21,11 +23,19 @@ export interface LockedEnrollmentToken extends EnrollmentTokenView {
 
 type Row = Record<string, unknown>;
 
+/** text[] as node-postgres (an array) or PGlite (an array, or '{a,b}' on older drivers) returns it. */
+function toTextArray(value: unknown): string[] {
+  if (Array.isArray(value)) return value.map(String);
+  if (typeof value === 'string' && value.startsWith('{') && value.endsWith('}')) return value.length > 2 ? value.slice(1, -1).split(',') : [];
+  return [];
+}
+
 function toView(row: Row): EnrollmentTokenView {
   return {
     id: String(row['id']),
     name: String(row['name']),
     tags: toJson<Tags>(row['tags']) ?? {},
+    deviceTagKeys: toTextArray(row['device_tag_keys']),
     expiresAt: toIso(row['expires_at']),
     maxUses: toNullableNumber(row['max_uses']),
     uses: toNumber(row['uses']),
@@ -34,7 +44,7 @@ function toView(row: Row): EnrollmentTokenView {
   };
 }
 
-const COLUMNS = 'id, name, tags, expires_at, max_uses, uses, created_at, revoked_at';
+const COLUMNS = 'id, name, tags, device_tag_keys, expires_at, max_uses, uses, created_at, revoked_at';
 
 @Injectable()
 export class EnrollmentTokensRepository {
@@ -45,13 +55,15 @@ export class EnrollmentTokensRepository {
     name: string;
     tokenHash: string;
     tags: Tags;
+    deviceTagKeys: string[];
     expiresAt: Date | null;
     maxUses: number | null;
   }): Promise<EnrollmentTokenView> {
     const rows = rowsOf(
       await this.dataSource.query(
-        `INSERT INTO enrollment_tokens (id, name, token_hash, tags, expires_at, max_uses) VALUES ($1, $2, $3, $4::jsonb, $5, $6) RETURNING ${COLUMNS}`,
-        [token.id, token.name, token.tokenHash, JSON.stringify(token.tags), token.expiresAt?.toISOString() ?? null, token.maxUses],
+        `INSERT INTO enrollment_tokens (id, name, token_hash, tags, device_tag_keys, expires_at, max_uses)
+         VALUES ($1, $2, $3, $4::jsonb, $5::text[], $6, $7) RETURNING ${COLUMNS}`,
+        [token.id, token.name, token.tokenHash, JSON.stringify(token.tags), token.deviceTagKeys, token.expiresAt?.toISOString() ?? null, token.maxUses],
       ),
     );
     return toView(rows[0]!);

@@ -1,7 +1,8 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { Injectable } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
 import { formatEnrollmentToken, type Tags } from '@fleetline/protocol';
 import { generateSecret, hashSecret } from '../../access/secret.js';
+import { APP_CONFIG, type AppConfig } from '../../infra/config/app-config.js';
 import { DeviceErrorCode, DeviceException } from '../devices.exception.js';
 import { ModelCatalog } from '../model-catalog.js';
 import { type EnrollmentTokenView, EnrollmentTokensRepository } from './enrollment-tokens.repository.js';
@@ -21,9 +22,24 @@ export class EnrollmentTokensService {
   constructor(
     private readonly tokens: EnrollmentTokensRepository,
     private readonly catalog: ModelCatalog,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
-  async create(input: { name: string; tags?: Tags; expiresInSeconds?: number; maxUses?: number }): Promise<CreatedEnrollmentToken> {
+  /**
+   * A token expires (ENROLLMENT_TOKEN_TTL_SECONDS unless `expiresInSeconds` says otherwise) and
+   * enrolls one device unless `maxUses` says how many or `unlimited` opts out: a leaked token is
+   * then worth little, and a token for a batch of devices is a deliberate choice.
+   */
+  async create(input: {
+    name: string;
+    tags?: Tags;
+    deviceTagKeys?: string[];
+    expiresInSeconds?: number;
+    maxUses?: number;
+    unlimited?: boolean;
+  }): Promise<CreatedEnrollmentToken> {
+    if (input.unlimited === true && input.maxUses !== undefined)
+      throw new DeviceException(DeviceErrorCode.InvalidEnrollmentToken, 'give either maxUses or unlimited: true, not both');
     const secret = generateSecret('fle_');
     const rootSha256 = createHash('sha256')
       .update(await this.catalog.trustedRoot())
@@ -33,8 +49,9 @@ export class EnrollmentTokensService {
       name: input.name,
       tokenHash: hashSecret(secret),
       tags: input.tags ?? {},
-      expiresAt: input.expiresInSeconds !== undefined ? new Date(Date.now() + input.expiresInSeconds * 1000) : null,
-      maxUses: input.maxUses ?? null,
+      deviceTagKeys: [...new Set(input.deviceTagKeys ?? [])],
+      expiresAt: new Date(Date.now() + (input.expiresInSeconds ?? this.config.enrollmentTokenTtlSeconds) * 1000),
+      maxUses: input.unlimited === true ? null : (input.maxUses ?? 1),
     });
     return { ...view, token: formatEnrollmentToken(secret, rootSha256), rootSha256 };
   }

@@ -60,14 +60,15 @@ describe.each(databaseBackends())('group-committed enrollment on %s', (backend) 
     );
 
   beforeAll(async () => {
-    t = await startTestApp(backend);
+    // 10,000 enrollments from one address: this suite is about the group commit, not the per-source limit.
+    t = await startTestApp(backend, { ENROLL_RATE_PER_SECOND: '0' });
     api = apiClient(t.baseUrl, t.adminKey);
     db = t.app.get(DataSource);
   });
   afterAll(() => t.close());
 
   it(`enrolls a burst of ${BURST.toLocaleString('en-US')} devices (${IN_FLIGHT} in flight) without a failure, and MQTT connects are not starved meanwhile`, async () => {
-    const { id: tokenId, token } = await createToken({ name: 'burst', tags: { batch: 'burst' } });
+    const { id: tokenId, token } = await createToken({ name: 'burst', unlimited: true, tags: { batch: 'burst' }, deviceTagKeys: ['n'] });
     // Devices that connect while the burst runs: each first connect is a credential lookup on the
     // same database (on PGlite, the same single backend) the enrollment batches write to.
     const probes: { id: string; secret: string }[] = [];
@@ -164,7 +165,7 @@ describe.each(databaseBackends())('group-committed enrollment on %s', (backend) 
   });
 
   it('answers 503 for the requests of a batch the database refused, with nothing of that batch written', async () => {
-    const { id: tokenId, token } = await createToken({ name: 'failing' });
+    const { id: tokenId, token } = await createToken({ name: 'failing', unlimited: true });
     // A database-side failure for one id makes its whole batch roll back.
     await db.query(`CREATE FUNCTION fail_boom() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN IF NEW.id LIKE 'boom-%' THEN RAISE EXCEPTION 'boom'; END IF; RETURN NEW; END $$`);
@@ -216,7 +217,7 @@ describe.each(databaseBackends())('group-committed enrollment on %s', (backend) 
   });
 
   it('refuses NUL characters before they can fail a batch', async () => {
-    const { token } = await createToken({ name: 'nul' });
+    const { token } = await createToken({ name: 'nul', unlimited: true });
     expect((await enroll({ token, id: 'nul-1', name: 'a\u0000b' })).status).toBe(400);
   });
 });

@@ -8,6 +8,7 @@ import { MqttGateway } from '../../infra/mqtt/mqtt-gateway.js';
 import { TransportSecurity } from '../../infra/tls/transport-security.js';
 import { DeviceCredentialVerifier } from '../device-credential-verifier.service.js';
 import { DeviceException } from '../devices.exception.js';
+import { assertNotReserved } from '../reserved-device-id.js';
 import type { NewDevice } from '../devices.repository.js';
 import { ModelCatalog } from '../model-catalog.js';
 import { enrollmentCredentials } from './enrollment-credentials.js';
@@ -32,7 +33,7 @@ interface PendingEnrollment {
   tokenHash: string;
   /** The device row without its token; the token id is known only once the batch has locked it. */
   device: Omit<NewDevice, 'enrollmentTokenId'>;
-  /** Requested tags; the token's tags are merged over them (operator-controlled, they win). */
+  /** Requested tags, only keys the token allows (else refused); the token's tags are merged over them (they win). */
   tags: NewDevice['tags'];
 }
 
@@ -87,6 +88,7 @@ export class EnrollmentService implements OnModuleDestroy {
     }
     const secret = generateSecret('fld_');
     const id = request.id ?? `dev-${randomBytes(10).toString('hex')}`;
+    assertNotReserved(id);
     const pending: PendingEnrollment = {
       tokenHash: hashSecret(token.secret),
       tags: request.tags ?? {},
@@ -160,7 +162,7 @@ export class EnrollmentService implements OnModuleDestroy {
     const live = await this.devices.liveIds(manager, candidateIds);
     const { decisions, grants } = decideEnrollments(
       tokens,
-      batch.map((p) => ({ tokenHash: p.tokenHash, deviceId: p.device.id })),
+      batch.map((p) => ({ tokenHash: p.tokenHash, deviceId: p.device.id, tagKeys: Object.keys(p.tags) })),
       live,
     );
     const rows: NewDevice[] = [];

@@ -47,4 +47,15 @@ describe('loadConfig', () => {
     expect(config.mqtt).toMatchObject({ kind: 'embedded', plain: true });
     expect(config.mqtt).not.toHaveProperty('tlsPort');
   });
+
+  it('has safe API and enrollment defaults, and refuses bad values of their settings', () => {
+    const config = loadConfig({});
+    expect(config.httpLimits).toEqual({ jsonBytes: 1024 * 1024, requestTimeoutMs: 60_000, trustProxy: undefined });
+    expect(config.rateLimits.enroll).toEqual({ perSecond: 5, burst: 100 });
+    expect(config.enrollmentTokenTtlSeconds).toBe(7 * 86_400);
+    expect(config.artifactAccess).toBe('assigned');
+    expect(() => loadConfig({ ARTIFACT_ACCESS: 'everyone' })).toThrow(/ARTIFACT_ACCESS/);
+    expect(() => loadConfig({ HTTP_JSON_LIMIT_BYTES: '10' })).toThrow(/HTTP_JSON_LIMIT_BYTES/);
+    expect(() => loadConfig({ ENROLL_RATE_PER_SECOND: '-1' })).toThrow(/ENROLL_RATE_PER_SECOND/);
+  });
 });

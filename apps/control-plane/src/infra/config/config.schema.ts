@@ -129,6 +129,51 @@ export const envSchema = z.object({
     .int()
     .min(1)
     .default(10 * 1024 * 1024 * 1024),
+  /**
+   * Largest JSON request body, in bytes. Parsed before authentication, so it bounds what an
+   * anonymous caller can make the process buffer. Uploads stream and use MAX_ARTIFACT_BYTES instead.
+   */
+  HTTP_JSON_LIMIT_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .max(256 * 1024 * 1024)
+    .default(1024 * 1024),
+  /**
+   * Milliseconds a request may take from its first byte to its answer (a slow body included);
+   * then it is answered 408 and its connection closed. Uploads and Server-Sent Events streams are exempt.
+   */
+  HTTP_REQUEST_TIMEOUT_MS: z.coerce.number().int().min(100).max(3_600_000).default(60_000),
+  /**
+   * Express "trust proxy": which proxies' X-Forwarded-For names the client. Unset: the socket's
+   * peer is the source address of the per-source rate limits. Behind a load balancer set it (e.g.
+   * "loopback", "10.0.0.0/8", or a hop count), or every device counts as the balancer's address.
+   */
+  HTTP_TRUST_PROXY: optionalString,
+  /** Enrollment requests per second per source address (0: no limit), and the burst allowed. */
+  ENROLL_RATE_PER_SECOND: z.coerce.number().min(0).max(100_000).default(5),
+  ENROLL_RATE_BURST: z.coerce.number().int().min(1).max(1_000_000).default(100),
+  /** Failed device authentications (HTTP and embedded MQTT) per second per source address (0: no limit), and the burst. */
+  DEVICE_AUTH_FAILURES_PER_SECOND: z.coerce.number().min(0).max(100_000).default(0.2),
+  DEVICE_AUTH_FAILURES_BURST: z.coerce.number().int().min(1).max(1_000_000).default(20),
+  /** Refused API calls (401/403) written to the audit log per second per source address, and the burst; the rest are counted. */
+  AUDIT_REFUSALS_PER_SECOND: z.coerce.number().min(0).max(100_000).default(1),
+  AUDIT_REFUSALS_BURST: z.coerce.number().int().min(1).max(1_000_000).default(20),
+  /**
+   * Seconds an enrollment token lives unless its creator says otherwise (expiresInSeconds).
+   * Default 7 days.
+   */
+  ENROLLMENT_TOKEN_TTL_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(60)
+    .max(10 * 365 * 86_400)
+    .default(7 * 86_400),
+  /**
+   * Which artifacts a device may download: `assigned` (versions it has desired or active, or that
+   * an active rollout targets it with) or `fleet` (every artifact, the behaviour before 0.2).
+   */
+  ARTIFACT_ACCESS: z.enum(['assigned', 'fleet']).default('assigned'),
   /** Seconds between rollout engine ticks. */
   ROLLOUT_TICK_SECONDS: z.coerce.number().min(0.1).max(3600).default(2),
   /** Days of raw telemetry kept. */
@@ -155,6 +200,11 @@ export interface TelemetryLimits {
   maxClockSkewSeconds: number;
   maxSeqGap: number;
   deviceWeightFactor: number;
+}
+
+interface Bucket {
+  burst: number;
+  perSecond: number;
 }
 
 export interface AppConfig {
@@ -190,6 +240,12 @@ export interface AppConfig {
   /** Secret of the broker-facing auth endpoints; undefined disables them. */
   brokerAuthSecret?: string;
   maxArtifactBytes: number;
+  /** Request limits of the HTTP API (see HTTP_JSON_LIMIT_BYTES, HTTP_REQUEST_TIMEOUT_MS). */
+  httpLimits: { jsonBytes: number; requestTimeoutMs: number; trustProxy?: string };
+  /** Per-source token buckets of this replica. */
+  rateLimits: { enroll: Bucket; deviceAuthFailures: Bucket; auditRefusals: Bucket };
+  enrollmentTokenTtlSeconds: number;
+  artifactAccess: 'assigned' | 'fleet';
   rolloutTickSeconds: number;
   telemetryRetentionDays: number;
   telemetryLimits: TelemetryLimits;
@@ -247,6 +303,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     adminKey: e.FLEET_ADMIN_KEY,
     brokerAuthSecret: e.BROKER_AUTH_SECRET,
     maxArtifactBytes: e.MAX_ARTIFACT_BYTES,
+    httpLimits: { jsonBytes: e.HTTP_JSON_LIMIT_BYTES, requestTimeoutMs: e.HTTP_REQUEST_TIMEOUT_MS, trustProxy: e.HTTP_TRUST_PROXY },
+    rateLimits: {
+      enroll: { perSecond: e.ENROLL_RATE_PER_SECOND, burst: e.ENROLL_RATE_BURST },
+      deviceAuthFailures: { perSecond: e.DEVICE_AUTH_FAILURES_PER_SECOND, burst: e.DEVICE_AUTH_FAILURES_BURST },
+      auditRefusals: { perSecond: e.AUDIT_REFUSALS_PER_SECOND, burst: e.AUDIT_REFUSALS_BURST },
+    },
+    enrollmentTokenTtlSeconds: e.ENROLLMENT_TOKEN_TTL_SECONDS,
+    artifactAccess: e.ARTIFACT_ACCESS,
     rolloutTickSeconds: e.ROLLOUT_TICK_SECONDS,
     telemetryRetentionDays: e.TELEMETRY_RETENTION_DAYS,
     telemetryLimits: {

@@ -40,6 +40,7 @@ export interface EmbeddedBrokerOptions {
 const REPLICA_DEAD_AFTER_MS = 30_000;
 
 /** MQTT 3.1.1 §3.2.2.3 CONNACK return codes aedes passes through. */
+const CONNACK_SERVER_UNAVAILABLE = 3;
 const CONNACK_BAD_CREDENTIALS = 4;
 const CONNACK_NOT_AUTHORIZED = 5;
 
@@ -103,11 +104,17 @@ export class EmbeddedBrokerGateway extends MqttGateway {
         password: Readonly<Buffer> | undefined,
         done: (error: AuthenticateError | null, success: boolean | null) => void,
       ) => {
+        const source = clientAddress(client);
+        const limit = authenticator.connectLimit;
         const refuse = (code: number, reason: string): void => {
           this.metrics.denied('connect', reason);
+          // Every refused CONNECT but a rate-limited one takes from the source's failure bucket.
+          if (code !== CONNACK_SERVER_UNAVAILABLE) limit?.failed(source);
           const error = Object.assign(new Error(reason), { returnCode: code }) as AuthenticateError;
           done(error, false);
         };
+        // "Server unavailable" is the refusal MQTT 3.1.1 has for "not now": clients back off and retry.
+        if (limit && limit.check(source) > 0) return refuse(CONNACK_SERVER_UNAVAILABLE, 'too many failed connects from this address');
         // The client id is the device id: binding them here is what makes per-device ACLs sound.
         if (!isValidDeviceId(client.id)) return refuse(CONNACK_BAD_CREDENTIALS, 'client id is not a device id');
         if (username !== undefined && username !== client.id) return refuse(CONNACK_BAD_CREDENTIALS, 'username must equal the client id');
@@ -453,4 +460,10 @@ function listen(server: Server, port: number, host: string): Promise<number> {
       resolve(typeof address === 'object' && address ? address.port : port);
     });
   });
+}
+
+/** The peer address of a connection (TCP socket, or the HTTP upgrade request of a WebSocket). */
+function clientAddress(client: Client): string {
+  const c = client as unknown as { conn?: { remoteAddress?: string }; req?: { socket?: { remoteAddress?: string } } };
+  return c.conn?.remoteAddress ?? c.req?.socket?.remoteAddress ?? 'unknown';
 }

@@ -38,6 +38,11 @@ export interface ConnectionEvent {
 /** Decides whether a client may connect. Registered by the devices feature (embedded broker only). */
 export interface BrokerAuthenticator {
   authenticate(clientId: string, username: string | undefined, password: Buffer | undefined): Promise<boolean>;
+  /**
+   * Per-source limit of failed CONNECTs (optional): `check` answers 0 to go on or the
+   * milliseconds the source must wait; `failed` records a refused CONNECT of the source.
+   */
+  connectLimit?: { check(source: string): number; failed(source: string): void };
 }
 
 export abstract class MqttGateway {
