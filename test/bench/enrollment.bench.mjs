@@ -105,7 +105,8 @@ async function benchControlPlane() {
   const agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY });
   try {
     const api = adminApi(cp.baseUrl, cp.adminKey);
-    const token = await api.token('bench', { fleet: 'bench' });
+    // Each device sets tag `n` itself, so the token allows that key.
+    const token = await api.token('bench', { fleet: 'bench' }, ['n']);
     const probes = [];
     for (let i = 0; i < PROBES; i++) {
       const creds = await api.call('POST', '/api/v1/devices', { id: `probe-${i}` });

@@ -266,7 +266,7 @@ async function main() {
       token,
       devices: DEVICES,
       workers: PROCESSES,
-      tags: { fleet: tag },
+      // The token carries the fleet tag: devices may not tag themselves.
       telemetryIntervalSeconds: TELEMETRY_INTERVAL,
       download: 'full',
       idPrefix: tag,
