@@ -117,7 +117,9 @@ async function cmdEnroll(argv: string[]): Promise<number> {
   // Plain HTTP to this machine is local development (or a proxy on the same host); anything else crossed a network.
   if (target.protocol === 'http:' && !/^(localhost|127\.[\d.]+|\[::1\])$/i.test(target.hostname)) {
     // Trust on first use of the CA: whoever answered this request chose the CA the device pins.
-    process.stderr.write('warning: enrolled over plain HTTP; the CA (and, without a root pin, the TUF root) were not authenticated. Enroll over https:// with --ca-file.\n');
+    process.stderr.write(
+      'warning: enrolled over plain HTTP; the CA (and, without a root pin, the TUF root) were not authenticated. Enroll over https:// with --ca-file.\n',
+    );
   }
   await saveCredentials(dataDir, creds);
   process.stdout.write(`enrolled as ${creds.deviceId}; credentials stored in ${dataDir}\n`);

@@ -11,5 +11,11 @@ import { EnrollmentTokenTagKeys1764237300000 } from './migrations/1764237300000-
 /** Entities and migrations of the devices feature (collected by infra/database/schema.registry.ts). */
 export const devicesSchema: FeatureSchema = {
   entities: [DeviceEntity, DeviceModelEntity, EnrollmentTokenEntity],
-  migrations: [Devices1764231000000, DeviceModelReportSeq1764235100000, DeviceChannel1764235200000, DeviceModelVariant1764236400001, EnrollmentTokenTagKeys1764237300000],
+  migrations: [
+    Devices1764231000000,
+    DeviceModelReportSeq1764235100000,
+    DeviceChannel1764235200000,
+    DeviceModelVariant1764236400001,
+    EnrollmentTokenTagKeys1764237300000,
+  ],
 };
