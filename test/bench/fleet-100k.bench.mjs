@@ -18,7 +18,7 @@
 //      BENCH_SOURCE_ADDRESSES (devices / 4000), BENCH_CONNECT_CONCURRENCY (per process, 200),
 //      BENCH_ENROLL_CONCURRENCY (per process, 100), BENCH_SIM_NODE_FLAGS (simulator workers' node flags, --heap-growing-percent=20),
 //      BENCH_TELEMETRY_INTERVAL (s, 30),
-//      BENCH_TELEMETRY_WINDOW (s after the rollout, 60), BENCH_SKIP_RAW=1,
+//      BENCH_TELEMETRY_WINDOW (s after the rollout, 60), BENCH_ROLLOUT_TIMEOUT (s, the phase bound), BENCH_SKIP_RAW=1,
 //      DATABASE_URL (base, postgres://postgres@127.0.0.1:5432/test; a scratch database is made),
 //      REDIS_URL (redis://127.0.0.1:6379) with BENCH_REDIS_DB (logical database for keys, 13).
 import { fork } from 'node:child_process';
@@ -66,6 +66,8 @@ const REDIS_BASE = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
 const REDIS_DB = Number(process.env.BENCH_REDIS_DB ?? 13);
 // Bounds of every wait, scaled with the fleet (a 2,000-device smoke run fails fast).
 const PHASE_TIMEOUT_MS = Math.max(180_000, DEVICES * 12);
+// The rollout's bound (BENCH_ROLLOUT_TIMEOUT seconds); past it the run records how far it got and goes on.
+const ROLLOUT_TIMEOUT_MS = Number(process.env.BENCH_ROLLOUT_TIMEOUT ?? PHASE_TIMEOUT_MS / 1000) * 1000;
 const self = fileURLToPath(import.meta.url);
 const dist = (path) => pathToFileURL(join(root, path)).href;
 
@@ -327,19 +329,26 @@ async function main() {
     });
     let detail = rollout;
     let lastLog = 0;
-    await until(
-      async () => {
-        detail = await api.call('GET', `/api/v1/rollouts/${rollout.id}`);
-        if (Date.now() - lastLog > 10_000) {
-          lastLog = Date.now();
-          log(`rollout ${detail.state} ${JSON.stringify(detail.counts)}`);
-        }
-        return detail.finishedAt !== null;
-      },
-      PHASE_TIMEOUT_MS,
-      'rollout finished',
-      1000,
-    );
+    try {
+      await until(
+        async () => {
+          detail = await api.call('GET', `/api/v1/rollouts/${rollout.id}`);
+          if (Date.now() - lastLog > 10_000) {
+            lastLog = Date.now();
+            log(`rollout ${detail.state} ${JSON.stringify(detail.counts)}`);
+          }
+          return detail.finishedAt !== null;
+        },
+        ROLLOUT_TIMEOUT_MS,
+        'rollout finished',
+        1000,
+      );
+    } catch (err) {
+      // A rollout slower than its bound is a missed target, not the end of the run: the telemetry,
+      // storm and raw-baseline phases still measure the rest, and the table says "not met".
+      log(`rollout not finished within ${ROLLOUT_TIMEOUT_MS / 1000} s (${err instanceof Error ? err.message : String(err)}); carrying on`);
+      detail = await api.call('GET', `/api/v1/rollouts/${rollout.id}`);
+    }
     const rolloutSeconds = (Date.now() - rolloutStarted) / 1000;
     cpuByPhase.rollout = cpu.stop();
     const onNewVersion = Number((await sql(`SELECT count(*) AS n FROM device_models WHERE model = 'counter' AND active_version = '2.0.0'`)).n);
