@@ -189,7 +189,7 @@ describe.each(databaseBackends())('group-committed enrollment on %s', (backend) 
   });
 
   it('hands out tokens that pin the current TUF root, and refuses a pin it never published before creating anything', async () => {
-    const { id: tokenId, token, rootSha256 } = await createToken({ name: 'pinned' });
+    const { id: tokenId, token, rootSha256 } = await createToken({ name: 'pinned', maxUses: 10 });
     const current = ((await db.query(`SELECT json FROM tuf_metadata WHERE role = 'root' ORDER BY version DESC LIMIT 1`)) as { json: string }[])[0]!.json;
     expect(rootSha256).toBe(createHash('sha256').update(current).digest('hex'));
     expect(token).toBe(`${parseEnrollmentToken(token).secret}.${rootSha256.slice(0, 32)}`);
