@@ -347,7 +347,11 @@ async function main() {
       // A rollout slower than its bound is a missed target, not the end of the run: the telemetry,
       // storm and raw-baseline phases still measure the rest, and the table says "not met".
       log(`rollout not finished within ${ROLLOUT_TIMEOUT_MS / 1000} s (${err instanceof Error ? err.message : String(err)}); carrying on`);
-      detail = await api.call('GET', `/api/v1/rollouts/${rollout.id}`);
+      // The last answer stands if the API cannot answer now either (that too is a finding to report).
+      detail = await api.call('GET', `/api/v1/rollouts/${rollout.id}`).catch((e) => {
+        log(`rollout detail unavailable after the bound: ${e instanceof Error ? e.message : String(e)}`);
+        return detail;
+      });
     }
     const rolloutSeconds = (Date.now() - rolloutStarted) / 1000;
     cpuByPhase.rollout = cpu.stop();
