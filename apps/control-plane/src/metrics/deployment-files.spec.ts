@@ -43,7 +43,9 @@ describe('docker/ deployment files', () => {
       expect(env['MQTT_URL']).toBe('mqtt://mosquitto:1883');
       expect(env['MQTT_USERNAME']).toBe('fleetline-cp');
       expect(env['MQTT_SHARED_GROUP']).toMatch(/^[A-Za-z0-9_-]+$/);
-      expect(env['DATABASE_URL']).toMatch(/^postgres:\/\/.*@postgres:5432\//);
+      // The database URL is built in the container from the generated password, never in the file.
+      expect(env['DATABASE_URL']).toBeUndefined();
+      expect(([] as string[]).concat(services[name]!.command ?? []).join(' ')).toMatch(/DATABASE_URL="postgres:\/\/.*@postgres:5432\//);
       expect(services[name]!.build?.dockerfile).toBe('docker/Dockerfile');
     }
     for (const [name, service] of Object.entries(services)) {
@@ -68,7 +70,8 @@ describe('docker/ deployment files', () => {
       const env = service.environment!;
       expect(env['REDIS_URL']).toBe('redis://redis:6379');
       expect(env['MQTT_URL']).toBeUndefined();
-      expect(env['DATABASE_URL']).toMatch(/^postgres:\/\/.*@postgres:5432\//);
+      expect(env['DATABASE_URL']).toBeUndefined();
+      expect(([] as string[]).concat(service.command ?? []).join(' ')).toMatch(/DATABASE_URL="postgres:\/\/.*@postgres:5432\//);
       ids.add(env['REPLICA_ID']!);
       // The same broker list everywhere: three TLS addresses, one per replica.
       expect(env['MQTT_PUBLIC_URL']).toBe(services['replica-1']!.environment!['MQTT_PUBLIC_URL']);
@@ -79,15 +82,19 @@ describe('docker/ deployment files', () => {
     expect(ids.size).toBe(3);
   });
 
-  it('compose: no default broker password, secrets generated on first start, no plaintext MQTT port unless asked for', () => {
+  it('compose: no default password anywhere, secrets generated on first start, no plaintext MQTT port unless asked for', () => {
     const text = read('compose.yaml');
     expect(text).not.toMatch(/change-me/i);
+    // No password with a fallback value (`${X_PASSWORD:-...}`), nor one spelled out in a URL.
+    expect(text).not.toMatch(/PASSWORD:-/);
+    expect(text).not.toMatch(/postgres:\/\/[^:\s]+:[^@$\s]+@/);
     const { services } = yamlFile('compose.yaml') as { services: Record<string, ComposeService> };
     for (const [name, service] of Object.entries(services)) {
       // Neither password may come from the compose file or the environment with a default.
       expect({
         name,
-        env: Object.keys(service.environment ?? {}).filter((k) => /PASSWORD|SECRET/.test(k) && k !== 'POSTGRES_PASSWORD' && k !== 'GF_SECURITY_ADMIN_PASSWORD'),
+        // Only *_FILE settings, which name a generated file, may carry a password.
+        env: Object.keys(service.environment ?? {}).filter((k) => /PASSWORD|SECRET/.test(k) && !/_FILE$/.test(k)),
       }).toEqual({ name, env: [] });
       // A published 1883 (plaintext MQTT) exists only behind the mqtt-plaintext profile.
       const plaintext = (service.ports ?? []).filter((port) => /(^|:)1883$/.test(port.replace(/'/g, '')));
@@ -95,7 +102,30 @@ describe('docker/ deployment files', () => {
     }
     const init = (services['broker-secrets']?.entrypoint ?? []).join('\n');
     expect(init).toContain('/dev/urandom');
-    for (const file of ['cp-password', 'broker-auth-secret', 'mosquitto.d/go-auth-host.conf', 'tls/server.crt', 'tls/server.key']) expect(init).toContain(file);
+    for (const file of [
+      'cp-password',
+      'broker-auth-secret',
+      'postgres-password',
+      'grafana-admin-password',
+      'mosquitto.d/go-auth-host.conf',
+      'tls/server.crt',
+      'tls/server.key',
+    ])
+      expect(init).toContain(file);
+    // Every service that uses a generated secret mounts the volume and waits for the generator.
+    for (const name of ['postgres', 'grafana', 'control-plane-1', 'replica-1']) {
+      const service = services[name]!;
+      expect({ name, mounted: (service.volumes ?? []).some((v) => v.startsWith('broker-secrets:/run/fleetline-broker')) }).toEqual({ name, mounted: true });
+    }
+    expect(services['postgres']?.environment?.['POSTGRES_PASSWORD_FILE']).toBe('/run/fleetline-broker/postgres-password');
+    expect(services['grafana']?.environment?.['GF_SECURITY_ADMIN_PASSWORD__FILE']).toBe('/run/fleetline-broker/grafana-admin-password');
+    for (const name of ['replica-1', 'replica-2', 'replica-3']) {
+      const command = ([] as string[])
+        .concat(services[name]!.command ?? [])
+        .join(' ')
+        .replaceAll('$$', '$');
+      expect(command).toContain('DATABASE_URL="postgres://fleetline:$(cat /run/fleetline-broker/postgres-password)@postgres:5432/fleetline"');
+    }
     // Generated once: an existing secret is kept (a restart must not lock the replicas out).
     expect(init).toMatch(/\[ -s "\$\$d\/cp-password" \] \|\|/);
     expect(init).toContain('auth_opt_http_host fleetline-broker:%s@control-plane');
