@@ -11,7 +11,7 @@ import { inMaintenanceWindow, nextWindowOpening } from './planning/maintenance-w
 import { assessWave, decideWave, type WaveAssessment } from './planning/wave-conditions.js';
 import { rampAllowance } from './planning/wave-math.js';
 import { type NewEvent, RolloutRepository, type RolloutRow, type WaveRow } from './rollout.repository.js';
-import { RolloutReportFollower } from './rollout-report-follower.js';
+import { eventsOf, RolloutReportFollower } from './rollout-report-follower.js';
 
 /** Devices selected, assigned and published per batch. */
 export const NOTIFY_BATCH = 5_000;
@@ -167,7 +167,7 @@ export class RolloutEngine implements OnApplicationBootstrap, OnModuleDestroy {
     let r = initial;
     const now = new Date();
     if (r.state === 'rolling-back') return this.rollbackStep(r);
-    if (r.state === 'completed' || r.state === 'cancelled') return this.followFinished(r);
+    if (r.state === 'completed' || r.state === 'cancelled') return this.syncDevices(r, true);
     if (r.state === 'scheduled') {
       if (r.startAt.getTime() > now.getTime()) return;
       await this.repo.startWave(
@@ -214,58 +214,26 @@ export class RolloutEngine implements OnApplicationBootstrap, OnModuleDestroy {
     return this.due(this.lastTimeoutCheck, r.id, Math.min(TIMEOUT_CHECK_MS, r.spec.timeoutSeconds * 100));
   }
 
-  private async syncDevices(r: RolloutRow): Promise<void> {
-    const changed = this.due(this.lastSweep, r.id, REPORT_SWEEP_MS) ? await this.repo.syncReports(r.id, r.model) : [];
-    const events: NewEvent[] = [];
-    const failed = changed.filter((c) => c.state === 'failed');
-    if (failed.length > 0) {
-      const codes: Record<string, number> = {};
-      for (const f of failed) codes[f.failureCode ?? 'unknown'] = (codes[f.failureCode ?? 'unknown'] ?? 0) + 1;
-      events.push({ type: 'devices-failed', wave: r.currentWave, message: `${failed.length} devices reported failure`, data: { count: failed.length, codes } });
-    }
-    const refused = changed.filter((c) => c.state === 'skipped').length;
-    if (refused > 0)
-      events.push({
-        type: 'devices-incompatible',
-        wave: r.currentWave,
-        message: `${refused} devices refused the version as incompatible (skipped)`,
-        data: { count: refused },
-      });
-    const retried = await this.repo.scheduleRetries(r.id, TRANSIENT_FAILURE_CODES, r.spec.retries.max, r.spec.retries.backoffSeconds);
-    if (retried > 0) {
-      events.push({
-        type: 'retries-scheduled',
-        wave: r.currentWave,
-        message: `${retried} devices with transient failures will be retried`,
-        data: { count: retried, backoffSeconds: r.spec.retries.backoffSeconds, maxRetries: r.spec.retries.max },
-      });
-    }
-    const timedOut = this.timeoutDue(r) ? await this.repo.timeOut(r.id, r.spec.timeoutSeconds) : 0;
-    if (timedOut > 0)
-      events.push({
-        type: 'devices-timed-out',
-        wave: r.currentWave,
-        message: `${timedOut} devices timed out after ${r.spec.timeoutSeconds} s`,
-        data: { count: timedOut, timeoutSeconds: r.spec.timeoutSeconds },
-      });
-    await this.repo.insertEvents(undefined, r.id, events);
-  }
-
   /**
-   * A finished rollout tells no one and retries nothing, but devices it already told are still
-   * installing: their reports are applied and silent ones time out, so every row ends terminal.
+   * Device bookkeeping of one tick: the periodic sweep of reports the follower missed (with the
+   * same events it records), retries, and timeouts. A finished rollout (completed at its success
+   * threshold, or cancelled) tells no one and retries nothing, but devices it already told are
+   * still installing: their reports are applied and silent ones time out, so every row ends terminal.
    */
-  private async followFinished(r: RolloutRow): Promise<void> {
+  private async syncDevices(r: RolloutRow, finished = false): Promise<void> {
     const changed = this.due(this.lastSweep, r.id, REPORT_SWEEP_MS) ? await this.repo.syncReports(r.id, r.model) : [];
-    const events: NewEvent[] = [];
-    const failed = changed.filter((c) => c.state === 'failed').length;
-    if (failed > 0)
-      events.push({
-        type: 'devices-failed',
-        wave: r.currentWave,
-        message: `${failed} devices reported failure after the rollout finished`,
-        data: { count: failed },
-      });
+    const events: NewEvent[] = eventsOf(changed.map((c) => ({ ...c, rolloutId: r.id, wave: r.currentWave }))).get(r.id) ?? [];
+    if (!finished) {
+      const retried = await this.repo.scheduleRetries(r.id, TRANSIENT_FAILURE_CODES, r.spec.retries.max, r.spec.retries.backoffSeconds);
+      if (retried > 0) {
+        events.push({
+          type: 'retries-scheduled',
+          wave: r.currentWave,
+          message: `${retried} devices with transient failures will be retried`,
+          data: { count: retried, backoffSeconds: r.spec.retries.backoffSeconds, maxRetries: r.spec.retries.max },
+        });
+      }
+    }
     const timedOut = this.timeoutDue(r) ? await this.repo.timeOut(r.id, r.spec.timeoutSeconds) : 0;
     if (timedOut > 0)
       events.push({
