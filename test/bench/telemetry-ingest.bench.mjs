@@ -43,11 +43,15 @@ function log(line) {
   process.stderr.write(`[bench] ${line}\n`);
 }
 
-/** One device's messages: one per minute interval going back in time, as an agent flushing its outbox would. */
+/**
+ * One device's messages: consecutive one-minute intervals, oldest first with rising seq, ending now,
+ * as an agent flushing its outbox would send them (the ingest refuses a new seq for an interval the
+ * device already reported).
+ */
 function messagesFor(deviceIndex, now) {
   const out = [];
   for (let seq = 0; seq < PER_DEVICE; seq++) {
-    const end = new Date(now - (seq % 120) * 60_000 - 1000);
+    const end = new Date(now - (PER_DEVICE - seq) * 60_000);
     const count = 50 + ((seq * 7 + deviceIndex) % 50);
     const buckets = new Array(LATENCY_BUCKET_COUNT).fill(0);
     buckets[latencyBucketIndex(10 + (seq % 30))] = count - 5;
