@@ -12,7 +12,20 @@
 // Exit code 1 when memory is not flat, a rollout did not complete, or a device is missing at the end.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { adminApi, agentMain, cleanEnv, log, mb, procMemory, sleep, startControlPlane, stopChild, treeRss, until, writeResult } from './helpers/agent-bench-util.mjs';
+import {
+  adminApi,
+  agentMain,
+  cleanEnv,
+  log,
+  mb,
+  procMemory,
+  sleep,
+  startControlPlane,
+  stopChild,
+  treeRss,
+  until,
+  writeResult,
+} from './helpers/agent-bench-util.mjs';
 
 const MINUTES = Number(process.env.SOAK_MINUTES ?? 60);
 const DEVICES = Number(process.env.SOAK_DEVICES ?? 1000);
@@ -51,7 +64,22 @@ try {
   const token = await api.token('soak', { fleet: 'soak' });
   sim = spawn(
     process.execPath,
-    [agentMain, 'simulate', '--server', cp.baseUrl, '--token', token, '--devices', String(DEVICES), '--workers', '2', '--telemetry-interval', '10', '--id-prefix', 'soak'],
+    [
+      agentMain,
+      'simulate',
+      '--server',
+      cp.baseUrl,
+      '--token',
+      token,
+      '--devices',
+      String(DEVICES),
+      '--workers',
+      '2',
+      '--telemetry-interval',
+      '10',
+      '--id-prefix',
+      'soak',
+    ],
     { env: cleanEnv(), stdio: ['ignore', 'ignore', 'pipe'] },
   );
   sim.stderr.on('data', (d) => (simErr = (simErr + d.toString()).slice(-20_000)));
@@ -69,7 +97,12 @@ try {
     if (sim.exitCode !== null) throw new Error(`simulator exited with ${sim.exitCode}:\n${simErr.slice(-3000)}`);
     if (Date.now() >= nextSample) {
       nextSample += SAMPLE_MS;
-      const s = { t: Math.round((Date.now() - started) / 1000), cpRss: procMemory(cp.child.pid).rss, cpHeap: await heapUsed(cp.baseUrl), simRss: treeRss(sim.pid) };
+      const s = {
+        t: Math.round((Date.now() - started) / 1000),
+        cpRss: procMemory(cp.child.pid).rss,
+        cpHeap: await heapUsed(cp.baseUrl),
+        simRss: treeRss(sim.pid),
+      };
       samples.push(s);
       log(`t=${s.t}s control plane ${mb(s.cpRss)} MB (heap ${mb(s.cpHeap)} MB), simulator ${mb(s.simRss)} MB`);
     }
@@ -99,9 +132,17 @@ try {
   const flat = result.controlPlaneRss.growthPercent <= FLAT_PERCENT && result.controlPlaneHeap.growthPercent <= FLAT_PERCENT;
   result.flat = flat;
   if (!flat || online < DEVICES) exitCode = 1;
-  console.log(`Soak: ${MINUTES} min, ${DEVICES} devices, ${result.rollouts.length} rollouts (${result.rollouts.filter((r) => r.state === 'completed').length} completed), ${online} online at the end`);
-  for (const [name, f] of Object.entries({ 'control-plane RSS': result.controlPlaneRss, 'control-plane heap': result.controlPlaneHeap, 'simulator RSS': result.simulatorRss }))
-    console.log(`${name.padEnd(20)} first quarter ${mb(f.firstQuarterMean)} MB -> last quarter ${mb(f.lastQuarterMean)} MB (${f.growthPercent >= 0 ? '+' : ''}${f.growthPercent} %)`);
+  console.log(
+    `Soak: ${MINUTES} min, ${DEVICES} devices, ${result.rollouts.length} rollouts (${result.rollouts.filter((r) => r.state === 'completed').length} completed), ${online} online at the end`,
+  );
+  for (const [name, f] of Object.entries({
+    'control-plane RSS': result.controlPlaneRss,
+    'control-plane heap': result.controlPlaneHeap,
+    'simulator RSS': result.simulatorRss,
+  }))
+    console.log(
+      `${name.padEnd(20)} first quarter ${mb(f.firstQuarterMean)} MB -> last quarter ${mb(f.lastQuarterMean)} MB (${f.growthPercent >= 0 ? '+' : ''}${f.growthPercent} %)`,
+    );
   console.log(`memory flat within ${FLAT_PERCENT} %: ${flat ? 'yes' : 'NO'}`);
   writeResult('soak', result);
 } catch (err) {
