@@ -543,7 +543,8 @@ export class TufRepositoryService implements OnModuleInit {
       const pick = [current.get(role), staged.get(role)].find((k) => k !== undefined && trusted.includes(k.key.keyID));
       if (pick) usable.set(role, pick);
       const key = current.get(role);
-      if (key && pick !== key)
+      // Replaced by the staged key root now trusts: promoteStagedKeys renames it over this one.
+      if (key && pick !== key && pick !== staged.get(role))
         this.logger.warn(
           `ignoring the local ${role} key ${key.key.keyID}: root v${root.signed.version} does not trust it (remove ${TufKeyDirectory.fileName(role)})`,
         );
