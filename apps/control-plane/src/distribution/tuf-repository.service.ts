@@ -409,14 +409,17 @@ export class TufRepositoryService implements OnModuleInit {
   }
 
   /** Public keys of the snapshot and timestamp keys this server signs with (what `fleetctl keys init` puts in root). */
-  async onlineKeys(): Promise<{ snapshot: Record<string, unknown>; timestamp: Record<string, unknown> }> {
+  async onlineKeys(): Promise<Record<'snapshot' | 'timestamp', { keyId: string; key: Record<string, unknown> }>> {
     const local = await this.keyDir.load();
     const snapshot = local.get('snapshot');
     const timestamp = local.get('timestamp');
     if (!snapshot || !timestamp) {
       throw new DistributionException(DistributionErrorCode.SigningKeyOffline, `the snapshot and timestamp keys are not in ${this.keyDir.dir}`);
     }
-    return { snapshot: snapshot.key.toJSON(), timestamp: timestamp.key.toJSON() };
+    return {
+      snapshot: { keyId: snapshot.key.keyID, key: snapshot.key.toJSON() },
+      timestamp: { keyId: timestamp.key.keyID, key: timestamp.key.toJSON() },
+    };
   }
 
   /**

@@ -23,8 +23,8 @@ import {
 } from '../tuf/offline-signing.js';
 
 interface OnlineKeys {
-  snapshot: unknown;
-  timestamp: unknown;
+  snapshot: { keyId: string; key: unknown };
+  timestamp: { keyId: string; key: unknown };
 }
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
@@ -80,7 +80,7 @@ Examples:
       const rootKey = await keyOrNew(keyDir, 'root');
       const targetsKey = await keyOrNew(keyDir, 'targets');
       const now = new Date();
-      const root = firstRoot({ root: rootKey, targets: targetsKey, snapshot: keyFromJson(undefined, online.snapshot), timestamp: keyFromJson(undefined, online.timestamp) }, now);
+      const root = firstRoot({ root: rootKey, targets: targetsKey, snapshot: keyFromJson(online.snapshot.keyId, online.snapshot.key), timestamp: keyFromJson(online.timestamp.keyId, online.timestamp.key) }, now);
       const targets = firstTargets(targetsKey, now);
       await client.request('PUT', '/api/v1/tuf/admin/root', { json: { root: root.toJSON(), targets: targets.toJSON() } });
       await keyDir.writeRoot(root);
