@@ -35,7 +35,13 @@ describe('offline TUF keys: control plane + fleetctl + agent', () => {
 
   const fleetctl = (args: string[]): Promise<CliResult> =>
     new Promise((resolve, reject) => {
-      const env = { PATH: process.env['PATH'] ?? '', HOME: work, FLEETCTL_CONFIG: join(work, 'fleetctl.json'), FLEET_SERVER: fleet.cp.baseUrl, FLEET_API_KEY: fleet.cp.adminKey };
+      const env = {
+        PATH: process.env['PATH'] ?? '',
+        HOME: work,
+        FLEETCTL_CONFIG: join(work, 'fleetctl.json'),
+        FLEET_SERVER: fleet.cp.baseUrl,
+        FLEET_API_KEY: fleet.cp.adminKey,
+      };
       const child = spawn(process.execPath, [fleetctlMain, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
       let stdout = '';
       let stderr = '';
@@ -103,7 +109,9 @@ describe('offline TUF keys: control plane + fleetctl + agent', () => {
     await ok(['models', 'create', MODEL]);
     const file = join(work, FILE);
     await writeFile(file, v1);
-    const uploaded = JSON.parse(await ok(['--json', 'models', 'upload', MODEL, '--version', '1.0.0', '--file', file, '--metadata', '{"runtime":"command"}'])) as {
+    const uploaded = JSON.parse(
+      await ok(['--json', 'models', 'upload', MODEL, '--version', '1.0.0', '--file', file, '--metadata', '{"runtime":"command"}']),
+    ) as {
       status: string;
     };
     expect(uploaded.status).toBe('awaiting-signature');
@@ -114,7 +122,9 @@ describe('offline TUF keys: control plane + fleetctl + agent', () => {
     expect(rollout.stderr).toContain('version-awaiting-signature');
     expect(rollout.stderr).toContain('HTTP 409');
 
-    const pending = JSON.parse(await ok(['--json', 'targets', 'pending', '--key-dir', keyDir])) as { added: { path: string; sha256: string; length: number }[] };
+    const pending = JSON.parse(await ok(['--json', 'targets', 'pending', '--key-dir', keyDir])) as {
+      added: { path: string; sha256: string; length: number }[];
+    };
     expect(pending.added).toEqual([expect.objectContaining({ path: `${MODEL}/1.0.0/${FILE}`, sha256: sha256(v1), length: v1.length })]);
 
     const unsigned = await fleet.api.request<{ pending: SignedTargets }>('GET', '/api/v1/tuf/admin/targets/pending', undefined, 200);
@@ -129,7 +139,9 @@ describe('offline TUF keys: control plane + fleetctl + agent', () => {
     const wrong = await fleetctl(['targets', 'sign', '--key-dir', keyDir, '--expect', `${MODEL}@9.9.9`]);
     expect(wrong.code).toBe(5);
     expect(wrong.stderr).toContain('nothing was signed');
-    expect((await fleet.api.request<{ status: string }>('GET', `/api/v1/models/${MODEL}/versions/1.0.0`, undefined, 200)).body.status).toBe('awaiting-signature');
+    expect((await fleet.api.request<{ status: string }>('GET', `/api/v1/models/${MODEL}/versions/1.0.0`, undefined, 200)).body.status).toBe(
+      'awaiting-signature',
+    );
   });
 
   it('after fleetctl targets sign the agent installs the version', async () => {

@@ -133,12 +133,20 @@ describe.each(databaseBackends())('offline TUF keys on %s', (backend) => {
     // Without the targets, and with a root signed by a key it does not list: refused.
     expect((await admin.put('/api/v1/tuf/admin/root', { root: sign(root, rootKey) })).status).toBe(400);
     expect((await admin.put('/api/v1/tuf/admin/root', { root: sign(root, targetsKey), targets: sign(emptyTargets, targetsKey) })).status).toBe(400);
-    const published = await admin.put<{ rootVersion: number }>('/api/v1/tuf/admin/root', { root: sign(root, rootKey), targets: sign(emptyTargets, targetsKey) });
+    const published = await admin.put<{ rootVersion: number }>('/api/v1/tuf/admin/root', {
+      root: sign(root, rootKey),
+      targets: sign(emptyTargets, targetsKey),
+    });
     expect(published.status).toBe(200);
     expect(published.body.rootVersion).toBe(1);
     rootV1 = await t.app.get(TufRepositoryService).trustedRoot();
     const after = await admin.get<Record<string, { version: number; online: boolean }>>('/api/v1/tuf/admin/status');
-    expect(after.body).toMatchObject({ root: { version: 1, online: false }, targets: { version: 1, online: false }, snapshot: { online: true }, timestamp: { online: true } });
+    expect(after.body).toMatchObject({
+      root: { version: 1, online: false },
+      targets: { version: 1, online: false },
+      snapshot: { online: true },
+      timestamp: { online: true },
+    });
   });
 
   it('stores an upload as awaiting-signature and refuses to assign or roll it out with 409', async () => {
@@ -220,7 +228,9 @@ describe.each(databaseBackends())('offline TUF keys on %s', (backend) => {
     json.roles['timestamp']!.keyids = [staged.body.keyId];
     const rootV2 = Root.fromJSON({ ...json, version: 2, expires: tufTime(new Date(Date.now() + 365 * DAY)) } as Parameters<typeof Root.fromJSON>[0]);
     const currentTargets = JSON.parse((await tuf.latest('targets')).json) as { signed: Record<string, unknown> };
-    const resigned = Targets.fromJSON({ ...currentTargets.signed, version: 3, expires: tufTime(new Date(Date.now() + 90 * DAY)) } as Parameters<typeof Targets.fromJSON>[0]);
+    const resigned = Targets.fromJSON({ ...currentTargets.signed, version: 3, expires: tufTime(new Date(Date.now() + 90 * DAY)) } as Parameters<
+      typeof Targets.fromJSON
+    >[0]);
 
     // Targets still signed by the old key do not verify against the new root.
     expect((await admin.put('/api/v1/tuf/admin/root', { root: sign(rootV2, rootKey), targets: sign(resigned, oldTargetsKey) })).status).toBe(400);
@@ -245,7 +255,9 @@ describe.each(databaseBackends())('offline TUF keys on %s', (backend) => {
 
     // Someone holding the revoked timestamp key serves a newer timestamp signed with it: a device refuses it.
     const latest = JSON.parse((await tuf.latest('timestamp')).json) as { signed: Record<string, unknown> };
-    const forged = new Metadata(Timestamp.fromJSON({ ...latest.signed, version: Number(latest.signed['version']) + 1 } as Parameters<typeof Timestamp.fromJSON>[0]));
+    const forged = new Metadata(
+      Timestamp.fromJSON({ ...latest.signed, version: Number(latest.signed['version']) + 1 } as Parameters<typeof Timestamp.fromJSON>[0]),
+    );
     forged.sign(oldTimestampKey.sign);
     const forgedText = JSON.stringify(forged.toJSON());
     const { updater } = await device(rootV1, (url) => (url.endsWith('/timestamp.json') ? forgedText : undefined));

@@ -44,7 +44,10 @@ describe('reviewTargets', () => {
       'detector/2.0.0/b.bin': { sha256: 'c'.repeat(64), length: 5 },
     });
     expect(reviewTargets(all, [published], two)).toEqual({ missing: [], unknown: [], published: [{ model: 'detector', version: '2.0.0' }] });
-    const half = targets({ [published.targetPath]: { sha256: published.sha256, length: published.size }, 'detector/2.0.0/a.bin': { sha256: 'b'.repeat(64), length: 20 } });
+    const half = targets({
+      [published.targetPath]: { sha256: published.sha256, length: published.size },
+      'detector/2.0.0/a.bin': { sha256: 'b'.repeat(64), length: 20 },
+    });
     expect(reviewTargets(half, [published], two)).toEqual({ missing: [], unknown: [], published: [] });
   });
 

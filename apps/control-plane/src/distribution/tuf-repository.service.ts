@@ -396,7 +396,9 @@ export class TufRepositoryService implements OnModuleInit {
    * baseline, which they verify against their root) and the next version listing every artifact
    * awaiting a signature, unsigned. `pending` is null when nothing waits.
    */
-  async pendingTargets(now = new Date()): Promise<{ rootVersion: number; targets: Record<string, unknown>; pending: Record<string, unknown> | null; versions: VersionRef[] }> {
+  async pendingTargets(
+    now = new Date(),
+  ): Promise<{ rootVersion: number; targets: Record<string, unknown>; pending: Record<string, unknown> | null; versions: VersionRef[] }> {
     const latest = await this.metadata.latestAll();
     const root = latest.get('root');
     const targets = latest.get('targets');
@@ -436,18 +438,23 @@ export class TufRepositoryService implements OnModuleInit {
    * targets v1 signed by its targets key, trusting this server's snapshot and timestamp keys.
    */
   private async publishFirstRoot(manager: EntityManager, root: Metadata<Root>, targetsJson: unknown, now: Date): Promise<{ rootVersion: number }> {
-    if (root.signed.version !== 1) throw new DistributionException(DistributionErrorCode.StaleMetadata, `the first root must be version 1 (got ${root.signed.version})`);
+    if (root.signed.version !== 1)
+      throw new DistributionException(DistributionErrorCode.StaleMetadata, `the first root must be version 1 (got ${root.signed.version})`);
     if (!root.signed.consistentSnapshot) throw new DistributionException(DistributionErrorCode.InvalidMetadata, 'root must set consistent_snapshot: true');
     if (root.signed.isExpired(now)) throw new DistributionException(DistributionErrorCode.InvalidMetadata, `root expired at ${root.signed.expires}`);
     verifyOrThrow(root, 'root', root, 'its own root keys');
-    if (targetsJson === undefined) throw new DistributionException(DistributionErrorCode.InvalidMetadata, 'the first root needs a signed targets version along with it');
+    if (targetsJson === undefined)
+      throw new DistributionException(DistributionErrorCode.InvalidMetadata, 'the first root needs a signed targets version along with it');
     const targets = parseUploaded('targets', targetsJson, parseTargets);
     verifyOrThrow(root, 'targets', targets, 'the new root');
     await this.acceptTargets(manager, targets);
     const keys = await this.keysTrustedBy(root);
     this.requireOnlineKeys(keys, root.signed.version);
     if (this.config.tufKeys === 'offline' && (keys.has('root') || keys.has('targets'))) {
-      throw new DistributionException(DistributionErrorCode.InvalidMetadata, 'TUF_KEYS=offline: root must not trust root or targets keys stored on this server');
+      throw new DistributionException(
+        DistributionErrorCode.InvalidMetadata,
+        'TUF_KEYS=offline: root must not trust root or targets keys stored on this server',
+      );
     }
     const snapshot = signNextSnapshot(0, targets.signed.version, keys.get('snapshot')!, now);
     const timestamp = signNextTimestamp(0, snapshot, keys.get('timestamp')!, now);

@@ -80,11 +80,20 @@ Examples:
       const rootKey = await keyOrNew(keyDir, 'root');
       const targetsKey = await keyOrNew(keyDir, 'targets');
       const now = new Date();
-      const root = firstRoot({ root: rootKey, targets: targetsKey, snapshot: keyFromJson(online.snapshot.keyId, online.snapshot.key), timestamp: keyFromJson(online.timestamp.keyId, online.timestamp.key) }, now);
+      const root = firstRoot(
+        {
+          root: rootKey,
+          targets: targetsKey,
+          snapshot: keyFromJson(online.snapshot.keyId, online.snapshot.key),
+          timestamp: keyFromJson(online.timestamp.keyId, online.timestamp.key),
+        },
+        now,
+      );
       const targets = firstTargets(targetsKey, now);
       await client.request('PUT', '/api/v1/tuf/admin/root', { json: { root: root.toJSON(), targets: targets.toJSON() } });
       await keyDir.writeRoot(root);
-      if (out.json) return printJson(out, { rootVersion: 1, adopted: false, pin: rootPin(root), rootKeyId: rootKey.key.keyID, targetsKeyId: targetsKey.key.keyID });
+      if (out.json)
+        return printJson(out, { rootVersion: 1, adopted: false, pin: rootPin(root), rootKeyId: rootKey.key.keyID, targetsKeyId: targetsKey.key.keyID });
       out.write(
         `published root v1 to ${client.server}\n` +
           `  root key     ${rootKey.key.keyID}  ${keyDir.path(KeyDir.keyFile('root'))}\n` +
@@ -114,7 +123,8 @@ Examples:
           const key = generateSigningKey();
           // Written before publishing, so a published rotation never loses its new private key.
           await keyDir.writeNewKey(`${KeyDir.keyFile(role)}.new`, privateKeyPem(key)).catch((err: NodeJS.ErrnoException) => {
-            if (err.code === 'EEXIST') throw new UsageError(`${keyDir.path(`${KeyDir.keyFile(role)}.new`)} exists: an earlier rotation did not finish; remove it`);
+            if (err.code === 'EEXIST')
+              throw new UsageError(`${keyDir.path(`${KeyDir.keyFile(role)}.new`)} exists: an earlier rotation did not finish; remove it`);
             throw err;
           });
           fresh[role] = key;

@@ -16,7 +16,10 @@ interface PendingAnswer {
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
 
 /** Fetches and checks what awaits a signature; undefined when nothing does. */
-async function reviewed(client: ApiClient, keyDir: KeyDir): Promise<{ review: ReturnType<typeof reviewPending>; root: Awaited<ReturnType<typeof refreshTrustedRoot>> } | undefined> {
+async function reviewed(
+  client: ApiClient,
+  keyDir: KeyDir,
+): Promise<{ review: ReturnType<typeof reviewPending>; root: Awaited<ReturnType<typeof refreshTrustedRoot>> } | undefined> {
   const root = await refreshTrustedRoot(client, keyDir);
   const answer = await client.get<PendingAnswer>('/api/v1/tuf/admin/targets/pending');
   if (answer.pending === null) return undefined;

@@ -142,7 +142,8 @@ export function followRootChain(trusted: Metadata<Root>, newer: readonly Metadat
     if (next.signed.version !== current.signed.version + 1) {
       throw new OfflineSigningError(`root v${next.signed.version} does not follow v${current.signed.version}`);
     }
-    if (!verifies(current, 'root', next)) throw new OfflineSigningError(`root v${next.signed.version} is not signed by the root keys of v${current.signed.version}`);
+    if (!verifies(current, 'root', next))
+      throw new OfflineSigningError(`root v${next.signed.version} is not signed by the root keys of v${current.signed.version}`);
     if (!verifies(next, 'root', next)) throw new OfflineSigningError(`root v${next.signed.version} is not signed by its own root keys`);
     current = next;
   }
@@ -248,7 +249,13 @@ export function resignTargets(current: Metadata<Targets>, key: SigningKey, now: 
  * ones are revoked), signed by the current root key and, when root itself rotates, also by the
  * new one: devices check both thresholds (TUF spec §5.3.4-5.3.5).
  */
-export function rotateRoot(current: Metadata<Root>, currentRootKey: SigningKey, replace: Partial<Record<Role, Key>>, now: Date, newRootKey?: SigningKey): Metadata<Root> {
+export function rotateRoot(
+  current: Metadata<Root>,
+  currentRootKey: SigningKey,
+  replace: Partial<Record<Role, Key>>,
+  now: Date,
+  newRootKey?: SigningKey,
+): Metadata<Root> {
   if (!trustsKey(current, 'root', currentRootKey)) {
     throw new OfflineSigningError(`root v${current.signed.version} does not trust the root key ${currentRootKey.key.keyID}`);
   }
@@ -264,7 +271,9 @@ export function rotateRoot(current: Metadata<Root>, currentRootKey: SigningKey, 
   const used = new Set(Object.values(json.roles).flatMap((r) => r.keyids));
   for (const id of Object.keys(json.keys)) if (!used.has(id)) delete json.keys[id];
   const next = new Metadata(
-    Root.fromJSON({ ...json, version: current.signed.version + 1, expires: tufTime(new Date(now.getTime() + ROOT_LIFETIME_MS)) } as Parameters<typeof Root.fromJSON>[0]),
+    Root.fromJSON({ ...json, version: current.signed.version + 1, expires: tufTime(new Date(now.getTime() + ROOT_LIFETIME_MS)) } as Parameters<
+      typeof Root.fromJSON
+    >[0]),
   );
   signWith(next, currentRootKey);
   if (newRootKey) signWith(next, newRootKey);
