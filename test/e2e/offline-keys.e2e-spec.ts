@@ -4,9 +4,10 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { Metadata, Signature, Targets } from '@tufjs/models';
+import { Metadata, Signature, Targets, Timestamp, MetaFile } from '@tufjs/models';
 import { type FleetlineUnderTest, sha256, startFleetline, waitFor } from '../support/agent-fleet.js';
 import { AgentProcess, commandArtifact, writeHealthScript } from '../support/agent-process.js';
+import { AgentProxy } from '../support/agent-proxy.js';
 import { fleetctlMain } from '../support/control-plane.process.js';
 import { signingKeyFromPem } from '../../apps/fleetctl/src/tuf/offline-signing.js';
 
@@ -26,6 +27,10 @@ type SignedTargets = { signed: { version: number; targets: Record<string, { hash
 describe('offline TUF keys: control plane + fleetctl + agent', () => {
   let fleet: FleetlineUnderTest;
   let agent: AgentProcess;
+  /** The agent's HTTP path to the control plane (enrollment, TUF metadata, targets). */
+  let proxy: AgentProxy;
+  /** The server's timestamp key before the rotation, kept as a thief would. */
+  let stolenTimestampPem: string;
   let work: string;
   let keyDir: string;
   const MODEL = 'detector';
@@ -76,6 +81,7 @@ describe('offline TUF keys: control plane + fleetctl + agent', () => {
     work = await mkdtemp(join(tmpdir(), 'fleetline-offline-keys-'));
     keyDir = join(work, 'fleet-keys');
     fleet = await startFleetline({ TUF_KEYS: 'offline' });
+    proxy = await AgentProxy.start(fleet.cp.baseUrl);
     const healthScript = await writeHealthScript(work);
     agent = await AgentProcess.create({ config: { runtimes: { command: { command: healthScript, timeoutSeconds: 30 } }, healthCheckTimeoutSeconds: 30 } });
   }, 120_000);
@@ -85,6 +91,7 @@ describe('offline TUF keys: control plane + fleetctl + agent', () => {
       if (agent.running) await agent.stop();
       await agent.remove();
     }
+    await proxy?.close();
     await fleet?.close();
     if (work) await rm(work, { recursive: true, force: true });
   });
@@ -99,7 +106,7 @@ describe('offline TUF keys: control plane + fleetctl + agent', () => {
     expect(status.body).toMatchObject({ root: { online: false }, targets: { online: false }, snapshot: { online: true }, timestamp: { online: true } });
 
     const token = await fleet.api.createEnrollmentToken('offline-e2e');
-    const enrolled = await agent.enroll(fleet.cp.baseUrl, token, { id: 'offline-cam-1' });
+    const enrolled = await agent.enroll(proxy.url, token, { id: 'offline-cam-1' });
     expect(enrolled.code).toBe(0);
     await agent.start();
     await waitFor('offline-cam-1 online', async () => ((await fleet.api.device('offline-cam-1')).online ? true : undefined));
@@ -155,6 +162,7 @@ describe('offline TUF keys: control plane + fleetctl + agent', () => {
   });
 
   it('rotates the targets and timestamp keys: the agent enrolled on root v1 installs the next version, the revoked key is refused', async () => {
+    stolenTimestampPem = await readFile(join(fleet.cp.dataDir, 'tuf-keys', 'timestamp.key.pem'), 'utf8');
     const out = await ok(['keys', 'rotate', '--key-dir', keyDir, '--role', 'targets', '--role', 'timestamp']);
     expect(out).toContain('published root v2');
     const retired = await readdir(join(keyDir, 'retired'));
@@ -177,5 +185,41 @@ describe('offline TUF keys: control plane + fleetctl + agent', () => {
     const state = await fleet.api.waitForReport(agent.deviceId, MODEL, '2.0.0', 'committed');
     expect(state).toMatchObject({ activeVersion: '2.0.0', previousVersion: '1.0.0', failure: null });
     expect(sha256(await agent.activeFile(MODEL, FILE))).toBe(sha256(v2));
+  });
+
+  it('the agent refuses a timestamp signed with the revoked timestamp key, and installs once the real one is served', async () => {
+    const v3 = commandArtifact({ size: 90_000, seed: 'offline-v3' });
+    await mkdir(join(work, 'v3'));
+    const file = join(work, 'v3', FILE);
+    await writeFile(file, v3);
+    await ok(['models', 'upload', MODEL, '--version', '3.0.0', '--file', file, '--metadata', '{"runtime":"command"}']);
+    await ok(['targets', 'sign', '--key-dir', keyDir, '--expect', `${MODEL}@3.0.0`]);
+
+    // Someone with the old timestamp key answers the agent's timestamp requests.
+    const key = signingKeyFromPem(stolenTimestampPem);
+    const forged = new Metadata(
+      new Timestamp({
+        version: 1_000_000,
+        specVersion: '1.0.31',
+        expires: new Date(Date.now() + 86_400_000).toISOString().replace(/\.\d{3}Z$/, 'Z'),
+        snapshotMeta: new MetaFile({ version: 1 }),
+      }),
+    );
+    forged.sign((data) => new Signature({ keyID: key.key.keyID, sig: sign(null, data, key.privateKey).toString('hex') }));
+    const forgedText = JSON.stringify(forged.toJSON());
+    proxy.replace = (url) => (url.startsWith('/api/v1/tuf/metadata/timestamp.json') ? forgedText : undefined);
+
+    await fleet.api.assign(agent.deviceId, MODEL, '3.0.0');
+    const refused = await fleet.api.waitForReport(agent.deviceId, MODEL, '3.0.0', 'failed');
+    expect(refused.failure?.code).toBe('verification-failed');
+    expect(refused.failure?.message).toMatch(/timestamp/i);
+    expect(refused.activeVersion).toBe('2.0.0');
+    expect(sha256(await agent.activeFile(MODEL, FILE))).toBe(sha256(v2));
+
+    proxy.replace = undefined;
+    await fleet.api.assign(agent.deviceId, MODEL, '3.0.0');
+    const state = await fleet.api.waitForReport(agent.deviceId, MODEL, '3.0.0', 'committed');
+    expect(state).toMatchObject({ activeVersion: '3.0.0', failure: null });
+    expect(sha256(await agent.activeFile(MODEL, FILE))).toBe(sha256(v3));
   });
 });
