@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { sign } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
@@ -8,7 +8,7 @@ import { Metadata, Signature, Targets, Timestamp, MetaFile } from '@tufjs/models
 import { type FleetlineUnderTest, sha256, startFleetline, waitFor } from '../support/agent-fleet.js';
 import { AgentProcess, commandArtifact, writeHealthScript } from '../support/agent-process.js';
 import { AgentProxy } from '../support/agent-proxy.js';
-import { fleetctlMain } from '../support/control-plane.process.js';
+import { type ControlPlaneProcess, fleetctlMain, startControlPlane } from '../support/control-plane.process.js';
 import { signingKeyFromPem } from '../../apps/fleetctl/src/tuf/offline-signing.js';
 
 interface CliResult {
@@ -31,6 +31,8 @@ describe('offline TUF keys: control plane + fleetctl + agent', () => {
   let proxy: AgentProxy;
   /** The server's timestamp key before the rotation, kept as a thief would. */
   let stolenTimestampPem: string;
+  /** The control plane restarted by the last test (stopped before the fleet's database is dropped). */
+  let restarted: ControlPlaneProcess | undefined;
   let work: string;
   let keyDir: string;
   const MODEL = 'detector';
@@ -92,6 +94,7 @@ describe('offline TUF keys: control plane + fleetctl + agent', () => {
       await agent.remove();
     }
     await proxy?.close();
+    await restarted?.stop();
     await fleet?.close();
     if (work) await rm(work, { recursive: true, force: true });
   });
@@ -221,5 +224,25 @@ describe('offline TUF keys: control plane + fleetctl + agent', () => {
     const state = await fleet.api.waitForReport(agent.deviceId, MODEL, '3.0.0', 'committed');
     expect(state).toMatchObject({ activeVersion: '3.0.0', failure: null });
     expect(sha256(await agent.activeFile(MODEL, FILE))).toBe(sha256(v3));
+  });
+
+  it('restarts in offline mode with the rotated keys, and refuses to start with a root key on the server', async () => {
+    const cp = fleet.cp;
+    await cp.stop();
+    const same = { dataDir: cp.dataDir, httpPort: cp.httpPort, mqttPort: cp.mqttPort, adminKey: cp.adminKey, env: { TUF_KEYS: 'offline' } };
+    const rootKeyOnServer = join(cp.dataDir, 'tuf-keys', 'root.key.pem');
+    await copyFile(join(keyDir, 'root.key.pem'), rootKeyOnServer);
+    await expect(startControlPlane({ ...same, ...(cp.databaseUrl ? { databaseUrl: cp.databaseUrl } : {}) })).rejects.toThrow(
+      /TUF_KEYS=offline but .*root\.key\.pem exist/,
+    );
+    await rm(rootKeyOnServer);
+
+    restarted = await startControlPlane({ ...same, ...(cp.databaseUrl ? { databaseUrl: cp.databaseUrl } : {}) });
+    const status = (await (
+      await fetch(`${restarted.baseUrl}/api/v1/tuf/admin/status`, { headers: { authorization: `Bearer ${cp.adminKey}` } })
+    ).json()) as Record<string, { version: number; online: boolean; keyIds: string[] }>;
+    expect(status).toMatchObject({ root: { version: 2, online: false }, targets: { online: false }, snapshot: { online: true }, timestamp: { online: true } });
+    const trusted = JSON.parse(await readFile(join(keyDir, 'root.json'), 'utf8')) as { signed: { roles: { timestamp: { keyids: string[] } } } };
+    expect(status['timestamp']?.keyIds).toEqual(trusted.signed.roles.timestamp.keyids);
   });
 });
