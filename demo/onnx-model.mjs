@@ -62,7 +62,7 @@ export function linearClassifierOnnx({ name, version, weights, bias, docString =
     str(2, name),
     tensor(5, 'W', [inputs, classes], weights.flat()),
     tensor(5, 'B', [classes], bias),
-    str(10, docString),
+    ...(docString ? [str(10, docString)] : []),
     valueInfo(11, 'features', ['batch', inputs]),
     valueInfo(12, 'probabilities', ['batch', classes]),
   );
@@ -72,7 +72,7 @@ export function linearClassifierOnnx({ name, version, weights, bias, docString =
     str(3, version),
     int(5, 1),
     graph,
-    msg(8, str(1, ''), int(2, 17)), // opset_import: default domain, opset 17
+    msg(8, int(2, 17)), // opset_import: the default domain (ai.onnx), opset 17
     msg(14, str(1, 'version'), str(2, version)), // metadata_props
   ]);
 }

@@ -77,8 +77,8 @@ describe('README tour, run as written', () => {
   it('is marked in README.md with the commands it promises', () => {
     const first = tour('first-hour');
     expect(first).toContain('npx fleetctl models upload detector --version 1.1.0 --file demo/models/detector-1.1.0.onnx');
-    expect(first).toMatch(/npx fleet-agent simulate .*--behaviour 1\.1\.0:latencyMs=80,errorRate=0\.05/);
-    expect(first).toMatch(/--gate latency_p95:maxRatio=1\.2 .*--min-samples 500 --window 60/);
+    expect(first).toMatch(/npx fleet-agent simulate .*--behaviour 1\.1\.0:latencyMs=80,errorRate=0\.05/s);
+    expect(first).toMatch(/--gate latency_p95:maxRatio=1\.2 .*--min-samples 500 --window 60/s);
     expect(first).toContain('--on-gate-failure rollback --watch');
     // Nothing in the tour is tied to a port or key other than through the two variables.
     expect(first.replace(/\$\{FLEET_SERVER:-http:\/\/127\.0\.0\.1:3000\}/, '')).not.toMatch(/127\.0\.0\.1|:3000/);
@@ -89,7 +89,7 @@ describe('README tour, run as written', () => {
     // The last command, `rollouts create ... --watch`, exits 4 when the rollout is rolled back; any
     // earlier failure would have ended the block with its own code.
     expect({ code: tourRun.code, output: tourRun.output.slice(-3000) }).toMatchObject({ code: 4 });
-    expect(tourRun.output).toMatch(/rolled back/i);
+    expect(tourRun.output).toMatch(/error: rollout \S+ rolled-back: health gates failed in wave 0: latency_p95=/);
 
     const rollouts = (await api.request<{ items: RolloutView[] }>('GET', '/api/v1/rollouts?model=detector', undefined, 200)).body.items;
     const baseline = rollouts.find((r) => r.version === '1.0.0');

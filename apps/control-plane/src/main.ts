@@ -3,7 +3,7 @@ import { Logger } from '@nestjs/common';
 import { AdminKeyRevokedError } from './access/access.service.js';
 import { createApp } from './create-app.js';
 import { ConfigError, loadConfig } from './infra/config/config.schema.js';
-import { listenError, PortInUseError } from './infra/port-in-use.js';
+import { assertPortFree, listenError, PortInUseError } from './infra/port-in-use.js';
 
 async function main(): Promise<void> {
   let config;
@@ -16,6 +16,8 @@ async function main(): Promise<void> {
     }
     throw err;
   }
+  // Before the database and the broker start: a taken HTTP port fails in a moment, not after the migrations.
+  await assertPortFree(config.http.port, config.http.host, 'PORT');
   const app = await createApp(config);
   // Node's requestTimeout is one number for the whole server and would cut multi-gigabyte uploads,
   // so it is off; every other route is timed per request instead (HTTP_REQUEST_TIMEOUT_MS,

@@ -1,3 +1,5 @@
+import { createServer } from 'node:net';
+
 /**
  * A listener could not bind because something else holds its port. Start-up prints the message
  * alone (no stack): it names the variable that moves the listener, which is the whole fix.
@@ -20,4 +22,18 @@ export class PortInUseError extends Error {
 export function listenError(err: unknown, variable: string, port: number, host: string): unknown {
   const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
   return code === 'EADDRINUSE' ? new PortInUseError(variable, port, host) : err;
+}
+
+/**
+ * Binds and releases the port once, failing with PortInUseError when it is taken. Start-up checks
+ * the HTTP port so early (before the database, broker and Nest start; Nest would also log a failed
+ * listen itself, a line besides ours); a port taken after the check still fails at listen.
+ */
+export async function assertPortFree(port: number, host: string, variable: string): Promise<void> {
+  if (port === 0) return;
+  const probe = createServer();
+  await new Promise<void>((resolve, reject) => {
+    probe.once('error', (err) => reject(listenError(err, variable, port, host)));
+    probe.listen({ port, host, exclusive: true }, () => probe.close(() => resolve()));
+  });
 }
