@@ -8,8 +8,8 @@ import { type ControlPlaneProcess, removeDir, repoRoot, type ScratchDatabase, sc
 import { listDevices, modelOf } from '../support/sim-fleet.js';
 import { rolloutEvents, type RolloutView } from '../support/sim-rollouts.js';
 
-/** Files the variants block writes into the working directory (the repository root, as for a reader). */
-const VARIANT_FILES = ['seg-int8.bin', 'seg-fp16.bin', 'seg-fp32.bin', 'seg-variants.json'];
+/** Files the blocks write into the working directory (the repository root, as for a reader). */
+const WRITTEN_FILES = ['demo/simulated-fleet.log', 'seg-int8.bin', 'seg-fp16.bin', 'seg-fp32.bin', 'seg-variants.json'];
 
 interface ShellRun {
   code: number | null;
@@ -68,7 +68,7 @@ describe('README tour, run as written', () => {
         // already gone
       }
     }
-    await Promise.all(VARIANT_FILES.map((f) => rm(join(repoRoot, f), { force: true })));
+    await Promise.all(WRITTEN_FILES.map((f) => rm(join(repoRoot, f), { force: true })));
     await cp?.stop();
     await db?.drop();
     if (cp) await removeDir(cp.dataDir);
