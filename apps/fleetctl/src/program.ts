@@ -1,4 +1,5 @@
 import { Command, Option } from 'commander';
+import { registerCompletion } from './commands/completion.js';
 import { registerDevices } from './commands/devices.js';
 import { registerKeys } from './commands/keys.js';
 import { registerLogin } from './commands/login.js';
@@ -40,7 +41,8 @@ Examples:
   fleetctl models upload detector --version 2.1.0 --file detector.onnx --metadata '{"runtime":"onnx"}'
   fleetctl devices list --tag region=eu --online --all
   fleetctl rollouts create --model detector --version 2.1.0 --tag region=eu --waves 1,10,100 --bake 600 --watch
-  fleetctl rollouts watch <id>`,
+  fleetctl rollouts watch <id>
+  source <(fleetctl completion bash)`,
     );
   registerLogin(program);
   registerModels(program);
@@ -49,6 +51,7 @@ Examples:
   registerTokens(program);
   registerKeys(program);
   registerTargets(program);
+  registerCompletion(program);
   // Sub-commands inherit the error handling so usage errors anywhere exit with code 1.
   for (const command of allCommands(program))
     command.exitOverride().showHelpAfterError('(run with --help for usage)').configureHelp({ showGlobalOptions: true });
