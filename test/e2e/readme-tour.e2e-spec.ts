@@ -4,12 +4,31 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { readmeTour as tour } from '../../demo/readme-tour.mjs';
 import { FleetApi } from '../support/agent-fleet.js';
-import { type ControlPlaneProcess, removeDir, repoRoot, type ScratchDatabase, scratchDatabase, startControlPlane } from '../support/control-plane.process.js';
+import {
+  type ControlPlaneProcess,
+  freePort,
+  removeDir,
+  repoRoot,
+  type ScratchDatabase,
+  scratchDatabase,
+  startControlPlane,
+} from '../support/control-plane.process.js';
 import { listDevices, modelOf } from '../support/sim-fleet.js';
 import { rolloutEvents, type RolloutView } from '../support/sim-rollouts.js';
 
 /** Files the blocks write into the working directory (the repository root, as for a reader). */
-const WRITTEN_FILES = ['demo/simulated-fleet.log', 'seg-int8.bin', 'seg-fp16.bin', 'seg-fp32.bin', 'seg-variants.json'];
+const WRITTEN_FILES = [
+  'demo/simulated-fleet.log',
+  'seg-int8.bin',
+  'seg-fp16.bin',
+  'seg-fp32.bin',
+  'seg-variants.json',
+  // the offline-keys section's second control plane, its log, the operator's keys and the artifact
+  '.data-offline',
+  '.data-offline.log',
+  'fleet-keys',
+  'detector-2.0.0.onnx',
+];
 
 interface ShellRun {
   code: number | null;
@@ -28,17 +47,18 @@ describe('README tour, run as written', () => {
   let api: FleetApi;
   let tourRun: ShellRun;
   let variantsRun: ShellRun;
+  let offlineRun: ShellRun;
   const shellPids: number[] = [];
 
   /**
    * One block with `bash -e -o pipefail` (the first failing command ends it, so a broken step cannot
    * hide behind a later one), in its own process group with the simulators it starts in the background.
    */
-  const runBlock = (script: string): Promise<ShellRun> =>
+  const runBlock = (script: string, env: Record<string, string> = {}): Promise<ShellRun> =>
     new Promise<ShellRun>((resolve) => {
       const child = spawn('bash', ['-e', '-o', 'pipefail', '-c', script], {
         cwd: repoRoot,
-        env: { ...process.env, FLEET_SERVER: cp.baseUrl, FLEET_API_KEY: cp.adminKey },
+        env: { ...process.env, FLEET_SERVER: cp.baseUrl, FLEET_API_KEY: cp.adminKey, ...env },
         stdio: ['ignore', 'pipe', 'pipe'],
         detached: true,
       });
@@ -57,7 +77,10 @@ describe('README tour, run as written', () => {
     api = new FleetApi(cp.baseUrl, cp.adminKey);
     tourRun = await runBlock(tour('first-hour'));
     variantsRun = await runBlock(tour('variants'));
-  }, 400_000);
+    // Its own server: ephemeral ports through the two variables the block honours, nothing else.
+    await Promise.all(WRITTEN_FILES.map((f) => rm(join(repoRoot, f), { recursive: true, force: true })));
+    offlineRun = await runBlock(tour('offline-keys'), { OFFLINE_PORT: String(await freePort()), OFFLINE_MQTT_PORT: String(await freePort()) });
+  }, 500_000);
 
   afterAll(async () => {
     // The simulated fleets the tour started in the background share the shell's process group.
@@ -68,7 +91,7 @@ describe('README tour, run as written', () => {
         // already gone
       }
     }
-    await Promise.all(WRITTEN_FILES.map((f) => rm(join(repoRoot, f), { force: true })));
+    await Promise.all(WRITTEN_FILES.map((f) => rm(join(repoRoot, f), { recursive: true, force: true })));
     await cp?.stop();
     await db?.drop();
     if (cp) await removeDir(cp.dataDir);
@@ -126,5 +149,14 @@ describe('README tour, run as written', () => {
     }
     // The last command: telemetry of the npu-int8 build as JSON.
     expect(variantsRun.output).toMatch(/"variant":\s*"npu-int8"|"variants"/);
+  });
+
+  it('runs the offline-keys section: a version signed on the operator side is published, then keys rotate', () => {
+    expect({ code: offlineRun.code, output: offlineRun.output.slice(-3000) }).toMatchObject({ code: 0 });
+    // The last command lists the version as published (it was awaiting-signature until `targets sign`).
+    const listing = offlineRun.output.split('\n').filter((l) => l.includes('2.0.0'));
+    expect(listing.some((l) => l.includes('published'))).toBe(true);
+    expect(offlineRun.output).toContain('awaiting a targets signature');
+    expect(offlineRun.output).toMatch(/published root v2; new keys:\n  targets +[0-9a-f]{64}\n  timestamp +[0-9a-f]{64}/);
   });
 });
