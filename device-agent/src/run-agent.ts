@@ -5,7 +5,7 @@ import { Agent } from './agent.js';
 import { AGENT_VERSION } from './agent-version.js';
 import { ConfigError, loadAgentConfig, localApiListen, readCaFile, type AgentConfig } from './config/config.js';
 import { loadCredentials, tufMetadataDir, wipeCredentials } from './config/credentials.js';
-import { TufDownloader } from './download/tuf-downloader.js';
+import { LazyDownloader } from './download/lazy-downloader.js';
 import { FsModelStore } from './install/model-store.js';
 import { LocalApiServer } from './local-api/local-api-server.js';
 import { defaultRuntimes } from './runtime/default-runtimes.js';
@@ -43,14 +43,17 @@ export async function startAgent(dataDir: string, opts: { env?: NodeJS.ProcessEn
     ...(ca !== undefined ? { tlsCa: ca } : {}),
     store: new FileStateStore(join(dataDir, 'state')),
     models: new FsModelStore(join(dataDir, 'models')),
-    downloader: new TufDownloader({
-      deviceId: credentials.deviceId,
-      secret: credentials.secret,
-      metadataUrl: credentials.tuf.metadataUrl,
-      targetsUrl: credentials.tuf.targetsUrl,
-      metadataDir: tufMetadataDir(dataDir),
-      downloadDir: join(dataDir, 'downloads'),
-      ...(ca !== undefined ? { ca } : {}),
+    downloader: new LazyDownloader(async () => {
+      const { TufDownloader } = await import('./download/tuf-downloader.js');
+      return new TufDownloader({
+        deviceId: credentials.deviceId,
+        secret: credentials.secret,
+        metadataUrl: credentials.tuf.metadataUrl,
+        targetsUrl: credentials.tuf.targetsUrl,
+        metadataDir: tufMetadataDir(dataDir),
+        downloadDir: join(dataDir, 'downloads'),
+        ...(ca !== undefined ? { ca } : {}),
+      });
     }),
     runtimes,
     inventory: {
