@@ -11,6 +11,7 @@ import { LocalApiServer } from './local-api/local-api-server.js';
 import { defaultRuntimes } from './runtime/default-runtimes.js';
 import { FileStateStore } from './storage/store.js';
 import { VitalsSampler } from './telemetry/vitals.js';
+import { HeapCompactor } from './util/heap-compactor.js';
 import { createLogger, type Logger } from './util/logger.js';
 
 export interface RunningAgent {
@@ -87,12 +88,18 @@ export async function startAgent(dataDir: string, opts: { env?: NodeJS.ProcessEn
     log.info(`local API on ${localApi.address}`);
   }
   await agent.start();
+  // Memory taken by start-up and by each update goes back once the agent is quiet again.
+  const compactor = new HeapCompactor();
+  agent.reconciler.on('idle', () => compactor.schedule());
+  agent.on('connected', () => compactor.schedule());
+  compactor.schedule();
   log.info(`agent ${AGENT_VERSION} started as ${credentials.deviceId}; runtimes ${JSON.stringify(runtimes.versions())}`);
   return {
     agent,
     config,
     localApi,
     async stop(): Promise<void> {
+      compactor.stop();
       await localApi?.stop();
       await agent.stop();
     },
