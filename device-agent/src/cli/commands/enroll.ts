@@ -41,7 +41,10 @@ export async function enrollCommand(o: EnrollOptions): Promise<number> {
         runtimes: runtimes.versions(),
       },
     },
-    ca !== undefined ? { ca } : {},
+    {
+      ...(ca !== undefined ? { ca } : {}),
+      onRetry: (err, waitMs) => process.stderr.write(`fleet-agent: ${err.message}; trying again in ${Math.ceil(waitMs / 1000)} s\n`),
+    },
   );
   const pinned = rootToPin(trust.trust, answer.tuf.root, server);
   if (pinned.note) process.stderr.write(`fleet-agent: ${pinned.note}\n`);
