@@ -17,6 +17,7 @@ export const METRIC = {
   telemetryQueueDepth: 'fleetline_telemetry_queue_depth',
   telemetryLastBatchSeconds: 'fleetline_telemetry_last_batch_seconds',
   mqttConnections: 'fleetline_mqtt_connections',
+  dbPool: 'fleetline_db_pool_connections',
   desiredSync: 'fleetline_desired_sync_total',
   mqttDenials: 'fleetline_mqtt_denials_total',
   brokerAuth: 'fleetline_broker_auth_total',

@@ -226,4 +226,16 @@ describe.each(databaseBackends())('/metrics on %s', (backend) => {
     expect(sample(text, 'fleetline_http_request_duration_seconds_count', { method: 'GET', route: 'unmatched', status: '404' })).toBeGreaterThanOrEqual(1);
     for (const id of ['cam-1', 'cam-2', 'cam-3', 'no-such-device']) expect(text).not.toContain(`"${id}"`);
   });
+
+  it('shows the PostgreSQL pool of the replica, and nothing on PGlite', async () => {
+    const { text } = await scrape(t);
+    const inUse = sample(text, 'fleetline_db_pool_connections', { state: 'in_use' });
+    if (backend === 'pglite') {
+      expect(inUse).toBeUndefined();
+      return;
+    }
+    expect(inUse).toBeGreaterThanOrEqual(0);
+    expect((inUse ?? 0) + (sample(text, 'fleetline_db_pool_connections', { state: 'idle' }) ?? 0)).toBeGreaterThan(0);
+    expect(sample(text, 'fleetline_db_pool_connections', { state: 'waiting' })).toBeGreaterThanOrEqual(0);
+  });
 });

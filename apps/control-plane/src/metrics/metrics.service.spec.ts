@@ -1,3 +1,4 @@
+import type { DataSource } from 'typeorm';
 import { describe, expect, it, jest } from '@jest/globals';
 import { DeviceIngestMetrics } from '../devices/device-ingest-metrics.js';
 import type { AppliedReport, ReportIngestService } from '../devices/report-ingest.service.js';
@@ -57,6 +58,7 @@ function build(load: () => Promise<FleetSnapshot>) {
     sync,
     new SourceLimits({ rateLimits: { enroll: { burst: 1, perSecond: 1 }, deviceAuthFailures: { burst: 1, perSecond: 1 } } } as unknown as AppConfig),
     { dropped: 0 } as unknown as RefusalAudit,
+    { driver: {} } as unknown as DataSource,
   );
   service.onModuleInit();
   return { service, listeners, broker, devices, telemetry };

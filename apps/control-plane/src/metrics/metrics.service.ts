@@ -1,5 +1,6 @@
 import { Inject, Injectable, Logger, type OnModuleInit } from '@nestjs/common';
 import { isTerminalUpdateState } from '@fleetline/protocol';
+import { DataSource } from 'typeorm';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { DeviceIngestMetrics } from '../devices/device-ingest-metrics.js';
 import { type AppliedReport, ReportIngestService } from '../devices/report-ingest.service.js';
@@ -61,6 +62,7 @@ export class MetricsService implements OnModuleInit {
     private readonly desiredSync: DesiredSyncService,
     private readonly sourceLimits: SourceLimits,
     private readonly refusalAudit: RefusalAudit,
+    private readonly dataSource: DataSource,
   ) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
@@ -225,6 +227,21 @@ export class MetricsService implements OnModuleInit {
         const count = broker.connectionCount();
         if (count === null) this.reset();
         else this.set(count);
+      },
+    });
+    // A replica whose queries queue for a pooled connection answers everything late, the admin API
+    // included: `waiting` above zero for long says the pool (DATABASE_POOL_SIZE) or PostgreSQL is the limit.
+    const pool = (this.dataSource.driver as { master?: { totalCount?: number; idleCount?: number; waitingCount?: number } }).master;
+    new Gauge({
+      name: METRIC.dbPool,
+      help: 'PostgreSQL pool of this replica: connections in use, idle, and queries waiting for one (absent on PGlite).',
+      labelNames: ['state'],
+      registers,
+      collect(this: Gauge<'state'>) {
+        if (pool?.totalCount === undefined) return this.reset();
+        this.set({ state: 'in_use' }, pool.totalCount - (pool.idleCount ?? 0));
+        this.set({ state: 'idle' }, pool.idleCount ?? 0);
+        this.set({ state: 'waiting' }, pool.waitingCount ?? 0);
       },
     });
     const sync = this.desiredSync.counters;
