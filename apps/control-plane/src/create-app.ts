@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import { mkdirSync } from 'node:fs';
 import type { Server as HttpsServer } from 'node:https';
-import { type INestApplication, type LogLevel, ShutdownSignal, ValidationPipe } from '@nestjs/common';
+import { type INestApplication, ShutdownSignal, ValidationPipe } from '@nestjs/common';
 import { NestFactory, Reflector } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
@@ -11,16 +11,19 @@ import { bodyParserErrors } from './infra/http/body-parser-errors.js';
 import { DomainExceptionFilter } from './infra/http/domain-exception.filter.js';
 import { TransportSecurity } from './infra/tls/transport-security.js';
 import { RequestTimeoutInterceptor, requestTimeoutMiddleware } from './infra/http/request-timeout.js';
-
-const levels: LogLevel[] = ['error', 'warn', 'log', 'debug', 'verbose'];
+import { createRootLogger, PinoNestLogger, type RootLogger } from './infra/logging/logger.js';
+import { requestLogging } from './infra/logging/request-logging.js';
 
 /** Builds the control plane (used by main.ts and by integration tests, so both run the same wiring). */
-export async function createApp(config: AppConfig): Promise<INestApplication> {
+export async function createApp(
+  config: AppConfig,
+  root: RootLogger = createRootLogger({ level: config.logLevel, format: config.logFormat }),
+): Promise<INestApplication> {
   mkdirSync(config.dataDir, { recursive: true });
   // Read before Nest starts: the HTTPS server is created with its certificate.
   const security = config.tls ? new TransportSecurity(config.tls) : undefined;
   const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config, security), {
-    logger: levels.slice(0, levels.indexOf(config.logLevel) + 1),
+    logger: new PinoNestLogger(root.pino),
     bodyParser: false,
     ...(security ? { httpsOptions: security.secureContextOptions() } : {}),
   });
@@ -30,7 +33,9 @@ export async function createApp(config: AppConfig): Promise<INestApplication> {
     security.onChange((options) => server.setSecureContext(options));
   }
   if (config.httpLimits.trustProxy !== undefined) app.set('trust proxy', trustProxyValue(config.httpLimits.trustProxy));
-  // First in the chain, so a slow body or a slow handler is cut whatever route it aims at.
+  // Before everything else, so every request, refused or not, has an id and a log line.
+  app.use(requestLogging(root.pino));
+  // First in the chain after that, so a slow body or a slow handler is cut whatever route it aims at.
   app.use(requestTimeoutMiddleware(config.httpLimits.requestTimeoutMs));
   // JSON bodies are parsed before any guard runs, so their limit is what an anonymous caller can
   // make the process buffer; uploads (multipart) stream through busboy untouched, under MAX_ARTIFACT_BYTES.

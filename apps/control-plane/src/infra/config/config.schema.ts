@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import { isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
 import { type TlsFiles, TlsMaterialError, readTlsMaterial } from '../tls/tls-material.js';
+import { LOG_LEVELS, type LogFormat, resolveLogFormat } from '../logging/log-format.js';
 
 const port = (fallback: number) =>
   z.coerce.number({ error: 'must be a port number' }).int('must be an integer').min(0, 'must be 0-65535').max(65535, 'must be 0-65535').default(fallback);
@@ -188,7 +189,10 @@ export const envSchema = z.object({
   TELEMETRY_MAX_SEQ_GAP: z.coerce.number().int().min(1).max(Number.MAX_SAFE_INTEGER).default(100_000),
   /** A device's weight in a cohort's gate statistics is capped at this many times the median device's inference count. */
   TELEMETRY_DEVICE_WEIGHT_FACTOR: z.coerce.number().min(1).max(1_000_000).default(10),
-  LOG_LEVEL: z.enum(['error', 'warn', 'log', 'debug', 'verbose']).default('log'),
+  LOG_LEVEL: z.preprocess((v) => (v === '' ? undefined : v), z.enum(LOG_LEVELS).default('log')),
+  /** `json` (one object a line) or `pretty`; unset: json when NODE_ENV=production, pretty otherwise. */
+  LOG_FORMAT: z.preprocess((v) => (v === '' ? undefined : v), z.enum(['json', 'pretty']).optional()),
+  NODE_ENV: z.string().optional(),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -250,6 +254,7 @@ export interface AppConfig {
   telemetryRetentionDays: number;
   telemetryLimits: TelemetryLimits;
   logLevel: Env['LOG_LEVEL'];
+  logFormat: LogFormat;
 }
 
 export class ConfigError extends Error {
@@ -321,6 +326,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       deviceWeightFactor: e.TELEMETRY_DEVICE_WEIGHT_FACTOR,
     },
     logLevel: e.LOG_LEVEL,
+    logFormat: resolveLogFormat(e.LOG_FORMAT, e.NODE_ENV),
   };
 }
 
