@@ -4,11 +4,12 @@ import type { Server as HttpsServer } from 'node:https';
 import { type INestApplication, ShutdownSignal, ValidationPipe } from '@nestjs/common';
 import { NestFactory, Reflector } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
-import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import { SwaggerModule } from '@nestjs/swagger';
 import { AppModule } from './app.module.js';
 import type { AppConfig } from './infra/config/config.schema.js';
 import { bodyParserErrors } from './infra/http/body-parser-errors.js';
 import { DomainExceptionFilter } from './infra/http/domain-exception.filter.js';
+import { buildOpenApiDocument } from './infra/http/openapi-document.js';
 import { TransportSecurity } from './infra/tls/transport-security.js';
 import { RequestTimeoutInterceptor, requestTimeoutMiddleware } from './infra/http/request-timeout.js';
 import { createRootLogger, PinoNestLogger, type RootLogger } from './infra/logging/logger.js';
@@ -47,13 +48,7 @@ export async function createApp(
   // With TLS on, SIGHUP re-reads the certificate files (the usual daemon convention) instead of
   // stopping the process like every other shutdown signal Nest listens to.
   app.enableShutdownHooks(security ? Object.values(ShutdownSignal).filter((signal) => signal !== ShutdownSignal.SIGHUP) : undefined);
-  const openApi = new DocumentBuilder()
-    .setTitle('Fleetline control plane')
-    .setDescription('Admin API: devices, models, staged rollouts and model telemetry')
-    .setVersion('1')
-    .addBearerAuth()
-    .build();
-  SwaggerModule.setup('api/docs', app, () => SwaggerModule.createDocument(app, openApi), { jsonDocumentUrl: 'api/openapi.json' });
+  SwaggerModule.setup('api/docs', app, () => buildOpenApiDocument(app, { publicUrl: config.http.publicUrl }), { jsonDocumentUrl: 'api/openapi.json' });
   return app;
 }
 
