@@ -58,7 +58,14 @@ describe('control plane start-up output and request logs', () => {
     );
     const response = await fetch(`${cp.baseUrl}/api/v1/whoami`, { headers: { authorization: `Bearer ${cp.adminKey}`, 'x-request-id': 'json-req-7' } });
     expect(response.status).toBe(200);
-    const output = await waitForOutput(cp, (o) => o.includes('"json-req-7"'), 'the JSON request line');
+    // A handler's own log line carries the id of the request it runs in.
+    const auth = { authorization: `Bearer ${cp.adminKey}`, 'content-type': 'application/json' };
+    const created = await fetch(`${cp.baseUrl}/api/v1/devices`, { method: 'POST', headers: auth, body: JSON.stringify({ id: 'log-dev-1' }) });
+    expect(created.status).toBe(201);
+    const deleted = await fetch(`${cp.baseUrl}/api/v1/devices/log-dev-1`, { method: 'DELETE', headers: { ...auth, 'x-request-id': 'json-del-9' } });
+    expect(deleted.status).toBe(204);
+    await waitForOutput(cp, (o) => o.includes('device log-dev-1 decommissioned'), 'the handler line');
+    const output = await waitForOutput(cp, (o) => o.includes('"json-req-7"') && o.includes('DELETE /api/v1/devices/log-dev-1 204'), 'the JSON request lines');
     const records = output
       .split('\n')
       .filter((line) => line.trim() !== '')
@@ -68,6 +75,7 @@ describe('control plane start-up output and request logs', () => {
     const request = records.find((r) => r['requestId'] === 'json-req-7');
     expect(request).toMatchObject({ level: 'info', req: { method: 'GET', url: '/api/v1/whoami' }, res: { statusCode: 200 } });
     expect(typeof request?.['responseTime']).toBe('number');
+    expect(records.find((r) => r['msg'] === 'device log-dev-1 decommissioned')).toMatchObject({ context: 'Devices', requestId: 'json-del-9' });
   });
 
   it('refuses an unknown LOG_LEVEL at start-up, naming it', async () => {

@@ -13,7 +13,7 @@ import { buildOpenApiDocument } from './infra/http/openapi-document.js';
 import { TransportSecurity } from './infra/tls/transport-security.js';
 import { RequestTimeoutInterceptor, requestTimeoutMiddleware } from './infra/http/request-timeout.js';
 import { createRootLogger, PinoNestLogger, type RootLogger } from './infra/logging/logger.js';
-import { requestLogging } from './infra/logging/request-logging.js';
+import { requestContextAfterBody, requestLogging } from './infra/logging/request-logging.js';
 
 /** Builds the control plane (used by main.ts and by integration tests, so both run the same wiring). */
 export async function createApp(
@@ -42,6 +42,7 @@ export async function createApp(
   // make the process buffer; uploads (multipart) stream through busboy untouched, under MAX_ARTIFACT_BYTES.
   app.useBodyParser('json', { limit: config.httpLimits.jsonBytes });
   app.use(bodyParserErrors);
+  app.use(requestContextAfterBody());
   app.useGlobalInterceptors(new RequestTimeoutInterceptor(app.get(Reflector)));
   app.useGlobalPipes(new ValidationPipe({ whitelist: true, forbidNonWhitelisted: true, transform: true }));
   app.useGlobalFilters(new DomainExceptionFilter());

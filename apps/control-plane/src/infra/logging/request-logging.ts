@@ -28,7 +28,9 @@ export function requestLogging(logger: Logger): (req: IncomingMessage, res: Serv
     customLogLevel: (req, res, err) => {
       if (err || res.statusCode >= 500) return 'error';
       if (PROBES.has(pathOf(req))) return 'debug';
-      return res.statusCode >= 400 ? 'warn' : 'info';
+      // A refused or malformed call is the caller's business (refusals are audited apart), not a
+      // warning to whoever runs the server.
+      return 'info';
     },
     customSuccessMessage: (req, res, ms) => `${req.method} ${urlOf(req)} ${res.statusCode} ${Math.round(ms)}ms`,
     customErrorMessage: (req, res, err) => `${req.method} ${urlOf(req)} ${res.statusCode} ${err.message}`,
@@ -43,6 +45,17 @@ export function requestLogging(logger: Logger): (req: IncomingMessage, res: Serv
   });
   return (req, res, next) => {
     http(req, res);
+    requestContext.run({ requestId: String(req.id) }, () => next());
+  };
+}
+
+/**
+ * Enters the request's context again once the body is parsed: the body parser resumes from the
+ * socket's stream events, outside the context `requestLogging` entered.
+ */
+export function requestContextAfterBody(): (req: IncomingMessage, res: ServerResponse, next: Next) => void {
+  return (req, _res, next) => {
+    if (req.id === undefined) return next();
     requestContext.run({ requestId: String(req.id) }, () => next());
   };
 }
