@@ -116,4 +116,56 @@ describe('web dashboard: rollout operations', () => {
       await close();
     }
   });
+  it('shows the build each device takes once a version ships several', async () => {
+    // Two builds: one for NPU boards, one for plain CPUs (the scripted devices have no accelerator).
+    const headers = { authorization: `Bearer ${t.adminKey}` };
+    expect((await admin.post('/api/v1/models', { name: 'seg' })).status).toBe(201);
+    const form = new FormData();
+    form.append('version', '1.0.0');
+    form.append(
+      'metadata',
+      JSON.stringify({
+        runtime: 'simulated',
+        variants: [
+          { name: 'npu-int8', files: ['seg-int8.bin'], compatibility: { accelerators: ['npu'] } },
+          { name: 'cpu-fp32', files: ['seg-fp32.bin'], compatibility: { hardwareClasses: ['sim-x86'] } },
+        ],
+      }),
+    );
+    form.append('file', new Blob(['int8 weights']), 'seg-int8.bin');
+    form.append('file', new Blob(['fp32 weights']), 'seg-fp32.bin');
+    const uploaded = await fetch(`${t.baseUrl}/api/v1/models/seg/versions`, { method: 'POST', headers, body: form });
+    expect(uploaded.status).toBe(201);
+    const created = await admin.post<RolloutView>('/api/v1/rollouts', {
+      model: 'seg',
+      version: '1.0.0',
+      target: { tags: { site: 'lab' } },
+      waves: [{ percent: 100, bakeSeconds: 0, successPercent: 100 }],
+    });
+    expect(created.status).toBe(201);
+    const id = created.body.id;
+    await eventually(async () => (fleet.every((d) => d.pending.has('seg')) ? true : undefined), 15_000, 'every device told');
+    expect(await commitSome(fleet, 'seg', 4)).toBe(4);
+    await eventually(async () => ((await rollout(id)).state === 'completed' ? true : undefined), 20_000, 'rollout completed');
+
+    const { page, problems, close } = await openDashboard(browser, t.baseUrl, t.adminKey, `#/rollouts/${id}`);
+    try {
+      // The rollout's device list has a build column, every device on the CPU build.
+      await page.locator('tr[data-rollout-device]').first().waitFor({ timeout: 15_000 });
+      await expect(page.locator('th', { hasText: 'Build' }).count()).resolves.toBe(1);
+      await expect(page.locator('tr[data-rollout-device] td[data-build="cpu-fp32"]').count()).resolves.toBe(4);
+      await screenshot(page, 'rollout-builds');
+
+      // The device search shows model, version and build in one badge.
+      await page.goto(`${t.baseUrl}/#/devices`);
+      const badge = page.locator('span.badge[data-build="cpu-fp32"]', { hasText: 'seg@1.0.0 · cpu-fp32' });
+      await badge.first().waitFor({ timeout: 15_000 });
+      await expect(badge.count()).resolves.toBe(4);
+      // A model with one build (detector) shows no build name.
+      await expect(page.locator('span.badge', { hasText: /^detector@1\.0\.0$/ }).count()).resolves.toBe(4);
+      expect(problems).toEqual([]);
+    } finally {
+      await close();
+    }
+  });
 });

@@ -106,7 +106,7 @@ export class ScriptedDevice {
       this.pending.delete(m);
       this.previous.set(m, this.active.get(m) ?? null);
       this.active.set(m, desired.version);
-      await this.report(m, desired.version, desired.revision, 'committed', desired.rolloutId);
+      await this.report(m, desired.version, desired.revision, 'committed', desired.rolloutId, undefined, desired.variant);
     }
     return entries.length > 0;
   }
@@ -166,6 +166,7 @@ export class ScriptedDevice {
     state: UpdateState,
     rolloutId?: string,
     failure?: { code: 'download-failed'; message: string },
+    variant?: string,
   ): Promise<void> {
     await this.client.publishAsync(
       topics.reported(this.id),
@@ -180,6 +181,7 @@ export class ScriptedDevice {
         previousVersion: this.previous.get(model) ?? null,
         ...(rolloutId ? { rolloutId } : {}),
         ...(failure ? { failure } : {}),
+        ...(variant ? { variant } : {}),
         at: new Date().toISOString(),
       }),
       { qos: 1 },
