@@ -25,8 +25,9 @@ async function main(): Promise<void> {
   server.requestTimeout = 0;
   await app.listen(config.http.port, config.http.host);
   const signIn = app.get(AccessService).adminSignIn;
+  const dashboardUrl = config.http.publicUrl ?? (await app.getUrl());
   const lines = startupSummary({
-    dashboardUrl: config.http.publicUrl ?? (await app.getUrl()),
+    dashboardUrl,
     database: config.database.kind,
     mqtt: config.mqtt.kind,
     signIn,
@@ -38,7 +39,6 @@ async function main(): Promise<void> {
     process.stdout.write(`\n${lines.join('\n')}\n\n`);
   } else {
     // A log shipper gets one line. A generated key still appears exactly once, whatever LOG_LEVEL says.
-    const dashboardUrl = config.http.publicUrl ?? (await app.getUrl());
     const fields = { context: 'Fleetline', dashboardUrl, database: config.database.kind, mqtt: config.mqtt.kind };
     if (signIn.kind === 'generated') {
       const level = root.pino.isLevelEnabled('info') ? 'info' : 'warn';
