@@ -15,10 +15,12 @@ export { FsModelStore, MemoryModelStore, type ModelStore } from './install/model
 export { TufDownloader } from './download/tuf-downloader.js';
 export { HttpVerifyDownloader } from './download/http-verify-downloader.js';
 export { ResumableFetcher } from './download/resumable-fetcher.js';
+export { LazyDownloader } from './download/lazy-downloader.js';
 export type { ArtifactDownloader } from './download/downloader.js';
 export { RuntimeRegistry, type ModelRuntime, type RuntimeFactory } from './runtime/model-runtime.js';
 export { OnnxRuntime, loadOnnxRuntimeFactory } from './runtime/onnx-runtime.js';
 export { CommandRuntime, commandRuntimeFactory } from './runtime/command-runtime.js';
+export { ChildProcessRuntime, probeChildRuntime, type ChildRuntimeOptions } from './runtime/child-runtime.js';
 export { SimulatedRuntime, simulatedRuntimeFactory } from './runtime/simulated-runtime.js';
 export { FileStateStore, MemoryStateStore, type StateStore } from './storage/store.js';
 export { TelemetryAggregator, type InferenceSample } from './telemetry/aggregator.js';

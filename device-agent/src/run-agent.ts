@@ -5,12 +5,13 @@ import { Agent } from './agent.js';
 import { AGENT_VERSION } from './agent-version.js';
 import { ConfigError, loadAgentConfig, localApiListen, readCaFile, type AgentConfig } from './config/config.js';
 import { loadCredentials, tufMetadataDir, wipeCredentials } from './config/credentials.js';
-import { TufDownloader } from './download/tuf-downloader.js';
+import { LazyDownloader } from './download/lazy-downloader.js';
 import { FsModelStore } from './install/model-store.js';
 import { LocalApiServer } from './local-api/local-api-server.js';
 import { defaultRuntimes } from './runtime/default-runtimes.js';
 import { FileStateStore } from './storage/store.js';
 import { VitalsSampler } from './telemetry/vitals.js';
+import { HeapCompactor } from './util/heap-compactor.js';
 import { createLogger, type Logger } from './util/logger.js';
 
 export interface RunningAgent {
@@ -43,14 +44,17 @@ export async function startAgent(dataDir: string, opts: { env?: NodeJS.ProcessEn
     ...(ca !== undefined ? { tlsCa: ca } : {}),
     store: new FileStateStore(join(dataDir, 'state')),
     models: new FsModelStore(join(dataDir, 'models')),
-    downloader: new TufDownloader({
-      deviceId: credentials.deviceId,
-      secret: credentials.secret,
-      metadataUrl: credentials.tuf.metadataUrl,
-      targetsUrl: credentials.tuf.targetsUrl,
-      metadataDir: tufMetadataDir(dataDir),
-      downloadDir: join(dataDir, 'downloads'),
-      ...(ca !== undefined ? { ca } : {}),
+    downloader: new LazyDownloader(async () => {
+      const { TufDownloader } = await import('./download/tuf-downloader.js');
+      return new TufDownloader({
+        deviceId: credentials.deviceId,
+        secret: credentials.secret,
+        metadataUrl: credentials.tuf.metadataUrl,
+        targetsUrl: credentials.tuf.targetsUrl,
+        metadataDir: tufMetadataDir(dataDir),
+        downloadDir: join(dataDir, 'downloads'),
+        ...(ca !== undefined ? { ca } : {}),
+      });
     }),
     runtimes,
     inventory: {
@@ -84,12 +88,18 @@ export async function startAgent(dataDir: string, opts: { env?: NodeJS.ProcessEn
     log.info(`local API on ${localApi.address}`);
   }
   await agent.start();
+  // Memory taken by start-up and by each update goes back once the agent is quiet again.
+  const compactor = new HeapCompactor();
+  agent.reconciler.on('idle', () => compactor.schedule());
+  agent.on('connected', () => compactor.schedule());
+  compactor.schedule();
   log.info(`agent ${AGENT_VERSION} started as ${credentials.deviceId}; runtimes ${JSON.stringify(runtimes.versions())}`);
   return {
     agent,
     config,
     localApi,
     async stop(): Promise<void> {
+      compactor.stop();
       await localApi?.stop();
       await agent.stop();
     },

@@ -5,16 +5,20 @@
 // (with a device's credentials, subscribed to its desired-state topics, like the agent).
 //
 // Two agent configurations are measured:
-//   agent (onnx)     default config with onnxruntime-node loaded, an ONNX model committed
+//   agent (onnx)     default config (onnxruntime-node installed: probed and health-checked in a
+//                    child process), an ONNX model committed
 //   agent (no onnx)  runtimes.onnx.enabled=false, a model for the `command` runtime committed
+// Targets: idle RSS <= 1.1x the baseline; then the no-onnx agent updates to a 200 MB model
+// (generated here) and its peak RSS during the update (VmHWM, reset through clear_refs first,
+// and 100 ms samples) must stay <= 1.5x its idle RSS.
 //
 // RSS comes from /proc/<pid>/status (VmRSS); the V8 heap from process.memoryUsage(), written once a
 // second by a preloaded module (node --import), so the agent code itself is unchanged.
 // Run after `npm run build`:  node test/bench/agent-memory.bench.mjs
-// Env: BENCH_IDLE_SECONDS (default 20), DATABASE_URL (PostgreSQL instead of PGlite).
+// Env: BENCH_IDLE_SECONDS (default 20), BENCH_WARMUP_SECONDS (default 30), BENCH_UPDATE_MB (default 200), DATABASE_URL (PostgreSQL instead of PGlite).
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { createWriteStream, openAsBlob, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -36,15 +40,31 @@ import {
 } from './helpers/agent-bench-util.mjs';
 
 const IDLE_SECONDS = Number(process.env.BENCH_IDLE_SECONDS ?? 20);
-const WARMUP_SECONDS = 5;
+// Settling: the agent gives back start-up and update memory once quiet for ≈ 7 s
+// (device-agent/src/util/heap-compactor.ts), and glibc and V8 release freed pages lazily after that.
+const WARMUP_SECONDS = Number(process.env.BENCH_WARMUP_SECONDS ?? 30);
+const UPDATE_MB = Number(process.env.BENCH_UPDATE_MB ?? 200);
+const IDLE_TARGET = 1.1;
+const UPDATE_TARGET = 1.5;
+
+/** Random bytes streamed to a file: the bench never holds the artifact in memory either. */
+async function writeRandomFile(path, bytes) {
+  const out = createWriteStream(path);
+  for (let left = bytes; left > 0; left -= 1 << 20) {
+    if (!out.write(randomBytes(Math.min(left, 1 << 20)))) await new Promise((r) => out.once('drain', r));
+  }
+  await new Promise((resolve, reject) => out.end((err) => (err ? reject(err) : resolve())));
+}
 
 const work = await mkdtemp(join(tmpdir(), 'fleetline-agent-memory-'));
 const preload = join(work, 'heap-sampler.mjs');
 writeFileSync(
   preload,
   `import { writeFileSync } from 'node:fs';
+import { getHeapSpaceStatistics } from 'node:v8';
 const file = process.env.BENCH_HEAP_FILE;
-if (file) setInterval(() => writeFileSync(file, JSON.stringify(process.memoryUsage())), 1000).unref();
+const spaces = () => Object.fromEntries(getHeapSpaceStatistics().map((s) => [s.space_name, s.space_size]));
+if (file) setInterval(() => writeFileSync(file, JSON.stringify({ ...process.memoryUsage(), spaces: spaces() })), 1000).unref();
 `,
 );
 
@@ -153,6 +173,32 @@ try {
     await sleep(1000);
   }
 
+  // Update phase: the no-onnx agent goes to a UPDATE_MB model while its RSS is watched.
+  const updating = procs.find((p) => p.label === 'agent (no onnx)');
+  const bigFile = join(work, 'big.bin');
+  await writeRandomFile(bigFile, UPDATE_MB * 1024 * 1024);
+  await api.upload('counter', '2.0.0', 'weights.bin', await openAsBlob(bigFile), { runtime: 'command' });
+  await rm(bigFile, { force: true });
+  // Linux: writing 5 to clear_refs resets VmHWM, so the peak below is the update's alone.
+  writeFileSync(`/proc/${updating.child.pid}/clear_refs`, '5');
+  const updateSamples = [];
+  const updateStarted = Date.now();
+  await api.assign('mem-plain', 'counter', '2.0.0');
+  let committed = false;
+  while (!committed) {
+    if (updating.child.exitCode !== null) throw new Error(`${updating.label} exited during the update:\n${updating.output()}`);
+    if (Date.now() - updateStarted > 600_000) throw new Error('update to the large model did not commit within 10 minutes');
+    updateSamples.push(procMemory(updating.child.pid));
+    if (updateSamples.length % 5 === 0) {
+      const m = (await api.device('mem-plain')).models.find((x) => x.model === 'counter');
+      committed = m?.reportedState === 'committed' && m.activeVersion === '2.0.0';
+    }
+    await sleep(100);
+  }
+  const updateSeconds = (Date.now() - updateStarted) / 1000;
+  const updatePeakBytes = Math.max(procMemory(updating.child.pid).hwm, ...updateSamples.map((x) => x.rss));
+  log(`update to ${UPDATE_MB} MB committed in ${updateSeconds.toFixed(1)} s`);
+
   const rows = procs.map((p) => {
     const list = samples.get(p.label);
     const last = list[list.length - 1];
@@ -165,6 +211,7 @@ try {
       heapUsedMedianBytes: median(list.map((x) => x.heap?.heapUsed ?? 0)),
       heapTotalBytes: last.heap?.heapTotal ?? null,
       externalBytes: last.heap?.external ?? null,
+      heapSpaceBytes: last.heap?.spaces ?? null,
     };
   });
   const base = rows.find((r) => r.process === baseline.label);
@@ -204,12 +251,32 @@ try {
   const out = table.map((row) => row.map((c, i) => (i === 0 ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join('  ')).join('\n');
   process.stdout.write(`\nDevice agent memory, idle ${IDLE_SECONDS} s (connected, one model committed), ${cp.database}\n\n${out}\n\n`);
   process.stdout.write(`ratios are against the bare Node process holding one mqtt.js connection\n`);
+  const verdict = (ok) => (ok ? 'met' : 'NOT met');
+  const idleIn = updating && rows.find((r) => r.process === updating.label);
+  const updateRatio = Number((updatePeakBytes / idleIn.rssMedianBytes).toFixed(2));
+  const targets = [
+    ...rows
+      .filter((r) => r.process !== baseline.label)
+      .map((r) => ({ measure: `${r.process} idle RSS / baseline`, value: r.rssRatio, target: IDLE_TARGET, met: r.rssRatio <= IDLE_TARGET })),
+    {
+      measure: `${updating.label} peak RSS during a ${UPDATE_MB} MB update / its idle RSS`,
+      value: updateRatio,
+      target: UPDATE_TARGET,
+      met: updateRatio <= UPDATE_TARGET,
+    },
+  ];
+  process.stdout.write(
+    `\nupdate to a ${UPDATE_MB} MB model: committed in ${updateSeconds.toFixed(1)} s, peak RSS ${mb(updatePeakBytes)} MB (idle ${mb(idleIn.rssMedianBytes)} MB)\n\n`,
+  );
+  for (const t of targets) process.stdout.write(`${t.measure}: ${t.value}x (target <= ${t.target}x): ${verdict(t.met)}\n`);
   writeResult('agent-memory', {
     at: new Date().toISOString(),
     node: process.version,
     idleSeconds: IDLE_SECONDS,
     database: cp.database,
     rows,
+    update: { megabytes: UPDATE_MB, seconds: updateSeconds, peakRssBytes: updatePeakBytes, idleRssBytes: idleIn.rssMedianBytes, ratio: updateRatio },
+    targets,
     samples: Object.fromEntries(samples),
   });
 } finally {

@@ -17,7 +17,7 @@
 // Env: BENCH_DEVICES (100000), BENCH_REPLICAS (6), BENCH_SIM_PROCESSES (>= devices / 15000),
 //      BENCH_SOURCE_ADDRESSES (devices / 4000), BENCH_CONNECT_CONCURRENCY (per process, 200),
 //      BENCH_ENROLL_CONCURRENCY (per process, 100), BENCH_SIM_NODE_FLAGS (simulator workers' node flags, --heap-growing-percent=20),
-//      BENCH_TELEMETRY_INTERVAL (s, 30),
+//      BENCH_TELEMETRY_INTERVAL (s, 60: the agent's default telemetryIntervalSeconds),
 //      BENCH_TELEMETRY_WINDOW (s after the rollout, 60), BENCH_ROLLOUT_TIMEOUT (s, the phase bound), BENCH_SKIP_RAW=1,
 //      DATABASE_URL (base, postgres://postgres@127.0.0.1:5432/test; a scratch database is made),
 //      REDIS_URL (redis://127.0.0.1:6379) with BENCH_REDIS_DB (logical database for keys, 13).
@@ -59,7 +59,7 @@ const ENROLL_CONCURRENCY = Number(process.env.BENCH_ENROLL_CONCURRENCY ?? 100);
 // holds about half the RSS after the rollout (~44 instead of ~87 KB per device, measured with
 // simulator-memory.bench.mjs) for ~1.5x the CPU of an update. BENCH_SIM_NODE_FLAGS='' disables it.
 const SIM_NODE_FLAGS = (process.env.BENCH_SIM_NODE_FLAGS ?? '--heap-growing-percent=20').split(' ').filter(Boolean);
-const TELEMETRY_INTERVAL = Number(process.env.BENCH_TELEMETRY_INTERVAL ?? 30);
+const TELEMETRY_INTERVAL = Number(process.env.BENCH_TELEMETRY_INTERVAL ?? 60);
 const TELEMETRY_WINDOW = Number(process.env.BENCH_TELEMETRY_WINDOW ?? 60);
 const DATABASE_BASE = process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test';
 const REDIS_BASE = process.env.REDIS_URL || 'redis://127.0.0.1:6379';

@@ -22,6 +22,11 @@ export class AgentProxy {
   readonly targetRequests: TargetAccess[] = [];
   /** Bytes per second for artifact bodies; 0 = unthrottled. Changing it affects requests in flight. */
   bytesPerSecond = 0;
+  /**
+   * Answers a request itself instead of forwarding it when this returns a body (200, JSON): what an
+   * attacker on the path, or holding a stolen key, would serve. Undefined: forward as usual.
+   */
+  replace: ((url: string) => string | undefined) | undefined;
   private readonly sockets = new Set<import('node:net').Socket>();
 
   private constructor(
@@ -45,6 +50,13 @@ export class AgentProxy {
   }
 
   private forward(target: URL, req: IncomingMessage, res: ServerResponse): void {
+    const replaced = this.replace?.(req.url ?? '');
+    if (replaced !== undefined) {
+      req.resume();
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(replaced) });
+      res.end(replaced);
+      return;
+    }
     const isTarget = (req.url ?? '').startsWith('/api/v1/tuf/targets/');
     const upstream = httpRequest({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (up) => {
       res.writeHead(up.statusCode ?? 502, up.headers);

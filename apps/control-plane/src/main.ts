@@ -4,6 +4,7 @@ import { createApp } from './create-app.js';
 import { ConfigError, loadConfig } from './infra/config/config.schema.js';
 import { createRootLogger } from './infra/logging/logger.js';
 import { startupSummary } from './infra/logging/startup-summary.js';
+import { assertPortFree, listenError, PortInUseError } from './infra/port-in-use.js';
 
 async function main(): Promise<void> {
   let config;
@@ -16,6 +17,8 @@ async function main(): Promise<void> {
     }
     throw err;
   }
+  // Before the database and the broker start: a taken HTTP port fails in a moment, not after the migrations.
+  await assertPortFree(config.http.port, config.http.host, 'PORT');
   const root = createRootLogger({ level: config.logLevel, format: config.logFormat });
   const app = await createApp(config, root);
   // Node's requestTimeout is one number for the whole server and would cut multi-gigabyte uploads,
@@ -23,7 +26,11 @@ async function main(): Promise<void> {
   // infra/http/request-timeout.ts). Slow headers are still cut by headersTimeout, idle sockets by keepAliveTimeout.
   const server = app.getHttpServer() as import('node:http').Server;
   server.requestTimeout = 0;
-  await app.listen(config.http.port, config.http.host);
+  try {
+    await app.listen(config.http.port, config.http.host);
+  } catch (err) {
+    throw listenError(err, 'PORT', config.http.port, config.http.host);
+  }
   const signIn = app.get(AccessService).adminSignIn;
   const dashboardUrl = config.http.publicUrl ?? (await app.getUrl());
   const lines = startupSummary({
@@ -51,6 +58,10 @@ async function main(): Promise<void> {
 
 main().catch((err: unknown) => {
   // A refusal to start that names its fix: the message is the whole story, no stack.
+  if (err instanceof PortInUseError) {
+    process.stderr.write(`${err.message}\n`);
+    process.exit(1);
+  }
   if (err instanceof AdminKeyRevokedError) {
     process.stderr.write(`${err.message}\n`);
     process.exit(78); // EX_CONFIG

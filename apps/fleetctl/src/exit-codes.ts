@@ -12,6 +12,8 @@ export const ExitCode = {
   ServerError: 3,
   /** `rollouts watch`: the rollout ended aborted, rolled back or paused on failure. */
   RolloutFailed: 4,
+  /** `keys`/`targets`: metadata from the server did not verify or did not match --expect; nothing was signed. */
+  Untrusted: 5,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 

@@ -1,8 +1,11 @@
 import { Command, Option } from 'commander';
+import { registerCompletion } from './commands/completion.js';
 import { registerDevices } from './commands/devices.js';
+import { registerKeys } from './commands/keys.js';
 import { registerLogin } from './commands/login.js';
 import { registerModels } from './commands/models.js';
 import { registerRollouts } from './commands/rollouts.js';
+import { registerTargets } from './commands/targets.js';
 import { registerTokens } from './commands/tokens.js';
 
 export const FLEETCTL_VERSION = '0.1.0';
@@ -30,6 +33,7 @@ Exit codes:
   2  the API refused the request (4xx); its code and message are printed
   3  server error (5xx) or the server could not be reached
   4  rollouts watch: the rollout was aborted, rolled back, cancelled or paused on failure
+  5  keys/targets: metadata from the server did not verify or match --expect; nothing was signed
 
 Examples:
   fleetctl login --server http://localhost:3000 --key flk_...
@@ -37,13 +41,17 @@ Examples:
   fleetctl models upload detector --version 2.1.0 --file detector.onnx --metadata '{"runtime":"onnx"}'
   fleetctl devices list --tag region=eu --online --all
   fleetctl rollouts create --model detector --version 2.1.0 --tag region=eu --waves 1,10,100 --bake 600 --watch
-  fleetctl rollouts watch <id>`,
+  fleetctl rollouts watch <id>
+  source <(fleetctl completion bash)`,
     );
   registerLogin(program);
   registerModels(program);
   registerDevices(program);
   registerRollouts(program);
   registerTokens(program);
+  registerKeys(program);
+  registerTargets(program);
+  registerCompletion(program);
   // Sub-commands inherit the error handling so usage errors anywhere exit with code 1.
   for (const command of allCommands(program))
     command.exitOverride().showHelpAfterError('(run with --help for usage)').configureHelp({ showGlobalOptions: true });

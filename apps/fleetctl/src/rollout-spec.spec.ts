@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from '@jest/globals';
 import { UsageError } from './exit-codes.js';
-import { buildRolloutRequest, parseWaves, readDeviceIds, readJsonArgument } from './rollout-spec.js';
+import { GATE_METRICS as SERVER_GATE_METRICS } from '../../control-plane/src/telemetry/health-gate.contract.js';
+import { buildRolloutRequest, GATE_METRICS, parseGate, parseWaves, readDeviceIds, readJsonArgument } from './rollout-spec.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -85,5 +86,57 @@ describe('readJsonArgument', () => {
     expect(await readJsonArgument('{"a":1}', '--metadata')).toEqual({ a: 1 });
     expect(await readJsonArgument(`@${file}`, '--metadata')).toEqual({ runtime: 'onnx' });
     await expect(readJsonArgument('{nope', '--metadata')).rejects.toThrow('--metadata is not valid JSON');
+  });
+});
+
+describe('gate flags', () => {
+  it('parses a metric with its bounds', () => {
+    expect(parseGate('latency_p95:maxRatio=1.2')).toEqual({ metric: 'latency_p95', maxRatio: 1.2 });
+    expect(parseGate('psi:max=0.2,minSamples=200')).toEqual({ metric: 'psi', max: 0.2, minSamples: 200 });
+    expect(parseGate('error_rate:maxIncrease=0.01')).toEqual({ metric: 'error_rate', maxIncrease: 0.01 });
+  });
+
+  it('refuses unknown metrics, unknown bounds and gates without a bound', () => {
+    expect(() => parseGate('latency_p42:maxRatio=1.2')).toThrow(/metric must be one of/);
+    expect(() => parseGate('latency_p95:ratio=1.2')).toThrow(/is not one of maxRatio=N/);
+    expect(() => parseGate('latency_p95:maxRatio=x')).toThrow(UsageError);
+    expect(() => parseGate('latency_p95')).toThrow(/needs a bound/);
+    expect(() => parseGate('latency_p95:minSamples=10')).toThrow(/needs a bound/);
+  });
+
+  it('puts gates, samples and window on every wave but the last, and the failure action on the rollout', async () => {
+    const body = await buildRolloutRequest({
+      model: 'detector',
+      version: '1.1.0',
+      tag: ['region=eu'],
+      waves: '10,50,100',
+      gate: ['latency_p95:maxRatio=1.2', 'error_rate:maxIncrease=0.01'],
+      minSamples: '500',
+      window: '300',
+      onGateFailure: 'rollback',
+    });
+    const gated = {
+      gates: [
+        { metric: 'latency_p95', maxRatio: 1.2 },
+        { metric: 'error_rate', maxIncrease: 0.01 },
+      ],
+      minSamples: 500,
+      windowSeconds: 300,
+    };
+    expect(body.waves).toEqual([{ percent: 10, ...gated }, { percent: 50, ...gated }, { percent: 100 }]);
+    expect(body.onGateFailure).toBe('rollback');
+  });
+
+  it('refuses gate flags that cannot apply', async () => {
+    const base = { model: 'm', version: '1.0.0', tag: ['a=b'] };
+    await expect(buildRolloutRequest({ ...base, waves: '100', gate: ['psi:max=0.2'] })).rejects.toThrow(/at least two waves/);
+    await expect(buildRolloutRequest({ ...base, gate: ['psi:max=0.2'] })).rejects.toThrow(/need --waves/);
+    await expect(buildRolloutRequest({ ...base, waves: '10,100', window: '5' })).rejects.toThrow(/--window/);
+    await expect(buildRolloutRequest({ ...base, waves: '10,100', onGateFailure: 'abort' })).rejects.toThrow(/pause or rollback/);
+  });
+
+  it('knows the metrics the control plane gates on', () => {
+    // The CLI checks metric names itself for a clear usage error; this keeps its list the server's.
+    expect([...GATE_METRICS]).toEqual([...SERVER_GATE_METRICS]);
   });
 });

@@ -11,14 +11,32 @@ export interface RolloutRequest {
   target: { tags?: Record<string, string>; deviceIds?: string[] };
   waves: WaveRequest[];
   onFailure?: 'pause' | 'abort';
+  onGateFailure?: 'pause' | 'rollback';
   [extra: string]: unknown;
 }
+
+/** One model-health gate of a wave (the control plane's GateDto). */
+export interface GateRequest {
+  metric: GateMetric;
+  maxRatio?: number;
+  maxIncrease?: number;
+  max?: number;
+  minSamples?: number;
+}
+
+/** The metrics the control plane gates on (GATE_METRICS of its health-gate contract). */
+export const GATE_METRICS = ['latency_p50', 'latency_p95', 'latency_p99', 'error_rate', 'psi'] as const;
+export type GateMetric = (typeof GATE_METRICS)[number];
+const GATE_BOUNDS = ['maxRatio', 'maxIncrease', 'max', 'minSamples'] as const;
 
 export interface WaveRequest {
   percent: number;
   bakeSeconds?: number;
   successPercent?: number;
   failure?: { percent?: number; minExecuted?: number };
+  gates?: GateRequest[];
+  minSamples?: number;
+  windowSeconds?: number;
   [extra: string]: unknown;
 }
 
@@ -34,6 +52,10 @@ export interface RolloutFlags {
   failurePercent?: string;
   minExecuted?: string;
   onFailure?: string;
+  gate?: string[];
+  minSamples?: string;
+  window?: string;
+  onGateFailure?: string;
 }
 
 /**
@@ -56,6 +78,17 @@ export async function buildRolloutRequest(flags: RolloutFlags): Promise<RolloutR
   if (flags.waves !== undefined) request.waves = parseWaves(flags.waves).map((percent) => ({ percent }));
   if (waveFlags !== undefined && request.waves) {
     request.waves = request.waves.map((wave) => applyWaveFlags(wave, flags));
+  }
+  if (flags.gate?.length || flags.minSamples !== undefined || flags.window !== undefined) {
+    if (!request.waves) throw new UsageError('--gate, --min-samples and --window need --waves (or "waves" in --file)');
+    if (request.waves.length < 2) throw new UsageError('gates judge a wave before the next one starts: --waves needs at least two waves, e.g. 10,100');
+    const gated = gateFlags(flags);
+    // Gates decide whether the next wave may start, so the last wave (everyone left) has none.
+    request.waves = request.waves.map((wave, i, all) => (i < all.length - 1 ? { ...wave, ...gated } : wave));
+  }
+  if (flags.onGateFailure !== undefined) {
+    if (flags.onGateFailure !== 'pause' && flags.onGateFailure !== 'rollback') throw new UsageError('--on-gate-failure must be pause or rollback');
+    request.onGateFailure = flags.onGateFailure;
   }
   if (flags.onFailure !== undefined) {
     if (flags.onFailure !== 'pause' && flags.onFailure !== 'abort') throw new UsageError('--on-failure must be pause or abort');
@@ -82,6 +115,42 @@ export function parseWaves(text: string): number[] {
     if (waves[i]! <= waves[i - 1]!) throw new UsageError('--waves must be increasing (cumulative percentages, e.g. 1,10,100)');
   }
   return waves;
+}
+
+function gateFlags(flags: RolloutFlags): Pick<WaveRequest, 'gates' | 'minSamples' | 'windowSeconds'> {
+  const out: Pick<WaveRequest, 'gates' | 'minSamples' | 'windowSeconds'> = {};
+  if (flags.gate?.length) out.gates = flags.gate.map(parseGate);
+  if (flags.minSamples !== undefined) out.minSamples = integerFlag(flags.minSamples, '--min-samples', 1);
+  if (flags.window !== undefined) out.windowSeconds = integerFlag(flags.window, '--window', 10, 86_400);
+  return out;
+}
+
+/**
+ * `latency_p95:maxRatio=1.2`, `error_rate:maxIncrease=0.01`, `psi:max=0.2,minSamples=200`: a metric,
+ * then one or more bounds (the fields of the API's gate).
+ */
+export function parseGate(text: string): GateRequest {
+  const colon = text.indexOf(':');
+  const metric = colon < 0 ? text : text.slice(0, colon);
+  if (!(GATE_METRICS as readonly string[]).includes(metric)) {
+    throw new UsageError(`--gate ${text}: metric must be one of ${GATE_METRICS.join(', ')} (e.g. latency_p95:maxRatio=1.2)`);
+  }
+  const gate: GateRequest = { metric: metric as GateMetric };
+  const bounds = colon < 0 ? [] : text.slice(colon + 1).split(',');
+  for (const bound of bounds) {
+    const eq = bound.indexOf('=');
+    const name = bound.slice(0, eq);
+    if (eq <= 0 || !(GATE_BOUNDS as readonly string[]).includes(name)) {
+      throw new UsageError(`--gate ${text}: "${bound}" is not one of ${GATE_BOUNDS.map((b) => `${b}=N`).join(', ')}`);
+    }
+    const value = bound.slice(eq + 1);
+    gate[name as (typeof GATE_BOUNDS)[number]] =
+      name === 'minSamples' ? integerFlag(value, `--gate ${metric} minSamples`, 1) : numberFlag(value, `--gate ${metric} ${name}`, 0, Number.MAX_VALUE);
+  }
+  if (gate.maxRatio === undefined && gate.maxIncrease === undefined && gate.max === undefined) {
+    throw new UsageError(`--gate ${text}: needs a bound, e.g. ${metric}:maxRatio=1.2, ${metric}:maxIncrease=0.01 or ${metric}:max=0.2`);
+  }
+  return gate;
 }
 
 function applyWaveFlags(wave: WaveRequest, flags: RolloutFlags): WaveRequest {

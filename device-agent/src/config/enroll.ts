@@ -1,4 +1,4 @@
-import { fetchTrusting } from '../util/tls-fetch.js';
+import { fetchTrusting, type HttpResponse } from '../util/tls-fetch.js';
 import { deviceCredentialsSchema, enrollRequestSchema, type DeviceCredentials, type EnrollRequest } from '@fleetline/protocol';
 
 export class EnrollError extends Error {
@@ -15,7 +15,7 @@ export class EnrollError extends Error {
 export async function enroll(server: string, request: EnrollRequest, opts: { timeoutMs?: number; ca?: string } = {}): Promise<DeviceCredentials> {
   const body = enrollRequestSchema.parse(request);
   const url = `${server.replace(/\/+$/, '')}/api/v1/enroll`;
-  let res: Response;
+  let res: HttpResponse;
   try {
     res = await fetchTrusting(opts.ca)(url, {
       method: 'POST',

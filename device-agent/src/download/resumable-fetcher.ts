@@ -5,7 +5,7 @@ import { DownloadHTTPError, DownloadLengthMismatchError } from 'tuf-js/dist/erro
 import { Backoff, sleep } from '../util/backoff.js';
 import { isErrnoCode } from '../storage/atomic-file.js';
 import { UpdateFailure } from '../update/update-failure.js';
-import type { FetchFn } from '../util/tls-fetch.js';
+import { fetchTrusting, type FetchFn } from '../util/tls-fetch.js';
 
 export interface ResumableFetcherOptions {
   authorization: string;
@@ -43,7 +43,7 @@ export class ResumableFetcher extends BaseFetcher {
   constructor(private readonly opts: ResumableFetcherOptions) {
     super();
     this.maxAttempts = opts.maxAttempts ?? 6;
-    this.fetchFn = opts.fetch ?? ((url, init) => fetch(url, init));
+    this.fetchFn = opts.fetch ?? fetchTrusting(undefined);
   }
 
   override async fetch(url: string): Promise<ReadableStream<Uint8Array<ArrayBuffer>>> {

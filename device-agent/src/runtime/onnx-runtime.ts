@@ -101,3 +101,6 @@ export async function loadOnnxRuntimeFactory(): Promise<RuntimeFactory | undefin
   const version = ort.env.versions?.node ?? ort.env.versions?.common ?? '0.0.0';
   return { name: 'onnx', version, create: () => new OnnxRuntime(ort, version) };
 }
+
+/** The entry point runtime-child.js imports: the agent runs onnxruntime only in that child. */
+export const loadRuntimeFactory = loadOnnxRuntimeFactory;

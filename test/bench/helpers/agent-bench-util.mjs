@@ -97,7 +97,7 @@ export function adminApi(baseUrl, adminKey) {
       const form = new FormData();
       form.append('version', version);
       form.append('metadata', JSON.stringify(metadata));
-      form.append('file', new Blob([bytes]), fileName);
+      form.append('file', bytes instanceof Blob ? bytes : new Blob([bytes]), fileName);
       const res = await fetch(`${baseUrl}/api/v1/models/${model}/versions`, { method: 'POST', headers: { authorization: `Bearer ${adminKey}` }, body: form });
       if (res.status !== 201) throw new Error(`upload ${model}@${version}: HTTP ${res.status}: ${await res.text()}`);
       return res.json();

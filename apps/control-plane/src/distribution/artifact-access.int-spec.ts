@@ -42,6 +42,21 @@ describe('ARTIFACT_ACCESS=assigned (default)', () => {
     // Missing targets stay 404.
     expect((await download(t, devices.assigned, '9.9.9')).status).toBe(404);
   });
+
+  it('answers checks that arrive together (one batched lookup) each for its own device and version', async () => {
+    const api = apiClient(t.baseUrl, t.adminKey);
+    const fleet: { creds: DeviceCredentials; version: string | null }[] = [];
+    for (let i = 0; i < 24; i++) {
+      const creds = (await api.post<DeviceCredentials>('/api/v1/devices', { id: `cam-batch-${i}` })).body;
+      const version = i % 3 === 0 ? null : i % 3 === 1 ? '1.0.0' : '2.0.0';
+      if (version) expect((await api.put(`/api/v1/devices/${creds.deviceId}/models/detector`, { version })).status).toBe(200);
+      fleet.push({ creds, version });
+    }
+    // Every device asks for both versions at once: only its own assignment is served.
+    const asks = fleet.flatMap((d) => ['1.0.0', '2.0.0'].map((v) => ({ d, v })));
+    const statuses = await Promise.all(asks.map(async ({ d, v }) => (await download(t, d.creds, v)).status));
+    expect(statuses).toEqual(asks.map(({ d, v }) => (d.version === v ? 200 : 403)));
+  });
 });
 
 describe('ARTIFACT_ACCESS=fleet', () => {

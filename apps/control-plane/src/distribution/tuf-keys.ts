@@ -1,5 +1,5 @@
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject, sign } from 'node:crypto';
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Key, Signature } from '@tufjs/models';
 
@@ -51,34 +51,84 @@ export class TufKeyDirectory {
     return `${role}.key.pem`;
   }
 
+  /**
+   * A key generated for a rotation (`fleetctl keys rotate`) that no root trusts yet. It becomes
+   * `{role}.key.pem` once a root listing it is published, so the private key never leaves the server.
+   */
+  static nextFileName(role: TopLevelRole): string {
+    return `${role}.next.key.pem`;
+  }
+
   async load(): Promise<Map<TopLevelRole, RoleKey>> {
     const keys = new Map<TopLevelRole, RoleKey>();
     for (const role of TOP_LEVEL_ROLES) {
-      let pem: string;
-      try {
-        pem = await readFile(join(this.dir, TufKeyDirectory.fileName(role)), 'utf8');
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
-        throw err;
-      }
-      keys.set(role, roleKeyFromPrivate(createPrivateKey(pem)));
+      const key = await this.read(TufKeyDirectory.fileName(role));
+      if (key) keys.set(role, key);
     }
     return keys;
   }
 
-  /** Generates a fresh ed25519 key for each role that has no file yet. */
-  async generateMissing(): Promise<Map<TopLevelRole, RoleKey>> {
-    await mkdir(this.dir, { recursive: true, mode: 0o700 });
-    await chmod(this.dir, 0o700);
-    const existing = await this.load();
+  /** Staged rotation keys by role. */
+  async loadNext(): Promise<Map<TopLevelRole, RoleKey>> {
+    const keys = new Map<TopLevelRole, RoleKey>();
     for (const role of TOP_LEVEL_ROLES) {
+      const key = await this.read(TufKeyDirectory.nextFileName(role));
+      if (key) keys.set(role, key);
+    }
+    return keys;
+  }
+
+  /** Generates a fresh ed25519 key for each of `roles` that has no file yet. */
+  async generateMissing(roles: readonly TopLevelRole[] = TOP_LEVEL_ROLES): Promise<Map<TopLevelRole, RoleKey>> {
+    await this.ensureDir();
+    const existing = await this.load();
+    for (const role of roles) {
       if (existing.has(role)) continue;
-      const { privateKey } = generateKeyPairSync('ed25519');
-      const pem = privateKey.export({ format: 'pem', type: 'pkcs8' }).toString();
-      // 'wx': never overwrite a key another process wrote meanwhile.
-      await writeFile(join(this.dir, TufKeyDirectory.fileName(role)), pem, { mode: 0o600, flag: 'wx' });
-      existing.set(role, roleKeyFromPrivate(privateKey));
+      existing.set(role, await this.generate(TufKeyDirectory.fileName(role)));
     }
     return existing;
+  }
+
+  /** The staged rotation key of `role`, generated when there is none. */
+  async stageNext(role: TopLevelRole): Promise<RoleKey> {
+    await this.ensureDir();
+    const staged = await this.read(TufKeyDirectory.nextFileName(role));
+    if (staged) return staged;
+    try {
+      return await this.generate(TufKeyDirectory.nextFileName(role));
+    } catch (err) {
+      // Another replica staged one at the same moment: use it.
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return (await this.read(TufKeyDirectory.nextFileName(role)))!;
+      throw err;
+    }
+  }
+
+  /** Makes the staged key of `role` its current key (after a root trusting it was published). */
+  async promoteNext(role: TopLevelRole): Promise<void> {
+    await rename(join(this.dir, TufKeyDirectory.nextFileName(role)), join(this.dir, TufKeyDirectory.fileName(role)));
+  }
+
+  private async ensureDir(): Promise<void> {
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    await chmod(this.dir, 0o700);
+  }
+
+  private async generate(fileName: string): Promise<RoleKey> {
+    const { privateKey } = generateKeyPairSync('ed25519');
+    const pem = privateKey.export({ format: 'pem', type: 'pkcs8' }).toString();
+    // 'wx': never overwrite a key another process wrote meanwhile.
+    await writeFile(join(this.dir, fileName), pem, { mode: 0o600, flag: 'wx' });
+    return roleKeyFromPrivate(privateKey);
+  }
+
+  private async read(fileName: string): Promise<RoleKey | undefined> {
+    let pem: string;
+    try {
+      pem = await readFile(join(this.dir, fileName), 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+    return roleKeyFromPrivate(createPrivateKey(pem));
   }
 }

@@ -16,6 +16,17 @@ interface Row {
   expires_at: Date | string;
 }
 
+export interface AwaitingArtifact {
+  model: string;
+  version: string;
+  targetPath: string;
+  sha256: string;
+  size: number;
+  runtime: string;
+  framework: string | null;
+  variant: string | null;
+}
+
 function toSigned(row: Row | undefined): SignedMetadata | undefined {
   return row ? { role: row.role, version: Number(row.version), json: row.json, expiresAt: new Date(row.expires_at) } : undefined;
 }
@@ -58,10 +69,54 @@ export class TufMetadataRepository {
     );
   }
 
-  /** Every uploaded artifact's target path, digest and length (what targets metadata must list). */
+  /** Every artifact of a published version: what targets metadata must keep listing. */
   async publishedArtifacts(manager: EntityManager): Promise<{ targetPath: string; sha256: string; size: number }[]> {
-    const rows: { target_path: string; sha256: string; size: string }[] = await manager.query(`SELECT target_path, sha256, size FROM artifacts`);
+    const rows: { target_path: string; sha256: string; size: string }[] = await manager.query(
+      `SELECT a.target_path, a.sha256, a.size FROM artifacts a
+         JOIN model_versions v ON v.model = a.model AND v.version = a.version
+        WHERE v.status = 'published'`,
+    );
     return rows.map((r) => ({ targetPath: r.target_path, sha256: r.sha256, size: Number(r.size) }));
+  }
+
+  /** Artifacts of versions uploaded with TUF_KEYS=offline that no signed targets lists yet, oldest first. */
+  async awaitingArtifacts(manager: EntityManager = this.dataSource.manager): Promise<AwaitingArtifact[]> {
+    const rows: {
+      model: string;
+      version: string;
+      target_path: string;
+      sha256: string;
+      size: string;
+      runtime: string;
+      framework: string | null;
+      variant: string | null;
+    }[] = await manager.query(
+      `SELECT a.model, a.version, a.target_path, a.sha256, a.size, a.runtime, a.framework, a.variant FROM artifacts a
+         JOIN model_versions v ON v.model = a.model AND v.version = a.version
+        WHERE v.status = 'awaiting-signature'
+        ORDER BY v.created_at, a.model, a.version, a.position`,
+    );
+    return rows.map((r) => ({
+      model: r.model,
+      version: r.version,
+      targetPath: r.target_path,
+      sha256: r.sha256,
+      size: Number(r.size),
+      runtime: r.runtime,
+      framework: r.framework,
+      variant: r.variant,
+    }));
+  }
+
+  /** Marks versions as listed in signed targets metadata (distributable). */
+  async markPublished(manager: EntityManager, versions: readonly { model: string; version: string }[]): Promise<void> {
+    if (versions.length === 0) return;
+    await manager.query(
+      `UPDATE model_versions v SET status = 'published'
+         FROM unnest($1::text[], $2::text[]) AS p(model, version)
+        WHERE v.model = p.model AND v.version = p.version`,
+      [versions.map((v) => v.model), versions.map((v) => v.version)],
+    );
   }
 
   /**

@@ -7,6 +7,7 @@ import { rootMatchesPin } from '@fleetline/protocol';
 import { DataSource, type EntityManager } from 'typeorm';
 import { APP_CONFIG, type AppConfig } from '../infra/config/app-config.js';
 import { DistributionErrorCode, DistributionException } from './distribution.exception.js';
+import { pendingTargets, reviewTargets, type VersionRef } from './offline-targets.js';
 import { type RoleKey, TOP_LEVEL_ROLES, type TopLevelRole, TufKeyDirectory } from './tuf-keys.js';
 import { TufMetadataRepository } from './tuf-metadata.repository.js';
 import {
@@ -79,17 +80,34 @@ export class TufRepositoryService implements OnModuleInit {
    * starts (and other replicas): loads the keys and checks that root still trusts them.
    */
   async initialise(now = new Date()): Promise<void> {
+    const offline = this.config.tufKeys === 'offline';
+    if (offline) await this.refuseOfflineRoleKeys();
+    else
+      this.logger.warn(
+        'TUF_KEYS=online: the root and targets keys are on this server, so whoever takes it over can sign any model for every device; ' +
+          'use TUF_KEYS=offline in production (docs/tuf.md)',
+      );
     await this.dataSource.transaction(async (manager) => {
       await this.metadata.lockForWrite(manager);
       const root = await this.metadata.latest('root', manager);
       if (root) {
+        // A rotation may have published its root and stopped before the staged key was renamed.
+        await this.promoteStagedKeys(parseRoot(root.json));
         this.keys = this.trustedKeys(await this.keyDir.load(), root);
         this.keysRootVersion = root.version;
+        if (offline) this.requireOnlineKeys(this.keys, root.version);
         return;
       }
       const imported = await this.readImport();
       if (imported.root) {
         await this.importRepository(manager, imported.root, imported.targets, now);
+        return;
+      }
+      if (offline) {
+        // No root yet: the operator makes it with `fleetctl keys init`, trusting these two keys.
+        this.keys = await this.keyDir.generateMissing(['snapshot', 'timestamp']);
+        this.keysRootVersion = 0;
+        this.logger.warn('TUF_KEYS=offline and no root yet: devices cannot enroll until the operator runs `fleetctl keys init` (docs/tuf.md)');
         return;
       }
       const keys = await this.keyDir.generateMissing();
@@ -137,7 +155,7 @@ export class TufRepositoryService implements OnModuleInit {
     const cached = this.latestCache.get(role);
     if (cached && Date.now() - cached.at < LATEST_CACHE_MS) return cached.value;
     const value = await this.metadata.latest(role);
-    if (!value) throw new DistributionException(DistributionErrorCode.MetadataNotFound, `no ${role} metadata`);
+    if (!value) throw new DistributionException(DistributionErrorCode.MetadataNotFound, `no ${role} metadata${this.notInitialisedHint()}`);
     this.latestCache.set(role, { value, at: Date.now() });
     return value;
   }
@@ -234,7 +252,7 @@ export class TufRepositoryService implements OnModuleInit {
   async status(): Promise<Record<TopLevelRole, { version: number; expires: string; keyIds: string[]; threshold: number; online: boolean }>> {
     const latest = await this.metadata.latestAll();
     const root = latest.get('root');
-    if (!root) throw new DistributionException(DistributionErrorCode.MetadataNotFound, 'no root metadata');
+    if (!root) throw new DistributionException(DistributionErrorCode.MetadataNotFound, `no root metadata${this.notInitialisedHint()}`);
     const keys = await this.keysOfRecord(latest);
     const roles = parseRoot(root.json).signed.roles;
     const out = {} as Record<TopLevelRole, { version: number; expires: string; keyIds: string[]; threshold: number; online: boolean }>;
@@ -263,7 +281,9 @@ export class TufRepositoryService implements OnModuleInit {
     const result = await this.dataSource.transaction(async (manager) => {
       await this.metadata.lockForWrite(manager);
       const latest = await this.metadata.latestAll(manager);
-      const current = parseRoot((latest.get('root') as SignedMetadata).json);
+      const currentRow = latest.get('root');
+      if (!currentRow) return this.publishFirstRoot(manager, next, targetsJson, now);
+      const current = parseRoot(currentRow.json);
       if (next.signed.version !== current.signed.version + 1) {
         throw new DistributionException(DistributionErrorCode.StaleMetadata, `root version must be ${current.signed.version + 1} (got ${next.signed.version})`);
       }
@@ -271,14 +291,14 @@ export class TufRepositoryService implements OnModuleInit {
       if (next.signed.isExpired(now)) throw new DistributionException(DistributionErrorCode.InvalidMetadata, `root expired at ${next.signed.expires}`);
       verifyOrThrow(current, 'root', next, 'the current root keys');
       verifyOrThrow(next, 'root', next, 'its own root keys');
-      const keys = this.usableKeys(await this.keyDir.load(), next);
+      const keys = await this.keysTrustedBy(next);
       const out: SignedMetadata[] = [toStored('root', next)];
       let targetsVersion = (latest.get('targets') as SignedMetadata).version;
       if (targetsJson !== undefined) {
         const targets = parseUploaded('targets', targetsJson, parseTargets);
         verifyOrThrow(next, 'targets', targets, 'the new root');
         this.checkTargetsVersion(targets, targetsVersion);
-        await this.checkCoversArtifacts(manager, targets);
+        await this.acceptTargets(manager, targets);
         out.push(toStored('targets', targets));
         targetsVersion = targets.signed.version;
       } else if (!verifies(next, 'targets', parseTargets((latest.get('targets') as SignedMetadata).json))) {
@@ -309,6 +329,7 @@ export class TufRepositoryService implements OnModuleInit {
       return { rootVersion: next.signed.version };
     });
     this.latestCache.clear();
+    await this.promoteStagedKeys(next);
     this.logger.log(`published root v${result.rootVersion}`);
     return result;
   }
@@ -327,7 +348,7 @@ export class TufRepositoryService implements OnModuleInit {
       verifyOrThrow(root, 'targets', targets, 'the current root');
       this.checkTargetsVersion(targets, (latest.get('targets') as SignedMetadata).version);
       if (targets.signed.isExpired(now)) throw new DistributionException(DistributionErrorCode.InvalidMetadata, `targets expired at ${targets.signed.expires}`);
-      await this.checkCoversArtifacts(manager, targets);
+      await this.acceptTargets(manager, targets);
       const keys = await this.keysOfRecord(latest);
       const snapshot = signNextSnapshot((latest.get('snapshot') as SignedMetadata).version, targets.signed.version, this.requireKey(keys, 'snapshot'), now);
       const timestamp = signNextTimestamp((latest.get('timestamp') as SignedMetadata).version, snapshot, this.requireKey(keys, 'timestamp'), now);
@@ -346,18 +367,136 @@ export class TufRepositoryService implements OnModuleInit {
     }
   }
 
-  /** Devices must keep being able to verify every version already uploaded. */
-  private async checkCoversArtifacts(manager: EntityManager, targets: Metadata<Targets>): Promise<void> {
-    const missing: string[] = [];
-    for (const a of await this.metadata.publishedArtifacts(manager)) {
-      const t = targets.signed.targets[a.targetPath];
-      if (!t || t.length !== a.size || t.hashes['sha256'] !== a.sha256) missing.push(a.targetPath);
-    }
-    if (missing.length > 0) {
+  /**
+   * Devices must keep being able to verify every version already published, and every entry must
+   * be an artifact stored here. Versions awaiting a signature that the targets list completely
+   * become distributable in the caller's transaction.
+   */
+  private async acceptTargets(manager: EntityManager, targets: Metadata<Targets>): Promise<VersionRef[]> {
+    const review = reviewTargets(targets, await this.metadata.publishedArtifacts(manager), await this.metadata.awaitingArtifacts(manager));
+    if (review.missing.length > 0) {
       throw new DistributionException(DistributionErrorCode.InvalidMetadata, `targets metadata must list every uploaded artifact with its sha256 and length`, {
-        missing: missing.slice(0, 100),
+        missing: review.missing.slice(0, 100),
       });
     }
+    if (review.unknown.length > 0) {
+      throw new DistributionException(
+        DistributionErrorCode.InvalidMetadata,
+        'targets metadata lists targets this control plane has no artifact for (or with another sha256 or length)',
+        { unknown: review.unknown.slice(0, 100) },
+      );
+    }
+    await this.metadata.markPublished(manager, review.published);
+    if (review.published.length > 0) this.logger.log(`signed targets publish ${review.published.map((v) => `${v.model}@${v.version}`).join(', ')}`);
+    return review.published;
+  }
+
+  /**
+   * What the operator signs with `fleetctl targets sign`: the current signed targets (their
+   * baseline, which they verify against their root) and the next version listing every artifact
+   * awaiting a signature, unsigned. `pending` is null when nothing waits.
+   */
+  async pendingTargets(
+    now = new Date(),
+  ): Promise<{ rootVersion: number; targets: Record<string, unknown>; pending: Record<string, unknown> | null; versions: VersionRef[] }> {
+    const latest = await this.metadata.latestAll();
+    const root = latest.get('root');
+    const targets = latest.get('targets');
+    if (!root || !targets) throw new DistributionException(DistributionErrorCode.MetadataNotFound, `no targets metadata${this.notInitialisedHint()}`);
+    const awaiting = await this.metadata.awaitingArtifacts();
+    const current = parseTargets(targets.json);
+    if (awaiting.length === 0) return { rootVersion: root.version, targets: current.toJSON(), pending: null, versions: [] };
+    const { metadata, versions } = pendingTargets(current, awaiting, now);
+    return { rootVersion: root.version, targets: current.toJSON(), pending: metadata.toJSON(), versions };
+  }
+
+  /** Public keys of the snapshot and timestamp keys this server signs with (what `fleetctl keys init` puts in root). */
+  async onlineKeys(): Promise<Record<'snapshot' | 'timestamp', { keyId: string; key: Record<string, unknown> }>> {
+    const local = await this.keyDir.load();
+    const snapshot = local.get('snapshot');
+    const timestamp = local.get('timestamp');
+    if (!snapshot || !timestamp) {
+      throw new DistributionException(DistributionErrorCode.SigningKeyOffline, `the snapshot and timestamp keys are not in ${this.keyDir.dir}`);
+    }
+    return {
+      snapshot: { keyId: snapshot.key.keyID, key: snapshot.key.toJSON() },
+      timestamp: { keyId: timestamp.key.keyID, key: timestamp.key.toJSON() },
+    };
+  }
+
+  /**
+   * A new key for an online role (snapshot or timestamp), generated here and kept staged until a
+   * root that trusts it is published (`fleetctl keys rotate`). Asking again returns the same key.
+   */
+  async stageOnlineKey(role: 'snapshot' | 'timestamp'): Promise<{ role: string; key: Record<string, unknown>; keyId: string }> {
+    const key = await this.keyDir.stageNext(role);
+    return { role, key: key.key.toJSON(), keyId: key.key.keyID };
+  }
+
+  /**
+   * Root v1 made by the operator (TUF_KEYS=offline, `fleetctl keys init`): self-signed, with a
+   * targets v1 signed by its targets key, trusting this server's snapshot and timestamp keys.
+   */
+  private async publishFirstRoot(manager: EntityManager, root: Metadata<Root>, targetsJson: unknown, now: Date): Promise<{ rootVersion: number }> {
+    if (root.signed.version !== 1)
+      throw new DistributionException(DistributionErrorCode.StaleMetadata, `the first root must be version 1 (got ${root.signed.version})`);
+    if (!root.signed.consistentSnapshot) throw new DistributionException(DistributionErrorCode.InvalidMetadata, 'root must set consistent_snapshot: true');
+    if (root.signed.isExpired(now)) throw new DistributionException(DistributionErrorCode.InvalidMetadata, `root expired at ${root.signed.expires}`);
+    verifyOrThrow(root, 'root', root, 'its own root keys');
+    if (targetsJson === undefined)
+      throw new DistributionException(DistributionErrorCode.InvalidMetadata, 'the first root needs a signed targets version along with it');
+    const targets = parseUploaded('targets', targetsJson, parseTargets);
+    verifyOrThrow(root, 'targets', targets, 'the new root');
+    await this.acceptTargets(manager, targets);
+    const keys = await this.keysTrustedBy(root);
+    this.requireOnlineKeys(keys, root.signed.version);
+    if (this.config.tufKeys === 'offline' && (keys.has('root') || keys.has('targets'))) {
+      throw new DistributionException(
+        DistributionErrorCode.InvalidMetadata,
+        'TUF_KEYS=offline: root must not trust root or targets keys stored on this server',
+      );
+    }
+    const snapshot = signNextSnapshot(0, targets.signed.version, keys.get('snapshot')!, now);
+    const timestamp = signNextTimestamp(0, snapshot, keys.get('timestamp')!, now);
+    await this.metadata.insert(manager, [toStored('root', root), toStored('targets', targets), snapshot, timestamp]);
+    this.keys = keys;
+    this.keysRootVersion = root.signed.version;
+    return { rootVersion: root.signed.version };
+  }
+
+  private requireOnlineKeys(keys: ReadonlyMap<TopLevelRole, RoleKey>, rootVersion: number): void {
+    const absent = (['snapshot', 'timestamp'] as const).filter((role) => !keys.has(role));
+    if (absent.length > 0) {
+      throw new DistributionException(
+        DistributionErrorCode.SigningKeyOffline,
+        `root v${rootVersion} must trust the ${absent.join(' and ')} key(s) in ${this.keyDir.dir} (GET /api/v1/tuf/admin/online-keys)`,
+      );
+    }
+  }
+
+  /** TUF_KEYS=offline promises that this server cannot sign root or targets: refuse to start with their keys. */
+  private async refuseOfflineRoleKeys(): Promise<void> {
+    const local = await this.keyDir.load();
+    const present = (['root', 'targets'] as const).filter((role) => local.has(role)).map((role) => join(this.keyDir.dir, TufKeyDirectory.fileName(role)));
+    if (present.length > 0) {
+      throw new Error(
+        `TUF_KEYS=offline but ${present.join(' and ')} exist on this server: move them to the operator's key directory ` +
+          '(fleetctl --key-dir) and delete them here, or run with TUF_KEYS=online; see docs/tuf.md',
+      );
+    }
+  }
+
+  /** Renames staged rotation keys that `root` trusts to their role's key file. */
+  private async promoteStagedKeys(root: Metadata<Root>): Promise<void> {
+    for (const [role, key] of await this.keyDir.loadNext()) {
+      if (!root.signed.roles[role]?.keyIDs.includes(key.key.keyID)) continue;
+      await this.keyDir.promoteNext(role);
+      this.logger.log(`the staged ${role} key ${key.key.keyID} is now in use (root v${root.signed.version} trusts it)`);
+    }
+  }
+
+  private notInitialisedHint(): string {
+    return this.config.tufKeys === 'offline' ? ' (TUF_KEYS=offline: the operator creates root with `fleetctl keys init`)' : '';
   }
 
   /** `{dataDir}/tuf-keys/root.json` (and targets.json) prepared offline, imported on first start. */
@@ -401,12 +540,21 @@ export class TufRepositoryService implements OnModuleInit {
     this.logger.log(`imported TUF root v${root.signed.version}; online roles: ${[...keys.keys()].join(', ') || 'none'}`);
   }
 
-  /** Local keys the given root trusts for their role; others are ignored with a warning. */
-  private usableKeys(local: Map<TopLevelRole, RoleKey>, root: Metadata<Root>): Map<TopLevelRole, RoleKey> {
+  /**
+   * Local keys the given root trusts for their role, the staged rotation key where root trusts
+   * that one instead; other key files are ignored with a warning.
+   */
+  private async keysTrustedBy(root: Metadata<Root>): Promise<Map<TopLevelRole, RoleKey>> {
+    const current = await this.keyDir.load();
+    const staged = await this.keyDir.loadNext();
     const usable = new Map<TopLevelRole, RoleKey>();
-    for (const [role, key] of local) {
-      if (root.signed.roles[role]?.keyIDs.includes(key.key.keyID)) usable.set(role, key);
-      else
+    for (const role of TOP_LEVEL_ROLES) {
+      const trusted = root.signed.roles[role]?.keyIDs ?? [];
+      const pick = [current.get(role), staged.get(role)].find((k) => k !== undefined && trusted.includes(k.key.keyID));
+      if (pick) usable.set(role, pick);
+      const key = current.get(role);
+      // Replaced by the staged key root now trusts: promoteStagedKeys renames it over this one.
+      if (key && pick !== key && pick !== staged.get(role))
         this.logger.warn(
           `ignoring the local ${role} key ${key.key.keyID}: root v${root.signed.version} does not trust it (remove ${TufKeyDirectory.fileName(role)})`,
         );
@@ -424,7 +572,7 @@ export class TufRepositoryService implements OnModuleInit {
   private async keysOfRecord(latest: ReadonlyMap<TopLevelRole, SignedMetadata>): Promise<Map<TopLevelRole, RoleKey>> {
     const root = latest.get('root');
     if (!root || root.version === this.keysRootVersion) return this.keys;
-    const keys = this.usableKeys(await this.keyDir.load(), parseRoot(root.json));
+    const keys = await this.keysTrustedBy(parseRoot(root.json));
     this.logger.log(
       `keys reloaded from ${this.keyDir.dir} for root v${root.version} (were for v${this.keysRootVersion}); online roles: ${[...keys.keys()].join(', ') || 'none'}`,
     );

@@ -85,8 +85,8 @@ export function signNextRoot(previous: Metadata<Root>, key: RoleKey, now: Date):
   return seal('root', new Metadata(root), key);
 }
 
-/** Targets `previous.version + 1` (or v1) with `added` (re)placed and a new expiry. */
-export function signNextTargets(previous: Metadata<Targets> | undefined, added: readonly TargetInput[], key: RoleKey, now: Date): SignedMetadata {
+/** Targets `previous.version + 1` (or v1) with `added` (re)placed and a new expiry, not signed yet. */
+export function nextTargets(previous: Metadata<Targets> | undefined, added: readonly TargetInput[], now: Date): Metadata<Targets> {
   const targets = new Targets({
     version: (previous?.signed.version ?? 0) + 1,
     specVersion: '1.0.31',
@@ -97,7 +97,12 @@ export function signNextTargets(previous: Metadata<Targets> | undefined, added: 
   for (const t of added) {
     targets.addTarget(new TargetFile({ path: t.path, length: t.length, hashes: { sha256: t.sha256 }, unrecognizedFields: { custom: t.custom } }));
   }
-  return seal('targets', new Metadata(targets), key);
+  return new Metadata(targets);
+}
+
+/** Targets `previous.version + 1` (or v1) with `added` (re)placed and a new expiry. */
+export function signNextTargets(previous: Metadata<Targets> | undefined, added: readonly TargetInput[], key: RoleKey, now: Date): SignedMetadata {
+  return seal('targets', nextTargets(previous, added, now), key);
 }
 
 /** Snapshot `previous.version + 1` (or v1) pointing at targets version `targetsVersion`. */

@@ -32,6 +32,10 @@ export class ModelVersionEntity {
   @Column('jsonb', { nullable: true })
   referenceDistribution: Record<string, number> | null;
 
+  /** `awaiting-signature`: uploaded with TUF_KEYS=offline, not yet listed in signed targets. */
+  @Column('text', { default: 'published' })
+  status: string;
+
   @Column('timestamptz')
   createdAt: Date;
 }

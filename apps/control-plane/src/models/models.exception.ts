@@ -12,6 +12,8 @@ export enum ModelErrorCode {
   ArtifactTooLarge = 'artifact-too-large',
   InvalidCursor = 'invalid-cursor',
   PublishFailed = 'publish-failed',
+  /** TUF_KEYS=offline: no signed targets metadata lists the version yet. */
+  VersionAwaitingSignature = 'version-awaiting-signature',
 }
 
 const status: Record<ModelErrorCode, HttpStatus> = {
@@ -25,6 +27,7 @@ const status: Record<ModelErrorCode, HttpStatus> = {
   [ModelErrorCode.ArtifactTooLarge]: HttpStatus.PAYLOAD_TOO_LARGE,
   [ModelErrorCode.InvalidCursor]: HttpStatus.BAD_REQUEST,
   [ModelErrorCode.PublishFailed]: HttpStatus.INTERNAL_SERVER_ERROR,
+  [ModelErrorCode.VersionAwaitingSignature]: HttpStatus.CONFLICT,
 };
 
 export class ModelException extends DomainException<ModelErrorCode> {

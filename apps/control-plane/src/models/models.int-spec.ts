@@ -148,6 +148,18 @@ describe.each(databaseBackends())('models on %s', (backend) => {
     const filesFirst = await upload(t, 'detector', [file(randomBytes(10)), { name: 'version', value: '3.0.0' }]);
     expect(filesFirst.status).toBe(400);
     expect(filesFirst.body).toMatchObject({ code: 'invalid-upload', message: expect.stringContaining('must come before') });
+    // curl -F puts parts in the order given: metadata after the file is refused with the order to use.
+    const metadataLast = await upload(t, 'detector', [
+      { name: 'version', value: '3.0.0' },
+      file(randomBytes(10)),
+      { name: 'metadata', value: JSON.stringify({ runtime: 'onnx' }) },
+    ]);
+    expect(metadataLast.status).toBe(400);
+    expect(metadataLast.body).toMatchObject({
+      statusCode: 400,
+      code: 'invalid-upload',
+      message: expect.stringMatching(/field "metadata" arrived after a file: .*"metadata"\) fields must come before the "file" parts/),
+    });
 
     const noFile = await upload(t, 'detector', [{ name: 'version', value: '3.0.0' }]);
     expect(noFile.status).toBe(400);

@@ -19,7 +19,11 @@ export interface VersionRow {
   referenceDistribution: Record<string, number> | null;
   createdAt: Date;
   sortKey: VersionSortKey;
+  status: VersionStatus;
 }
+
+/** `awaiting-signature`: uploaded with TUF_KEYS=offline and not yet in signed targets metadata. */
+export type VersionStatus = 'published' | 'awaiting-signature';
 
 export interface ArtifactRow {
   id: string;
@@ -52,6 +56,7 @@ interface RawVersion {
   patch: number;
   prerelease: string | null;
   prerelease_sort: string;
+  status: VersionStatus;
 }
 
 interface RawArtifact {
@@ -71,7 +76,7 @@ interface RawArtifact {
   target_path: string;
 }
 
-const VERSION_COLUMNS = 'model, version, metadata, reference_distribution, created_at, major, minor, patch, prerelease, prerelease_sort';
+const VERSION_COLUMNS = 'model, version, metadata, reference_distribution, created_at, major, minor, patch, prerelease, prerelease_sort, status';
 const ARTIFACT_COLUMNS =
   'id, model, version, file_name, position, sha256, size, runtime, framework, compatibility, variant, variant_rank, storage_key, target_path';
 /** Semver precedence, newest first (see semver-sort-key.ts). */
@@ -85,6 +90,7 @@ function toVersion(r: RawVersion): VersionRow {
     referenceDistribution: r.reference_distribution,
     createdAt: new Date(r.created_at),
     sortKey: { major: r.major, minor: r.minor, patch: r.patch, prerelease: r.prerelease, prereleaseSort: r.prerelease_sort },
+    status: r.status,
   };
 }
 
@@ -160,11 +166,18 @@ export class ModelsRepository {
   /** Inserts a version; false when it already exists. */
   async insertVersion(
     manager: EntityManager,
-    v: { model: string; version: string; sortKey: VersionSortKey; metadata: VersionMetadata; referenceDistribution: Record<string, number> | null },
+    v: {
+      model: string;
+      version: string;
+      sortKey: VersionSortKey;
+      metadata: VersionMetadata;
+      referenceDistribution: Record<string, number> | null;
+      status: VersionStatus;
+    },
   ): Promise<boolean> {
     const rows: unknown[] = await manager.query(
-      `INSERT INTO model_versions (model, version, major, minor, patch, prerelease, prerelease_sort, metadata, reference_distribution)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9::jsonb)
+      `INSERT INTO model_versions (model, version, major, minor, patch, prerelease, prerelease_sort, metadata, reference_distribution, status)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9::jsonb, $10)
        ON CONFLICT (model, version) DO NOTHING RETURNING version`,
       [
         v.model,
@@ -176,6 +189,7 @@ export class ModelsRepository {
         v.sortKey.prereleaseSort,
         JSON.stringify(v.metadata),
         v.referenceDistribution ? JSON.stringify(v.referenceDistribution) : null,
+        v.status,
       ],
     );
     return rows.length === 1;

@@ -4,6 +4,7 @@ import type { FeatureSchema } from '../infra/database/feature-schema.js';
 import { ArtifactEntity } from './artifact.entity.js';
 import { Models1764232000000 } from './migrations/1764232000000-models.js';
 import { ArtifactVariants1764236400000 } from './migrations/1764236400000-artifact-variants.js';
+import { VersionStatus1764238000000 } from './migrations/1764238000000-version-status.js';
 import { ModelVersionEntity } from './model-version.entity.js';
 import { ModelEntity } from './model.entity.js';
 
@@ -13,5 +14,5 @@ import { ModelEntity } from './model.entity.js';
  */
 export const modelsSchema: FeatureSchema = {
   entities: [ModelEntity, ModelVersionEntity, ArtifactEntity, TufMetadataEntity],
-  migrations: [Models1764232000000, TufMetadata1764232000001, ArtifactVariants1764236400000],
+  migrations: [Models1764232000000, TufMetadata1764232000001, ArtifactVariants1764236400000, VersionStatus1764238000000],
 };

@@ -7,7 +7,7 @@ import { APP_CONFIG, type AppConfig } from '../infra/config/app-config.js';
 import { decodeCursor, encodeCursor, type Page } from '../infra/http/keyset-page.js';
 import { ARTIFACT_STORE, type ArtifactStore } from './artifact-store/artifact-store.js';
 import { ModelErrorCode, ModelException } from './models.exception.js';
-import { type ArtifactRow, type ModelSummary, ModelsRepository, type VersionRow } from './models.repository.js';
+import { type ArtifactRow, type ModelSummary, ModelsRepository, type VersionRow, type VersionStatus } from './models.repository.js';
 import { parseModelVersion, type VersionSortKey } from './semver-sort-key.js';
 import { missingVariantFiles, parseUploadMetadata, planFile, type UploadMetadata, type VersionMetadata } from './version-metadata.js';
 import { parseVersionUpload } from './version-upload.parser.js';
@@ -31,6 +31,8 @@ export interface VersionView {
   model: string;
   version: string;
   createdAt: Date;
+  /** `awaiting-signature` (TUF_KEYS=offline): not distributable until signed targets list it. */
+  status: VersionStatus;
   metadata: VersionMetadata;
   referenceDistribution: Record<string, number> | null;
   artifacts: ArtifactView[];
@@ -41,6 +43,7 @@ export interface ModelVersionDetails {
   model: string;
   version: string;
   createdAt: Date;
+  status: VersionStatus;
   metadata: VersionMetadata;
   referenceDistribution?: Record<string, number>;
   artifacts: ArtifactRef[];
@@ -123,6 +126,8 @@ export class ModelsService {
    * Streams a multipart version upload into the artifact store, then records the version and
    * publishes its artifacts as TUF targets in one transaction: a version is visible only once
    * devices can verify it, and nothing (rows or files) is left behind when any step fails.
+   * With TUF_KEYS=offline this server cannot sign targets: the version is stored as
+   * `awaiting-signature` and becomes distributable when the operator signs (`fleetctl targets sign`).
    */
   async uploadVersion(model: string, req: IncomingMessage): Promise<VersionView> {
     if (!(await this.repo.modelExists(model))) {
@@ -181,6 +186,7 @@ export class ModelsService {
     });
     const { referenceDistribution, ...rest } = metadata;
     const stored: VersionMetadata = rest;
+    const offline = this.config.tufKeys === 'offline';
     try {
       await this.repo.transaction(async (manager) => {
         const inserted = await this.repo.insertVersion(manager, {
@@ -189,9 +195,11 @@ export class ModelsService {
           sortKey: key,
           metadata: stored,
           referenceDistribution: referenceDistribution ?? null,
+          status: offline ? 'awaiting-signature' : 'published',
         });
         if (!inserted) throw new ModelException(ModelErrorCode.DuplicateVersion, `model "${model}" already has version ${version}`);
         await this.repo.insertArtifacts(manager, artifacts);
+        if (offline) return;
         await this.tuf.publishTargets(
           manager,
           artifacts.map((a) => ({
@@ -251,15 +259,26 @@ export class ModelsService {
       model: row.model,
       version: row.version,
       createdAt: row.createdAt,
+      status: row.status,
       metadata: row.metadata,
       ...(row.referenceDistribution ? { referenceDistribution: row.referenceDistribution } : {}),
       artifacts: artifacts.map(toArtifactRef),
     };
   }
 
-  /** The ArtifactRefs a DesiredModel carries for this version. */
+  /**
+   * The ArtifactRefs a DesiredModel carries for this version. Refused (409) for a version no
+   * signed targets list yet: every device would fail to verify it.
+   */
   async artifactRefs(model: string, version: string): Promise<ArtifactRef[]> {
-    return (await this.getVersion(model, version)).artifacts;
+    const details = await this.getVersion(model, version);
+    if (details.status === 'awaiting-signature') {
+      throw new ModelException(
+        ModelErrorCode.VersionAwaitingSignature,
+        `model "${model}" version ${version} is awaiting a targets signature: sign it with \`fleetctl targets sign\` first`,
+      );
+    }
+    return details.artifacts;
   }
 
   /** The artifact published under a TUF target path, if any. */
@@ -291,6 +310,7 @@ export class ModelsService {
       model: v.model,
       version: v.version,
       createdAt: v.createdAt,
+      status: v.status,
       metadata: v.metadata,
       referenceDistribution: v.referenceDistribution,
       artifacts: artifacts.map(toArtifactView),

@@ -10,6 +10,7 @@ import { DriverLease } from './driver-lease.js';
 import { inMaintenanceWindow, nextWindowOpening } from './planning/maintenance-window.js';
 import { assessWave, decideWave, type WaveAssessment } from './planning/wave-conditions.js';
 import { rampAllowance } from './planning/wave-math.js';
+import { gateVerdict } from './planning/gate-verdict.js';
 import { type NewEvent, RolloutRepository, type RolloutRow, type WaveRow } from './rollout.repository.js';
 import { eventsOf, RolloutReportFollower } from './rollout-report-follower.js';
 
@@ -413,12 +414,14 @@ export class RolloutEngine implements OnApplicationBootstrap, OnModuleDestroy {
       await this.repo.saveGateResults(r.id, wave.idx, results);
     }
     const summary = results
-      .map((g) => `${g.metric}=${g.value ?? 'n/a'} (${g.passed === null ? 'undecided' : g.passed ? 'ok' : 'breached'}: ${g.reason})`)
+      .map(
+        (g) =>
+          `${g.metric}${g.variant === undefined ? '' : `[${g.variant}]`}=${g.value ?? 'n/a'} (${g.passed === null ? 'undecided' : g.passed ? 'ok' : 'breached'}: ${g.reason})`,
+      )
       .join('; ');
-    if (results.some((g) => g.passed === false)) return { kind: 'failed', results, summary };
-    if (results.length < wave.spec.gates.length || results.some((g) => g.passed !== true))
-      return { kind: 'pending', results, summary: summary || 'no samples yet' };
-    return { kind: 'passed', results, summary };
+    const buildsGraceOver = wave.startedAt !== null && now.getTime() - wave.startedAt.getTime() >= wave.spec.windowSeconds * 1000;
+    const verdict = gateVerdict(results, wave.spec.gates.length, buildsGraceOver);
+    return { kind: verdict, results, summary: verdict === 'pending' ? summary || 'no samples yet' : summary };
   }
 
   private noteOnce(r: RolloutRow, wave: number, kind: string, message: string, data: object): void {

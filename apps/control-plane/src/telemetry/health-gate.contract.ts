@@ -45,6 +45,12 @@ export interface GateResult {
   samples: number;
   baselineSamples: number;
   reason: string;
+  /**
+   * Set on a build-level result: the gate judged on the devices that run this build (variant) of
+   * the candidate, against the baseline's build of the same name when it has one. A build's breach
+   * fails the gate as the version's does; a build with too few samples does not hold the wave.
+   */
+  variant?: string;
 }
 
 export abstract class HealthGateService {

@@ -16,6 +16,11 @@ import { TelemetryQueryRepository } from './telemetry-query.repository.js';
  *   2. the baseline cohort's predictions over the same window (no reference captured yet);
  *   3. without a baseline version, the candidate's own reference (uploaded validation-set
  *      distribution, or its first production window).
+ *
+ * A candidate that ships several builds (variants) is also judged build by build: an int8 build
+ * that regresses on NPUs would otherwise hide in the average of a fleet of healthy fp32 CPUs.
+ * Each build's canaries are compared with the baseline devices that run the baseline's build of
+ * the same name, or with the whole baseline when the baseline has no such build.
  */
 @Injectable()
 export class RollupHealthGateService extends HealthGateService {
@@ -43,6 +48,29 @@ export class RollupHealthGateService extends HealthGateService {
         if (own) psiReference = { distribution: own.distribution, source: `candidate ${own.source}` };
       }
     }
-    return evaluateGates({ gates: input.gates, minSamples: input.minSamples, candidate, baseline, psiReference });
+    const results = evaluateGates({ gates: input.gates, minSamples: input.minSamples, candidate, baseline, psiReference });
+    return [...results, ...(await this.perBuild(input, cohorts, window, baseline, psiReference))];
+  }
+
+  private async perBuild(
+    input: GateEvaluationInput,
+    cohorts: readonly string[],
+    window: { from: Date; to: Date },
+    baseline: GateInputs['baseline'],
+    psiReference: GateInputs['psiReference'],
+  ): Promise<GateResult[]> {
+    const builds = [...(await this.repository.cohortTotalsByVariant(input.model, input.candidateVersion, cohorts, window))].filter(([v]) => v !== '');
+    if (builds.length < 2) return []; // one build: the version-level results already are its results
+    const baselineBuilds =
+      input.baselineVersion === null ? new Map() : await this.repository.totalsExcludingCohortsByVariant(input.model, input.baselineVersion, cohorts, window);
+    return builds.flatMap(([variant, candidate]) => {
+      const own = baselineBuilds.get(variant);
+      const against = own ?? baseline;
+      return evaluateGates({ gates: input.gates, minSamples: input.minSamples, candidate, baseline: against, psiReference }).map((g) => ({
+        ...g,
+        variant,
+        reason: `build ${variant} (baseline: ${own ? `its build ${variant}` : 'all builds'}): ${g.reason}`,
+      }));
+    });
   }
 }

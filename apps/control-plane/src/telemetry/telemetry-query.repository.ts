@@ -176,6 +176,33 @@ export class TelemetryQueryRepository {
     return aggregateFromRow(rows[0] ?? {});
   }
 
+  /** The candidate cohort per build (variant) of the version: what lets gates judge each build on its own. */
+  async cohortTotalsByVariant(model: string, version: string, cohorts: readonly string[], window: TimeWindow): Promise<Map<string, TelemetryAggregate>> {
+    const rows: Record<string, unknown>[] = await this.dataSource.query(
+      `SELECT variant, ${GATE_SUMS} FROM telemetry_minute
+        WHERE model = $1 AND version = $2 AND cohort = ANY ($3::text[]) AND minute >= $4 AND minute < $5
+        GROUP BY variant`,
+      [model, version, [...cohorts], window.from, window.to],
+    );
+    return new Map(rows.map((r) => [String(r['variant']), aggregateFromRow(r)]));
+  }
+
+  /** The baseline cohort per build of the baseline version (see totalsExcludingCohorts). */
+  async totalsExcludingCohortsByVariant(
+    model: string,
+    version: string,
+    cohorts: readonly string[],
+    window: TimeWindow,
+  ): Promise<Map<string, TelemetryAggregate>> {
+    const rows: Record<string, unknown>[] = await this.dataSource.query(
+      `SELECT variant, ${GATE_SUMS} FROM telemetry_minute
+        WHERE model = $1 AND version = $2 AND cohort <> ALL ($3::text[]) AND minute >= $4 AND minute < $5
+        GROUP BY variant`,
+      [model, version, [...cohorts, INACTIVE_COHORT], window.from, window.to],
+    );
+    return new Map(rows.map((r) => [String(r['variant']), aggregateFromRow(r)]));
+  }
+
   /** One device from raw samples, per (model, version, bucket). */
   async deviceSeries(
     deviceId: string,

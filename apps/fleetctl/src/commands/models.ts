@@ -18,6 +18,8 @@ interface VersionView {
   model: string;
   version: string;
   createdAt: string;
+  /** `awaiting-signature` with TUF_KEYS=offline until `fleetctl targets sign`. */
+  status?: string;
   metadata: Record<string, unknown>;
   artifacts: { fileName?: string; targetPath?: string; sha256?: string; length?: number; size?: number; variant?: string }[];
 }
@@ -71,8 +73,8 @@ export function registerModels(program: Command): void {
       if (out.json) return printJson(out, items);
       out.write(
         formatTable(
-          ['version', 'created', 'artifacts', 'builds'],
-          items.map((v) => [v.version, v.createdAt, v.artifacts.length, [...new Set(v.artifacts.map((a) => a.variant ?? 'default'))].join(',')]),
+          ['version', 'created', 'status', 'artifacts', 'builds'],
+          items.map((v) => [v.version, v.createdAt, v.status, v.artifacts.length, [...new Set(v.artifacts.map((a) => a.variant ?? 'default'))].join(',')]),
         ),
       );
     });
@@ -112,7 +114,9 @@ export function registerModels(program: Command): void {
       const builds = [...new Set(version.artifacts.map((a) => a.variant ?? 'default'))];
       out.write(
         `uploaded ${version.model} ${version.version} (${version.artifacts.length} artifact${version.artifacts.length === 1 ? '' : 's'}` +
-          `${builds.length > 1 ? `; builds in order: ${builds.join(', ')}` : ''})`,
+          `${builds.length > 1 ? `; builds in order: ${builds.join(', ')}` : ''})` +
+          // TUF_KEYS=offline: say what to do next rather than let a rollout fail with 409.
+          (version.status === 'awaiting-signature' ? '\nawaiting a targets signature: fleetctl targets sign --key-dir <dir>' : ''),
       );
     });
 }

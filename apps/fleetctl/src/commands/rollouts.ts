@@ -38,6 +38,15 @@ export function registerRollouts(program: Command): void {
     .option('--failure-percent <percent>', 'failure threshold: percent of executed devices')
     .option('--min-executed <n>', 'judge the failure threshold once this many devices finished')
     .option('--on-failure <action>', 'pause or abort when the failure threshold is crossed')
+    .option(
+      '--gate <metric:bound=value>',
+      'model-health gate of every wave but the last, canary against baseline; repeat for several. Metrics: latency_p50, latency_p95, latency_p99, error_rate, psi; bounds: maxRatio, maxIncrease, max, minSamples',
+      collect,
+      [],
+    )
+    .option('--min-samples <n>', 'gates decide only once each cohort has this many samples (server default 500)')
+    .option('--window <seconds>', 'telemetry window the gates compare, 10-86400 (server default 300)')
+    .option('--on-gate-failure <action>', 'pause or rollback when a gate fails (server default pause)')
     .option('--watch', 'watch the rollout after creating it (exit code as for "rollouts watch")')
     .addHelpText(
       'after',
@@ -45,9 +54,11 @@ export function registerRollouts(program: Command): void {
 Examples:
   fleetctl rollouts create --model detector --version 2.1.0 --tag region=eu --waves 1,10,100 --bake 600 --success 95 \\
       --failure-percent 5 --min-executed 10 --on-failure pause
+  fleetctl rollouts create --model detector --version 2.1.0 --tag region=eu --waves 10,50,100 --bake 60 \\
+      --gate latency_p95:maxRatio=1.2 --gate error_rate:maxIncrease=0.01 --min-samples 500 --window 300 --on-gate-failure rollback
   fleetctl rollouts create --file rollout.yaml --version 2.1.1`,
     )
-    .action(async (options: RolloutFlags & { tag: string[]; watch?: boolean }, command: Command) => {
+    .action(async (options: RolloutFlags & { tag: string[]; gate: string[]; watch?: boolean }, command: Command) => {
       const ctx = await cliContext(command);
       const body = await buildRolloutRequest(options);
       const created = await ctx.client.post<RolloutView>('/api/v1/rollouts', body);

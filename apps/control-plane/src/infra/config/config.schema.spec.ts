@@ -15,6 +15,12 @@ describe('loadConfig', () => {
     expect(config.mqtt).toMatchObject({ kind: 'external', url: 'mqtt://broker:1883', sharedGroup: 'cp' });
   });
 
+  it('keeps the TUF keys online by default and takes TUF_KEYS=offline; anything else names the variable', () => {
+    expect(loadConfig({}).tufKeys).toBe('online');
+    expect(loadConfig({ TUF_KEYS: 'offline' }).tufKeys).toBe('offline');
+    expect(() => loadConfig({ TUF_KEYS: 'hsm' })).toThrow(/TUF_KEYS: must be online or offline/);
+  });
+
   it('names every bad variable', () => {
     let error: unknown;
     try {

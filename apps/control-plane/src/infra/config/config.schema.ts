@@ -189,6 +189,13 @@ export const envSchema = z.object({
   TELEMETRY_MAX_SEQ_GAP: z.coerce.number().int().min(1).max(Number.MAX_SAFE_INTEGER).default(100_000),
   /** A device's weight in a cohort's gate statistics is capped at this many times the median device's inference count. */
   TELEMETRY_DEVICE_WEIGHT_FACTOR: z.coerce.number().min(1).max(1_000_000).default(10),
+  /**
+   * Where the TUF root and targets keys live. `online` (default, local development): this server
+   * generates and holds all four keys. `offline` (production): it holds only the snapshot and
+   * timestamp keys; root and targets are signed on the operator's machine with fleetctl, and
+   * uploaded versions wait for a targets signature (docs/tuf.md).
+   */
+  TUF_KEYS: z.enum(['online', 'offline'], { error: 'must be online or offline' }).default('online'),
   LOG_LEVEL: z.preprocess((v) => (v === '' ? undefined : v), z.enum(LOG_LEVELS).default('log')),
   /** `json` (one object a line) or `pretty`; unset: json when NODE_ENV=production, pretty otherwise. */
   LOG_FORMAT: z.preprocess((v) => (v === '' ? undefined : v), z.enum(['json', 'pretty']).optional()),
@@ -253,6 +260,8 @@ export interface AppConfig {
   rolloutTickSeconds: number;
   telemetryRetentionDays: number;
   telemetryLimits: TelemetryLimits;
+  /** offline: root and targets are signed by the operator (fleetctl), never on this server. */
+  tufKeys: 'online' | 'offline';
   logLevel: Env['LOG_LEVEL'];
   logFormat: LogFormat;
 }
@@ -325,6 +334,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       maxSeqGap: e.TELEMETRY_MAX_SEQ_GAP,
       deviceWeightFactor: e.TELEMETRY_DEVICE_WEIGHT_FACTOR,
     },
+    tufKeys: e.TUF_KEYS,
     logLevel: e.LOG_LEVEL,
     logFormat: resolveLogFormat(e.LOG_FORMAT, e.NODE_ENV),
   };

@@ -14,6 +14,7 @@ import { guardPacketSize } from './packet-size-guard.js';
 import type { TransportSecurity } from '../tls/transport-security.js';
 import { runWithConcurrency } from './run-with-concurrency.js';
 import { matchesFilter } from './topic-filter.js';
+import { listenError } from '../port-in-use.js';
 
 export interface EmbeddedBrokerOptions {
   port: number;
@@ -190,14 +191,14 @@ export class EmbeddedBrokerGateway extends MqttGateway {
         socket.setNoDelay(true);
         handleStream(socket, 'TCP');
       });
-      this.boundPort = await listen(this.server, this.options.port, host);
+      this.boundPort = await listen(this.server, this.options.port, host, 'MQTT_PORT');
     }
     if (plain && this.options.wsPort !== undefined) {
       this.wsServer = new WebSocketServer({ port: this.options.wsPort, host, maxPayload: maxPacketBytes });
       // maxPayload bounds one WebSocket frame, not an MQTT packet (one CONNECT can span many frames):
       // the same packet limit as on TCP applies to the MQTT byte stream inside.
       this.wsServer.on('connection', (ws, req) => handleStream(createWebSocketStream(ws), 'WebSocket', req));
-      this.boundWsPort = await wsListening(this.wsServer);
+      this.boundWsPort = await wsListening(this.wsServer, this.options.wsPort, host);
     }
     const security = this.options.security;
     if (security && this.options.tlsPort !== undefined) {
@@ -212,7 +213,7 @@ export class EmbeddedBrokerGateway extends MqttGateway {
       });
       security.onChange((options) => tlsServer.setSecureContext(options));
       this.tlsServer = tlsServer;
-      this.boundTlsPort = await listen(tlsServer, this.options.tlsPort, host);
+      this.boundTlsPort = await listen(tlsServer, this.options.tlsPort, host, 'MQTT_TLS_PORT');
     }
     if (security && this.options.wssPort !== undefined) {
       const httpsServer = createHttpsServer(security.secureContextOptions());
@@ -224,7 +225,7 @@ export class EmbeddedBrokerGateway extends MqttGateway {
       this.httpsServer = httpsServer;
       this.wssServer = new WebSocketServer({ server: httpsServer, maxPayload: maxPacketBytes });
       this.wssServer.on('connection', (ws, req) => handleStream(createWebSocketStream(ws), 'secure WebSocket', req));
-      this.boundWssPort = await listen(httpsServer as unknown as Server, this.options.wssPort, host);
+      this.boundWssPort = await listen(httpsServer as unknown as Server, this.options.wssPort, host, 'MQTT_WSS_PORT');
     }
     const listening = [
       ...(this.server ? [`MQTT on ${host}:${this.boundPort}`] : []),
@@ -440,22 +441,25 @@ export class EmbeddedBrokerGateway extends MqttGateway {
   }
 }
 
-function wsListening(server: WebSocketServer): Promise<number> {
+function wsListening(server: WebSocketServer, port: number, host: string): Promise<number> {
   return new Promise((resolve, reject) => {
-    server.once('error', reject);
+    const fail = (err: Error): void => reject(listenError(err, 'MQTT_WS_PORT', port, host));
+    server.once('error', fail);
     server.once('listening', () => {
-      server.off('error', reject);
+      server.off('error', fail);
       const address = server.address();
       resolve(typeof address === 'object' && address ? address.port : 0);
     });
   });
 }
 
-function listen(server: Server, port: number, host: string): Promise<number> {
+/** `variable` is the setting that moves this listener, named when its port is taken. */
+function listen(server: Server, port: number, host: string, variable: string): Promise<number> {
   return new Promise((resolve, reject) => {
-    server.once('error', reject);
+    const fail = (err: Error): void => reject(listenError(err, variable, port, host));
+    server.once('error', fail);
     server.listen(port, host, () => {
-      server.off('error', reject);
+      server.off('error', fail);
       const address = server.address();
       resolve(typeof address === 'object' && address ? address.port : port);
     });
