@@ -157,6 +157,6 @@ describe('README tour, run as written', () => {
     const listing = offlineRun.output.split('\n').filter((l) => l.includes('2.0.0'));
     expect(listing.some((l) => l.includes('published'))).toBe(true);
     expect(offlineRun.output).toContain('awaiting a targets signature');
-    expect(offlineRun.output).toMatch(/published root v2; new keys:\n  targets +[0-9a-f]{64}\n  timestamp +[0-9a-f]{64}/);
+    expect(offlineRun.output).toMatch(/published root v2; new keys:\n {2}targets +[0-9a-f]{64}\n {2}timestamp +[0-9a-f]{64}/);
   });
 });
