@@ -16,6 +16,8 @@ describe('control plane process lifecycle (embedded PGlite + embedded broker)', 
     cleanups.push(() => removeDir(first.dataDir));
     const key = (await readFile(join(first.dataDir, 'initial-admin-key'), 'utf8')).trim();
     expect(key).toMatch(/^flk_/);
+    // The summary follows the first answer to /readyz by a moment.
+    for (let i = 0; i < 100 && !first.output().includes(key); i++) await new Promise((r) => setTimeout(r, 50));
     expect(first.output()).toContain(key);
     const headers = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
     const created = await fetch(`${first.baseUrl}/api/v1/models`, { method: 'POST', headers, body: JSON.stringify({ name: 'persisted' }) });
@@ -24,6 +26,8 @@ describe('control plane process lifecycle (embedded PGlite + embedded broker)', 
 
     const second = await startControlPlane({ adminKey: '', dataDir: first.dataDir, httpPort: first.httpPort, mqttPort: first.mqttPort });
     cleanups.push(() => second.stop());
+    for (let i = 0; i < 100 && !second.output().includes('Sign in'); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(second.output()).toContain('Sign in    with the admin API key in');
     expect(second.output()).not.toContain(key);
     const models = (await (await fetch(`${second.baseUrl}/api/v1/models`, { headers })).json()) as { items: { name: string }[] };
     expect(models.items.map((m) => m.name)).toContain('persisted');

@@ -112,7 +112,7 @@ describe('README tour, run as written', () => {
     // The last command, `rollouts create ... --watch`, exits 4 when the rollout is rolled back; any
     // earlier failure would have ended the block with its own code.
     expect({ code: tourRun.code, output: tourRun.output.slice(-3000) }).toMatchObject({ code: 4 });
-    expect(tourRun.output).toMatch(/error: rollout \S+ rolled-back: health gates failed in wave 0: latency_p95=/);
+    expect(tourRun.output).toMatch(/error: rollout \S+ rolled-back: health gates failed in wave 1: latency_p95=/);
 
     const rollouts = (await api.request<{ items: RolloutView[] }>('GET', '/api/v1/rollouts?model=detector', undefined, 200)).body.items;
     const baseline = rollouts.find((r) => r.version === '1.0.0');
@@ -124,7 +124,7 @@ describe('README tour, run as written', () => {
     expect(detail.currentWave).toBe(0);
     expect(detail.waves[1]?.startedAt).toBeNull();
     const events = await rolloutEvents(api, gated!.id);
-    expect(events.find((e) => e.type === 'aborted')?.message).toMatch(/health gates failed in wave 0: .*latency_p95=/);
+    expect(events.find((e) => e.type === 'aborted')?.message).toMatch(/health gates failed in wave 1: .*latency_p95=/);
     expect(events.some((e) => e.type === 'rollback-finished')).toBe(true);
 
     // Every device of the tour ends on 1.0.0 again.

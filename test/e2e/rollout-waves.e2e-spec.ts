@@ -143,7 +143,7 @@ describe('staged rollouts with simulated agents', () => {
       const paused = await waitForState(api, rolloutId, ['paused', 'completed', 'aborted', 'rolled-back'], 60_000);
       expect(paused.state).toBe('paused');
       expect(paused.currentWave).toBe(1);
-      expect(paused.stateReason).toMatch(/failure condition met in wave 1: \d+ failed of \d+ executed/);
+      expect(paused.stateReason).toMatch(/failure condition met in wave 2: \d+ failed of \d+ executed/);
 
       const events = await rolloutEvents(api, rolloutId);
       const pause = events.find((e) => e.type === 'paused');

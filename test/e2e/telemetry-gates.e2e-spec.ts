@@ -112,7 +112,7 @@ describe('telemetry-gated rollouts with simulated agents', () => {
 
     const events = await rolloutEvents(api, id);
     const decision = events.find((e) => e.type === 'aborted');
-    expect(decision?.message).toMatch(/health gates failed in wave 0: latency_p95=/);
+    expect(decision?.message).toMatch(/health gates failed in wave 1: latency_p95=/);
     expect(events.find((e) => e.type === 'rollback-finished')?.data).toMatchObject({ rolledBack: final.waves[0]?.size, state: 'rolled-back' });
     const [gate] = decision?.data['gates'] as GateResultView[];
     expect(gate).toMatchObject({ metric: 'latency_p95', passed: false, threshold: expect.any(Number) });
@@ -141,7 +141,7 @@ describe('telemetry-gated rollouts with simulated agents', () => {
     expect(psi).toMatchObject({ metric: 'psi', passed: false, threshold: 0.2 });
     expect(psi!.value!).toBeGreaterThan(0.2);
     const events = await rolloutEvents(api, id);
-    expect(events.find((e) => e.type === 'paused')?.message).toMatch(/health gates failed in wave 0: psi=/);
+    expect(events.find((e) => e.type === 'paused')?.message).toMatch(/health gates failed in wave 1: psi=/);
 
     // The telemetry API shows the drift of the canary cohort against the baseline reference.
     const telemetry = (await api.request<RolloutTelemetryView>('GET', `/api/v1/telemetry/rollouts/${id}`, undefined, 200)).body;

@@ -106,9 +106,18 @@ export class ScriptedDevice {
       this.pending.delete(m);
       this.previous.set(m, this.active.get(m) ?? null);
       this.active.set(m, desired.version);
-      await this.report(m, desired.version, desired.revision, 'committed', desired.rolloutId);
+      await this.report(m, desired.version, desired.revision, 'committed', desired.rolloutId, undefined, desired.variant);
     }
     return entries.length > 0;
+  }
+
+  /** Gives up the pending assignment of `model`, reporting it failed as an agent whose download broke does. */
+  async fail(model: string, message = 'scripted download failure'): Promise<boolean> {
+    const desired = this.pending.get(model);
+    if (!desired) return false;
+    this.pending.delete(model);
+    await this.report(model, desired.version, desired.revision, 'failed', desired.rolloutId, { code: 'download-failed', message });
+    return true;
   }
 
   /**
@@ -150,7 +159,15 @@ export class ScriptedDevice {
     return this.active.get(model);
   }
 
-  private async report(model: string, version: string, revision: number, state: UpdateState, rolloutId?: string): Promise<void> {
+  private async report(
+    model: string,
+    version: string,
+    revision: number,
+    state: UpdateState,
+    rolloutId?: string,
+    failure?: { code: 'download-failed'; message: string },
+    variant?: string,
+  ): Promise<void> {
     await this.client.publishAsync(
       topics.reported(this.id),
       encodePayload({
@@ -163,6 +180,8 @@ export class ScriptedDevice {
         activeVersion: state === 'committed' ? version : (this.active.get(model) ?? null),
         previousVersion: this.previous.get(model) ?? null,
         ...(rolloutId ? { rolloutId } : {}),
+        ...(failure ? { failure } : {}),
+        ...(variant ? { variant } : {}),
         at: new Date().toISOString(),
       }),
       { qos: 1 },

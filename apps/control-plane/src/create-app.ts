@@ -1,26 +1,30 @@
 import 'reflect-metadata';
 import { mkdirSync } from 'node:fs';
 import type { Server as HttpsServer } from 'node:https';
-import { type INestApplication, type LogLevel, ShutdownSignal, ValidationPipe } from '@nestjs/common';
+import { type INestApplication, ShutdownSignal, ValidationPipe } from '@nestjs/common';
 import { NestFactory, Reflector } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
-import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import { SwaggerModule } from '@nestjs/swagger';
 import { AppModule } from './app.module.js';
 import type { AppConfig } from './infra/config/config.schema.js';
 import { bodyParserErrors } from './infra/http/body-parser-errors.js';
 import { DomainExceptionFilter } from './infra/http/domain-exception.filter.js';
+import { buildOpenApiDocument } from './infra/http/openapi-document.js';
 import { TransportSecurity } from './infra/tls/transport-security.js';
 import { RequestTimeoutInterceptor, requestTimeoutMiddleware } from './infra/http/request-timeout.js';
-
-const levels: LogLevel[] = ['error', 'warn', 'log', 'debug', 'verbose'];
+import { createRootLogger, PinoNestLogger, type RootLogger } from './infra/logging/logger.js';
+import { requestContextAfterBody, requestLogging } from './infra/logging/request-logging.js';
 
 /** Builds the control plane (used by main.ts and by integration tests, so both run the same wiring). */
-export async function createApp(config: AppConfig): Promise<INestApplication> {
+export async function createApp(
+  config: AppConfig,
+  root: RootLogger = createRootLogger({ level: config.logLevel, format: config.logFormat }),
+): Promise<INestApplication> {
   mkdirSync(config.dataDir, { recursive: true });
   // Read before Nest starts: the HTTPS server is created with its certificate.
   const security = config.tls ? new TransportSecurity(config.tls) : undefined;
   const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config, security), {
-    logger: levels.slice(0, levels.indexOf(config.logLevel) + 1),
+    logger: new PinoNestLogger(root.pino),
     bodyParser: false,
     ...(security ? { httpsOptions: security.secureContextOptions() } : {}),
   });
@@ -30,25 +34,22 @@ export async function createApp(config: AppConfig): Promise<INestApplication> {
     security.onChange((options) => server.setSecureContext(options));
   }
   if (config.httpLimits.trustProxy !== undefined) app.set('trust proxy', trustProxyValue(config.httpLimits.trustProxy));
-  // First in the chain, so a slow body or a slow handler is cut whatever route it aims at.
+  // Before everything else, so every request, refused or not, has an id and a log line.
+  app.use(requestLogging(root.pino));
+  // First in the chain after that, so a slow body or a slow handler is cut whatever route it aims at.
   app.use(requestTimeoutMiddleware(config.httpLimits.requestTimeoutMs));
   // JSON bodies are parsed before any guard runs, so their limit is what an anonymous caller can
   // make the process buffer; uploads (multipart) stream through busboy untouched, under MAX_ARTIFACT_BYTES.
   app.useBodyParser('json', { limit: config.httpLimits.jsonBytes });
   app.use(bodyParserErrors);
+  app.use(requestContextAfterBody());
   app.useGlobalInterceptors(new RequestTimeoutInterceptor(app.get(Reflector)));
   app.useGlobalPipes(new ValidationPipe({ whitelist: true, forbidNonWhitelisted: true, transform: true }));
   app.useGlobalFilters(new DomainExceptionFilter());
   // With TLS on, SIGHUP re-reads the certificate files (the usual daemon convention) instead of
   // stopping the process like every other shutdown signal Nest listens to.
   app.enableShutdownHooks(security ? Object.values(ShutdownSignal).filter((signal) => signal !== ShutdownSignal.SIGHUP) : undefined);
-  const openApi = new DocumentBuilder()
-    .setTitle('Fleetline control plane')
-    .setDescription('Admin API: devices, models, staged rollouts and model telemetry')
-    .setVersion('1')
-    .addBearerAuth()
-    .build();
-  SwaggerModule.setup('api/docs', app, () => SwaggerModule.createDocument(app, openApi), { jsonDocumentUrl: 'api/openapi.json' });
+  SwaggerModule.setup('api/docs', app, () => buildOpenApiDocument(app, { publicUrl: config.http.publicUrl }), { jsonDocumentUrl: 'api/openapi.json' });
   return app;
 }
 

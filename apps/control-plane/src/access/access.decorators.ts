@@ -1,4 +1,5 @@
-import { createParamDecorator, type ExecutionContext, SetMetadata } from '@nestjs/common';
+import { applyDecorators, createParamDecorator, type ExecutionContext, SetMetadata } from '@nestjs/common';
+import { ApiExtension } from '@nestjs/swagger';
 import type { Role } from './role.js';
 
 export const REQUIRED_ROLE = 'fleetline:required-role';
@@ -11,7 +12,10 @@ export const PUBLIC_ROUTE = 'fleetline:public-route';
 export const RequireRole = (role: Role) => SetMetadata(REQUIRED_ROLE, role);
 
 /** No API key needed: health probes, device enrollment (token-authenticated), device downloads (device-authenticated). */
-export const Public = () => SetMetadata(PUBLIC_ROUTE, true);
+export const Public = () => applyDecorators(SetMetadata(PUBLIC_ROUTE, true), ApiExtension(PUBLIC_OPERATION, true));
+
+/** Marks a public operation in the OpenAPI document until infra/http/openapi-document.ts turns it into its `security`. */
+export const PUBLIC_OPERATION = 'x-fleetline-public';
 
 /** What the guard attaches to the request. */
 export interface Principal {

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { chmod, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common';
@@ -13,6 +14,13 @@ import { generateSecret, hashSecret } from './secret.js';
 const CACHE_TTL_MS = 10_000;
 const TOUCH_EVERY_MS = 60_000;
 
+/** How an admin gets in, as the start-up summary tells it. */
+export type AdminSignIn =
+  | { kind: 'env' }
+  | { kind: 'generated'; key: string; file: string }
+  /** Admin keys exist already; `file` is the first start's key file if it is still there. */
+  | { kind: 'existing'; file?: string };
+
 export interface CreatedApiKey {
   id: string;
   name: string;
@@ -26,6 +34,8 @@ export class AccessService implements OnApplicationBootstrap {
   /** keyHash -> principal; a revoked key stops working within CACHE_TTL_MS (revoke() also evicts locally). */
   private readonly cache = new Map<string, { principal: Principal; until: number }>();
   private readonly touched = new Map<string, number>();
+  /** Where the first admin key came from, known once the application has bootstrapped. */
+  adminSignIn: AdminSignIn = { kind: 'existing' };
 
   constructor(
     private readonly keys: ApiKeyRepository,
@@ -35,6 +45,7 @@ export class AccessService implements OnApplicationBootstrap {
   /** Makes sure an admin can get in: FLEET_ADMIN_KEY if given, else a generated key printed once. */
   async onApplicationBootstrap(): Promise<void> {
     if (this.config.adminKey) {
+      this.adminSignIn = { kind: 'env' };
       const keyHash = hashSecret(this.config.adminKey);
       const existing = await this.keys.findByHash(keyHash);
       // A revoked FLEET_ADMIN_KEY stays revoked: seeding it again would undo the revocation (and
@@ -43,13 +54,16 @@ export class AccessService implements OnApplicationBootstrap {
       if (!existing) await this.keys.insert({ id: randomUUID(), name: 'FLEET_ADMIN_KEY', role: 'admin', keyHash });
       return;
     }
-    if ((await this.keys.countActiveAdmins()) > 0) return;
-    const created = await this.createKey('initial-admin', 'admin');
     const file = join(this.config.dataDir, 'initial-admin-key');
+    if ((await this.keys.countActiveAdmins()) > 0) {
+      this.adminSignIn = { kind: 'existing', file: existsSync(file) ? file : undefined };
+      return;
+    }
+    const created = await this.createKey('initial-admin', 'admin');
     await writeFile(file, `${created.key}\n`, { mode: 0o600 });
     await chmod(file, 0o600);
-    // Printed exactly once, on the start that created it; the file lets scripts pick it up.
-    process.stdout.write(`\nFleetline: first start, an admin API key was generated (also in ${file}):\n\n  ${created.key}\n\n`);
+    // The start-up summary prints it exactly once, on the start that created it; the file lets scripts pick it up.
+    this.adminSignIn = { kind: 'generated', key: created.key, file };
   }
 
   async authenticate(key: string): Promise<Principal> {

@@ -1,5 +1,5 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Patch, Post, Put, Query, Req } from '@nestjs/common';
-import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { Request } from 'express';
 import { type DeviceCredentials, isValidModelName } from '@fleetline/protocol';
 import type { Page } from '../infra/http/keyset-page.js';
@@ -30,24 +30,28 @@ export class DevicesController {
   /** Pre-registers a device; the answer holds its secret, which is never shown again. */
   @Post()
   @RequireRole('operator')
+  @ApiOperation({ summary: 'Pre-register a device (its credentials are shown once)' })
   create(@Body() dto: CreateDeviceDto, @Req() request: Request): Promise<DeviceCredentials> {
     return this.devices.provision(dto, requestOrigin(request));
   }
 
   @Get()
   @RequireRole('viewer')
+  @ApiOperation({ summary: 'Search devices' })
   list(@Query() query: ListDevicesQuery): Promise<Page<DeviceListItem>> {
     return this.devices.list(parseDeviceListQuery(query));
   }
 
   @Get(':id')
   @RequireRole('viewer')
+  @ApiOperation({ summary: 'A device: inventory, tags, models and presence' })
   get(@Param('id') id: string): Promise<DeviceDetail> {
     return this.devices.get(id);
   }
 
   @Patch(':id')
   @RequireRole('operator')
+  @ApiOperation({ summary: "Change a device's tags or name" })
   update(@Param('id') id: string, @Body() dto: UpdateDeviceDto): Promise<DeviceDetail> {
     return this.devices.update(id, dto);
   }
@@ -56,6 +60,7 @@ export class DevicesController {
   @Delete(':id')
   @RequireRole('operator')
   @HttpCode(204)
+  @ApiOperation({ summary: 'Decommission a device (its credentials stop working)' })
   decommission(@Param('id') id: string): Promise<void> {
     return this.devices.decommission(id);
   }
@@ -63,6 +68,7 @@ export class DevicesController {
   /** Assigns a model version to one device directly (outside any rollout). */
   @Put(':id/models/:model')
   @RequireRole('operator')
+  @ApiOperation({ summary: 'Assign a model version to a device' })
   async assign(
     @Param('id') id: string,
     @Param('model') model: string,
@@ -78,6 +84,7 @@ export class DevicesController {
   @Delete(':id/models/:model')
   @RequireRole('operator')
   @HttpCode(204)
+  @ApiOperation({ summary: 'Remove a model from a device' })
   async unassign(@Param('id') id: string, @Param('model') model: string): Promise<void> {
     assertModelName(model);
     await this.devices.assertLive(id);

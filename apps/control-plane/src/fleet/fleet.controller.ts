@@ -1,5 +1,5 @@
 import { Controller, Get } from '@nestjs/common';
-import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiOperation, ApiTags } from '@nestjs/swagger';
 import { type FleetSummary, FleetService } from './fleet.service.js';
 import { RequireRole } from '../access/access.decorators.js';
 
@@ -12,6 +12,7 @@ export class FleetController {
   /** Device counts (online/offline) and, per model, how many devices run each version. */
   @Get('summary')
   @RequireRole('viewer')
+  @ApiOperation({ summary: 'Fleet summary: devices online, versions per model, active rollouts' })
   summary(): Promise<FleetSummary> {
     return this.fleet.summary();
   }

@@ -1,10 +1,11 @@
 import { Controller, Get, Inject, ServiceUnavailableException } from '@nestjs/common';
-import { ApiTags } from '@nestjs/swagger';
+import { ApiExcludeController } from '@nestjs/swagger';
 import { DataSource } from 'typeorm';
 import { Public } from '../access/access.decorators.js';
 import { MqttGateway } from '../infra/mqtt/mqtt-gateway.js';
 
-@ApiTags('health')
+// Probes for orchestrators and load balancers (docs/deployment.md), not part of the admin API.
+@ApiExcludeController()
 @Controller()
 export class HealthController {
   constructor(

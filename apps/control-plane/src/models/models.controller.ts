@@ -24,12 +24,14 @@ export class ModelsController {
 
   @Get()
   @RequireRole('viewer')
+  @ApiOperation({ summary: 'List models' })
   list(@Query() query: PageQueryDto): Promise<Page<ModelSummary>> {
     return this.models.listModels(query.limit, query.after);
   }
 
   @Get(':name')
   @RequireRole('viewer')
+  @ApiOperation({ summary: 'A model, with its latest version' })
   get(@Param('name') name: string): Promise<ModelSummary> {
     return this.models.getModel(name);
   }
@@ -64,12 +66,14 @@ export class ModelsController {
 
   @Get(':name/versions')
   @RequireRole('viewer')
+  @ApiOperation({ summary: "List a model's versions" })
   listVersions(@Param('name') name: string, @Query() query: PageQueryDto): Promise<Page<VersionView>> {
     return this.models.listVersions(name, query.limit, query.after);
   }
 
   @Get(':name/versions/:version')
   @RequireRole('viewer')
+  @ApiOperation({ summary: 'One model version: files, metadata and builds' })
   getVersion(@Param('name') name: string, @Param('version') version: string): Promise<VersionView> {
     return this.models.describeVersion(name, version);
   }

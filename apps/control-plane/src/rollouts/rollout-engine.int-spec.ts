@@ -101,7 +101,7 @@ describe.each(databaseBackends())('rollout engine on %s', (backend) => {
     // Manual approval starts wave 0 of a scheduled rollout now.
     expect((await api.post(`/api/v1/rollouts/${created.body.id}/advance`)).status).toBe(200);
     const paused = await waitForState(created.body.id, 'paused');
-    expect(paused.stateReason).toMatch(/failure condition met in wave 0: 1 failed/);
+    expect(paused.stateReason).toMatch(/failure condition met in wave 1: 1 failed/);
     const pauseEvent = (await events(created.body.id)).find((e) => e.type === 'paused');
     expect(pauseEvent?.data).toMatchObject({ failed: 1, failure: { count: 1, minExecuted: 1 } });
     const failed = (await members(created.body.id, 0)).find((m) => m.deviceId === broken);

@@ -175,7 +175,7 @@ export class RolloutEngine implements OnApplicationBootstrap, OnModuleDestroy {
         r.id,
         -1,
         0,
-        { type: 'wave-started', wave: 0, message: 'rollout started: wave 0 begins', data: { reason: 'start time reached' } },
+        { type: 'wave-started', wave: 0, message: 'rollout started: wave 1 begins', data: { reason: 'start time reached' } },
         { fromStates: ['scheduled'] },
       );
       r = await this.repo.get(r.id);
@@ -269,7 +269,7 @@ export class RolloutEngine implements OnApplicationBootstrap, OnModuleDestroy {
         {
           type: 'wave-succeeded',
           wave: wave.idx,
-          message: `wave ${wave.idx} met its success condition: ${assessment.succeeded}/${assessment.members} (${assessment.successPercent}% >= ${wave.spec.successPercent}%); baking ${wave.spec.bakeSeconds} s`,
+          message: `wave ${wave.idx + 1} met its success condition: ${assessment.succeeded}/${assessment.members} (${assessment.successPercent}% >= ${wave.spec.successPercent}%); baking ${wave.spec.bakeSeconds} s`,
           data: { ...assessment, requiredPercent: wave.spec.successPercent, bakeSeconds: wave.spec.bakeSeconds },
         },
       ]);
@@ -277,7 +277,7 @@ export class RolloutEngine implements OnApplicationBootstrap, OnModuleDestroy {
     const decision = decideWave(assessment, wave.spec.bakeSeconds, successSince, now);
     if (decision.kind === 'fail') {
       const f = wave.spec.failure;
-      const message = `failure condition met in wave ${wave.idx}: ${assessment.failed} failed of ${assessment.executed} executed (${assessment.failurePercent}%; threshold ${f?.percent !== undefined ? `${f.percent}%` : `${f?.count} devices`}, minExecuted ${f?.minExecuted})`;
+      const message = `failure condition met in wave ${wave.idx + 1}: ${assessment.failed} failed of ${assessment.executed} executed (${assessment.failurePercent}%; threshold ${f?.percent !== undefined ? `${f.percent}%` : `${f?.count} devices`}, minExecuted ${f?.minExecuted})`;
       return this.onFailure(r, r.spec.onFailure === 'abort' ? 'abort' : 'pause', message, {
         ...assessment,
         failure: f,
@@ -286,10 +286,15 @@ export class RolloutEngine implements OnApplicationBootstrap, OnModuleDestroy {
     }
     const gateOutcome = await this.judgeGates(r, wave, waves, assessment, now);
     if (gateOutcome.kind === 'failed') {
-      return this.onFailure(r, wave.spec.onGateFailure === 'rollback' ? 'abort' : 'pause', `health gates failed in wave ${wave.idx}: ${gateOutcome.summary}`, {
-        gates: gateOutcome.results,
-        ...assessment,
-      });
+      return this.onFailure(
+        r,
+        wave.spec.onGateFailure === 'rollback' ? 'abort' : 'pause',
+        `health gates failed in wave ${wave.idx + 1}: ${gateOutcome.summary}`,
+        {
+          gates: gateOutcome.results,
+          ...assessment,
+        },
+      );
     }
     if (decision.kind !== 'advance') {
       if (decision.kind === 'wait' && assessment.pending === 0 && assessment.inFlight === 0 && assessment.members > 0) {
@@ -297,14 +302,14 @@ export class RolloutEngine implements OnApplicationBootstrap, OnModuleDestroy {
           r,
           wave.idx,
           'stalled',
-          `wave ${wave.idx} finished without meeting its success condition (${assessment.successPercent}% < ${wave.spec.successPercent}%): retry or advance manually`,
+          `wave ${wave.idx + 1} finished without meeting its success condition (${assessment.successPercent}% < ${wave.spec.successPercent}%): retry or advance manually`,
           assessment,
         );
       }
       return false;
     }
     if (gateOutcome.kind === 'pending') {
-      this.noteOnce(r, wave.idx, 'gates-pending', `wave ${wave.idx} waits for its health gates: ${gateOutcome.summary}`, { gates: gateOutcome.results });
+      this.noteOnce(r, wave.idx, 'gates-pending', `wave ${wave.idx + 1} waits for its health gates: ${gateOutcome.summary}`, { gates: gateOutcome.results });
       return false;
     }
     const lastWave = r.spec.waves.length - 1;
@@ -329,7 +334,7 @@ export class RolloutEngine implements OnApplicationBootstrap, OnModuleDestroy {
         ['running'],
         'completed',
         null,
-        { type: 'completed', wave: wave.idx, message: `rollout completed: last wave ${wave.idx} succeeded and baked`, data: { ...assessment } },
+        { type: 'completed', wave: wave.idx, message: `rollout completed: last wave ${wave.idx + 1} succeeded and baked`, data: { ...assessment } },
         { finished: true },
       );
     }
@@ -338,7 +343,7 @@ export class RolloutEngine implements OnApplicationBootstrap, OnModuleDestroy {
         r,
         wave.idx,
         'awaiting-approval',
-        `wave ${wave.idx} succeeded and baked; wave ${wave.idx + 1} waits for approval (POST .../advance)`,
+        `wave ${wave.idx + 1} succeeded and baked; wave ${wave.idx + 2} waits for approval (POST .../advance)`,
         assessment,
       );
       return false;
@@ -350,7 +355,7 @@ export class RolloutEngine implements OnApplicationBootstrap, OnModuleDestroy {
       {
         type: 'wave-started',
         wave: wave.idx + 1,
-        message: `wave ${wave.idx} succeeded (${assessment.successPercent}% >= ${wave.spec.successPercent}%) and baked ${wave.spec.bakeSeconds} s: wave ${wave.idx + 1} begins`,
+        message: `wave ${wave.idx + 1} succeeded (${assessment.successPercent}% >= ${wave.spec.successPercent}%) and baked ${wave.spec.bakeSeconds} s: wave ${wave.idx + 2} begins`,
         data: { previous: assessment, gates: wave.gateResults },
       },
       { fromStates: ['running'] },

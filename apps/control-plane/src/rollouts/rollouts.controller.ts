@@ -1,5 +1,5 @@
 import { Body, Controller, Get, HttpCode, type MessageEvent, Param, ParseUUIDPipe, Post, Query, Sse } from '@nestjs/common';
-import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiOperation, ApiTags } from '@nestjs/swagger';
 import { concat, distinctUntilChanged, from, interval, map, merge, Observable, switchMap, takeWhile } from 'rxjs';
 import { CurrentPrincipal, RequireRole, type Principal } from '../access/access.decorators.js';
 import type { Page } from '../infra/http/keyset-page.js';
@@ -26,30 +26,35 @@ export class RolloutsController {
 
   @Post()
   @RequireRole('operator')
+  @ApiOperation({ summary: 'Start a staged rollout of a model version' })
   create(@Body() dto: CreateRolloutDto, @CurrentPrincipal() principal: Principal | undefined): Promise<CreatedRollout> {
     return this.rollouts.create(dto, principal);
   }
 
   @Get()
   @RequireRole('viewer')
+  @ApiOperation({ summary: 'List rollouts' })
   list(@Query() query: ListRolloutsQueryDto): Promise<Page<RolloutSummary>> {
     return this.rollouts.list(query);
   }
 
   @Get(':id')
   @RequireRole('viewer')
+  @ApiOperation({ summary: 'A rollout: waves, progress and gate values' })
   get(@Param('id', new ParseUUIDPipe()) id: string): Promise<RolloutDetail> {
     return this.rollouts.describe(id);
   }
 
   @Get(':id/devices')
   @RequireRole('viewer')
+  @ApiOperation({ summary: "A rollout's devices and where each one is" })
   devices(@Param('id', new ParseUUIDPipe()) id: string, @Query() query: ListRolloutDevicesQueryDto): Promise<Page<RolloutDeviceRow>> {
     return this.rollouts.devices(id, query);
   }
 
   @Get(':id/events')
   @RequireRole('viewer')
+  @ApiOperation({ summary: "A rollout's event log" })
   events(@Param('id', new ParseUUIDPipe()) id: string, @Query() query: PageQueryDto): Promise<Page<RolloutEventRow>> {
     return this.rollouts.events(id, query);
   }
@@ -61,6 +66,7 @@ export class RolloutsController {
    */
   @Sse(':id/stream')
   @RequireRole('viewer')
+  @ApiOperation({ summary: 'Live rollout progress (Server-Sent Events)' })
   stream(@Param('id', new ParseUUIDPipe()) id: string): Observable<MessageEvent> {
     const ticks = new Observable<void>((subscriber) =>
       this.engine.onTick((ids) => {
@@ -81,6 +87,7 @@ export class RolloutsController {
   @Post(':id/pause')
   @RequireRole('operator')
   @HttpCode(200)
+  @ApiOperation({ summary: 'Pause a rollout' })
   pause(@Param('id', new ParseUUIDPipe()) id: string, @CurrentPrincipal() principal: Principal | undefined): Promise<RolloutDetail> {
     return this.rollouts.pause(id, actorOf(principal));
   }
@@ -88,6 +95,7 @@ export class RolloutsController {
   @Post(':id/resume')
   @RequireRole('operator')
   @HttpCode(200)
+  @ApiOperation({ summary: 'Resume a paused rollout' })
   resume(@Param('id', new ParseUUIDPipe()) id: string, @CurrentPrincipal() principal: Principal | undefined): Promise<RolloutDetail> {
     return this.rollouts.resume(id, actorOf(principal));
   }
@@ -95,6 +103,7 @@ export class RolloutsController {
   @Post(':id/advance')
   @RequireRole('operator')
   @HttpCode(200)
+  @ApiOperation({ summary: 'Start the next wave now (a manual-approval gate)' })
   advance(@Param('id', new ParseUUIDPipe()) id: string, @CurrentPrincipal() principal: Principal | undefined): Promise<RolloutDetail> {
     return this.rollouts.advance(id, actorOf(principal));
   }
@@ -102,6 +111,7 @@ export class RolloutsController {
   @Post(':id/cancel')
   @RequireRole('operator')
   @HttpCode(200)
+  @ApiOperation({ summary: 'Cancel a rollout: nobody new is told, devices already told finish' })
   cancel(@Param('id', new ParseUUIDPipe()) id: string, @CurrentPrincipal() principal: Principal | undefined): Promise<RolloutDetail> {
     return this.rollouts.cancel(id, actorOf(principal));
   }
@@ -109,6 +119,7 @@ export class RolloutsController {
   @Post(':id/abort')
   @RequireRole('operator')
   @HttpCode(200)
+  @ApiOperation({ summary: 'Abort a rollout: every device that was told is reverted' })
   abort(@Param('id', new ParseUUIDPipe()) id: string, @CurrentPrincipal() principal: Principal | undefined): Promise<RolloutDetail> {
     return this.rollouts.abort(id, actorOf(principal));
   }
@@ -116,6 +127,7 @@ export class RolloutsController {
   @Post(':id/retry')
   @RequireRole('operator')
   @HttpCode(200)
+  @ApiOperation({ summary: 'Give failed and timed-out devices a fresh retry budget' })
   retry(@Param('id', new ParseUUIDPipe()) id: string, @CurrentPrincipal() principal: Principal | undefined): Promise<RolloutDetail> {
     return this.rollouts.retry(id, actorOf(principal));
   }
@@ -123,6 +135,7 @@ export class RolloutsController {
   @Post(':id/install')
   @RequireRole('operator')
   @HttpCode(200)
+  @ApiOperation({ summary: 'Download-only rollout: tell downloaded devices to install' })
   install(@Param('id', new ParseUUIDPipe()) id: string, @CurrentPrincipal() principal: Principal | undefined): Promise<RolloutDetail> {
     return this.rollouts.install(id, actorOf(principal));
   }

@@ -231,12 +231,12 @@ export class RolloutsService {
     const r = await this.repo.get(id);
     if (!['scheduled', 'running', 'paused'].includes(r.state)) throw this.invalid(r, 'advance', 'the rollout is not active');
     const next = r.currentWave + 1;
-    if (next >= r.spec.waves.length) throw this.invalid(r, 'advance', `wave ${r.currentWave} is the last wave`);
+    if (next >= r.spec.waves.length) throw this.invalid(r, 'advance', `wave ${r.currentWave + 1} is the last wave`);
     const ok = await this.repo.startWave(
       id,
       r.currentWave,
       next,
-      { type: 'wave-started', wave: next, message: `wave ${next} started by ${actor} (manual approval)`, data: { actor, manual: true } },
+      { type: 'wave-started', wave: next, message: `wave ${next + 1} started by ${actor} (manual approval)`, data: { actor, manual: true } },
       { fromStates: ['scheduled', 'running', 'paused'] },
     );
     if (!ok) throw this.invalid(r, 'advance', 'the rollout changed meanwhile; try again');

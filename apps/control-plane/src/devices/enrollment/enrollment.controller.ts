@@ -1,5 +1,5 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, ParseUUIDPipe, Post, Req, Res } from '@nestjs/common';
-import { ApiBearerAuth, ApiBody, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiBody, ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
 import { type DeviceCredentials, type EnrollRequest, enrollRequestSchema } from '@fleetline/protocol';
 import { RequireRole, Public } from '../../access/access.decorators.js';
@@ -25,6 +25,7 @@ export class EnrollmentController {
   @ApiBearerAuth()
   @Post('enrollment-tokens')
   @RequireRole('operator')
+  @ApiOperation({ summary: 'Create an enrollment token (shown once)' })
   createToken(@Body() dto: CreateEnrollmentTokenDto): Promise<CreatedEnrollmentToken> {
     return this.tokens.create(dto);
   }
@@ -32,6 +33,7 @@ export class EnrollmentController {
   @ApiBearerAuth()
   @Get('enrollment-tokens')
   @RequireRole('viewer')
+  @ApiOperation({ summary: 'List enrollment tokens' })
   async listTokens(): Promise<{ items: EnrollmentTokenView[] }> {
     return { items: await this.tokens.list() };
   }
@@ -40,6 +42,7 @@ export class EnrollmentController {
   @Delete('enrollment-tokens/:id')
   @RequireRole('operator')
   @HttpCode(204)
+  @ApiOperation({ summary: 'Revoke an enrollment token' })
   revokeToken(@Param('id', new ParseUUIDPipe()) id: string): Promise<void> {
     return this.tokens.revoke(id);
   }
@@ -48,6 +51,7 @@ export class EnrollmentController {
   @Public()
   @Post('enroll')
   @ApiBody({ description: 'EnrollRequest (@fleetline/protocol enrollRequestSchema): { token, id?, name?, tags?, inventory? }' })
+  @ApiOperation({ summary: 'Enroll a device with an enrollment token' })
   enroll(
     @Body(new ZodBodyPipe(enrollRequestSchema)) body: EnrollRequest,
     @Req() request: Request,

@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import { isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
 import { type TlsFiles, TlsMaterialError, readTlsMaterial } from '../tls/tls-material.js';
+import { LOG_LEVELS, type LogFormat, resolveLogFormat } from '../logging/log-format.js';
 
 const port = (fallback: number) =>
   z.coerce.number({ error: 'must be a port number' }).int('must be an integer').min(0, 'must be 0-65535').max(65535, 'must be 0-65535').default(fallback);
@@ -195,7 +196,10 @@ export const envSchema = z.object({
    * uploaded versions wait for a targets signature (docs/tuf.md).
    */
   TUF_KEYS: z.enum(['online', 'offline'], { error: 'must be online or offline' }).default('online'),
-  LOG_LEVEL: z.enum(['error', 'warn', 'log', 'debug', 'verbose']).default('log'),
+  LOG_LEVEL: z.preprocess((v) => (v === '' ? undefined : v), z.enum(LOG_LEVELS).default('log')),
+  /** `json` (one object a line) or `pretty`; unset: json when NODE_ENV=production, pretty otherwise. */
+  LOG_FORMAT: z.preprocess((v) => (v === '' ? undefined : v), z.enum(['json', 'pretty']).optional()),
+  NODE_ENV: z.string().optional(),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -259,6 +263,7 @@ export interface AppConfig {
   /** offline: root and targets are signed by the operator (fleetctl), never on this server. */
   tufKeys: 'online' | 'offline';
   logLevel: Env['LOG_LEVEL'];
+  logFormat: LogFormat;
 }
 
 export class ConfigError extends Error {
@@ -331,6 +336,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     },
     tufKeys: e.TUF_KEYS,
     logLevel: e.LOG_LEVEL,
+    logFormat: resolveLogFormat(e.LOG_FORMAT, e.NODE_ENV),
   };
 }
 

@@ -46,6 +46,12 @@ export function mount(el, ...children) {
 }
 
 const numberFormat = new Intl.NumberFormat();
+/** Waves are stored from 0 (the API's `wave`, `currentWave`, `index`); people count them from 1. */
+export const waveNo = (index) => (index === null || index === undefined ? '—' : index + 1);
+
+/** The build (variant) a device runs, worth showing only once a version ships several (not `default`). */
+export const buildName = (variant) => (variant && variant !== 'default' ? variant : null);
+
 export const fmtInt = (n) => (n === null || n === undefined ? '—' : numberFormat.format(n));
 
 export function fmtNum(n, digits = 1) {

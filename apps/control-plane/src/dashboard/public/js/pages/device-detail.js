@@ -1,6 +1,6 @@
 import { api } from '../api.js';
 import { lineChart } from '../charts.js';
-import { badge, fmtAgo, fmtInt, fmtNum, fmtPercent, fmtTime, h, mount, notice, paletteColor, props, table } from '../dom.js';
+import { badge, buildName, fmtAgo, fmtInt, fmtNum, fmtPercent, fmtTime, h, mount, notice, paletteColor, props, table, waveNo } from '../dom.js';
 import { link } from '../router.js';
 import { presence, tagList } from './devices.js';
 import { errorRate, inferences, latency, toPoints } from './telemetry-data.js';
@@ -90,8 +90,10 @@ export async function render(view, { id }, ctx) {
 /** Desired vs reported per model: the device's update history as far as the control plane keeps it. */
 function modelTable(device) {
   const models = device.models ?? [];
+  const builds = models.some((m) => buildName(m.variant) || buildName(m.desiredVariant));
   return table(
-    ['Model', 'Active', 'Previous', 'Desired', 'Update state', 'Rollout', 'Reported'],
+    // The build column appears once a version ships several builds (variants).
+    ['Model', 'Active', ...(builds ? ['Build'] : []), 'Previous', 'Desired', 'Update state', 'Rollout', 'Reported'],
     models.map((m) => {
       const desired = { version: m.desiredVersion, revision: m.desiredRevision, rolloutId: m.desiredRolloutId, action: m.desiredAction };
       const reported = { state: m.reportedState, version: m.reportedVersion, at: m.reportedAt };
@@ -102,6 +104,14 @@ function modelTable(device) {
         { dataset: { model: m.model } },
         h('td', h('a', { href: link('models', m.model) }, m.model)),
         h('td', h('code', m.activeVersion ?? '—')),
+        builds
+          ? h(
+              'td',
+              { dataset: { build: m.variant ?? '' } },
+              m.variant ?? '—',
+              m.desiredVariant && m.desiredVariant !== m.variant ? h('span.muted.small', ` → ${m.desiredVariant}`) : null,
+            )
+          : null,
         h('td', h('code', m.previousVersion ?? '—')),
         h('td', desired.version ? [h('code', desired.version), h('span.muted.small', ` rev ${desired.revision}`)] : '—'),
         h(
@@ -137,7 +147,7 @@ async function loadHistory(panel, id, ctx) {
             h('td', h('a.mono', { href: link('rollouts', e.rolloutId) }, e.rolloutId.slice(0, 8))),
             h('td', e.model),
             h('td', h('code', e.fromVersion ?? '—'), ' → ', h('code', e.version)),
-            h('td.num', e.wave ?? '—'),
+            h('td.num', waveNo(e.wave)),
             h(
               'td',
               badge(e.state, ROLLOUT_DEVICE_TONE[e.state] ?? ''),

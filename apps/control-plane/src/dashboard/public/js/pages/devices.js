@@ -1,5 +1,5 @@
 import { api } from '../api.js';
-import { fmtAgo, h, mount, table } from '../dom.js';
+import { buildName, fmtAgo, h, mount, table } from '../dom.js';
 import { link, setQuery } from '../router.js';
 import { keysetPager } from './pager.js';
 
@@ -114,6 +114,12 @@ function modelList(models) {
   if (list.length === 0) return h('span.muted', '—');
   return h(
     'span.actions',
-    list.map((m) => h('span.badge', `${m.model ?? m.name}@${m.activeVersion ?? m.active_version ?? m.version ?? '—'}`)),
+    list.map((m) =>
+      h(
+        'span.badge',
+        { dataset: { build: m.variant ?? '' } },
+        `${m.model ?? m.name}@${m.activeVersion ?? m.active_version ?? m.version ?? '—'}${buildName(m.variant) ? ` · ${m.variant}` : ''}`,
+      ),
+    ),
   );
 }

@@ -1,6 +1,6 @@
 import { api } from '../api.js';
 import { lineChart } from '../charts.js';
-import { compareVersions, fmtAgo, fmtInt, fmtNum, fmtPercent, h, mount, notice, paletteColor, table } from '../dom.js';
+import { compareVersions, fmtAgo, fmtInt, fmtNum, fmtPercent, h, mount, notice, paletteColor, table, waveNo } from '../dom.js';
 import { link, setQuery } from '../router.js';
 import { keysetPager } from './pager.js';
 import { errorRate, inferences, latency, populationStabilityIndex, psiValue, toPoints } from './telemetry-data.js';
@@ -236,7 +236,14 @@ function cohortPanel(rollout, cohorts) {
             h(
               'tr',
               { dataset: { cohort: c.cohort } },
-              h('td', c.role !== 'candidate' ? 'baseline' : c.version === rollout.version ? `canary · wave ${c.wave}` : `wave ${c.wave} · not updated yet`),
+              h(
+                'td',
+                c.role !== 'candidate'
+                  ? 'baseline'
+                  : c.version === rollout.version
+                    ? `canary · wave ${waveNo(c.wave)}`
+                    : `wave ${waveNo(c.wave)} · not updated yet`,
+              ),
               h('td', h('code', c.version)),
               h('td.num', fmtInt(inferences(c.stats))),
               h('td.num', fmtPercent(errorRate(c.stats), 2)),

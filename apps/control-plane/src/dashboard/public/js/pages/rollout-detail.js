@@ -1,5 +1,5 @@
 import { api, openStream } from '../api.js';
-import { badge, fmtAgo, fmtDuration, fmtInt, fmtNum, fmtTime, h, mount, notice, props, table } from '../dom.js';
+import { badge, fmtAgo, fmtDuration, fmtInt, fmtNum, fmtTime, h, mount, notice, props, table, buildName, waveNo } from '../dom.js';
 import { link } from '../router.js';
 import { keysetPager } from './pager.js';
 import { groupCounts, stateBadge, stateBar } from './rollout-parts.js';
@@ -114,20 +114,23 @@ async function deviceList(el, id, r) {
     'select',
     { name: 'wave', 'aria-label': 'Wave' },
     h('option', { value: '' }, 'any wave'),
-    (r.waves ?? []).map((w) => h('option', { value: String(w.index) }, `wave ${w.index}`)),
+    (r.waves ?? []).map((w) => h('option', { value: String(w.index) }, `wave ${waveNo(w.index)}`)),
   );
   const pager = keysetPager({
     pageLabel: 'devices',
     load: (after) => api.get(`rollouts/${encodeURIComponent(id)}/devices`, { state: state.value, wave: wave.value, after, limit: 50 }),
-    renderItems: (items) =>
-      table(
-        ['Device', { label: 'Wave', num: true }, 'State', 'Why', { label: 'Attempts', num: true }, 'Notified', 'Updated'],
+    renderItems: (items) => {
+      // The build column appears once the version ships several builds (variants).
+      const builds = items.some((d) => buildName(d.variant));
+      return table(
+        ['Device', { label: 'Wave', num: true }, ...(builds ? ['Build'] : []), 'State', 'Why', { label: 'Attempts', num: true }, 'Notified', 'Updated'],
         items.map((d) =>
           h(
             'tr',
             { dataset: { rolloutDevice: d.deviceId } },
             h('td', h('a', { href: link('devices', d.deviceId) }, h('code', d.deviceId))),
-            h('td.num', d.wave ?? '—'),
+            h('td.num', waveNo(d.wave)),
+            builds ? h('td', { dataset: { build: d.variant ?? '' } }, d.variant ?? '—') : null,
             h('td', badge(d.state, DEVICE_TONE[d.state] ?? '')),
             h('td.small', d.failureCode ? h('code', d.failureCode) : null, d.reason ? ` ${d.reason}` : ''),
             h('td.num', d.attempts),
@@ -136,7 +139,8 @@ async function deviceList(el, id, r) {
           ),
         ),
         { empty: 'No device in this state.' },
-      ),
+      );
+    },
   });
   const form = h('form.filters', h('label.field', 'State', state), h('label.field', 'Wave', wave), h('button', { type: 'submit' }, 'Show'));
   form.addEventListener('submit', (event) => {
@@ -184,7 +188,7 @@ function renderSummary(el, r) {
         ['Version', [h('code', r.version), r.baselineVersion ? h('span.muted', ` replacing ${r.baselineVersion}`) : null]],
         ['Action', r.action],
         ['On failure', r.spec?.onFailure],
-        ['Wave', r.currentWave >= 0 ? `${r.currentWave} (waves 0–${r.waveCount - 1})` : `not started (${r.waveCount} waves)`],
+        ['Wave', r.currentWave >= 0 ? `${waveNo(r.currentWave)} of ${r.waveCount}` : `not started (${r.waveCount} waves)`],
         ['Created', `${fmtTime(r.createdAt)}${r.createdBy ? ` by ${r.createdBy}` : ''}`],
         r.startedAt ? ['Started', fmtTime(r.startedAt)] : ['Starts', fmtTime(r.startAt)],
         r.finishedAt ? ['Finished', fmtTime(r.finishedAt)] : null,
@@ -222,7 +226,7 @@ function renderWaves(el, r) {
           'div.wave-head',
           h(
             'span',
-            h('strong', `Wave ${w.index}`),
+            h('strong', `Wave ${waveNo(w.index)}`),
             ' ',
             badge(state.label, state.tone),
             r.currentWave === w.index && !r.finishedAt ? h('span.muted.small', ' current') : null,
@@ -243,7 +247,7 @@ function renderWaves(el, r) {
               .join(' · '),
           ),
         ),
-        stateBar(w.counts, { total: w.size, label: `wave ${w.index}` }),
+        stateBar(w.counts, { total: w.size, label: `wave ${waveNo(w.index)}` }),
         a && w.startedAt
           ? h(
               'p.muted.small',
@@ -267,7 +271,7 @@ function renderGates(el, r) {
         h(
           'tr',
           { dataset: { gate: spec.metric, wave: String(w.index) } },
-          h('td', `Wave ${w.index}`),
+          h('td', `Wave ${waveNo(w.index)}`),
           h('td', h('code', spec.metric)),
           h('td.num', fmtMetric(spec.metric, g.value)),
           h('td.num', fmtMetric(spec.metric, g.baseline)),
@@ -336,7 +340,7 @@ function renderEvents(el, events, next, loadOlder) {
               h(
                 'div',
                 h('strong', e.type),
-                e.wave !== null && e.wave !== undefined ? h('span.muted', ` · wave ${e.wave}`) : null,
+                e.wave !== null && e.wave !== undefined ? h('span.muted', ` · wave ${waveNo(e.wave)}`) : null,
                 e.message ? ` — ${e.message}` : '',
                 e.data && Object.keys(e.data).length
                   ? h('details', h('summary.muted.small', 'numbers'), h('pre.mono.small', JSON.stringify(e.data, null, 2)))

@@ -1,4 +1,4 @@
-import { badge, fmtInt, h, segmentedBar } from '../dom.js';
+import { badge, fmtInt, h, segmentedBar, waveNo } from '../dom.js';
 
 /** Per-device rollout states grouped for display, in bar order (done work first). */
 export const STATE_GROUPS = [
@@ -46,7 +46,9 @@ export function stateBar(counts, { total, legend = true, label } = {}) {
 export function rolloutProgressBar(rollout) {
   const remaining = (rollout.waveCount ?? 0) - 1 - rollout.currentWave;
   const waves =
-    rollout.currentWave < 0 ? `${rollout.waveCount} waves, not started` : `wave ${rollout.currentWave} · ${remaining > 0 ? `${remaining} more` : 'last'}`;
+    rollout.currentWave < 0
+      ? `${rollout.waveCount} waves, not started`
+      : `wave ${waveNo(rollout.currentWave)} · ${remaining > 0 ? `${remaining} more` : 'last'}`;
   if (!rollout.counts) return h('span.muted.small', `${waves} · ${fmtInt(rollout.targetCount)} devices`);
   const committed = groupCounts(rollout.counts)[0].value;
   return h(
