@@ -18,7 +18,8 @@ const HEADER = "// Generated from the control plane's OpenAPI document by `npm r
 /** The TypeScript the document gives (openapi-typescript), with the header the committed file has. */
 export async function generateTypes(documentText) {
   const { default: openapiTS, astToString } = await import('openapi-typescript');
-  const ast = await openapiTS(JSON.parse(documentText), { alphabetize: true });
+  // defaultNonNullable off: a field with a server-side default is optional in a request, as the API accepts it.
+  const ast = await openapiTS(JSON.parse(documentText), { alphabetize: true, defaultNonNullable: false });
   return HEADER + astToString(ast);
 }
 

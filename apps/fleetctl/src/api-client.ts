@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import { Readable as ReadableStream } from 'node:stream';
 import { CliError, ExitCode } from './exit-codes.js';
 import type { Connection } from './config.js';
-import type { components } from './generated/openapi.js';
+import type { components, paths } from './generated/openapi.js';
 
 /**
  * The control plane's error answer: `{ statusCode, code, message, details? }`, as its OpenAPI
@@ -23,6 +23,17 @@ export class ApiError extends CliError {
     this.name = 'ApiError';
   }
 }
+
+/** Routes that take a JSON body on POST/PUT, and that body as the served OpenAPI document states it. */
+type JsonBodyOf<Op> = Op extends { requestBody?: { content: { 'application/json': infer B } } } ? B : never;
+export type JsonRoute<M extends 'post' | 'put'> = {
+  [P in keyof paths]: paths[P] extends { [K in M]: { requestBody?: { content: { 'application/json': unknown } } } } ? P : never;
+}[keyof paths];
+/**
+ * The body a route takes: a fleetctl command that builds it as this type fails to compile when the
+ * API's DTO changes under it (the generated types follow the document; CI checks they are current).
+ */
+export type RequestBody<M extends 'post' | 'put', P extends JsonRoute<M>> = JsonBodyOf<paths[P][M]>;
 
 export type QueryValue = string | number | boolean | undefined | null;
 

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import type { RequestBody } from '../api-client.js';
 import { cliContext } from '../context.js';
 import { UsageError } from '../exit-codes.js';
 import { multipartBody } from '../multipart.js';
@@ -54,7 +55,8 @@ export function registerModels(program: Command): void {
     .option('--description <text>', 'free text')
     .action(async (name: string, options: { description?: string }, command: Command) => {
       const { client, out } = await cliContext(command);
-      const model = await client.post<ModelSummary>('/api/v1/models', { name, ...(options.description ? { description: options.description } : {}) });
+      const body: RequestBody<'post', '/api/v1/models'> = { name, ...(options.description ? { description: options.description } : {}) };
+      const model = await client.post<ModelSummary>('/api/v1/models', body);
       if (out.json) return printJson(out, model);
       out.write(`model ${model.name} created`);
     });

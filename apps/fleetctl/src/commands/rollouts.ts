@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { ApiError, type ApiClient } from '../api-client.js';
+import { ApiError, type ApiClient, type RequestBody } from '../api-client.js';
 import { type CliContext, cliContext } from '../context.js';
 import { CliError, ExitCode } from '../exit-codes.js';
 import { formatDetails, formatTable, printJson } from '../output.js';
@@ -60,7 +60,7 @@ Examples:
     )
     .action(async (options: RolloutFlags & { tag: string[]; gate: string[]; watch?: boolean }, command: Command) => {
       const ctx = await cliContext(command);
-      const body = await buildRolloutRequest(options);
+      const body: RequestBody<'post', '/api/v1/rollouts'> = await buildRolloutRequest(options);
       const created = await ctx.client.post<RolloutView>('/api/v1/rollouts', body);
       if (options.watch) {
         if (!ctx.out.json) ctx.out.write(`rollout ${created.id} created`);

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import type { RequestBody } from '../api-client.js';
 import { cliContext } from '../context.js';
 import { UsageError } from '../exit-codes.js';
 import { formatDetails, formatTable, parseKeyValue, printJson } from '../output.js';
@@ -51,7 +52,7 @@ export function registerTokens(program: Command): void {
     .action(async (name: string, options: CreateOptions, command: Command) => {
       const { client, out } = await cliContext(command);
       if (options.unlimited && options.maxUses !== undefined) throw new UsageError('--max-uses and --unlimited exclude each other');
-      const body = {
+      const body: RequestBody<'post', '/api/v1/enrollment-tokens'> = {
         name,
         ...(options.tag.length > 0 ? { tags: Object.fromEntries(options.tag.map((t) => parseKeyValue(t, '--tag'))) } : {}),
         ...(options.deviceTag.length > 0 ? { deviceTagKeys: options.deviceTag } : {}),

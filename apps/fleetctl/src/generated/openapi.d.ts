@@ -736,7 +736,7 @@ export interface components {
              * @default install
              * @enum {string}
              */
-            action: "install" | "download-only";
+            action?: "install" | "download-only";
             /** @description Seconds the device may spend on the update */
             timeoutSeconds?: number;
             /** @example 1.4.0 */
@@ -797,12 +797,12 @@ export interface components {
              * @default install
              * @enum {string}
              */
-            action: "install" | "download-only";
+            action?: "install" | "download-only";
             /**
              * @description false allows a last wave below 100 % of the target
              * @default true
              */
-            coverAll: boolean;
+            coverAll?: boolean;
             /** @description Devices that start matching later join the last wave */
             dynamic?: boolean;
             /** @description ISO 8601; no new device is told after this */
@@ -815,25 +815,25 @@ export interface components {
              * @default pause
              * @enum {string}
              */
-            onFailure: "pause" | "abort";
+            onFailure?: "pause" | "abort";
             /**
              * @description Default for waves with gates
              * @default pause
              * @enum {string}
              */
-            onGateFailure: "pause" | "rollback";
+            onGateFailure?: "pause" | "rollback";
             /**
              * @description A higher priority takes devices from overlapping rollouts
              * @default 0
              */
-            priority: number;
+            priority?: number;
             ramp?: components["schemas"]["RampDto"];
             retries?: components["schemas"]["RetriesDto"];
             /** @description ISO 8601; default now */
             startAt?: string;
             target: components["schemas"]["TargetDto"];
             /** @default 3600 */
-            timeoutSeconds: number;
+            timeoutSeconds?: number;
             /** @example 2.1.0 */
             version: string;
             waves: components["schemas"]["WaveDto"][];
@@ -868,7 +868,7 @@ export interface components {
              * @description Judge only once this many devices finished
              * @default 1
              */
-            minExecuted: number;
+            minExecuted?: number;
             /** @description Failures as a percentage of executed devices */
             percent?: number;
         };
@@ -907,7 +907,7 @@ export interface components {
         };
         RetriesDto: {
             /** @default 30 */
-            backoffSeconds: number;
+            backoffSeconds?: number;
             /** @description Retries for failures with a transient code */
             max: number;
         };
@@ -928,7 +928,9 @@ export interface components {
              *       "region": "eu"
              *     }
              */
-            tags?: Record<string, never>;
+            tags?: {
+                [key: string]: string;
+            };
         };
         UpdateDeviceDto: {
             name?: string;
@@ -939,11 +941,11 @@ export interface components {
              * @default replace
              * @enum {string}
              */
-            tagsMode: "replace" | "merge";
+            tagsMode?: "replace" | "merge";
         };
         WaveDto: {
             /** @default 0 */
-            bakeSeconds: number;
+            bakeSeconds?: number;
             /** @description Cumulative device count covered once this wave is done */
             count?: number;
             failure?: components["schemas"]["FailureConditionDto"];
@@ -951,7 +953,7 @@ export interface components {
             /** @description The next wave waits for POST /rollouts/{id}/advance */
             manualApproval?: boolean;
             /** @default 500 */
-            minSamples: number;
+            minSamples?: number;
             /** @enum {string} */
             onGateFailure?: "pause" | "rollback";
             /** @description Cumulative percent of the target covered once this wave is done */
@@ -960,9 +962,9 @@ export interface components {
              * @description Percent of the wave that must commit before the next wave
              * @default 100
              */
-            successPercent: number;
+            successPercent?: number;
             /** @default 300 */
-            windowSeconds: number;
+            windowSeconds?: number;
         };
     };
     responses: never;

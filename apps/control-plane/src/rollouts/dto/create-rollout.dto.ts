@@ -90,7 +90,7 @@ export class InventorySelectorDto {
 }
 
 export class TargetDto {
-  @ApiPropertyOptional({ description: 'Every tag must match (AND)', example: { region: 'eu' } })
+  @ApiPropertyOptional({ description: 'Every tag must match (AND)', example: { region: 'eu' }, type: 'object', additionalProperties: { type: 'string' } })
   @IsOptional()
   @IsObject()
   tags?: Record<string, string>;
