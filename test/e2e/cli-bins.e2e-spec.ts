@@ -35,8 +35,12 @@ describe('the CLIs as installed bins (npx, from the repository root)', () => {
   it('npx fleet-agent --help prints the usage', async () => {
     const r = await run('npx', ['--no-install', 'fleet-agent', '--help']);
     expect(r).toMatchObject({ code: 0 });
-    expect(r.stdout).toMatch(/^fleet-agent \d+\.\d+\.\d+/);
-    expect(r.stdout).toContain('fleet-agent simulate --server URL');
+    expect(r.stdout).toMatch(/^Usage: fleet-agent \[options\] \[command\]/);
+    for (const command of ['enroll', 'run', 'status', 'simulate']) expect(r.stdout).toMatch(new RegExp(`^  ${command} \\[options\\]`, 'm'));
+    const simulate = await run('npx', ['--no-install', 'fleet-agent', 'simulate', '--help']);
+    expect(simulate).toMatchObject({ code: 0 });
+    expect(simulate.stdout).toMatch(/^Usage: fleet-agent simulate \[options\]/);
+    expect(simulate.stdout).toContain('--server');
   });
 
   it('every fleetctl command answers --help with its own usage', async () => {
