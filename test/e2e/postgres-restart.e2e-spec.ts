@@ -1,6 +1,7 @@
 import { afterAll, describe, expect, it } from '@jest/globals';
 import pg from 'pg';
 import { FleetApi, waitFor } from '../support/agent-fleet.js';
+import { seqHoles, storedSeqs } from '../support/telemetry-seqs.js';
 import { type ControlPlaneProcess, removeDir, startControlPlane } from '../support/control-plane.process.js';
 import { type PrivatePostgres, startPrivatePostgres } from '../support/private-postgres.js';
 import { listDevices, metricValue, modelOf, scrapeMetrics, seedSimulatedModel, SimGroup } from '../support/sim-fleet.js';
@@ -44,14 +45,7 @@ describe('PostgreSQL crash-restarted during a rollout and a telemetry flood', ()
 
     pool = new pg.Pool({ connectionString: db.url, max: 2 });
     pool.on('error', () => undefined); // idle connections die with the crash; the pool replaces them
-    const perDevice = async (): Promise<Map<string, { n: number; max: number }>> => {
-      const rows = (
-        await pool!.query<{ device_id: string; n: number; max: number }>(
-          `SELECT device_id, count(DISTINCT seq)::int AS n, max(seq)::int AS max FROM telemetry_samples WHERE device_id LIKE 'pgc-%' GROUP BY device_id`,
-        )
-      ).rows;
-      return new Map(rows.map((r) => [r.device_id, { n: r.n, max: r.max }]));
-    };
+    const perDevice = () => storedSeqs(pool!, 'pgc-');
     await waitFor(
       'every device on 1.0.0 and sending telemetry',
       async () => {
@@ -109,7 +103,7 @@ describe('PostgreSQL crash-restarted during a rollout and a telemetry flood', ()
       500,
     );
     const after = await perDevice();
-    const holes = [...after].filter(([, d]) => d.n !== d.max + 1).map(([id, d]) => `${id}: ${d.n} of seqs 0..${d.max}`);
+    const holes = seqHoles(after);
     expect(holes).toEqual([]);
     expect(after.size).toBe(DEVICES);
     expect(sim.running).toBe(true);

@@ -1,6 +1,7 @@
 import { afterAll, describe, expect, it } from '@jest/globals';
 import pg from 'pg';
 import { FleetApi, waitFor } from '../support/agent-fleet.js';
+import { seqHoles, storedSeqs } from '../support/telemetry-seqs.js';
 import { type ControlPlaneProcess, removeDir, scratchDatabase, startControlPlane, type ScratchDatabase } from '../support/control-plane.process.js';
 import { seedSimulatedModel, SimGroup } from '../support/sim-fleet.js';
 
@@ -43,14 +44,7 @@ describe('telemetry across a control-plane SIGKILL', () => {
 
     client = new pg.Client({ connectionString: db!.url });
     await client.connect();
-    const perDevice = async (): Promise<Map<string, { n: number; max: number }>> => {
-      const rows = (
-        await client!.query<{ device_id: string; n: number; max: number }>(
-          `SELECT device_id, count(DISTINCT seq)::int AS n, max(seq)::int AS max FROM telemetry_samples WHERE device_id LIKE 'flood-%' GROUP BY device_id`,
-        )
-      ).rows;
-      return new Map(rows.map((r) => [r.device_id, { n: r.n, max: r.max }]));
-    };
+    const perDevice = () => storedSeqs(client!, 'flood-');
 
     // Flooding: every device has been sending for a few seconds.
     await waitFor(
@@ -85,7 +79,7 @@ describe('telemetry across a control-plane SIGKILL', () => {
     );
 
     const after = await perDevice();
-    const holes = [...after].filter(([, d]) => d.n !== d.max + 1).map(([id, d]) => `${id}: ${d.n} of seqs 0..${d.max}`);
+    const holes = seqHoles(after);
     expect(holes).toEqual([]);
     expect(after.size).toBe(DEVICES);
     expect(sim.running).toBe(true);
