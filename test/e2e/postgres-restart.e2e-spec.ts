@@ -104,6 +104,21 @@ describe('PostgreSQL crash-restarted during a rollout and a telemetry flood', ()
     );
     const after = await perDevice();
     const holes = seqHoles(after);
+    if (holes.length > 0) {
+      // What the control plane did with the missing seqs tells a refusal from a loss.
+      const metrics = (await scrapeMetrics(cp.baseUrl)).split('\n').filter((l) => l.startsWith('fleetline_telemetry_'));
+      const rows = await pool.query<{ device_id: string; seq: number; version: string; interval_start: Date; interval_end: Date }>(
+        `SELECT device_id, seq, version, interval_start, interval_end FROM telemetry_samples WHERE device_id = ANY ($1) ORDER BY device_id, seq`,
+        [holes.map((h) => h.split(':')[0])],
+      );
+      const refusals = cp
+        .output()
+        .split('\n')
+        .filter((l) => l.includes('telemetry refused'));
+      console.log(
+        `${refusals.join('\n')}\n${metrics.join('\n')}\n${rows.rows.map((r) => `${r.device_id} ${r.seq} ${r.version} ${r.interval_start.toISOString()} ${r.interval_end.toISOString()}`).join('\n')}`,
+      );
+    }
     expect(holes).toEqual([]);
     expect(after.size).toBe(DEVICES);
     expect(sim.running).toBe(true);

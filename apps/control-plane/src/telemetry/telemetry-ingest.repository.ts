@@ -21,6 +21,8 @@ export interface BatchWriteResult {
   agentDropped: number;
   /** Known samples refused by the history checks (not stored, acknowledged). */
   rejected: { seq: number; overlap: number };
+  /** One refused sample of the batch, described for the log. */
+  rejectedExample?: string;
 }
 
 /**
@@ -175,7 +177,8 @@ export class TelemetryIngestRepository {
                 -- of the same model version of the last day (index (device_id, interval_end, seq), newest first).
                 CASE WHEN last.seq IS NULL OR (last.seq = x.seq AND last.interval_end = x.interval_end) THEN NULL
                      WHEN x.seq > last.seq + $18::bigint THEN 'seq'
-                     WHEN x.interval_start < last.interval_end THEN 'overlap' END AS rejected
+                     WHEN x.interval_start < last.interval_end THEN 'overlap' END AS rejected,
+                last.seq AS last_seq, last.interval_end AS last_end
            FROM input x
            JOIN devices d ON d.id = x.device_id AND d.decommissioned_at IS NULL
            LEFT JOIN device_models dm ON dm.device_id = x.device_id AND dm.model = x.model
@@ -282,6 +285,10 @@ export class TelemetryIngestRepository {
               (SELECT count(*) FROM ins) AS inserted,
               (SELECT count(*) FROM known WHERE rejected = 'seq') AS rejected_seq,
               (SELECT count(*) FROM known WHERE rejected = 'overlap') AS rejected_overlap,
+              -- One refused sample of the batch, named for the log (the counts say how many).
+              (SELECT k.device_id || ' seq ' || k.seq || ' of ' || k.model || '@' || k.version || ' ending ' || k.interval_end || ' against stored seq '
+                      || k.last_seq || ' ending ' || k.last_end
+                 FROM known k WHERE k.rejected IS NOT NULL LIMIT 1) AS rejected_example,
               (SELECT coalesce(sum(k.dropped), 0) FROM known k JOIN ins i ON i.device_id = k.device_id AND i.seq = k.seq AND i.interval_end = k.interval_end) AS agent_dropped,
               (SELECT count(*) FROM rollup) AS rollup_rows`,
       params,
@@ -292,6 +299,7 @@ export class TelemetryIngestRepository {
       inserted: Number(row['inserted'] ?? 0),
       agentDropped: Number(row['agent_dropped'] ?? 0),
       rejected: { seq: Number(row['rejected_seq'] ?? 0), overlap: Number(row['rejected_overlap'] ?? 0) },
+      ...(typeof row['rejected_example'] === 'string' ? { rejectedExample: row['rejected_example'] } : {}),
     };
   }
 }

@@ -153,7 +153,7 @@ export class TelemetryIngestService implements OnModuleInit, OnModuleDestroy {
     }
     const rejection = boundsProblem(m, start, end, Date.now(), this.limits);
     if (rejection) {
-      this.reject(topic.deviceId, rejection.reason, rejection.detail);
+      this.reject(rejection.reason, `${topic.deviceId}: ${rejection.detail}`);
       return;
     }
     const window = this.window();
@@ -175,9 +175,10 @@ export class TelemetryIngestService implements OnModuleInit, OnModuleDestroy {
     });
   }
 
-  private reject(deviceId: string, reason: TelemetryRejectReason, detail: string, n = 1): void {
+  /** `detail` names the device when the refusal is of one known sample. */
+  private reject(reason: TelemetryRejectReason, detail: string, n = 1): void {
     this.metrics.rejected[reason] += n;
-    this.badInput.warn(`telemetry from ${deviceId} refused (${reason}): ${detail}; acknowledged and dropped`);
+    this.badInput.warn(`telemetry refused (${reason}): ${detail}; acknowledged and dropped`);
   }
 
   /**
@@ -197,16 +198,11 @@ export class TelemetryIngestService implements OnModuleInit, OnModuleDestroy {
       });
       this.metrics.unknownDevice += samples.length - result.known;
       this.metrics.duplicate += result.known - result.inserted - result.rejected.seq - result.rejected.overlap;
+      const example = result.rejectedExample ? ` (${result.rejectedExample})` : '';
       if (result.rejected.seq > 0)
-        this.reject(samples[0]!.deviceId, 'seq', `${result.rejected.seq} sample(s) of the batch jump too far past the last seq`, result.rejected.seq);
-      if (result.rejected.overlap > 0) {
-        this.reject(
-          samples[0]!.deviceId,
-          'overlap',
-          `${result.rejected.overlap} sample(s) of the batch repeat an interval already stored`,
-          result.rejected.overlap,
-        );
-      }
+        this.reject('seq', `${result.rejected.seq} sample(s) of the batch jump too far past the last seq${example}`, result.rejected.seq);
+      if (result.rejected.overlap > 0)
+        this.reject('overlap', `${result.rejected.overlap} sample(s) of the batch repeat an interval already stored${example}`, result.rejected.overlap);
       this.metrics.accepted += result.inserted;
       this.metrics.agentDropped += result.agentDropped;
     } catch (err) {
@@ -251,7 +247,7 @@ export class TelemetryIngestService implements OnModuleInit, OnModuleDestroy {
       const sample = { seq: s.message.seq, intervalStart: Date.parse(s.message.intervalStart), intervalEnd: Date.parse(s.message.intervalEnd) };
       const problem = sequenceProblem(sample, lastInBatch.get(stream), this.limits.maxSeqGap);
       if (problem) {
-        this.reject(s.deviceId, problem, `seq ${s.message.seq} against seq ${lastInBatch.get(stream)?.seq} of the same batch`);
+        this.reject(problem, `${s.deviceId} seq ${s.message.seq} against seq ${lastInBatch.get(stream)?.seq} of the same batch`);
         continue;
       }
       lastInBatch.set(stream, { seq: sample.seq, intervalEnd: sample.intervalEnd });
