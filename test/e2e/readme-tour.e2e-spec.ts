@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
@@ -81,12 +82,16 @@ describe('README tour, run as written', () => {
       });
     });
 
-  /** The part of a run a failure message shows. */
-  const shown = (run: ShellRun): { code: number | null; seconds: number; output: string } => ({
-    code: run.code,
-    seconds: run.seconds,
-    output: run.output.slice(-3000),
-  });
+  /** The part of a run a failure message shows, with the end of the simulated fleet's log the tour writes. */
+  const shown = (run: ShellRun): { code: number | null; seconds: number; output: string; fleetLog: string } => {
+    let fleetLog = '';
+    try {
+      fleetLog = readFileSync(join(repoRoot, 'demo/simulated-fleet.log'), 'utf8').slice(-2000);
+    } catch {
+      // not written (yet)
+    }
+    return { code: run.code, seconds: run.seconds, output: run.output.slice(-3000), fleetLog };
+  };
 
   beforeAll(async () => {
     db = await scratchDatabase();

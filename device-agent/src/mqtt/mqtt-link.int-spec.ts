@@ -51,6 +51,39 @@ describe('MqttLink with several broker endpoints', () => {
   });
 });
 
+describe('MqttLink against a busy broker', () => {
+  const broker = new BrokerFixture(new Map([['link-busy', 's'.repeat(32)]]));
+  beforeAll(() => broker.start());
+  afterAll(() => broker.close());
+
+  it('backs off after CONNACK 3 "server unavailable" and connects once the broker admits it', async () => {
+    broker.refuseBusy = 3;
+    const delays: number[] = [];
+    const link = new MqttLink({
+      urls: [broker.url],
+      clientId: 'link-busy',
+      username: 'link-busy',
+      password: 's'.repeat(32),
+      will: (session) => ({ topic: 'fleet/v1/devices/link-busy/presence', payload: Buffer.from(JSON.stringify({ v: 1, online: false, session })), qos: 1 }),
+      backoff: new Backoff({ baseMs: 20, capMs: 200 }),
+      log: (line) => {
+        const m = /^mqtt reconnect in (\d+) ms$/.exec(line);
+        if (m) delays.push(Number(m[1]));
+      },
+    });
+    const connected = new Promise<string>((resolve) => link.once('connect', resolve));
+    link.start();
+    try {
+      await connected;
+      expect(broker.refusedBusy).toBe(3);
+      // One scheduled retry per refusal, never a tight loop.
+      expect(delays).toHaveLength(3);
+    } finally {
+      await link.stop();
+    }
+  });
+});
+
 describe('startEndpoint', () => {
   it('spreads a fleet evenly and always picks the same endpoint for a device', () => {
     const counts = [0, 0, 0, 0, 0, 0];

@@ -30,6 +30,10 @@ export class BrokerFixture {
   readonly received: ReceivedMessage[] = [];
   readonly subscriptions: SeenSubscription[] = [];
   private seen = 0;
+  /** CONNECTs still to refuse with return code 3, "server unavailable", as a busy broker does. */
+  refuseBusy = 0;
+  /** CONNECTs refused so far through `refuseBusy`. */
+  refusedBusy = 0;
 
   constructor(private readonly credentials: Map<string, string>) {}
 
@@ -46,6 +50,11 @@ export class BrokerFixture {
           password: Readonly<Buffer> | undefined,
           done: (error: AuthenticateError | null, success: boolean | null) => void,
         ) => {
+          if (this.refuseBusy > 0) {
+            this.refuseBusy--;
+            this.refusedBusy++;
+            return done(Object.assign(new Error('server unavailable'), { returnCode: 3 }) as AuthenticateError, false);
+          }
           const ok = username === client.id && password !== undefined && this.credentials.get(client.id) === Buffer.from(password).toString('utf8');
           if (ok) return done(null, true);
           done(Object.assign(new Error('bad credentials'), { returnCode: 4 }) as AuthenticateError, false);

@@ -20,6 +20,8 @@ export const METRIC = {
   dbPool: 'fleetline_db_pool_connections',
   desiredSync: 'fleetline_desired_sync_total',
   mqttDenials: 'fleetline_mqtt_denials_total',
+  mqttConnectsPending: 'fleetline_mqtt_connects_pending',
+  mqttConnectsBusy: 'fleetline_mqtt_connects_refused_busy_total',
   brokerAuth: 'fleetline_broker_auth_total',
   rateLimited: 'fleetline_rate_limited_total',
   auditRefusalsDropped: 'fleetline_audit_refusals_dropped_total',

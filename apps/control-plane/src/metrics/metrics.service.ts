@@ -270,6 +270,31 @@ export class MetricsService implements OnModuleInit {
         },
       });
     }
+    const admission = broker instanceof EmbeddedBrokerGateway ? broker.admission : undefined;
+    if (admission) {
+      // Admission control (connect-admission.ts): `pending` pinned at the bound with `busy` refusals
+      // rising means devices are arriving faster than this replica authenticates them.
+      new Gauge({
+        name: METRIC.mqttConnectsPending,
+        help: 'CONNECTs the embedded broker is authenticating now, and the bound (MQTT_MAX_PENDING_CONNECTS) past which it refuses them.',
+        labelNames: ['kind'],
+        registers,
+        collect(this: Gauge<'kind'>) {
+          this.set({ kind: 'pending' }, admission.pending);
+          this.set({ kind: 'peak' }, admission.peak);
+          this.set({ kind: 'limit' }, admission.maxPending);
+        },
+      });
+      new Counter({
+        name: METRIC.mqttConnectsBusy,
+        help: 'CONNECTs refused with "server unavailable" because MQTT_MAX_PENDING_CONNECTS were being authenticated (the device backs off and retries).',
+        registers,
+        collect(this: Counter) {
+          this.reset();
+          this.inc(admission.refusedBusy);
+        },
+      });
+    }
 
     // ---- abuse limits (docs/security.md) --------------------------------------------------------
     const limits = this.sourceLimits;

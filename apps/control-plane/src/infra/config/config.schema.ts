@@ -122,6 +122,12 @@ export const envSchema = z.object({
     .min(1024)
     .max(268_435_455)
     .default(256 * 1024),
+  /**
+   * Most CONNECTs one replica's embedded broker authenticates at once. Past it a CONNECT is refused
+   * at once with "server unavailable" and the device backs off and retries, so a fleet reconnecting
+   * all at once cannot queue more work than the replica finishes within the devices' connect timeout.
+   */
+  MQTT_MAX_PENDING_CONNECTS: z.coerce.number().int().min(1).max(100_000).default(256),
   /** Milliseconds the embedded broker waits for a slow client's socket to drain before dropping it. */
   MQTT_DRAIN_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(10_000),
   /** Largest artifact upload, in bytes. */
@@ -239,6 +245,7 @@ export interface AppConfig {
         publicUrls?: string[];
         maxPacketBytes: number;
         drainTimeoutMs: number;
+        maxPendingConnects: number;
         /** Set: clustered embedded brokers routed through Redis. */
         redisUrl?: string;
       }
@@ -311,6 +318,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
           redisUrl: e.REDIS_URL,
           maxPacketBytes: e.MQTT_MAX_PACKET_BYTES,
           drainTimeoutMs: e.MQTT_DRAIN_TIMEOUT_MS,
+          maxPendingConnects: e.MQTT_MAX_PENDING_CONNECTS,
         },
     replicaId: e.REPLICA_ID ?? defaultReplicaId(),
     replicaIdStable: e.REPLICA_ID !== undefined,

@@ -8,6 +8,7 @@ import { WebSocketServer, createWebSocketStream } from 'ws';
 import { isValidDeviceId, parseDeviceTopic } from '@fleetline/protocol';
 import { authorizeDevicePublish, authorizeDeviceSubscribe, authorizeDeviceWill } from './device-acl.js';
 import { BrokerMetrics } from './broker-metrics.js';
+import { ConnectAdmission } from './connect-admission.js';
 import type { DeviceRouter, RouterFrame } from './cluster/device-router.js';
 import { type BrokerAuthenticator, type ConnectionEvent, type MessageHandler, MqttGateway, type OutboundMessage, type PublishOptions } from './mqtt-gateway.js';
 import { guardPacketSize } from './packet-size-guard.js';
@@ -31,6 +32,8 @@ export interface EmbeddedBrokerOptions {
   publicUrls?: string[];
   maxPacketBytes: number;
   drainTimeoutMs: number;
+  /** Most CONNECTs authenticating at once; past it a CONNECT is refused with "server unavailable" (connect-admission.ts). */
+  maxPendingConnects: number;
   /** Names this replica in connection sessions. */
   replicaId: string;
   /** Set when several replicas each run an embedded broker: reaches devices connected elsewhere. */
@@ -75,6 +78,7 @@ export class EmbeddedBrokerGateway extends MqttGateway {
   private sessionCounter = 0;
   private heartbeat?: NodeJS.Timeout;
   private readonly router?: DeviceRouter;
+  readonly admission: ConnectAdmission;
 
   constructor(
     private readonly options: EmbeddedBrokerOptions,
@@ -82,6 +86,7 @@ export class EmbeddedBrokerGateway extends MqttGateway {
   ) {
     super();
     this.router = options.router;
+    this.admission = new ConnectAdmission(options.maxPendingConnects);
     this.sessionPrefix = `${options.replicaId}:${Date.now().toString(36)}:`;
   }
 
@@ -129,9 +134,17 @@ export class EmbeddedBrokerGateway extends MqttGateway {
           const decision = authorizeDeviceWill(client.id, will.topic, will.retain === true);
           if (!decision.allowed) return refuse(CONNACK_NOT_AUTHORIZED, decision.reason);
         }
+        // Only what passed the cheap checks above competes for a slot; a busy refusal is no failure of the source.
+        const release = this.admission.tryEnter();
+        if (!release) return refuse(CONNACK_SERVER_UNAVAILABLE, 'busy: too many connects in progress');
         authenticator.authenticate(client.id, username, password ? Buffer.from(password) : undefined).then(
-          (ok) => (ok ? done(null, true) : refuse(CONNACK_BAD_CREDENTIALS, 'bad credentials')),
+          (ok) => {
+            release();
+            if (ok) done(null, true);
+            else refuse(CONNACK_BAD_CREDENTIALS, 'bad credentials');
+          },
           (err: unknown) => {
+            release();
             this.logger.error(`authentication failed for ${client.id}: ${String(err)}`);
             refuse(CONNACK_NOT_AUTHORIZED, 'authentication unavailable');
           },
