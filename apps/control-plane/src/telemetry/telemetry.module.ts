@@ -1,4 +1,5 @@
 import { Module } from '@nestjs/common';
+import { APP_CONFIG, type AppConfig } from '../infra/config/app-config.js';
 import { HealthGateService } from './health-gate.contract.js';
 import { RollupHealthGateService } from './health-gate.service.js';
 import { TelemetryController } from './telemetry.controller.js';
@@ -18,7 +19,11 @@ import { TelemetryQueryService } from './telemetry-query.service.js';
   controllers: [TelemetryController],
   providers: [
     TelemetryIngestMetrics,
-    { provide: TELEMETRY_BATCH_OPTIONS, useValue: DEFAULT_TELEMETRY_BATCH_OPTIONS },
+    {
+      provide: TELEMETRY_BATCH_OPTIONS,
+      inject: [APP_CONFIG],
+      useFactory: (config: AppConfig) => ({ ...DEFAULT_TELEMETRY_BATCH_OPTIONS, ...config.telemetryBatch }),
+    },
     TelemetryIngestRepository,
     TelemetryIngestService,
     TelemetryQueryRepository,

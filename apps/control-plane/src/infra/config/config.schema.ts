@@ -193,6 +193,14 @@ export const envSchema = z.object({
   TELEMETRY_MAX_CLOCK_SKEW_SECONDS: z.coerce.number().int().min(0).max(86_400).default(300),
   /** Largest jump of a device's telemetry seq over its last stored one for the same model version. */
   TELEMETRY_MAX_SEQ_GAP: z.coerce.number().int().min(1).max(Number.MAX_SAFE_INTEGER).default(100_000),
+  /**
+   * Longest a telemetry sample waits for others to share its database write, in milliseconds. Every
+   * sample's PUBACK waits for its batch to commit, so this is latency per message (batches grow on
+   * their own while a write is in progress).
+   */
+  TELEMETRY_BATCH_DELAY_MS: z.coerce.number().int().min(0).max(1000).default(10),
+  /** Telemetry batches written at once (the database works on one while the next is decoded). */
+  TELEMETRY_WRITERS: z.coerce.number().int().min(1).max(16).default(2),
   /** A device's weight in a cohort's gate statistics is capped at this many times the median device's inference count. */
   TELEMETRY_DEVICE_WEIGHT_FACTOR: z.coerce.number().min(1).max(1_000_000).default(10),
   /**
@@ -267,6 +275,8 @@ export interface AppConfig {
   rolloutTickSeconds: number;
   telemetryRetentionDays: number;
   telemetryLimits: TelemetryLimits;
+  /** Group commit of telemetry (TELEMETRY_BATCH_DELAY_MS, TELEMETRY_WRITERS); unset in tests that build a config by hand. */
+  telemetryBatch?: { maxDelayMs: number; writers: number };
   /** offline: root and targets are signed by the operator (fleetctl), never on this server. */
   tufKeys: 'online' | 'offline';
   logLevel: Env['LOG_LEVEL'];
@@ -335,6 +345,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     artifactAccess: e.ARTIFACT_ACCESS,
     rolloutTickSeconds: e.ROLLOUT_TICK_SECONDS,
     telemetryRetentionDays: e.TELEMETRY_RETENTION_DAYS,
+    telemetryBatch: { maxDelayMs: e.TELEMETRY_BATCH_DELAY_MS, writers: e.TELEMETRY_WRITERS },
     telemetryLimits: {
       maxInferencesPerSecond: e.TELEMETRY_MAX_INFERENCES_PER_SECOND,
       maxIntervalSeconds: e.TELEMETRY_MAX_INTERVAL_SECONDS,
