@@ -43,7 +43,10 @@ function build(load: () => Promise<FleetSnapshot>) {
   const listeners: ((reports: AppliedReport[]) => void)[] = [];
   const reportIngest = { onReportsApplied: (l: (reports: AppliedReport[]) => void) => listeners.push(l) } as unknown as ReportIngestService;
   const broker = new BrokerMetrics();
-  const gateway = new EmbeddedBrokerGateway({ port: 0, host: '127.0.0.1', maxPacketBytes: 1024, drainTimeoutMs: 1000, maxPendingConnects: 256, replicaId: 'spec' }, broker);
+  const gateway = new EmbeddedBrokerGateway(
+    { port: 0, host: '127.0.0.1', maxPacketBytes: 1024, drainTimeoutMs: 1000, maxPendingConnects: 256, replicaId: 'spec' },
+    broker,
+  );
   jest.spyOn(gateway, 'connectionCount').mockReturnValue(3);
   const devices = new DeviceIngestMetrics();
   const telemetry = new TelemetryIngestMetrics();
