@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { ActiveModel } from '../reconcile/reconciler.js';
 import { AgentClient } from '../client/index.js';
-import { type LocalApiAgent, LocalApiServer } from './local-api-server.js';
+import { LocalApiServer } from './local-api-server.js';
 
 /** The agent side of the API: a real event emitter that keeps what it is given. */
 class RecordingAgent extends EventEmitter {
@@ -54,7 +54,7 @@ describe.each([['tcp'], ['unix']] as const)('local API over %s refuses what a we
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'fleet-local-api-'));
-    server = new LocalApiServer(agent as LocalApiAgent, transport === 'tcp' ? { port: 0 } : { socketPath: join(dir, 'run', 'local-api.sock') });
+    server = new LocalApiServer(agent, transport === 'tcp' ? { port: 0 } : { socketPath: join(dir, 'run', 'local-api.sock') });
     await server.start();
     target = transport === 'tcp' ? { port: Number(new URL(server.address!).port) } : { socketPath: join(dir, 'run', 'local-api.sock') };
   });
@@ -80,12 +80,13 @@ describe.each([['tcp'], ['unix']] as const)('local API over %s refuses what a we
 
   it('refuses requests a browser marks as coming from a page: Origin, or Sec-Fetch-Site other than none (403)', async () => {
     const before = agent.samples.length;
-    for (const headers of [
+    const pageHeaders: Record<string, string>[] = [
       { origin: 'https://kiosk.example.com' },
       { origin: 'null' },
       { 'sec-fetch-site': 'cross-site' },
       { 'sec-fetch-site': 'same-site' },
-    ]) {
+    ];
+    for (const headers of pageHeaders) {
       const post = await send(target, 'POST', '/v1/inferences', { 'content-type': 'application/json', ...headers }, SAMPLE);
       expect({ headers, status: post.status, code: post.body.code }).toEqual({ headers, status: 403, code: 'cross-origin-refused' });
       expect((await send(target, 'GET', '/v1/models', headers)).status).toBe(403);
@@ -123,7 +124,7 @@ describe('local API Unix socket', () => {
     const dir = await mkdtemp(join(tmpdir(), 'fleet-local-api-'));
     const socketPath = join(dir, 'api.sock');
     await writeFile(socketPath, 'left by a killed agent');
-    const server = new LocalApiServer(new RecordingAgent() as LocalApiAgent, { socketPath, socketMode: 0o600 });
+    const server = new LocalApiServer(new RecordingAgent(), { socketPath, socketMode: 0o600 });
     try {
       await server.start();
       expect(server.address).toBe(`unix:${socketPath}`);

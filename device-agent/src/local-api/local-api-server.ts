@@ -6,8 +6,14 @@ import { z } from 'zod';
 import { isValidModelName } from '@fleetline/protocol';
 import type { Agent } from '../agent.js';
 
-/** What the local API needs of the agent. */
-export type LocalApiAgent = Pick<Agent, 'on' | 'off' | 'activeModels' | 'recordInference'>;
+/**
+ * What the local API needs of the agent. The listener methods are spelled out rather than picked
+ * from Agent: EventEmitter's `on` returns `this`, which would demand a whole Agent of any stand-in.
+ */
+export interface LocalApiAgent extends Pick<Agent, 'activeModels' | 'recordInference'> {
+  on(event: 'active-changed', listener: (model: string, version: string | null) => void): void;
+  off(event: 'active-changed', listener: (model: string, version: string | null) => void): void;
+}
 
 /** POST /v1/inferences body item. */
 export const inferenceSampleSchema = z

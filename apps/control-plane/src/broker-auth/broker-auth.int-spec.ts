@@ -57,7 +57,10 @@ function goAuth(t: TestApp, mode: 'json' | 'form', path: string, body: Record<st
   const init =
     mode === 'json'
       ? { body: JSON.stringify(body), contentType: 'application/json' }
-      : { body: new URLSearchParams(Object.entries(body).map(([k, v]) => [k, String(v)])).toString(), contentType: 'application/x-www-form-urlencoded' };
+      : {
+          body: new URLSearchParams(Object.entries(body).map(([k, v]): [string, string] => [k, String(v)])).toString(),
+          contentType: 'application/x-www-form-urlencoded',
+        };
   return send(t.baseUrl, `${path}${query}`, { ...init, authorization: goAuthBasic });
 }
 

@@ -32,6 +32,7 @@ function report(state: AppliedReport['state'], extra: Partial<AppliedReport> = {
     activeVersion: null,
     previousVersion: null,
     failureCode: null,
+    failureMessage: null,
     rolloutId: null,
     currentAssignment: true,
     at: new Date().toISOString(),

@@ -33,8 +33,8 @@ describe('withSharedErrors', () => {
   });
 
   it("keeps a public route's own security, or none, and drops the marker", () => {
-    const enroll = doc.paths['/api/v1/enroll']?.post as Record<string, unknown>;
-    expect(enroll['security']).toEqual([]);
+    const enroll = doc.paths['/api/v1/enroll']?.post;
+    expect(enroll?.security).toEqual([]);
     expect(enroll).not.toHaveProperty(PUBLIC_OPERATION);
     expect(codes(doc, '/api/v1/enroll', 'post')).toEqual(['201', '400']);
     expect(doc.paths['/api/v1/tuf/metadata/{file}']?.get?.security).toEqual([{ basic: [] }]);

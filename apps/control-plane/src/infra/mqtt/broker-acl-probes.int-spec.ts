@@ -272,7 +272,7 @@ describe('broker ACL probes (embedded broker, real MQTT clients)', () => {
       const payloads = fc
         .sample(hostile, { numRuns: 4 * N, seed: 11 })
         // An empty payload on reported/inventory/presence is ignored uncounted (what clearing a retained message looks like).
-        .filter((p) => p.length > 0 && !decodePayload(s.schema, p).ok);
+        .filter((p) => p.length > 0 && !decodePayload<unknown>(s.schema, p).ok);
       sent[s.name] = Math.min(N, payloads.length);
       // QoS 1: each PUBACK means the control plane took the message (dropped and counted), one after the other.
       for (const p of payloads.slice(0, N)) await client.publishAsync(s.topic, p, { qos: 1 });

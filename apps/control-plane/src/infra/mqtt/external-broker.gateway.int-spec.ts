@@ -42,8 +42,12 @@ run('ExternalBrokerGateway against Mosquitto', () => {
     a = new ExternalBrokerGateway({ url: brokerUrl, sharedGroup: group });
     b = new ExternalBrokerGateway({ url: brokerUrl, sharedGroup: group });
     // Subscribing before start() is what feature modules do in onModuleInit.
-    await a.subscribe(topics.fleetFilter('reported'), (m) => seenA.push(m));
-    await b.subscribe(topics.fleetFilter('reported'), (m) => seenB.push(m));
+    await a.subscribe(topics.fleetFilter('reported'), (m) => {
+      seenA.push(m);
+    });
+    await b.subscribe(topics.fleetFilter('reported'), (m) => {
+      seenB.push(m);
+    });
     await a.start();
     await b.start();
   });
