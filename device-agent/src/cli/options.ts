@@ -13,6 +13,15 @@ export function nonNegativeInt(value: string): number {
   return n;
 }
 
+/** A day: an enrollment still refused after that needs a person, not another retry. */
+export const MAX_ENROLL_TIMEOUT_SECONDS = 86_400;
+
+export function enrollTimeoutSeconds(value: string): number {
+  const n = nonNegativeInt(value);
+  if (n > MAX_ENROLL_TIMEOUT_SECONDS) throw new InvalidArgumentError(`must be at most ${MAX_ENROLL_TIMEOUT_SECONDS} (a day)`);
+  return n;
+}
+
 /** `--tag k=v` occurrences as a record (undefined when none were given). */
 export function tagsOf(values: string[] | undefined): Record<string, string> | undefined {
   if (!values || values.length === 0) return undefined;

@@ -74,6 +74,8 @@ describe('fleet-agent CLI', () => {
       'ab',
       '--root-file',
       'root.json',
+      '--enroll-timeout',
+      '45',
     );
     expect(r.code).toBe(0);
     expect(r.calls).toEqual([
@@ -89,9 +91,21 @@ describe('fleet-agent CLI', () => {
           caFile: 'ca.pem',
           rootSha256: 'ab',
           rootFile: 'root.json',
+          enrollTimeout: 45,
         },
       },
     ]);
+  });
+
+  it('enroll gives up after 300 s unless told otherwise (0: tries once), and says so in --help', async () => {
+    const base = ['enroll', '--server', 'https://cp', '--token', 't', '--data-dir', '/d'];
+    expect((await cli(...base)).calls).toEqual([{ command: 'enroll', options: { server: 'https://cp', token: 't', dataDir: '/d', enrollTimeout: 300 } }]);
+    expect((await cli(...base, '--enroll-timeout', '0')).calls[0]?.options).toMatchObject({ enrollTimeout: 0 });
+    const help = await cli('enroll', '--help');
+    expect(help.out.replace(/\s+/g, ' ')).toContain(
+      '--enroll-timeout <seconds> give up after this many seconds, retries included (0: try once) (default: 300)',
+    );
+    expect(help.out).toContain('Retry-After');
   });
 
   it('run and status take --data-dir (and status --json)', async () => {
@@ -178,6 +192,9 @@ describe('fleet-agent CLI', () => {
     [['simulate', '--server', 'x', '--token', 't', '--devices', '1.5'], /must be a non-negative integer/],
     [['simulate', '--server', 'x', '--token', 't', '--devices', '1', '--download', 'some'], /Allowed choices are full, skip/],
     [['enroll', '--server', 'x', '--token', 't', '--data-dir', '/d', '--tag', 'novalue'], /expected key=value/],
+    [['enroll', '--server', 'x', '--token', 't', '--data-dir', '/d', '--enroll-timeout', '-5'], /--enroll-timeout <seconds>.*must be a non-negative integer/],
+    [['enroll', '--server', 'x', '--token', 't', '--data-dir', '/d', '--enroll-timeout', '2m'], /must be a non-negative integer/],
+    [['enroll', '--server', 'x', '--token', 't', '--data-dir', '/d', '--enroll-timeout', '86401'], /must be at most 86400/],
   ])('usage error %j exits 2 with a message and runs nothing', async (argv, message) => {
     const r = await cli(...argv);
     expect(r.code).toBe(2);

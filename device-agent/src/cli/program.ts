@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
 import { AGENT_VERSION } from '../agent-version.js';
-import { collect, collectTag, nonNegativeInt } from './options.js';
+import { collect, collectTag, enrollTimeoutSeconds, nonNegativeInt } from './options.js';
 
 export interface EnrollOptions {
   server: string;
@@ -12,6 +12,8 @@ export interface EnrollOptions {
   caFile?: string;
   rootSha256?: string;
   rootFile?: string;
+  /** Seconds enrollment may take in all, retries included (0: one attempt). */
+  enrollTimeout: number;
 }
 
 export interface RunOptions {
@@ -101,11 +103,17 @@ and FLEET_AGENT_* environment variables (device-agent/README.md).`,
     .option('--ca-file <pem>', 'CA bundle to verify the server with; kept as the CA the device trusts')
     .option('--root-sha256 <hex>', 'SHA-256 of the TUF root to trust')
     .option('--root-file <root.json>', 'TUF root to trust, as a file')
+    .option('--enroll-timeout <seconds>', 'give up after this many seconds, retries included (0: try once)', enrollTimeoutSeconds, 300)
     .addHelpText(
       'after',
       `
 The TUF root to trust: the token's root pin (<secret>.<pin>), --root-sha256 or --root-file; a root
-that does not match is refused and nothing is written.`,
+that does not match is refused and nothing is written.
+
+A busy control plane (HTTP 429 rate limit, 503) or one not reachable yet is tried again, no sooner
+than its Retry-After and with a jittered exponential backoff (1 s doubling, at most 60 s a wait),
+until --enroll-timeout is spent; each wait is logged on stderr. Any other refusal (bad or expired
+token, id taken) fails at once with the server's message, as does a certificate that does not verify.`,
     )
     .action(async (o: EnrollOptions) => {
       code = await handlers.enroll(o);

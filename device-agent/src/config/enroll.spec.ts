@@ -1,19 +1,35 @@
 import { describe, expect, it } from '@jest/globals';
-import { EnrollError, enrollRetryDelay } from './enroll.js';
+import { EnrollError, judgeEnrollAnswer } from './enroll.js';
 
-describe('enrollRetryDelay', () => {
-  it('waits as long as Retry-After says on 429 and 503, within the cap', () => {
-    expect(enrollRetryDelay(new EnrollError('busy', 429, 'rate-limited', 7), 1234, 60_000)).toBe(7000);
-    expect(enrollRetryDelay(new EnrollError('busy', 503, undefined, 0), 1234, 60_000)).toBe(0);
-    expect(enrollRetryDelay(new EnrollError('busy', 429, 'rate-limited', 3600), 1234, 60_000)).toBe(60_000);
+const refusal = (status: number, text: string, retryAfter?: string): EnrollError => {
+  try {
+    judgeEnrollAnswer(status, text, retryAfter);
+  } catch (err: unknown) {
+    if (err instanceof EnrollError) return err;
+    throw err;
+  }
+  throw new Error('accepted');
+};
+
+describe('judgeEnrollAnswer', () => {
+  it("keeps the server's status, code, message and Retry-After", () => {
+    const err = refusal(429, JSON.stringify({ statusCode: 429, code: 'rate-limited', message: 'too many enrollments' }), '3');
+    expect(err).toMatchObject({ status: 429, code: 'rate-limited', retryAfter: '3' });
+    expect(err.message).toBe('enrollment refused (HTTP 429, rate-limited): too many enrollments');
+    expect(refusal(401, JSON.stringify({ message: ['token expired', 'try another'] })).message).toBe(
+      'enrollment refused (HTTP 401): token expired; try another',
+    );
   });
 
-  it('falls back to the backoff without Retry-After, and when nothing answered', () => {
-    expect(enrollRetryDelay(new EnrollError('busy', 429), 1234, 60_000)).toBe(1234);
-    expect(enrollRetryDelay(new EnrollError('cannot reach'), 800, 60_000)).toBe(800);
+  it("keeps the Retry-After of a proxy's non-JSON 503", () => {
+    expect(refusal(503, '<html>busy</html>', 'Sun, 01 Mar 2026 12:00:05 GMT')).toMatchObject({
+      status: 503,
+      retryAfter: 'Sun, 01 Mar 2026 12:00:05 GMT',
+      message: 'enrollment answered HTTP 503 with non-JSON body',
+    });
   });
 
-  it('gives up at once on a refusal that would be refused again', () => {
-    for (const status of [400, 401, 403, 404, 409, 500]) expect(enrollRetryDelay(new EnrollError('no', status), 1000, 60_000)).toBeNull();
+  it('refuses a 2xx that is not valid credentials', () => {
+    expect(refusal(201, '{}').message).toMatch(/^enrollment answer is not valid credentials: /);
   });
 });

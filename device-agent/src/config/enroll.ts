@@ -1,102 +1,146 @@
 import { Backoff, sleep } from '../util/backoff.js';
-import { fetchTrusting, type HttpResponse } from '../util/tls-fetch.js';
+import { fetchTrusting, type FetchFn, type HttpResponse } from '../util/tls-fetch.js';
 import { deviceCredentialsSchema, enrollRequestSchema, type DeviceCredentials, type EnrollRequest } from '@fleetline/protocol';
+import { decideEnrollRetry } from './enroll-retry.logic.js';
 
 export class EnrollError extends Error {
   constructor(
     message: string,
     readonly status?: number,
     readonly code?: string,
-    /** Seconds the server asked to wait before trying again (Retry-After on 429/503). */
-    readonly retryAfterSeconds?: number,
+    /** The Retry-After header of the refusal, as sent (seconds or an HTTP date). */
+    readonly retryAfter?: string,
+    /** No answer: the error code of the failed request (ECONNREFUSED, DEPTH_ZERO_SELF_SIGNED_CERT...). */
+    readonly networkCode?: string,
   ) {
     super(message);
   }
 }
 
+/** Default of `EnrollOptions.totalTimeoutMs` (and of `fleet-agent enroll --enroll-timeout`). */
+export const DEFAULT_ENROLL_TIMEOUT_MS = 300_000;
+
+export interface EnrollRetryEvent {
+  error: EnrollError;
+  waitMs: number;
+  /** The attempt that was refused (1 for the first). */
+  attempt: number;
+  elapsedMs: number;
+  totalTimeoutMs: number;
+}
+
 export interface EnrollOptions {
+  /** Longest one request may take (default 30 s, less when the total time is nearly spent). */
   timeoutMs?: number;
   ca?: string;
-  /** Attempts in all (default 6): a busy server (429, 503) or none reachable yet is tried again. */
-  attempts?: number;
+  /**
+   * Longest the whole enrollment may take, waits included (default 300 s): a busy server (429,
+   * 503) or none reachable yet is tried again until then. 0: one attempt only.
+   */
+  totalTimeoutMs?: number;
   /** Longest wait between two attempts (default 60 s), whatever Retry-After says. */
   maxWaitMs?: number;
   sleep?: (ms: number) => Promise<void>;
   random?: () => number;
-  onRetry?: (err: EnrollError, waitMs: number) => void;
+  onRetry?: (event: EnrollRetryEvent) => void;
 }
 
-/**
- * How long to wait before the next attempt, or null to give up now. Only a refusal that says
- * "later" (429 Too Many Requests, 503) or no answer at all is worth another try; any other 4xx
- * (bad token, taken id) would be refused again. Retry-After wins over the backoff (RFC 9110 §10.2.3).
- */
-export function enrollRetryDelay(err: EnrollError, backoffMs: number, maxWaitMs: number): number | null {
-  const transient = err.status === undefined || err.status === 429 || err.status === 503;
-  if (!transient) return null;
-  const asked = err.retryAfterSeconds !== undefined ? err.retryAfterSeconds * 1000 : backoffMs;
-  return Math.min(maxWaitMs, Math.max(asked, 0));
-}
+/** Shortest time a request is given, however little of the total is left. */
+const MIN_REQUEST_MS = 1000;
 
 /**
  * `POST {server}/api/v1/enroll`; validates both the request and the answer with the protocol
- * schemas. Rate-limited or unreachable: tries again (opts.attempts), after Retry-After when the
- * server gives one, else after a jittered exponential backoff, so a fleet that boots at once
- * spreads its enrollments instead of failing them.
+ * schemas. Rate-limited (429), unavailable (503) or unreachable: tries again until
+ * opts.totalTimeoutMs is spent, no sooner than Retry-After says, with a full-jitter exponential
+ * backoff (see decideEnrollRetry), so a fleet that boots at once behind one address spreads its
+ * enrollments over the rate limit instead of failing them. Any other refusal is thrown at once.
  */
 export async function enroll(server: string, request: EnrollRequest, opts: EnrollOptions = {}): Promise<DeviceCredentials> {
-  const attempts = opts.attempts ?? 6;
-  const backoff = new Backoff({ baseMs: 1000, capMs: opts.maxWaitMs ?? 60_000, ...(opts.random ? { random: opts.random } : {}) });
+  const totalTimeoutMs = opts.totalTimeoutMs ?? DEFAULT_ENROLL_TIMEOUT_MS;
+  const maxWaitMs = opts.maxWaitMs ?? 60_000;
+  // Time spent on the monotonic clock: a device's wall clock may jump by years at its first NTP sync.
+  const clock = (): number => performance.now();
+  // One client (and keep-alive pool) for every attempt.
+  const fetch = fetchTrusting(opts.ca);
+  const backoff = new Backoff({ baseMs: 1000, capMs: maxWaitMs, ...(opts.random ? { random: opts.random } : {}) });
+  const started = clock();
   for (let attempt = 1; ; attempt++) {
+    const left = totalTimeoutMs - (clock() - started);
     try {
-      return await enrollOnce(server, request, opts);
+      return await enrollOnce(fetch, server, request, Math.ceil(Math.max(MIN_REQUEST_MS, Math.min(opts.timeoutMs ?? 30_000, left))));
     } catch (err: unknown) {
-      if (!(err instanceof EnrollError) || attempt >= attempts) throw err;
-      const wait = enrollRetryDelay(err, backoff.next(), opts.maxWaitMs ?? 60_000);
-      if (wait === null) throw err;
-      opts.onRetry?.(err, wait);
-      await (opts.sleep ?? sleep)(wait);
+      if (!(err instanceof EnrollError)) throw err;
+      const elapsedMs = clock() - started;
+      const decision = decideEnrollRetry(
+        { status: err.status, networkCode: err.networkCode, retryAfter: err.retryAfter, elapsedMs, nowMs: Date.now(), jitterMs: backoff.next() },
+        { budgetMs: totalTimeoutMs, maxWaitMs },
+      );
+      if (!decision.retry) {
+        if (decision.reason === 'refused' || attempt === 1) throw err;
+        throw new EnrollError(
+          `${err.message}; giving up after ${attempt} attempts in ${Math.round(elapsedMs / 1000)} s`,
+          err.status,
+          err.code,
+          err.retryAfter,
+          err.networkCode,
+        );
+      }
+      opts.onRetry?.({ error: err, waitMs: decision.waitMs, attempt, elapsedMs, totalTimeoutMs });
+      await (opts.sleep ?? sleep)(decision.waitMs);
     }
   }
 }
 
-async function enrollOnce(server: string, request: EnrollRequest, opts: EnrollOptions): Promise<DeviceCredentials> {
+async function enrollOnce(fetch: FetchFn, server: string, request: EnrollRequest, timeoutMs: number): Promise<DeviceCredentials> {
   const body = enrollRequestSchema.parse(request);
   const url = `${server.replace(/\/+$/, '')}/api/v1/enroll`;
   let res: HttpResponse;
   try {
-    res = await fetchTrusting(opts.ca)(url, {
+    res = await fetch(url, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify(body),
-      signal: AbortSignal.timeout(opts.timeoutMs ?? 30_000),
+      signal: AbortSignal.timeout(timeoutMs),
     });
   } catch (err: unknown) {
-    throw new EnrollError(`cannot reach ${url}: ${err instanceof Error ? err.message : String(err)}`);
+    throw unreachable(url, err);
   }
-  const text = await res.text();
+  return judgeEnrollAnswer(res.status, await res.text(), res.headers.get('retry-after') ?? undefined);
+}
+
+/** A request that got no answer, keeping its error code (what decides whether trying again can help). */
+export function unreachable(url: string, err: unknown): EnrollError {
+  // Read as properties, not through instanceof Error: node:http's errors may come from another realm (a vm context).
+  const { code, message } = (typeof err === 'object' && err !== null ? err : {}) as { code?: unknown; message?: unknown };
+  return new EnrollError(
+    `cannot reach ${url}: ${typeof message === 'string' ? message : String(err)}`,
+    undefined,
+    undefined,
+    undefined,
+    typeof code === 'string' ? code : undefined,
+  );
+}
+
+/**
+ * The answer to an enrollment as every client judges it (this one and the simulator's): the
+ * credentials, or an EnrollError with the server's status, code, message and Retry-After.
+ */
+export function judgeEnrollAnswer(status: number, text: string, retryAfter: string | undefined): DeviceCredentials {
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch {
-    throw new EnrollError(`enrollment answered HTTP ${res.status} with non-JSON body`, res.status);
+    // A proxy's HTML 503 still says when to come back.
+    throw new EnrollError(`enrollment answered HTTP ${status} with non-JSON body`, status, undefined, retryAfter);
   }
-  if (!res.ok) {
-    const e = json as { message?: unknown; code?: unknown };
+  if (status < 200 || status >= 300) {
+    const e = (json ?? {}) as { message?: unknown; code?: unknown };
     const message = Array.isArray(e.message) ? e.message.join('; ') : String(e.message ?? 'enrollment refused');
-    const retryAfter = Number(res.headers.get('retry-after') ?? Number.NaN);
-    throw new EnrollError(
-      `enrollment refused (HTTP ${res.status}${typeof e.code === 'string' ? `, ${e.code}` : ''}): ${message}`,
-      res.status,
-      typeof e.code === 'string' ? e.code : undefined,
-      Number.isFinite(retryAfter) && retryAfter >= 0 ? retryAfter : undefined,
-    );
+    const code = typeof e.code === 'string' ? e.code : undefined;
+    throw new EnrollError(`enrollment refused (HTTP ${status}${code ? `, ${code}` : ''}): ${message}`, status, code, retryAfter);
   }
   const creds = deviceCredentialsSchema.safeParse(json);
   if (!creds.success)
-    throw new EnrollError(
-      `enrollment answer is not valid credentials: ${creds.error.issues[0]?.path.join('.')}: ${creds.error.issues[0]?.message}`,
-      res.status,
-    );
+    throw new EnrollError(`enrollment answer is not valid credentials: ${creds.error.issues[0]?.path.join('.')}: ${creds.error.issues[0]?.message}`, status);
   return creds.data;
 }

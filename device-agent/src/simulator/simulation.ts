@@ -5,6 +5,7 @@ import type { DeviceCredentials, UpdateState } from '@fleetline/protocol';
 import { Agent } from '../agent.js';
 import { AGENT_VERSION } from '../agent-version.js';
 import { EnrollError, type enroll } from '../config/enroll.js';
+import { decideEnrollRetry } from '../config/enroll-retry.logic.js';
 import { HttpVerifyDownloader } from '../download/http-verify-downloader.js';
 import { MemoryModelStore } from '../install/model-store.js';
 import { RuntimeRegistry } from '../runtime/model-runtime.js';
@@ -145,27 +146,35 @@ function brokersAreLoopback(creds: DeviceCredentials): boolean {
   return (creds.mqtt.urls && creds.mqtt.urls.length > 0 ? creds.mqtt.urls : [creds.mqtt.url]).every(isLoopback);
 }
 
+/** How long a simulated device keeps trying to enroll, waits included. */
+const SIM_ENROLL_BUDGET_MS = 120_000;
+
 /**
  * Enrollment with retries for transient failures (network errors, 429, 5xx): thousands of devices
- * enrolling at once are exactly what makes a control plane shed load for a moment. Each retry goes
- * to the next server of the list, so a replica that is down does not fail its share of the fleet.
+ * enrolling at once are exactly what makes a control plane shed load for a moment. Waits are the
+ * agent's (decideEnrollRetry: no sooner than Retry-After, jitter on top) on a shorter backoff, up
+ * to SIM_ENROLL_BUDGET_MS. Each retry goes to the next server of the list, so a replica that is
+ * down does not fail its share of the fleet; any 5xx counts as transient for that reason.
  */
 async function enrollWithRetry(
   client: EnrollClient,
   servers: readonly string[],
   first: number,
   request: Parameters<typeof enroll>[1],
-  attempts = 6,
 ): Promise<DeviceCredentials> {
   const backoff = new Backoff({ baseMs: 500, capMs: 15_000 });
+  const started = performance.now();
   for (let attempt = 1; ; attempt++) {
     try {
       return await client.enroll(servers[(first + attempt - 1) % servers.length]!, request);
     } catch (err: unknown) {
-      const status = err instanceof EnrollError ? err.status : undefined;
-      const transient = status === undefined || status === 429 || status >= 500;
-      if (!transient || attempt >= attempts) throw err;
-      await sleep(backoff.next());
+      if (!(err instanceof EnrollError)) throw err;
+      const decision = decideEnrollRetry(
+        { status: err.status, retryAfter: err.retryAfter, elapsedMs: performance.now() - started, nowMs: Date.now(), jitterMs: backoff.next() },
+        { budgetMs: SIM_ENROLL_BUDGET_MS, maxWaitMs: 15_000, transient: (status) => status === 429 || status >= 500 },
+      );
+      if (!decision.retry) throw err;
+      await sleep(decision.waitMs);
     }
   }
 }

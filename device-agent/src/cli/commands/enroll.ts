@@ -43,7 +43,11 @@ export async function enrollCommand(o: EnrollOptions): Promise<number> {
     },
     {
       ...(ca !== undefined ? { ca } : {}),
-      onRetry: (err, waitMs) => process.stderr.write(`fleet-agent: ${err.message}; trying again in ${Math.ceil(waitMs / 1000)} s\n`),
+      totalTimeoutMs: o.enrollTimeout * 1000,
+      onRetry: (r) =>
+        process.stderr.write(
+          `fleet-agent: ${r.error.message}; trying again in ${(r.waitMs / 1000).toFixed(1)} s (attempt ${r.attempt + 1}, ${Math.round(r.elapsedMs / 1000)} of ${o.enrollTimeout} s spent)\n`,
+        ),
     },
   );
   const pinned = rootToPin(trust.trust, answer.tuf.root, server);
