@@ -8,7 +8,7 @@ import { UPDATE_STATES, type DesiredModel, type UpdateState } from '@fleetline/p
 import { TufRepoFixture, type PublishedTarget } from '../testing/tuf-repo.fixture.js';
 import { TargetServerFixture } from '../testing/target-server.fixture.js';
 import { TufDownloader } from '../download/tuf-downloader.js';
-import { FsModelStore } from '../install/model-store.js';
+import { FsModelStore, type ModelPointers, type ModelStore } from '../install/model-store.js';
 import { RuntimeRegistry } from '../runtime/model-runtime.js';
 import { commandRuntimeFactory } from '../runtime/command-runtime.js';
 import { FileStateStore, type StateStore } from '../storage/store.js';
@@ -96,6 +96,7 @@ describe('Reconciler with real TUF downloads, files and the command runtime', ()
     now?: () => Date;
     wrapDownloader?: (inner: ArtifactDownloader) => ArtifactDownloader;
     report?: (draft: ReportDraft) => Promise<void>;
+    wrapModels?: (inner: ModelStore) => ModelStore;
   }
 
   function reconciler(dir: string, reports: ReportDraft[], store?: StateStore, maxActivationRestarts = 3, overrides: ReconcilerOverrides = {}): Reconciler {
@@ -111,7 +112,7 @@ describe('Reconciler with real TUF downloads, files and the command runtime', ()
     const runtimes = new RuntimeRegistry().register(commandRuntimeFactory({ command: process.execPath, args: ['-e', HEALTH_SCRIPT], timeoutMs: 10_000 }));
     return new Reconciler({
       store: store ?? new FileStateStore(join(dir, 'state')),
-      models: new FsModelStore(join(dir, 'models')),
+      models: overrides.wrapModels ? overrides.wrapModels(new FsModelStore(join(dir, 'models'))) : new FsModelStore(join(dir, 'models')),
       downloader: overrides.wrapDownloader ? overrides.wrapDownloader(downloader) : downloader,
       runtimes,
       capabilities: { hardwareClass: 'x86_64', accelerators: [], agentVersion: '0.1.0', runtimes: runtimes.versions() },
@@ -354,6 +355,46 @@ describe('Reconciler with real TUF downloads, files and the command runtime', ()
     await second.settled();
     expect(reports.at(-1)).toMatchObject({ state: 'rolled-back', activeVersion: '1.1.0', failure: { code: 'health-check-failed' } });
     expect(await active(dir)).toBe('1.1.0');
+  });
+
+  it("re-states an ended update on connection even while the hello's answer has a run going for it", async () => {
+    // Before the restart: 1.2.0 fails its health check and is rolled back, and the report of that
+    // is lost with the process (journaled, never sent).
+    const dir = await newDataDir();
+    const before = reconciler(dir, []);
+    await apply(before, desired('1.1.0', 1));
+    await apply(before, desired('1.2.0', 2));
+    await before.stop();
+
+    // After it: a run for the re-delivered revision is held while the connection re-states states.
+    let hold: (() => void) | undefined;
+    let held: (() => void) | undefined;
+    const runHeld = new Promise<void>((r) => (held = r));
+    const gated = (inner: ModelStore): ModelStore =>
+      Object.assign(Object.create(inner) as ModelStore, {
+        pointers: async (model: string): Promise<ModelPointers> => {
+          if (hold === undefined && held !== undefined) {
+            const release = new Promise<void>((r) => (hold = r));
+            held();
+            await release;
+          }
+          return inner.pointers(model);
+        },
+      });
+    const reports: ReportDraft[] = [];
+    const after = reconciler(dir, reports, undefined, 3, { wrapModels: gated });
+    const armed = held;
+    held = undefined; // recovery's own run passes
+    await after.recover();
+    await after.settled();
+    held = armed;
+    await after.setDesired('resnet', desired('1.2.0', 2)); // the hello's answer: the same, ended revision
+    await runHeld;
+    await after.reportCurrentStates();
+    hold!();
+    await after.settled();
+    expect(reports.map((x) => `${x.version} ${x.state}`)).toEqual(['1.2.0 rolled-back']);
+    expect(reports[0]).toMatchObject({ activeVersion: '1.1.0', failure: { code: 'health-check-failed' } });
   });
 
   it('breaks a boot loop: three restarts in health-checking roll back with boot-loop', async () => {

@@ -61,6 +61,8 @@ export class Reconciler extends EventEmitter {
   private readonly desired = new Map<string, DesiredModel | null>();
   private readonly running = new Map<string, Promise<void>>();
   private readonly dirty = new Set<string>();
+  /** Models whose re-statement was asked for while their run was going: stated when it ends. */
+  private readonly restateAfterRun = new Set<string>();
   private readonly aborts = new Map<string, AbortController>();
   private readonly staged = new Map<string, StagedFile[]>();
   private readonly now: () => Date;
@@ -116,8 +118,12 @@ export class Reconciler extends EventEmitter {
    */
   async reportCurrentStates(): Promise<void> {
     for (const entry of await this.journal.all()) {
-      if (this.running.has(entry.model)) continue; // its next transition is reported anyway
-      await this.emitReport(entry);
+      // A run going now may change the entry under us, and a stale state sent after its transition
+      // would win on the server (later seq). Nor can it be skipped: a run that finds nothing to do
+      // (the hello's answer re-delivering an ended revision) reports nothing, and a report lost in
+      // the crash would never be sent again. So the run states the entry once it ends.
+      if (this.running.has(entry.model)) this.restateAfterRun.add(entry.model);
+      else await this.emitReport(entry);
     }
   }
 
@@ -206,6 +212,8 @@ export class Reconciler extends EventEmitter {
           });
         }
       } finally {
+        // Still inside the run, so no transition of this model can interleave with the re-statement.
+        if (this.restateAfterRun.delete(model)) await this.restate(model);
         this.running.delete(model);
         this.emit('idle', model);
       }
@@ -213,6 +221,16 @@ export class Reconciler extends EventEmitter {
       if (ended) this.schedule(model);
     })();
     this.running.set(model, run);
+  }
+
+  private async restate(model: string): Promise<void> {
+    try {
+      const entry = await this.journal.load(model);
+      if (entry) await this.emitReport(entry);
+    } catch (err: unknown) {
+      // The next connection states it again.
+      this.log(`re-stating ${model} failed: ${String(err)}`);
+    }
   }
 
   /** Resolves when no model has work running or queued. */
