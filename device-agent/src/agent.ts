@@ -117,6 +117,7 @@ export class Agent extends EventEmitter {
       else this.active.delete(model);
       if (version && variant) this.activeVariant.set(model, variant);
       else this.activeVariant.delete(model);
+      this.aggregator.switchBuild(model, version ?? undefined, version ? variant : undefined);
       this.emit('active-changed', model, version);
     });
     this.link = new MqttLink({
@@ -301,24 +302,21 @@ export class Agent extends EventEmitter {
     return true;
   }
 
-  /** Closes the telemetry interval: one message per active model version. */
+  /** Closes the telemetry interval: one message per active model version (per build segment when a build changed). */
   async emitTelemetry(): Promise<number> {
-    const now = new Date();
+    // Vitals first: closing the interval and queueing its messages then happen in one turn, so the
+    // outbox assigns seqs in the order the intervals were closed even when two ticks overlap (a
+    // slow probe, or a store that waits behind a flush stuck on an unacknowledged publish).
+    const vitals = (await this.opts.vitals?.().catch(() => ({}))) ?? {};
     const aggregates = this.aggregator.flush(
-      now,
+      new Date(),
       [...this.active.entries()].map(([model, version]) => ({ model, version, variant: this.activeVariant.get(model) })),
     );
     if (aggregates.length === 0) return 0;
-    const vitals = (await this.opts.vitals?.().catch(() => ({}))) ?? {};
-    for (const a of aggregates) {
-      await this.telemetryOut.enqueue(topics.telemetry(this.deviceId), (seq, dropped): TelemetryMessage => ({
-        v: PROTOCOL_VERSION,
-        seq,
-        ...a,
-        vitals,
-        dropped,
-      }));
-    }
+    const topic = topics.telemetry(this.deviceId);
+    await this.telemetryOut.enqueueAll(
+      aggregates.map((a) => ({ topic, build: (seq: number, dropped: number): TelemetryMessage => ({ v: PROTOCOL_VERSION, seq, ...a, vitals, dropped }) })),
+    );
     this.emit('telemetry', aggregates.length);
     this.flush();
     return aggregates.length;

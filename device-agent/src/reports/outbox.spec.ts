@@ -37,4 +37,64 @@ describe('Outbox', () => {
     expect(JSON.parse(next.payload)).toMatchObject({ seq: 4 });
     expect(carried.reduce((a, b) => a + b, 0) + o.droppedTotal).toBe(3);
   });
+
+  it('queues messages that belong together under consecutive seqs in one write, whatever else is queued meanwhile', async () => {
+    const store = new CountingStore();
+    const o = new Outbox(store, 'o', { maxItems: 10, maxBytes: 10_000 });
+    await o.enqueue('t', (seq) => ({ seq, what: 'earlier' }));
+    // A flush stuck on an unacknowledged publish (the control plane holds PUBACKs while its database is down):
+    // everything queued meanwhile waits behind it, in the order it was queued.
+    let release!: () => void;
+    const acked = new Promise<void>((resolve) => (release = resolve));
+    const flushing = o.flush(() => acked);
+    // One telemetry tick closes two intervals (a version switch); the next tick queues its interval before the first tick is stored.
+    const tick = o.enqueueAll([
+      { topic: 't', build: (seq) => ({ seq, what: 'old build' }) },
+      { topic: 't', build: (seq) => ({ seq, what: 'new build' }) },
+    ]);
+    const nextTick = o.enqueue('t', (seq) => ({ seq, what: 'next interval' }));
+    const writesBefore = store.writes;
+    release();
+    expect((await tick).map((i) => i.seq)).toEqual([1, 2]);
+    expect((await nextTick).seq).toBe(3);
+    expect(await flushing).toBe(1);
+    // The flush's own write, one for the pair, one for the next tick.
+    expect(store.writes - writesBefore).toBe(3);
+    expect((await o.pending()).map((i) => JSON.parse(i.payload) as unknown)).toEqual([
+      { seq: 1, what: 'old build' },
+      { seq: 2, what: 'new build' },
+      { seq: 3, what: 'next interval' },
+    ]);
+    // Persisted as one document: a restart sees both or neither.
+    const again = new Outbox(store, 'o', { maxItems: 10, maxBytes: 10_000 });
+    expect((await again.pending()).map((i) => i.seq)).toEqual([1, 2, 3]);
+  });
+
+  it('gives the drop count to the first message of a group and still bounds the queue', async () => {
+    const o = new Outbox(new MemoryStateStore(), 'o', { maxItems: 3, maxBytes: 10_000 });
+    for (let i = 0; i < 4; i++) await o.enqueue('t', (seq, dropped) => ({ seq, dropped }));
+    // Seq 0 made room for seq 3; the group's first message carries that count, and seq 1 to 3 make room for the group.
+    const group = await o.enqueueAll([0, 1, 2].map(() => ({ topic: 't', build: (seq: number, dropped: number) => ({ seq, dropped }) })));
+    expect(group.map((i) => [i.seq, (JSON.parse(i.payload) as { dropped: number }).dropped])).toEqual([
+      [4, 1],
+      [5, 0],
+      [6, 0],
+    ]);
+    expect((await o.pending()).map((i) => i.seq)).toEqual([4, 5, 6]);
+    const [next] = await o.enqueueAll([{ topic: 't', build: (seq, dropped) => ({ seq, dropped }) }]);
+    expect(JSON.parse(next!.payload)).toEqual({ seq: 7, dropped: 3 });
+    // Seq 4 made room in turn: its count moved on, none of the five drops is lost.
+    const carried = (await o.pending()).map((i) => (JSON.parse(i.payload) as { dropped: number }).dropped);
+    expect(carried.reduce((x, y) => x + y, 0) + o.droppedTotal).toBe(5);
+    expect(await o.enqueueAll([])).toEqual([]);
+  });
 });
+
+/** Counts writes, to show a group is persisted in one step. */
+class CountingStore extends MemoryStateStore {
+  writes = 0;
+  override async write(key: string, value: unknown): Promise<void> {
+    this.writes++;
+    await super.write(key, value);
+  }
+}

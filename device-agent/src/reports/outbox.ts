@@ -15,6 +15,12 @@ interface OutboxDoc {
   items: OutboxItem[];
 }
 
+/** One message to queue: its topic, and its payload built once its seq (and the drop count it carries) is known. */
+export interface OutboxMessage {
+  topic: string;
+  build: (seq: number, dropped: number) => unknown;
+}
+
 export interface OutboxOptions {
   maxItems: number;
   maxBytes: number;
@@ -63,22 +69,37 @@ export class Outbox {
   }
 
   /** Assigns the next seq, lets the caller build the message with it, and persists it. */
-  enqueue(topic: string, build: (seq: number, dropped: number) => unknown): Promise<OutboxItem> {
+  async enqueue(topic: string, build: (seq: number, dropped: number) => unknown): Promise<OutboxItem> {
+    const [item] = await this.enqueueAll([{ topic, build }]);
+    return item!;
+  }
+
+  /**
+   * Queues several messages as one step: consecutive seqs in the given order, one write. Messages
+   * that belong together (the intervals one telemetry tick closes) must not be enqueued one await
+   * at a time: another producer's message could take a seq between them, and the seqs would no
+   * longer follow the order of what they describe. The drop count so far rides on the first one.
+   */
+  enqueueAll(messages: ReadonlyArray<OutboxMessage>): Promise<OutboxItem[]> {
     return this.exclusive(async () => {
       await this.ensureLoaded();
-      const seq = this.doc.nextSeq++;
-      const dropped = this.doc.dropped;
-      this.doc.dropped = 0;
-      const item: OutboxItem = { topic, payload: JSON.stringify(build(seq, dropped)), seq, ...(dropped > 0 ? { carried: dropped } : {}) };
-      this.doc.items.push(item);
-      this.bytes += item.payload.length;
+      const items: OutboxItem[] = [];
+      for (const { topic, build } of messages) {
+        const seq = this.doc.nextSeq++;
+        const dropped = this.doc.dropped;
+        this.doc.dropped = 0;
+        const item: OutboxItem = { topic, payload: JSON.stringify(build(seq, dropped)), seq, ...(dropped > 0 ? { carried: dropped } : {}) };
+        this.doc.items.push(item);
+        this.bytes += item.payload.length;
+        items.push(item);
+      }
       while (this.doc.items.length > 1 && (this.doc.items.length > this.opts.maxItems || this.bytes > this.opts.maxBytes)) {
         const old = this.doc.items.shift()!;
         this.bytes -= old.payload.length;
         this.doc.dropped += 1 + (old.carried ?? 0);
       }
-      await this.store.write(this.key, this.doc);
-      return item;
+      if (items.length > 0) await this.store.write(this.key, this.doc);
+      return items;
     });
   }
 

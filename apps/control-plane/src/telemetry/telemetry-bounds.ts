@@ -8,9 +8,9 @@ import type { TelemetryLimits } from '../infra/config/config.schema.js';
  *   - interval: the interval is longer than TELEMETRY_MAX_INTERVAL_SECONDS;
  *   - counter: more errors, or more latency observations, than inferences;
  *   - future: the interval ends further ahead of our clock than the allowed skew;
- *   - seq: the seq jumps more than TELEMETRY_MAX_SEQ_GAP past the device's last stored one;
- *   - overlap: a new seq for an interval the device already reported (a replay under a fresh seq
- *     would count the same inferences twice).
+ *   - seq: the seq jumps more than TELEMETRY_MAX_SEQ_GAP past the stored sample just before it;
+ *   - overlap: a new seq for time the device already reported for that model version (a replay
+ *     under a fresh seq would count the same inferences twice).
  */
 export const TELEMETRY_REJECT_REASONS = ['rate', 'interval', 'counter', 'future', 'seq', 'overlap'] as const;
 export type TelemetryRejectReason = (typeof TELEMETRY_REJECT_REASONS)[number];
@@ -46,27 +46,63 @@ export function boundsProblem(m: TelemetryMessage, start: number, end: number, n
   return undefined;
 }
 
-/** What the database knows of a device's latest stored sample for one model version. */
-export interface LastSample {
+/** One sample of a stream (a device's samples of one model version) as the history checks see it. */
+export interface StreamSample {
   seq: number;
+  intervalStart: number;
   intervalEnd: number;
 }
 
 /**
- * The history checks, as a pure function (the ingest SQL applies the same rule to a whole batch;
- * the ingest service applies it between the samples of one batch). A redelivery (same seq and
- * interval end) passes: the unique key makes it a counted duplicate.
+ * A sample's neighbours among the stream's stored samples, in the stream's order: interval end,
+ * then seq (the order of the unique index (device_id, interval_end, seq)). For one agent, whose
+ * seqs increase with its intervals, these are the stored samples with the greatest seq below the
+ * sample's and the smallest seq above it; unlike seq alone, the order also holds across a wiped
+ * agent that starts its seqs again at 0.
  */
-export function sequenceProblem(
-  sample: { seq: number; intervalStart: number; intervalEnd: number },
-  last: LastSample | undefined,
-  maxSeqGap: number,
-): TelemetryRejectReason | undefined {
-  if (!last) return undefined;
-  if (sample.seq === last.seq && sample.intervalEnd === last.intervalEnd) return undefined;
-  if (sample.seq > last.seq + maxSeqGap) return 'seq';
-  if (sample.intervalStart < last.intervalEnd) return 'overlap';
+export interface Neighbours {
+  /** The last stored sample not after it (the same (interval end, seq) when it is a redelivery). */
+  last?: StreamSample | undefined;
+  /** The first stored sample after it. */
+  next?: StreamSample | undefined;
+}
+
+/**
+ * The history checks, as a pure function (the ingest SQL applies the same rule to a whole batch
+ * against what is stored; the ingest service applies it between the samples of one batch). The
+ * sample must fit between its neighbours: no seq jump past the one before it, and no overlap with
+ * either (a fresh seq for time already reported is a replay, whichever side it lands on). A late
+ * sample, lower in seq than one already stored (a redelivery after a reconnect, a queue drained out
+ * of order), fits in the hole it belongs to. A redelivery (same seq and interval end as the one
+ * stored) passes: the unique key makes it a counted duplicate.
+ */
+export function sequenceProblem(sample: StreamSample, { last, next }: Neighbours, maxSeqGap: number): TelemetryRejectReason | undefined {
+  if (last && sample.seq === last.seq && sample.intervalEnd === last.intervalEnd) return undefined;
+  if (last && sample.seq > last.seq + maxSeqGap) return 'seq';
+  if (last && sample.intervalStart < last.intervalEnd) return 'overlap';
+  if (next && next.intervalStart < sample.intervalEnd) return 'overlap';
   return undefined;
+}
+
+/** (interval end, seq) order: negative when `a` comes first. */
+function streamOrder(a: StreamSample, b: StreamSample): number {
+  return a.intervalEnd - b.intervalEnd || a.seq - b.seq;
+}
+
+/**
+ * Where `sample` goes in `sorted` (a stream's samples in stream order) and its neighbours there,
+ * found by bisection: what the ingest SQL's two index probes find among stored samples, for the
+ * samples of one batch.
+ */
+export function neighboursIn(sorted: readonly StreamSample[], sample: StreamSample): Neighbours & { index: number } {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (streamOrder(sorted[mid]!, sample) <= 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return { index: lo, last: sorted[lo - 1], next: sorted[lo] };
 }
 
 /**

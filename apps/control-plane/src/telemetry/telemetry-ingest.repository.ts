@@ -173,22 +173,31 @@ export class TelemetryIngestRepository {
                 CASE WHEN ${rolloutLabel} IS NOT NULL THEN ${rolloutLabel}
                      WHEN dm.active_version IS NOT DISTINCT FROM x.version THEN '${FLEET_COHORT}'
                      ELSE '${INACTIVE_COHORT}' END AS cohort,
-                -- History checks (telemetry-bounds.ts sequenceProblem): against the device's latest stored sample
-                -- of the same model version of the last day (index (device_id, interval_end, seq), newest first).
-                CASE WHEN last.seq IS NULL OR (last.seq = x.seq AND last.interval_end = x.interval_end) THEN NULL
+                -- History checks (telemetry-bounds.ts sequenceProblem): against the sample's neighbours among the stored samples of
+                -- the same model version, in (interval_end, seq) order: two probes of the index (device_id, interval_end, seq), one
+                -- backwards from the sample (the last one not after it, itself when redelivered) and one forwards (the first one
+                -- after it). A day either side is enough: no stored interval is longer, so none further away can overlap.
+                CASE WHEN last.seq = x.seq AND last.interval_end = x.interval_end THEN NULL
                      WHEN x.seq > last.seq + $18::bigint THEN 'seq'
-                     WHEN x.interval_start < last.interval_end THEN 'overlap' END AS rejected,
-                last.seq AS last_seq, last.interval_end AS last_end
+                     WHEN x.interval_start < last.interval_end THEN 'overlap'
+                     WHEN next.interval_start < x.interval_end THEN 'overlap' END AS rejected,
+                last.seq AS last_seq, last.interval_end AS last_end, next.seq AS next_seq, next.interval_start AS next_start
            FROM input x
            JOIN devices d ON d.id = x.device_id AND d.decommissioned_at IS NULL
            LEFT JOIN device_models dm ON dm.device_id = x.device_id AND dm.model = x.model
            ${cohortJoin}
            LEFT JOIN LATERAL (
              SELECT s.seq, s.interval_end FROM telemetry_samples s
-              WHERE s.device_id = x.device_id AND s.interval_end > x.interval_end - interval '1 day' AND s.interval_end < x.interval_end + interval '1 day'
+              WHERE s.device_id = x.device_id AND (s.interval_end, s.seq) <= (x.interval_end, x.seq) AND s.interval_end > x.interval_end - interval '1 day'
                 AND s.model = x.model AND s.version = x.version
               ORDER BY s.interval_end DESC, s.seq DESC
               LIMIT 1) last ON true
+           LEFT JOIN LATERAL (
+             SELECT s.seq, s.interval_start FROM telemetry_samples s
+              WHERE s.device_id = x.device_id AND (s.interval_end, s.seq) > (x.interval_end, x.seq) AND s.interval_end < x.interval_end + interval '1 day'
+                AND s.model = x.model AND s.version = x.version
+              ORDER BY s.interval_end, s.seq
+              LIMIT 1) next ON true
        ),
        ins AS (
          INSERT INTO telemetry_samples (device_id, model, version, seq, interval_start, interval_end, count, errors, latency_buckets,
@@ -286,8 +295,9 @@ export class TelemetryIngestRepository {
               (SELECT count(*) FROM known WHERE rejected = 'seq') AS rejected_seq,
               (SELECT count(*) FROM known WHERE rejected = 'overlap') AS rejected_overlap,
               -- One refused sample of the batch, named for the log (the counts say how many).
-              (SELECT k.device_id || ' seq ' || k.seq || ' of ' || k.model || '@' || k.version || ' ending ' || k.interval_end || ' against stored seq '
-                      || k.last_seq || ' ending ' || k.last_end
+              (SELECT k.device_id || ' seq ' || k.seq || ' of ' || k.model || '@' || k.version || ' from ' || k.interval_start || ' to ' || k.interval_end
+                      || ' between stored ' || coalesce('seq ' || k.last_seq || ' ending ' || k.last_end, 'nothing')
+                      || ' and ' || coalesce('seq ' || k.next_seq || ' starting ' || k.next_start, 'nothing')
                  FROM known k WHERE k.rejected IS NOT NULL LIMIT 1) AS rejected_example,
               (SELECT coalesce(sum(k.dropped), 0) FROM known k JOIN ins i ON i.device_id = k.device_id AND i.seq = k.seq AND i.interval_end = k.interval_end) AS agent_dropped,
               (SELECT count(*) FROM rollup) AS rollup_rows`,

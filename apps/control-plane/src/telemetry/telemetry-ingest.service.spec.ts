@@ -170,6 +170,18 @@ describe('TelemetryIngestService', () => {
     expect(metrics.snapshot()['rejected_overlap']).toBe(1);
   });
 
+  it("writes a batch's samples of one stream whatever order they arrived in, and still refuses one over another's time", async () => {
+    const { metrics, service, send, repository } = setup();
+    // Late ones first (after a reconnect), then a fresh seq for seq 6's interval.
+    const pending = [7, 5, 6, 4].map((seq) => send('d1', message(seq)));
+    pending.push(send('d1', { ...message(9), intervalStart: message(6).intervalStart, intervalEnd: message(6).intervalEnd }));
+    await service.flush();
+    await settled(pending);
+    expect(metrics.batches).toBe(1);
+    expect(metrics.rejected).toEqual({ rate: 0, interval: 0, counter: 0, future: 0, seq: 0, overlap: 1 });
+    expect(repository.written.map((s) => s.message.seq)).toEqual([7, 5, 6, 4]);
+  });
+
   it('refuses samples the store cannot hold', () => {
     const t = (m: TelemetryMessage) => storageProblem(m, Date.parse(m.intervalStart), Date.parse(m.intervalEnd));
     expect(t(message(1))).toBeUndefined();

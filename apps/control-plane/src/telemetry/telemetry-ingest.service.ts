@@ -7,7 +7,15 @@ import { BatcherClosedError, TelemetryBatcher, type TelemetryBatcherOptions } fr
 import { TelemetryIngestMetrics } from './telemetry-ingest.metrics.js';
 import { type IngestSample, TelemetryIngestRepository } from './telemetry-ingest.repository.js';
 import { acceptedWindow } from './telemetry-partitions.js';
-import { boundsProblem, DEFAULT_TELEMETRY_LIMITS, sequenceProblem, type TelemetryRejectReason } from './telemetry-bounds.js';
+import {
+  boundsProblem,
+  DEFAULT_TELEMETRY_LIMITS,
+  type Neighbours,
+  neighboursIn,
+  sequenceProblem,
+  type StreamSample,
+  type TelemetryRejectReason,
+} from './telemetry-bounds.js';
 import type { TelemetryLimits } from '../infra/config/config.schema.js';
 
 const INT32_MAX = 2_147_483_647;
@@ -29,6 +37,17 @@ export function storageProblem(m: TelemetryMessage, start: number, end: number):
   // PostgreSQL text and jsonb cannot hold U+0000 (jsonb refuses the \u0000 escape).
   for (const label in m.predictions) if (label.includes('\u0000')) return 'prediction label contains U+0000';
   return undefined;
+}
+
+function describeInterval(s: StreamSample): string {
+  return `from ${new Date(s.intervalStart).toISOString()} to ${new Date(s.intervalEnd).toISOString()}`;
+}
+
+/** The neighbours a refused sample was checked against, for the log. */
+function describeNeighbours({ last, next }: Neighbours): string {
+  const before = last ? `seq ${last.seq} ending ${new Date(last.intervalEnd).toISOString()}` : 'nothing';
+  const after = next ? `seq ${next.seq} starting ${new Date(next.intervalStart).toISOString()}` : 'nothing';
+  return `between ${before} and ${after}`;
 }
 
 /** PostgreSQL data exception (22xxx) or integrity violation (23xxx): the rows are at fault, not the connection. */
@@ -200,9 +219,9 @@ export class TelemetryIngestService implements OnModuleInit, OnModuleDestroy {
       this.metrics.duplicate += result.known - result.inserted - result.rejected.seq - result.rejected.overlap;
       const example = result.rejectedExample ? ` (${result.rejectedExample})` : '';
       if (result.rejected.seq > 0)
-        this.reject('seq', `${result.rejected.seq} sample(s) of the batch jump too far past the last seq${example}`, result.rejected.seq);
+        this.reject('seq', `${result.rejected.seq} sample(s) of the batch jump too far past the seq stored before them${example}`, result.rejected.seq);
       if (result.rejected.overlap > 0)
-        this.reject('overlap', `${result.rejected.overlap} sample(s) of the batch repeat an interval already stored${example}`, result.rejected.overlap);
+        this.reject('overlap', `${result.rejected.overlap} sample(s) of the batch overlap an interval already stored${example}`, result.rejected.overlap);
       this.metrics.accepted += result.inserted;
       this.metrics.agentDropped += result.agentDropped;
     } catch (err) {
@@ -234,8 +253,9 @@ export class TelemetryIngestService implements OnModuleInit, OnModuleDestroy {
     // The same message twice in one batch (a quick QoS1 redelivery) is a duplicate too.
     const seen = new Set<string>();
     const unique: IngestSample[] = [];
-    // The SQL checks each sample against what is stored; between samples of one batch the same rule runs here.
-    const lastInBatch = new Map<string, { seq: number; intervalEnd: number }>();
+    // The SQL checks each sample against what is stored; between samples of one batch the same rule runs here,
+    // against the batch's samples of the stream in stream order (a late one may arrive after a later one).
+    const inBatch = new Map<string, StreamSample[]>();
     let duplicates = 0;
     for (const s of batch) {
       const key = `${s.deviceId}\u0000${s.message.seq}\u0000${s.message.intervalEnd}`;
@@ -245,12 +265,18 @@ export class TelemetryIngestService implements OnModuleInit, OnModuleDestroy {
       }
       const stream = `${s.deviceId}\u0000${s.message.model}\u0000${s.message.version}`;
       const sample = { seq: s.message.seq, intervalStart: Date.parse(s.message.intervalStart), intervalEnd: Date.parse(s.message.intervalEnd) };
-      const problem = sequenceProblem(sample, lastInBatch.get(stream), this.limits.maxSeqGap);
+      let sorted = inBatch.get(stream);
+      if (!sorted) inBatch.set(stream, (sorted = []));
+      const around = neighboursIn(sorted, sample);
+      const problem = sequenceProblem(sample, around, this.limits.maxSeqGap);
       if (problem) {
-        this.reject(problem, `${s.deviceId} seq ${s.message.seq} against seq ${lastInBatch.get(stream)?.seq} of the same batch`);
+        this.reject(
+          problem,
+          `${s.deviceId} seq ${s.message.seq} of ${s.message.model}@${s.message.version} ${describeInterval(sample)} ${describeNeighbours(around)} of the same batch`,
+        );
         continue;
       }
-      lastInBatch.set(stream, { seq: sample.seq, intervalEnd: sample.intervalEnd });
+      sorted.splice(around.index, 0, sample);
       seen.add(key);
       unique.push(s);
     }
