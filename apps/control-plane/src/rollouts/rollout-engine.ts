@@ -169,6 +169,9 @@ export class RolloutEngine implements OnApplicationBootstrap, OnModuleDestroy {
     const now = new Date();
     if (r.state === 'rolling-back') return this.rollbackStep(r);
     if (r.state === 'completed' || r.state === 'cancelled') return this.syncDevices(r, true);
+    // Stripped of every device (higher-priority rollouts took them all, or no build fits any): it
+    // ends now rather than baking waves of nobody. A dynamic rollout stays: devices may still join.
+    if (!r.spec.dynamic && (await this.repo.cancelWhenNothingLeft(r.id, ['scheduled', 'running', 'paused']))) return;
     if (r.state === 'scheduled') {
       if (r.startAt.getTime() > now.getTime()) return;
       await this.repo.startWave(
