@@ -347,6 +347,33 @@ describe.each(databaseBackends())('rollout engine on %s', (backend) => {
     await api.post(`/api/v1/rollouts/${windowed.body.id}/cancel`);
   });
 
+  it('resumes a ramped rollout at its pace: what a pause held back is not released in a burst', async () => {
+    await seedDevices(t, 'ramp-', 60, { tags: { pool: 'ramp' } });
+    const created = await api.post<CreatedRollout>('/api/v1/rollouts', {
+      model: 'detector',
+      version: '2.1.0',
+      target: { tags: { pool: 'ramp' } },
+      waves: [{ percent: 100 }],
+      ramp: { ratePerMinute: 120, growthFactor: 1 },
+    });
+    expect(created.status).toBe(201);
+    const id = created.body.id;
+    expect((await api.post(`/api/v1/rollouts/${id}/pause`)).status).toBe(200);
+    // Paused for 15 s: at 2 devices a second, a ramp that kept counting would owe 30 at once.
+    await new Promise((resolve) => setTimeout(resolve, 15_000));
+    const told = async (): Promise<number> => {
+      const d = await detail(id);
+      return d.targetCount - (d.counts.pending ?? 0);
+    };
+    const before = await told();
+    expect((await api.post(`/api/v1/rollouts/${id}/resume`)).status).toBe(200);
+    await eventually(async () => ((await told()) > before ? true : undefined), 10_000, 'the ramp to go on');
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    // At most the pace of ~2.5 s (plus the one device carried over), not the 30 of the pause.
+    expect((await told()) - before).toBeLessThanOrEqual(8);
+    await api.post(`/api/v1/rollouts/${id}/cancel`);
+  });
+
   it('ends a running rollout at once when a higher-priority rollout takes all its devices, and only then', async () => {
     const pool = await seedDevices(t, 'stripped-', 6, { tags: { pool: 'stripped' } });
     const body = { model: 'detector', version: '2.1.0', waves: [{ count: 2, bakeSeconds: 3600 }, { percent: 100 }] };

@@ -818,12 +818,19 @@ export class RolloutRepository {
     return Number(row?.['n'] ?? 0);
   }
 
-  /** Devices notified at least once (for the ramp). */
-  async notifiedEverCount(rolloutId: string): Promise<number> {
+  /**
+   * For the ramp: devices notified at least once (its position), and notices of the last
+   * `windowSeconds` (retries and install commands included; a row stamped again counts once).
+   */
+  async rampCounts(rolloutId: string, windowSeconds: number): Promise<{ notifiedEver: number; recentNotices: number }> {
     const row = returnedRows(
-      await this.dataSource.query(`SELECT count(*)::int AS n FROM rollout_devices WHERE rollout_id = $1 AND notified_at IS NOT NULL`, [rolloutId]),
+      await this.dataSource.query(
+        `SELECT count(*)::int AS ever, count(*) FILTER (WHERE notified_at > now() - make_interval(secs => $2::float8))::int AS recent
+         FROM rollout_devices WHERE rollout_id = $1 AND notified_at IS NOT NULL`,
+        [rolloutId, windowSeconds],
+      ),
     )[0];
-    return Number(row?.['n'] ?? 0);
+    return { notifiedEver: Number(row?.['ever'] ?? 0), recentNotices: Number(row?.['recent'] ?? 0) };
   }
 
   /**
