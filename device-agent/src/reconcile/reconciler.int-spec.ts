@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import fc from 'fast-check';
-import { UPDATE_STATES, type DesiredModel, type UpdateState } from '@fleetline/protocol';
+import { decodePayload, encodePayload, UPDATE_STATES, updateReportSchema, type DesiredModel, type UpdateState } from '@fleetline/protocol';
 import { TufRepoFixture, type PublishedTarget } from '../testing/tuf-repo.fixture.js';
 import { TargetServerFixture } from '../testing/target-server.fixture.js';
 import { TufDownloader } from '../download/tuf-downloader.js';
@@ -533,6 +533,57 @@ describe('Reconciler with real TUF downloads, files and the command runtime', ()
     expect(await file.read('journal/resnet')).toBeUndefined();
     expect(reports.filter((x) => x.state === 'installing' || x.state === 'committed')).toEqual([]);
     expect(await active(dir)).toBeNull();
+  });
+
+  it('reports the removal of an unassigned model, and states it again on every connection until a newer assignment', async () => {
+    const dir = await newDataDir();
+    const reports: ReportDraft[] = [];
+    const r = reconciler(dir, reports);
+    await apply(r, desired('1.0.0', 1));
+    await apply(r, desired('1.1.0', 2, { rolloutId: 'ro-9' }));
+    reports.length = 0;
+    await r.setDesired('resnet', null, 3);
+    await r.settled();
+    expect(await active(dir)).toBeNull();
+    const removal = { model: 'resnet', version: '1.1.0', revision: 3, state: 'removed', activeVersion: null, previousVersion: null };
+    expect(reports).toEqual([{ ...removal, at: expect.any(String) }]);
+    // What goes on the wire is a valid report (the outbox adds v and seq).
+    expect(decodePayload(updateReportSchema, encodePayload({ v: 1, seq: 1, ...reports[0]! })).ok).toBe(true);
+
+    // Reconnection, and a restart: the removal is the model's latest report.
+    reports.length = 0;
+    await r.reportCurrentStates();
+    expect(reports).toEqual([expect.objectContaining(removal)]);
+    const restarted: ReportDraft[] = [];
+    const again = reconciler(dir, restarted);
+    await again.recover();
+    await again.settled();
+    await again.reportCurrentStates();
+    expect(restarted).toEqual([expect.objectContaining(removal)]);
+
+    // A newer assignment ends it: from then on its own reports tell what runs.
+    await apply(again, desired('1.0.0', 4));
+    restarted.length = 0;
+    await again.reportCurrentStates();
+    expect(restarted.map((x) => [x.state, x.revision])).toEqual([['committed', 4]]);
+  });
+
+  it('finishes and reports a removal a crash interrupted before any file was removed', async () => {
+    const dir = await newDataDir();
+    await apply(reconciler(dir, []), desired('1.0.0', 1));
+    const file = new FileStateStore(join(dir, 'state'));
+    const first = reconciler(dir, [], new CrashingStore(file, (key) => key === 'removed/resnet'));
+    await first.setDesired('resnet', null, 2);
+    await first.settled();
+    await first.stop();
+    expect(await active(dir)).toBe('1.0.0'); // the power went before the files did
+
+    const reports: ReportDraft[] = [];
+    const second = reconciler(dir, reports);
+    await second.recover();
+    await second.settled();
+    expect(await active(dir)).toBeNull();
+    expect(reports).toEqual([expect.objectContaining({ state: 'removed', version: '1.0.0', revision: 2, activeVersion: null, previousVersion: null })]);
   });
 
   it('loop breaker: an error no step can handle ends the update through the table instead of leaving it mid-way', async () => {

@@ -90,6 +90,11 @@ export class Reconciler extends EventEmitter {
       // Narrowed again: a state persisted by an agent from before builds holds every build's files.
       if (d && !this.desired.has(d.model)) this.desired.set(d.model, this.narrowToBuild(d));
     }
+    // A removal a crash interrupted is finished (its record is written before any file goes).
+    for (const key of await this.opts.store.list(REMOVED_PREFIX)) {
+      const removal = await this.opts.store.read<Removal>(key);
+      if (removal && !this.desired.has(removal.model)) this.desired.set(removal.model, null);
+    }
     for (const entry of await this.journal.all()) {
       // Every assignment is persisted before anything is journaled for it, and its file is deleted
       // when the model is unassigned: an entry without one belongs to a model unassigned before the
@@ -117,13 +122,27 @@ export class Reconciler extends EventEmitter {
    * same revision changes nothing on the server, so this is always safe.
    */
   async reportCurrentStates(): Promise<void> {
+    const journaled = new Set<string>();
     for (const entry of await this.journal.all()) {
+      journaled.add(entry.model);
       // A run going now may change the entry under us, and a stale state sent after its transition
       // would win on the server (later seq). Nor can it be skipped: a run that finds nothing to do
       // (the hello's answer re-delivering an ended revision) reports nothing, and a report lost in
       // the crash would never be sent again. So the run states the entry once it ends.
       if (this.running.has(entry.model)) this.restateAfterRun.add(entry.model);
       else await this.emitReport(entry);
+    }
+    // A removed model's latest report is its removal (the journal entry went with the model).
+    for (const key of await this.opts.store.list(REMOVED_PREFIX)) {
+      const removal = await this.opts.store.read<Removal>(key);
+      if (!removal || journaled.has(removal.model)) continue;
+      if (this.running.has(removal.model)) {
+        this.restateAfterRun.add(removal.model);
+        continue;
+      }
+      // Only once the files are gone: an interrupted removal is reported when recovery finishes it.
+      const p = await this.opts.models.pointers(removal.model);
+      if (p.active === null && p.previous === null) await this.emitRemoval(removal);
     }
   }
 
@@ -157,8 +176,11 @@ export class Reconciler extends EventEmitter {
       return;
     }
     this.desired.set(model, desired);
-    if (desired) await this.opts.store.write(`desired/${model}`, desired);
-    else await this.opts.store.delete(`desired/${model}`);
+    if (desired) {
+      await this.opts.store.write(`desired/${model}`, desired);
+      // From now on this assignment's reports tell what runs; a repeated removal would contradict them.
+      await this.opts.store.delete(removedKey(model));
+    } else await this.opts.store.delete(`desired/${model}`);
     // A download for a superseded assignment is pointless: abort it, the re-plan abandons it.
     this.aborts.get(model)?.abort(new Error('superseded'));
     this.schedule(model);
@@ -226,7 +248,13 @@ export class Reconciler extends EventEmitter {
   private async restate(model: string): Promise<void> {
     try {
       const entry = await this.journal.load(model);
-      if (entry) await this.emitReport(entry);
+      if (entry) {
+        await this.emitReport(entry);
+        return;
+      }
+      const removal = await this.opts.store.read<Removal>(removedKey(model));
+      const p = await this.opts.models.pointers(model);
+      if (removal && p.active === null && p.previous === null) await this.emitRemoval(removal);
     } catch (err: unknown) {
       // The next connection states it again.
       this.log(`re-stating ${model} failed: ${String(err)}`);
@@ -343,6 +371,35 @@ export class Reconciler extends EventEmitter {
     });
   }
 
+  /** The answer to an unassignment: nothing of the model runs any more (`removed`, see REPORT_STATES). */
+  private async emitRemoval(removal: Removal): Promise<void> {
+    await this.opts.report({
+      model: removal.model,
+      version: removal.version,
+      revision: removal.revision,
+      state: 'removed',
+      activeVersion: null,
+      previousVersion: null,
+      at: this.now().toISOString(),
+    });
+  }
+
+  /**
+   * Records the removal about to happen before any file goes, so a crash half-way still ends in
+   * a `removed` report (re-stated on the next connection). The revision is the unassignment's;
+   * a clear that came without one (an older control plane) is answered with the last assignment's,
+   * which the control plane takes as news about what runs, not about its current assignment.
+   */
+  private async noteRemoval(model: string, entry: JournalEntry | undefined): Promise<Removal | undefined> {
+    const p = await this.opts.models.pointers(model);
+    const version = p.active ?? p.previous;
+    if (version === null) return undefined;
+    const cleared = await this.opts.store.read<{ revision: number }>(`cleared/${model}`);
+    const removal: Removal = { model, version, revision: cleared?.revision ?? entry?.desired.revision ?? 0 };
+    await this.opts.store.write(removedKey(model), removal);
+    return removal;
+  }
+
   private async fail(entry: JournalEntry, err: unknown, fallback: FailureCode): Promise<JournalEntry> {
     const failure = failureOf(err, fallback);
     this.log(`update ${entry.model}@${entry.desired.version} ${entry.state} failed: ${failure.code}: ${failure.message}`);
@@ -380,6 +437,7 @@ export class Reconciler extends EventEmitter {
           : await this.journal.begin(desired, p.active, p.previous, this.now(), this.opts.updateTimeoutMs ?? 3_600_000);
     }
     for (const event of t.enter) entry = await this.apply(this.need(entry, step), event);
+    const removal = step.kind === 'remove-model' ? await this.noteRemoval(model, entry) : undefined;
 
     const ended = await this.work(model, step, entry);
     if (ended) return ended;
@@ -394,6 +452,8 @@ export class Reconciler extends EventEmitter {
       await this.opts.store.delete(`desired/${model}`);
       this.desired.delete(model);
       this.emit('active-changed', model, null);
+      // Without this report the control plane would go on counting the device on the removed version.
+      if (removal) await this.emitRemoval(removal);
       return { entry, outcome: 'stop' };
     }
     return { entry, outcome: step.kind === 'verify' && step.then === 'stage' ? 'stop' : 'continue' };
@@ -581,6 +641,19 @@ export class Reconciler extends EventEmitter {
       await runtime.unload().catch(() => undefined);
     }
   }
+}
+
+/** The last removal of a model, kept for re-statement until a newer assignment is accepted. */
+interface Removal {
+  model: string;
+  version: string;
+  revision: number;
+}
+
+const REMOVED_PREFIX = 'removed';
+
+function removedKey(model: string): string {
+  return `${REMOVED_PREFIX}/${model}`;
 }
 
 function variantKey(model: string, version: string): string {

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import type { DeviceCredentials, UpdateState } from '@fleetline/protocol';
+import type { DeviceCredentials, ReportState } from '@fleetline/protocol';
 import { Agent } from '../agent.js';
 import { AGENT_VERSION } from '../agent-version.js';
 import { EnrollError, type enroll } from '../config/enroll.js';
@@ -73,7 +73,7 @@ export interface SimulationStats {
   enrollFailed: number;
   connected: number;
   /** Reports sent, by state. */
-  reports: Partial<Record<UpdateState, number>>;
+  reports: Partial<Record<ReportState, number>>;
   /** Failure codes reported, by code. */
   failures: Record<string, number>;
   telemetryMessages: number;
@@ -268,7 +268,7 @@ export function startSimulationInProcess(opts: SimulationOptions): SimulationHan
   function onDisconnected(): void {
     stats.connected--;
   }
-  function onReport(r: { state: UpdateState; failure?: { code: string } }): void {
+  function onReport(r: { state: ReportState; failure?: { code: string } }): void {
     stats.reports[r.state] = (stats.reports[r.state] ?? 0) + 1;
     // Count each failed update once, at its terminal report (rolling-back carries the code too).
     if (r.failure && r.state !== 'rolling-back') stats.failures[r.failure.code] = (stats.failures[r.failure.code] ?? 0) + 1;
@@ -402,7 +402,7 @@ export function mergeStats(a: SimulationStats, b: SimulationStats): SimulationSt
   out.telemetryMessages += b.telemetryMessages;
   out.inferences += b.inferences;
   out.memory = { rss: out.memory.rss + b.memory.rss, heapUsed: out.memory.heapUsed + b.memory.heapUsed };
-  for (const [k, v] of Object.entries(b.reports)) out.reports[k as UpdateState] = (out.reports[k as UpdateState] ?? 0) + (v ?? 0);
+  for (const [k, v] of Object.entries(b.reports)) out.reports[k as ReportState] = (out.reports[k as ReportState] ?? 0) + (v ?? 0);
   for (const [k, v] of Object.entries(b.failures)) out.failures[k] = (out.failures[k] ?? 0) + v;
   for (const [model, versions] of Object.entries(b.active)) {
     const m = (out.active[model] ??= {});

@@ -30,6 +30,14 @@ describe('decodePayload', () => {
     expect(decodePayload(updateReportSchema, encodePayload({ ...report, seq: -1 })).ok).toBe(false);
   });
 
+  it('takes a removal report only when it says that nothing of the model runs any more', () => {
+    const removed = { ...report, state: 'removed', version: '1.2.0', activeVersion: null, previousVersion: null };
+    expect(decodePayload(updateReportSchema, encodePayload(removed))).toEqual({ ok: true, value: removed });
+    const ghost = decodePayload(updateReportSchema, encodePayload({ ...removed, activeVersion: '1.2.0' }));
+    expect(ghost).toEqual({ ok: false, error: 'activeVersion: a removed report has activeVersion and previousVersion null' });
+    expect(decodePayload(updateReportSchema, encodePayload({ ...removed, previousVersion: '1.1.0' })).ok).toBe(false);
+  });
+
   it('ignores unknown fields so newer peers can add optional ones', () => {
     const result = decodePayload(updateReportSchema, encodePayload({ ...report, futureField: true }));
     expect(result.ok).toBe(true);

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { DEVICE_ID_PATTERN, MODEL_NAME_PATTERN } from './topics.js';
-import { FAILURE_CODES, UPDATE_STATES } from './update-state.js';
+import { FAILURE_CODES, REPORT_STATES } from './update-state.js';
 import { LATENCY_BUCKET_COUNT } from './telemetry.js';
 import { PROTOCOL_VERSION } from './version.js';
 
@@ -113,28 +113,37 @@ export function isDesiredCleared(message: DesiredMessage): message is DesiredCle
   return 'cleared' in message && message.cleared === true;
 }
 
-/** One update report; sent on every state change. */
-export const updateReportSchema = z.object({
-  v: protocolVersion,
-  seq: sequence,
-  model: modelNameSchema,
-  /** The version this report is about (the target of the update). */
-  version: semverString,
-  /** Echo of the desired revision being worked on. */
-  revision: z.number().int().nonnegative(),
-  state: z.enum(UPDATE_STATES),
-  /** The version that is active on the device right now (may differ from `version` mid-update). */
-  activeVersion: semverString.nullable(),
-  /** Last-known-good version kept for rollback. */
-  previousVersion: semverString.nullable(),
-  failure: z.object({ code: z.enum(FAILURE_CODES), message: z.string().max(2000) }).optional(),
-  /** Download progress for `downloading`. */
-  progress: z.object({ bytes: z.number().int().nonnegative(), total: z.number().int().nonnegative() }).optional(),
-  rolloutId: z.string().max(64).optional(),
-  /** The build of `version` this update downloads/installed (absent when none was chosen, e.g. incompatible). */
-  variant: variantNameSchema.optional(),
-  at: isoTime,
-});
+/**
+ * One update report; sent on every state change, and once more (`removed`) when an unassigned model
+ * was removed from the device.
+ */
+export const updateReportSchema = z
+  .object({
+    v: protocolVersion,
+    seq: sequence,
+    model: modelNameSchema,
+    /** The version this report is about (the target of the update; for `removed`, the version removed). */
+    version: semverString,
+    /** Echo of the desired revision being worked on (for `removed`, the revision of the unassignment). */
+    revision: z.number().int().nonnegative(),
+    state: z.enum(REPORT_STATES),
+    /** The version that is active on the device right now (may differ from `version` mid-update). */
+    activeVersion: semverString.nullable(),
+    /** Last-known-good version kept for rollback. */
+    previousVersion: semverString.nullable(),
+    failure: z.object({ code: z.enum(FAILURE_CODES), message: z.string().max(2000) }).optional(),
+    /** Download progress for `downloading`. */
+    progress: z.object({ bytes: z.number().int().nonnegative(), total: z.number().int().nonnegative() }).optional(),
+    rolloutId: z.string().max(64).optional(),
+    /** The build of `version` this update downloads/installed (absent when none was chosen, e.g. incompatible). */
+    variant: variantNameSchema.optional(),
+    at: isoTime,
+  })
+  // A removal leaves nothing on the device: a report saying otherwise would put a ghost version back.
+  .refine((r) => r.state !== 'removed' || (r.activeVersion === null && r.previousVersion === null), {
+    message: 'a removed report has activeVersion and previousVersion null',
+    path: ['activeVersion'],
+  });
 export type UpdateReport = z.infer<typeof updateReportSchema>;
 
 export const inventorySchema = z.object({

@@ -81,6 +81,18 @@ const updateReport = fc.record(
   },
   { requiredKeys: ['v', 'seq', 'model', 'version', 'revision', 'state', 'activeVersion', 'previousVersion', 'at'] },
 );
+/** The answer to an unassignment: nothing of the model runs any more. */
+const removedReport = fc.record({
+  v: fc.constant(1 as const),
+  seq,
+  model: modelName,
+  version: semver,
+  revision,
+  state: fc.constant('removed' as const),
+  activeVersion: fc.constant(null),
+  previousVersion: fc.constant(null),
+  at: isoTime,
+});
 const inventoryMessage = fc.record({
   v: fc.constant(1 as const),
   seq,
@@ -131,7 +143,12 @@ const DECODERS: Decoder[] = [
   { name: 'desired', schema: desiredModelSchema, valid: desiredModel, required: ['v', 'model', 'version', 'revision', 'artifacts', 'assignedAt'] },
   { name: 'cleared', schema: desiredClearedSchema, valid: desiredCleared, required: ['v', 'model', 'revision', 'cleared', 'at'] },
   { name: 'desired/{model} (either)', schema: desiredMessageSchema, valid: fc.oneof(desiredModel, desiredCleared), required: ['v', 'model', 'revision'] },
-  { name: 'reported', schema: updateReportSchema, valid: updateReport, required: ['v', 'seq', 'model', 'version', 'revision', 'state', 'at'] },
+  {
+    name: 'reported',
+    schema: updateReportSchema,
+    valid: fc.oneof(updateReport, removedReport),
+    required: ['v', 'seq', 'model', 'version', 'revision', 'state', 'at'],
+  },
   { name: 'inventory', schema: inventoryMessageSchema, valid: inventoryMessage, required: ['v', 'seq', 'inventory', 'at'] },
   { name: 'presence (hello, will)', schema: presenceMessageSchema, valid: presence, required: ['v', 'online'] },
   { name: 'commands', schema: commandSchema, valid: command, required: ['v', 'type'] },

@@ -19,11 +19,22 @@ export const UPDATE_STATES = [
 ] as const;
 export type UpdateState = (typeof UPDATE_STATES)[number];
 
+/**
+ * What a report's `state` may say: every update state, plus `removed`, which is not a state of an
+ * update but the answer to an unassignment (`cleared`): the agent removed the model, so nothing of it
+ * runs any more. A `removed` report carries the unassignment's revision, names the version it removed
+ * and has `activeVersion` and `previousVersion` null (`updateReportSchema` refuses anything else).
+ * The agent sends it once the files are gone and repeats it on every connection like any latest report.
+ */
+export const REPORT_STATES = [...UPDATE_STATES, 'removed'] as const;
+export type ReportState = (typeof REPORT_STATES)[number];
+
 /** States after which the device does nothing more for this assignment until told otherwise. */
 export const TERMINAL_UPDATE_STATES: readonly UpdateState[] = ['committed', 'rolled-back', 'failed', 'incompatible', 'downloaded'];
 
-export function isTerminalUpdateState(state: UpdateState): boolean {
-  return TERMINAL_UPDATE_STATES.includes(state);
+/** True for the end of an update; `removed` is the end of an unassignment, not of an update. */
+export function isTerminalUpdateState(state: ReportState): boolean {
+  return (TERMINAL_UPDATE_STATES as readonly string[]).includes(state);
 }
 
 /** Why an update ended badly; lets the rollout engine tell transient faults (retry) from permanent ones. */

@@ -164,8 +164,9 @@ export class DeviceModelsRepository {
            report_state = CASE WHEN EXCLUDED.report_revision >= m.desired_revision THEN EXCLUDED.report_state ELSE m.report_state END,
            report_at = CASE WHEN EXCLUDED.report_revision >= m.desired_revision THEN EXCLUDED.report_at ELSE m.report_at END,
            -- An older agent names no build: keep what the control plane chose for this revision.
+           -- A refusal or a removal installed none.
            variant = CASE WHEN EXCLUDED.report_revision >= m.desired_revision
-                          THEN coalesce(EXCLUDED.variant, CASE WHEN EXCLUDED.report_state <> 'incompatible' THEN m.desired_variant END)
+                          THEN coalesce(EXCLUDED.variant, CASE WHEN EXCLUDED.report_state NOT IN ('incompatible', 'removed') THEN m.desired_variant END)
                           ELSE m.variant END,
            failure_code = CASE WHEN EXCLUDED.report_revision >= m.desired_revision THEN EXCLUDED.failure_code ELSE m.failure_code END,
            failure_message = CASE WHEN EXCLUDED.report_revision >= m.desired_revision THEN EXCLUDED.failure_message ELSE m.failure_message END,

@@ -5,10 +5,10 @@ import {
   type InventoryMessage,
   inventoryMessageSchema,
   parseDeviceTopic,
+  type ReportState,
   topics,
   type UpdateReport,
   updateReportSchema,
-  type UpdateState,
 } from '@fleetline/protocol';
 import { type InboundMessage, MqttGateway } from '../infra/mqtt/mqtt-gateway.js';
 import { DeviceIngestMetrics } from './device-ingest-metrics.js';
@@ -23,7 +23,7 @@ export interface AppliedReport {
   model: string;
   version: string;
   revision: number;
-  state: UpdateState;
+  state: ReportState;
   activeVersion: string | null;
   previousVersion: string | null;
   failureCode: FailureCode | null;

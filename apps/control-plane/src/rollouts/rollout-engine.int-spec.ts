@@ -347,6 +347,75 @@ describe.each(databaseBackends())('rollout engine on %s', (backend) => {
     await api.post(`/api/v1/rollouts/${windowed.body.id}/cancel`);
   });
 
+  it('resumes a ramped rollout at its pace: what a pause held back is not released in a burst', async () => {
+    await seedDevices(t, 'ramp-', 60, { tags: { pool: 'ramp' } });
+    const created = await api.post<CreatedRollout>('/api/v1/rollouts', {
+      model: 'detector',
+      version: '2.1.0',
+      target: { tags: { pool: 'ramp' } },
+      waves: [{ percent: 100 }],
+      ramp: { ratePerMinute: 120, growthFactor: 1 },
+    });
+    expect(created.status).toBe(201);
+    const id = created.body.id;
+    expect((await api.post(`/api/v1/rollouts/${id}/pause`)).status).toBe(200);
+    // Paused for 15 s: at 2 devices a second, a ramp that kept counting would owe 30 at once.
+    await new Promise((resolve) => setTimeout(resolve, 15_000));
+    const told = async (): Promise<number> => {
+      const d = await detail(id);
+      return d.targetCount - (d.counts.pending ?? 0);
+    };
+    const before = await told();
+    expect((await api.post(`/api/v1/rollouts/${id}/resume`)).status).toBe(200);
+    await eventually(async () => ((await told()) > before ? true : undefined), 10_000, 'the ramp to go on');
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    // At most the pace of ~2.5 s (plus the one device carried over), not the 30 of the pause.
+    expect((await told()) - before).toBeLessThanOrEqual(8);
+    await api.post(`/api/v1/rollouts/${id}/cancel`);
+  });
+
+  it('ends a running rollout at once when a higher-priority rollout takes all its devices, and only then', async () => {
+    const pool = await seedDevices(t, 'stripped-', 6, { tags: { pool: 'stripped' } });
+    const body = { model: 'detector', version: '2.1.0', waves: [{ count: 2, bakeSeconds: 3600 }, { percent: 100 }] };
+    const old = await api.post<CreatedRollout>('/api/v1/rollouts', { ...body, target: { tags: { pool: 'stripped' } } });
+    expect(old.status).toBe(201);
+    const id = old.body.id;
+    // Running, wave 1 told (the seeded devices never answer).
+    await eventually(async () => ((await detail(id)).counts.notified === 2 ? true : undefined), 10_000, 'wave 1 notified');
+
+    // A higher priority takes only some of them: the old rollout goes on with the others.
+    const some = await api.post<CreatedRollout>('/api/v1/rollouts', { ...body, target: { deviceIds: pool.slice(0, 3) }, priority: 3, startAt: FUTURE });
+    expect(some.status).toBe(201);
+    await new Promise((resolve) => setTimeout(resolve, 1_500)); // several ticks
+    expect((await detail(id)).state).toBe('running');
+
+    // Then another takes all the rest (and one device of the first): every member of the old rollout is skipped.
+    const rest = await api.post<CreatedRollout>('/api/v1/rollouts', { ...body, target: { deviceIds: pool.slice(2) }, priority: 5, startAt: FUTURE });
+    expect(rest.status).toBe(201);
+    const ended = await waitForState(id, 'cancelled', 10_000);
+    expect(ended.counts).toEqual({ skipped: 6 });
+    expect(ended.finishedAt).not.toBeNull();
+    expect(ended.stateReason).toBe('no device left to act on: every member was released to a higher-priority rollout');
+    const log = await events(id);
+    expect(log.find((e) => e.type === 'cancelled')?.data).toEqual({
+      cause: 'no-devices-left',
+      members: 6,
+      released: 6,
+      reasons: {
+        [`released to higher-priority rollout ${some.body.id} (priority 3)`]: 3,
+        [`released to higher-priority rollout ${rest.body.id} (priority 5)`]: 3,
+      },
+    });
+    // Ended long before its bake: the wave never advanced, and the engine drives it no more.
+    expect(log.filter((e) => e.type === 'wave-started').map((e) => e.wave)).toEqual([0]);
+    const running = (await api.get<{ items: { id: string }[] }>('/api/v1/rollouts?state=running&limit=1000')).body.items;
+    expect(running.map((r) => r.id)).not.toContain(id);
+    // The first taker lost one of its three devices to the second and holds the other two: it stays.
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    expect((await detail(some.body.id)).state).toBe('scheduled');
+    for (const r of [some, rest]) await api.post(`/api/v1/rollouts/${r.body.id}/cancel`);
+  });
+
   if (backend === 'postgres') {
     it('lets exactly one of several replicas drive, and another take over when it stops', async () => {
       const replicas = [await startTestApp('pglite', { DATABASE_URL: t.databaseUrl! }), await startTestApp('pglite', { DATABASE_URL: t.databaseUrl! })];

@@ -9,7 +9,7 @@ import { type GateResult, HealthGateService } from '../telemetry/health-gate.con
 import { DriverLease } from './driver-lease.js';
 import { inMaintenanceWindow, nextWindowOpening } from './planning/maintenance-window.js';
 import { assessWave, decideWave, type WaveAssessment } from './planning/wave-conditions.js';
-import { rampAllowance } from './planning/wave-math.js';
+import { RAMP_WINDOW_MS, rampAfter, rampBudget, type RampDecision, type RampState } from './planning/ramp.js';
 import { gateVerdict } from './planning/gate-verdict.js';
 import { type NewEvent, RolloutRepository, type RolloutRow, type WaveRow } from './rollout.repository.js';
 import { eventsOf, RolloutReportFollower } from './rollout-report-follower.js';
@@ -60,6 +60,8 @@ export class RolloutEngine implements OnApplicationBootstrap, OnModuleDestroy {
   private readonly rollbackRetries = new Map<string, { attempts: number; lastEventAt: number }>();
   private readonly lastSweep = new Map<string, number>();
   private readonly lastTimeoutCheck = new Map<string, number>();
+  /** Pace of each ramped rollout since this replica's last notification decision (see rampBudget). */
+  private readonly ramps = new Map<string, RampState>();
 
   constructor(
     private readonly repo: RolloutRepository,
@@ -169,6 +171,9 @@ export class RolloutEngine implements OnApplicationBootstrap, OnModuleDestroy {
     const now = new Date();
     if (r.state === 'rolling-back') return this.rollbackStep(r);
     if (r.state === 'completed' || r.state === 'cancelled') return this.syncDevices(r, true);
+    // Stripped of every device (higher-priority rollouts took them all, or no build fits any): it
+    // ends now rather than baking waves of nobody. A dynamic rollout stays: devices may still join.
+    if (!r.spec.dynamic && (await this.repo.cancelWhenNothingLeft(r.id, ['scheduled', 'running', 'paused']))) return;
     if (r.state === 'scheduled') {
       if (r.startAt.getTime() > now.getTime()) return;
       await this.repo.startWave(
@@ -452,20 +457,38 @@ export class RolloutEngine implements OnApplicationBootstrap, OnModuleDestroy {
     }
     let budget = MAX_NOTIFY_PER_TICK;
     if (r.spec.maxInFlight !== undefined) budget = Math.min(budget, r.spec.maxInFlight - (await this.repo.inFlightCount(r.id)));
+    // Decided on every tick the rollout could notify, even when the in-flight cap leaves nothing:
+    // what is not spent is not saved up (no burst once the cap, a closed window or a pause lifts).
+    let ramp: RampDecision | undefined;
     if (r.spec.ramp) {
-      const elapsed = now.getTime() - (r.startedAt ?? now).getTime();
-      budget = Math.min(budget, rampAllowance(elapsed, r.spec.ramp) - (await this.repo.notifiedEverCount(r.id)));
+      const counts = await this.repo.rampCounts(r.id, RAMP_WINDOW_MS / 1000);
+      ramp = rampBudget(r.spec.ramp, { now: now.getTime(), ...counts, maxGapMs: this.rampGapMs() }, this.ramps.get(r.id));
+      budget = Math.min(budget, ramp.budget);
     }
-    // A replica that lost the lease mid-tick stops telling devices at the next batch.
-    while (budget > 0 && !this.stopped && this.lease.isDriver()) {
-      const batch = await this.repo.claimBatch(r.id, r.currentWave, Math.min(budget, NOTIFY_BATCH));
-      if (batch.length === 0) return;
-      budget -= batch.length;
-      await this.assignBatch(
-        r,
-        batch.map((b) => b.deviceId),
-      );
+    let sent = 0;
+    try {
+      // A replica that lost the lease mid-tick stops telling devices at the next batch.
+      while (budget > 0 && !this.stopped && this.lease.isDriver()) {
+        const batch = await this.repo.claimBatch(r.id, r.currentWave, Math.min(budget, NOTIFY_BATCH));
+        if (batch.length === 0) return;
+        budget -= batch.length;
+        sent += batch.length;
+        await this.assignBatch(
+          r,
+          batch.map((b) => b.deviceId),
+        );
+      }
+    } finally {
+      if (ramp) this.ramps.set(r.id, rampAfter(ramp, sent));
     }
+  }
+
+  /**
+   * Longest gap between two ramp decisions that still counts as the ramp running: two ticks (one
+   * late tick is no reason to slow down), between 1 s and the ramp's window.
+   */
+  private rampGapMs(): number {
+    return Math.min(RAMP_WINDOW_MS, Math.max(1_000, 2 * this.config.rolloutTickSeconds * 1000));
   }
 
   /**

@@ -5,8 +5,9 @@ import type { ArtifactRef } from '@fleetline/protocol';
 import type { GateResult } from '../telemetry/health-gate.contract.js';
 import { COMPATIBILITY_KEY_SQL, type CompatibilityProjection, incompatibilityReason } from './planning/compatibility.js';
 import { storedSpec } from './planning/rollout-definition.js';
-import { type ConflictResolution, type RolloutConflict, resolveConflicts } from './planning/conflicts.js';
+import { type ConflictResolution, RELEASED_REASON_PREFIX, releasedReason, type RolloutConflict, resolveConflicts } from './planning/conflicts.js';
 import { reportStateMapping } from './planning/device-state.js';
+import { nothingLeft } from './planning/nothing-left.js';
 import { type ResolvedRanges, SqlParams, targetWhereSql, versionsSatisfying } from './planning/target-filter.js';
 import type { StateCounts } from './planning/wave-conditions.js';
 import { waveBoundaries, waveLowOrdinals, waveSizes } from './planning/wave-math.js';
@@ -105,6 +106,8 @@ export interface CreateRolloutResult {
 /** SQL for "this rollout still holds its devices" (conflicts are judged against these). */
 const HOLDING_ROLLOUT_SQL = `(r.state IN ('scheduled', 'running', 'paused', 'rolling-back'))`;
 const EXPLICIT_ID_CHUNK = 10_000;
+/** Skip reasons recorded in the event of a rollout that ended with nobody left (the most frequent). */
+const NOTHING_LEFT_REASONS = 20;
 
 type Raw = Record<string, unknown>;
 
@@ -448,7 +451,7 @@ export class RolloutRepository {
        FROM rollout_devices n
        WHERE n.rollout_id = $1 AND n.state <> 'skipped' AND o.device_id = n.device_id AND o.model = $2
          AND o.rollout_id = ANY($4::uuid[]) AND o.state <> 'skipped'`,
-      [rolloutId, model, `released to higher-priority rollout ${rolloutId} (priority ${priority})`, conflicts.map((c) => c.rolloutId)],
+      [rolloutId, model, releasedReason(rolloutId, priority), conflicts.map((c) => c.rolloutId)],
     );
     for (const c of conflicts) {
       await this.insertEvents(em, c.rolloutId, [
@@ -815,12 +818,19 @@ export class RolloutRepository {
     return Number(row?.['n'] ?? 0);
   }
 
-  /** Devices notified at least once (for the ramp). */
-  async notifiedEverCount(rolloutId: string): Promise<number> {
+  /**
+   * For the ramp: devices notified at least once (its position), and notices of the last
+   * `windowSeconds` (retries and install commands included; a row stamped again counts once).
+   */
+  async rampCounts(rolloutId: string, windowSeconds: number): Promise<{ notifiedEver: number; recentNotices: number }> {
     const row = returnedRows(
-      await this.dataSource.query(`SELECT count(*)::int AS n FROM rollout_devices WHERE rollout_id = $1 AND notified_at IS NOT NULL`, [rolloutId]),
+      await this.dataSource.query(
+        `SELECT count(*)::int AS ever, count(*) FILTER (WHERE notified_at > now() - make_interval(secs => $2::float8))::int AS recent
+         FROM rollout_devices WHERE rollout_id = $1 AND notified_at IS NOT NULL`,
+        [rolloutId, windowSeconds],
+      ),
     )[0];
-    return Number(row?.['n'] ?? 0);
+    return { notifiedEver: Number(row?.['ever'] ?? 0), recentNotices: Number(row?.['recent'] ?? 0) };
   }
 
   /**
@@ -952,6 +962,44 @@ export class RolloutRepository {
       await this.dataSource.query(`SELECT count(*)::int AS n FROM rollout_devices WHERE rollout_id = $1 AND state = $2`, [rolloutId, state]),
     )[0];
     return Number(row?.['n'] ?? 0);
+  }
+
+  /**
+   * Ends an active rollout that has members but none left to act on (every one `skipped`: taken by
+   * higher-priority rollouts, or fitting no build) as `cancelled`, with the reasons in its event.
+   * The check is two index probes, cheap enough for every tick; the change itself re-checks under
+   * the rollout's row lock, in one transaction with its event. Returns true when it ended it.
+   */
+  async cancelWhenNothingLeft(rolloutId: string, from: readonly RolloutState[]): Promise<boolean> {
+    const NOTHING_LEFT = `EXISTS (SELECT 1 FROM rollout_devices WHERE rollout_id = $1)
+                          AND NOT EXISTS (SELECT 1 FROM rollout_devices WHERE rollout_id = $1 AND state <> 'skipped')`;
+    const probe = returnedRows(await this.dataSource.query(`SELECT ${NOTHING_LEFT} AS empty`, [rolloutId]))[0];
+    if (probe?.['empty'] !== true) return false;
+    return this.dataSource.transaction(async (em) => {
+      const locked = returnedRows(
+        await em.query(`SELECT id FROM rollouts WHERE id = $1 AND state = ANY($2::text[]) AND ${NOTHING_LEFT} FOR UPDATE`, [rolloutId, [...from]]),
+      );
+      if (locked.length === 0) return false;
+      const totals = returnedRows(
+        await em.query(
+          `SELECT count(*)::int AS members, count(*) FILTER (WHERE starts_with(reason, $2))::int AS released FROM rollout_devices WHERE rollout_id = $1`,
+          [rolloutId, RELEASED_REASON_PREFIX],
+        ),
+      )[0];
+      const reasons = returnedRows(
+        await em.query(
+          `SELECT reason, count(*)::int AS n FROM rollout_devices WHERE rollout_id = $1 GROUP BY reason ORDER BY n DESC, reason LIMIT ${NOTHING_LEFT_REASONS}`,
+          [rolloutId],
+        ),
+      ).map((r) => ({ reason: (r['reason'] as string | null) ?? null, devices: Number(r['n']) }));
+      const outcome = nothingLeft(Number(totals?.['members'] ?? 0), Number(totals?.['released'] ?? 0), reasons);
+      await em.query(`UPDATE rollouts SET state = 'cancelled', state_reason = $2, finished_at = now(), updated_at = now() WHERE id = $1`, [
+        rolloutId,
+        outcome.stateReason,
+      ]);
+      await this.insertEvents(em, rolloutId, [outcome.event]);
+      return true;
+    });
   }
 
   async finishAbort(rolloutId: string, rolledBack: number): Promise<void> {

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { DataSource } from 'typeorm';
-import { apiClient, type ApiClient, databaseBackends, startTestApp, type TestApp } from '../testing/test-app.fixture.js';
+import { apiClient, type ApiClient, databaseBackends, eventually, startTestApp, type TestApp } from '../testing/test-app.fixture.js';
 import { orderMembers } from './planning/membership.js';
 import type { RolloutDeviceRow } from './rollout.repository.js';
 import type { CreatedRollout, RolloutDetail } from './rollouts.service.js';
@@ -141,7 +141,13 @@ describe.each(databaseBackends())('rollout definitions on %s', (backend) => {
     expect(urgent.body.targetCount).toBe(10);
     const loser = await api.get<RolloutDetail>(`/api/v1/rollouts/${first.body.id}`);
     expect(loser.body.counts).toEqual({ skipped: 10 });
-    expect(loser.body.events.items[0]).toMatchObject({ type: 'devices-released', data: { to: urgent.body.id, devices: 10 } });
+    expect(loser.body.events.items.find((e) => e.type === 'devices-released')).toMatchObject({ data: { to: urgent.body.id, devices: 10 } });
+    // Nothing left for it to do: the engine ends it (docs: "Nothing left").
+    await eventually(
+      async () => ((await api.get<RolloutDetail>(`/api/v1/rollouts/${first.body.id}`)).body.state === 'cancelled' ? true : undefined),
+      10_000,
+      'the loser to end',
+    );
     const released = await api.get<{ items: RolloutDeviceRow[] }>(`/api/v1/rollouts/${first.body.id}/devices?limit=1`);
     expect(released.body.items[0]?.reason).toMatch(/released to higher-priority rollout/);
     // Once cancelled, the devices are free again.

@@ -24,3 +24,10 @@ export function resolveConflicts(newPriority: number, conflicts: readonly Rollou
   if (blocking.length > 0) return { kind: 'blocked', conflicts: overlapping };
   return { kind: 'release', conflicts: overlapping };
 }
+
+/** Reason of a member a higher-priority rollout took (the SQL matches the prefix). */
+export const RELEASED_REASON_PREFIX = 'released to higher-priority rollout ';
+
+export function releasedReason(toRolloutId: string, priority: number): string {
+  return `${RELEASED_REASON_PREFIX}${toRolloutId} (priority ${priority})`;
+}

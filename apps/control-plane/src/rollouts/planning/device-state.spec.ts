@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
-import { UPDATE_STATES } from '@fleetline/protocol';
+import { REPORT_STATES } from '@fleetline/protocol';
 import { deviceStateForReport, isTransientFailure, reportStateMapping, retryDelaySeconds, successStates } from './device-state.js';
 
 describe('protocol update state -> rollout device state', () => {
@@ -17,10 +17,11 @@ describe('protocol update state -> rollout device state', () => {
       'rolled-back': 'failed',
       failed: 'failed',
       incompatible: 'skipped',
+      removed: 'skipped',
     };
-    for (const s of UPDATE_STATES) expect(deviceStateForReport(s)).toBe(expected[s]);
+    for (const s of REPORT_STATES) expect(deviceStateForReport(s)).toBe(expected[s]);
     const m = reportStateMapping();
-    expect(m.protocol).toHaveLength(UPDATE_STATES.length);
+    expect(m.protocol).toHaveLength(REPORT_STATES.length);
     expect(m.device[m.protocol.indexOf('committed')]).toBe('committed');
   });
 

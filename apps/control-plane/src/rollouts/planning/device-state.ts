@@ -1,4 +1,4 @@
-import { type FailureCode, TRANSIENT_FAILURE_CODES, UPDATE_STATES, type UpdateState } from '@fleetline/protocol';
+import { type FailureCode, REPORT_STATES, type ReportState, TRANSIENT_FAILURE_CODES } from '@fleetline/protocol';
 import type { RolloutAction, RolloutDeviceState } from '../rollout.types.js';
 
 /**
@@ -7,8 +7,10 @@ import type { RolloutAction, RolloutDeviceState } from '../rollout.types.js';
  * running again) is a failure of this rollout; `rolled-back` in a rollout is reserved for
  * devices the rollout itself reverted (abort). `incompatible` means the agent refused before
  * doing anything: the device is skipped, like devices the control plane found incompatible.
+ * `removed` answers an unassignment, whose revision no rollout row records; should one match
+ * anyway, nothing of the model runs on the device and it does nothing more for that revision.
  */
-export function deviceStateForReport(state: UpdateState): RolloutDeviceState {
+export function deviceStateForReport(state: ReportState): RolloutDeviceState {
   switch (state) {
     case 'idle':
       return 'notified';
@@ -28,13 +30,14 @@ export function deviceStateForReport(state: UpdateState): RolloutDeviceState {
     case 'failed':
       return 'failed';
     case 'incompatible':
+    case 'removed':
       return 'skipped';
   }
 }
 
 /** The whole mapping as parallel arrays, for `unnest($1::text[], $2::text[])` in the sync SQL. */
 export function reportStateMapping(): { protocol: string[]; device: string[] } {
-  return { protocol: [...UPDATE_STATES], device: UPDATE_STATES.map((s) => deviceStateForReport(s)) };
+  return { protocol: [...REPORT_STATES], device: REPORT_STATES.map((s) => deviceStateForReport(s)) };
 }
 
 export function isTransientFailure(code: string | null | undefined): boolean {

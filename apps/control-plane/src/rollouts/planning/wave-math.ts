@@ -87,9 +87,10 @@ export function validateWaveSizes(waves: readonly WaveSize[], coverAll: boolean)
 }
 
 /**
- * Exponential ramp: minute i of the rollout allows ratePerMinute·growthFactor^i notifications.
- * Returns how many devices may have been notified in total after `elapsedMs` (a partial minute
- * contributes its share), i.e. the budget is this minus the devices notified so far.
+ * Exponential ramp schedule: minute i allows ratePerMinute·growthFactor^i notifications. Returns
+ * how many devices a ramp that nothing held back has told after `elapsedMs` of ramping (a partial
+ * minute contributes its share). Not a budget by itself: time the ramp is blocked (window closed,
+ * paused, in-flight cap) must not count, which is what `rampBudget` (ramp.ts) takes care of.
  */
 export function rampAllowance(elapsedMs: number, ramp: { ratePerMinute: number; growthFactor: number }): number {
   if (elapsedMs <= 0) return 1;

@@ -1,5 +1,15 @@
 import mqtt, { type MqttClient } from 'mqtt';
-import { type DesiredModel, desiredModelSchema, decodePayload, type FailureCode, PROTOCOL_VERSION, topics, type UpdateState } from '@fleetline/protocol';
+import {
+  type DesiredCleared,
+  type DesiredModel,
+  desiredMessageSchema,
+  decodePayload,
+  type FailureCode,
+  isDesiredCleared,
+  PROTOCOL_VERSION,
+  type ReportState,
+  topics,
+} from '@fleetline/protocol';
 
 /** What a fake device does with an assignment. */
 export type FakeOutcome = 'commit' | 'ignore' | { fail: FailureCode } | { commitAfterMs: number };
@@ -13,8 +23,9 @@ export interface FakeAgent {
 
 /**
  * A minimal device for integration tests: a real MQTT client with the device's credentials that
- * follows the protocol (desired -> reports with the echoed revision and a rising seq) without
- * downloading anything. The real agent and its simulator are exercised by the end-to-end tests.
+ * follows the protocol (desired -> reports with the echoed revision and a rising seq; cleared ->
+ * the model is removed and `removed` reported) without downloading anything. The real agent and
+ * its simulator are exercised by the end-to-end tests.
  */
 export async function startFakeAgent(
   mqttUrl: string,
@@ -35,7 +46,11 @@ export async function startFakeAgent(
   let seq = Date.now();
   let queue: Promise<void> = Promise.resolve();
 
-  const report = async (d: DesiredModel, state: UpdateState, extra: Record<string, unknown> = {}): Promise<void> => {
+  const report = async (
+    d: Pick<DesiredModel, 'model' | 'version' | 'revision' | 'rolloutId'>,
+    state: ReportState,
+    extra: Record<string, unknown> = {},
+  ): Promise<void> => {
     const message = {
       v: PROTOCOL_VERSION,
       seq: seq++,
@@ -87,12 +102,27 @@ export async function startFakeAgent(
     await report(d, 'committed', { previousVersion: previous });
   };
 
+  /** Like the real agent: an unassigned model that runs is removed, and the removal reported. */
+  const clear = async (c: DesiredCleared): Promise<void> => {
+    if ((handled.get(c.model) ?? -1) >= c.revision) return;
+    handled.set(c.model, c.revision);
+    const version = active.get(c.model);
+    if (version === undefined) return;
+    active.delete(c.model);
+    await report({ model: c.model, version, revision: c.revision }, 'removed', { activeVersion: null, previousVersion: null });
+  };
+
   client.on('message', (_topic, payload) => {
     if (payload.length === 0) return;
-    const decoded = decodePayload(desiredModelSchema, payload);
+    const decoded = decodePayload(desiredMessageSchema, payload);
     if (!decoded.ok) return;
-    received.push(decoded.value);
-    queue = queue.then(() => handle(decoded.value)).catch(() => undefined);
+    const message = decoded.value;
+    if (isDesiredCleared(message)) {
+      queue = queue.then(() => clear(message)).catch(() => undefined);
+      return;
+    }
+    received.push(message);
+    queue = queue.then(() => handle(message)).catch(() => undefined);
   });
   await client.subscribeAsync(topics.desiredAll(id), { qos: 1 });
   // Hello: the control plane answers with what its database says this device should run.
