@@ -156,7 +156,7 @@ const SIM_ENROLL_BUDGET_MS = 120_000;
  * to SIM_ENROLL_BUDGET_MS. Each retry goes to the next server of the list, so a replica that is
  * down does not fail its share of the fleet; any 5xx counts as transient for that reason.
  */
-async function enrollWithRetry(
+export async function enrollWithRetry(
   client: EnrollClient,
   servers: readonly string[],
   first: number,
@@ -170,7 +170,14 @@ async function enrollWithRetry(
     } catch (err: unknown) {
       if (!(err instanceof EnrollError)) throw err;
       const decision = decideEnrollRetry(
-        { status: err.status, retryAfter: err.retryAfter, elapsedMs: performance.now() - started, nowMs: Date.now(), jitterMs: backoff.next() },
+        {
+          status: err.status,
+          networkCode: err.networkCode,
+          retryAfter: err.retryAfter,
+          elapsedMs: performance.now() - started,
+          nowMs: Date.now(),
+          jitterMs: backoff.next(),
+        },
         { budgetMs: SIM_ENROLL_BUDGET_MS, maxWaitMs: 15_000, transient: (status) => status === 429 || status >= 500 },
       );
       if (!decision.retry) throw err;
