@@ -16,13 +16,11 @@ import {
 } from '@fleetline/protocol';
 import { TufRepoFixture, type PublishedTarget } from './testing/tuf-repo.fixture.js';
 import { TargetServerFixture } from './testing/target-server.fixture.js';
+import { agentParts } from './testing/agent-options.fixture.js';
 import { BrokerFixture } from './testing/broker.fixture.js';
 import { Agent } from './agent.js';
-import { TufDownloader } from './download/tuf-downloader.js';
-import { FsModelStore } from './install/model-store.js';
 import { RuntimeRegistry } from './runtime/model-runtime.js';
 import { commandRuntimeFactory } from './runtime/command-runtime.js';
-import { FileStateStore } from './storage/store.js';
 import { LocalApiServer } from './local-api/local-api-server.js';
 import { Backoff } from './util/backoff.js';
 import { AgentClient } from './client/index.js';
@@ -89,25 +87,7 @@ describe('Agent over a real MQTT broker', () => {
     await writeFile(join(dir, 'tuf', 'root.json'), repo.rootJson);
     const runtimes = new RuntimeRegistry().register(commandRuntimeFactory({ command: process.execPath, args: ['-e', 'process.exit(0)'] }));
     agent = new Agent({
-      credentials: {
-        deviceId: DEVICE,
-        secret: SECRET,
-        mqtt: { url: broker.url, clientId: DEVICE, username: DEVICE },
-        http: { baseUrl: targetServer.baseUrl },
-        tuf: { root: repo.rootJson, metadataUrl: targetServer.metadataUrl, targetsUrl: targetServer.targetsUrl },
-        protocolVersion: 1,
-      },
-      store: new FileStateStore(join(dir, 'state')),
-      models: new FsModelStore(join(dir, 'models')),
-      downloader: new TufDownloader({
-        deviceId: DEVICE,
-        secret: SECRET,
-        metadataUrl: targetServer.metadataUrl,
-        targetsUrl: targetServer.targetsUrl,
-        metadataDir: join(dir, 'tuf'),
-        downloadDir: join(dir, 'downloads'),
-        reserveBytes: 0,
-      }),
+      ...agentParts(dir, { id: DEVICE, secret: SECRET }, { broker, repo, targetServer }),
       runtimes,
       inventory: { hardwareClass: 'x86_64', os: 'linux', arch: 'x64', accelerators: [], agentVersion: '0.1.0' },
       telemetryIntervalMs: 0,

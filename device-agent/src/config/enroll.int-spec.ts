@@ -2,6 +2,7 @@ import { createServer, type OutgoingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from '@jest/globals';
 import type { DeviceCredentials } from '@fleetline/protocol';
+import { enrollAnswer } from '../testing/agent-options.fixture.js';
 import { enroll, EnrollError, type EnrollRetryEvent } from './enroll.js';
 
 interface Scripted {
@@ -10,14 +11,7 @@ interface Scripted {
   body: unknown;
 }
 
-const credentials = (baseUrl: string): DeviceCredentials => ({
-  deviceId: 'cam-1',
-  secret: 's'.repeat(48),
-  mqtt: { url: 'mqtt://127.0.0.1:1', clientId: 'cam-1', username: 'cam-1' },
-  http: { baseUrl },
-  tuf: { root: '{}', metadataUrl: `${baseUrl}/tuf/metadata`, targetsUrl: `${baseUrl}/tuf/targets` },
-  protocolVersion: 1,
-});
+const credentials = (baseUrl: string): DeviceCredentials => enrollAnswer(baseUrl, 'cam-1');
 
 const TOKEN = 'fle_0123456789abcdef0123';
 

@@ -2,17 +2,11 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from '@jest/globals';
 import type { DeviceCredentials } from '@fleetline/protocol';
+import { enrollAnswer } from '../testing/agent-options.fixture.js';
 import { EnrollClient } from './enroll-client.js';
 import { enrollWithRetry } from './simulation.js';
 
-const credentials = (baseUrl: string): DeviceCredentials => ({
-  deviceId: 'sim-1',
-  secret: 's'.repeat(48),
-  mqtt: { url: 'mqtt://127.0.0.1:1', clientId: 'sim-1', username: 'sim-1' },
-  http: { baseUrl },
-  tuf: { root: '{}', metadataUrl: `${baseUrl}/tuf/metadata`, targetsUrl: `${baseUrl}/tuf/targets` },
-  protocolVersion: 1,
-});
+const credentials = (baseUrl: string): DeviceCredentials => enrollAnswer(baseUrl, 'sim-1');
 
 describe("the simulator's enrollment retries", () => {
   let server: Server | undefined;
