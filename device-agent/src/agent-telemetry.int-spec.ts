@@ -7,7 +7,7 @@ import { decodePayload, telemetryMessageSchema, topics, type DesiredModel, type 
 import { Agent } from './agent.js';
 import { commandRuntimeFactory } from './runtime/command-runtime.js';
 import { RuntimeRegistry } from './runtime/model-runtime.js';
-import { agentParts } from './testing/agent-options.fixture.js';
+import { agentParts, desiredTarget } from './testing/agent-options.fixture.js';
 import { BrokerFixture } from './testing/broker.fixture.js';
 import { TargetServerFixture } from './testing/target-server.fixture.js';
 import { TufRepoFixture, type PublishedTarget } from './testing/tuf-repo.fixture.js';
@@ -32,18 +32,7 @@ describe('Agent telemetry across a version switch', () => {
   /** What the next vitals probe waits for (none: it answers at once). */
   let vitalsGate: Promise<void> | undefined;
 
-  function desired(version: string, revision: number): DesiredModel {
-    const t = targets[version]!;
-    return {
-      v: 1,
-      model: 'resnet',
-      version,
-      revision,
-      action: 'install',
-      artifacts: [{ targetPath: t.targetPath, sha256: t.sha256, length: t.length, runtime: 'command', compatibility: {} }],
-      assignedAt: new Date().toISOString(),
-    };
-  }
+  const desired = (version: string, revision: number): DesiredModel => desiredTarget(targets[version]!, 'resnet', version, revision);
 
   const telemetry = (): TelemetryMessage[] =>
     broker.messages(topics.telemetry(DEVICE)).map((m) => {

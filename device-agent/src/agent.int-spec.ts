@@ -16,7 +16,7 @@ import {
 } from '@fleetline/protocol';
 import { TufRepoFixture, type PublishedTarget } from './testing/tuf-repo.fixture.js';
 import { TargetServerFixture } from './testing/target-server.fixture.js';
-import { agentParts } from './testing/agent-options.fixture.js';
+import { agentParts, desiredTarget } from './testing/agent-options.fixture.js';
 import { BrokerFixture } from './testing/broker.fixture.js';
 import { Agent } from './agent.js';
 import { RuntimeRegistry } from './runtime/model-runtime.js';
@@ -64,18 +64,7 @@ describe('Agent over a real MQTT broker', () => {
       return r.value;
     });
 
-  function desired(version: string, revision: number): DesiredModel {
-    const t = targets[version]!;
-    return {
-      v: 1,
-      model: 'resnet',
-      version,
-      revision,
-      action: 'install',
-      artifacts: [{ targetPath: t.targetPath, sha256: t.sha256, length: t.length, runtime: 'command', compatibility: {} }],
-      assignedAt: new Date().toISOString(),
-    };
-  }
+  const desired = (version: string, revision: number): DesiredModel => desiredTarget(targets[version]!, 'resnet', version, revision);
 
   beforeAll(async () => {
     targets['1.0.0'] = repo.addTarget('resnet/1.0.0/model.onnx', randomBytes(40_000));

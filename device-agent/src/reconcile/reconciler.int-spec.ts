@@ -6,6 +6,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import { decodePayload, encodePayload, UPDATE_STATES, updateReportSchema, type DesiredModel, type UpdateState } from '@fleetline/protocol';
 import { TufRepoFixture, type PublishedTarget } from '../testing/tuf-repo.fixture.js';
+import { desiredTarget } from '../testing/agent-options.fixture.js';
 import { TargetServerFixture } from '../testing/target-server.fixture.js';
 import { TufDownloader } from '../download/tuf-downloader.js';
 import { FsModelStore, type ModelPointers, type ModelStore } from '../install/model-store.js';
@@ -78,19 +79,8 @@ describe('Reconciler with real TUF downloads, files and the command runtime', ()
     return dir;
   }
 
-  function desired(version: string, revision: number, extra: Partial<DesiredModel> = {}): DesiredModel {
-    const t = targets[version]!;
-    return {
-      v: 1,
-      model: 'resnet',
-      version,
-      revision,
-      action: 'install',
-      artifacts: [{ targetPath: t.targetPath, sha256: t.sha256, length: t.length, runtime: 'command', compatibility: {} }],
-      assignedAt: new Date().toISOString(),
-      ...extra,
-    };
-  }
+  const desired = (version: string, revision: number, extra: Partial<DesiredModel> = {}): DesiredModel =>
+    desiredTarget(targets[version]!, 'resnet', version, revision, extra);
 
   interface ReconcilerOverrides {
     now?: () => Date;

@@ -1,4 +1,4 @@
-import type { DeviceCredentials } from '@fleetline/protocol';
+import type { DesiredModel, DeviceCredentials } from '@fleetline/protocol';
 import { join } from 'node:path';
 import type { AgentOptions } from '../agent.js';
 import { TufDownloader } from '../download/tuf-downloader.js';
@@ -6,7 +6,7 @@ import { FsModelStore } from '../install/model-store.js';
 import { FileStateStore } from '../storage/store.js';
 import type { BrokerFixture } from './broker.fixture.js';
 import type { TargetServerFixture } from './target-server.fixture.js';
-import type { TufRepoFixture } from './tuf-repo.fixture.js';
+import type { PublishedTarget, TufRepoFixture } from './tuf-repo.fixture.js';
 
 /**
  * What an agent in an integration test is made of, on real parts: credentials for the broker and
@@ -51,5 +51,19 @@ export function enrollAnswer(baseUrl: string, deviceId: string): DeviceCredentia
     http: { baseUrl },
     tuf: { root: '{}', metadataUrl: `${baseUrl}/tuf/metadata`, targetsUrl: `${baseUrl}/tuf/targets` },
     protocolVersion: 1,
+  };
+}
+
+/** A desired state installing one signed target with the `command` runtime. */
+export function desiredTarget(target: PublishedTarget, model: string, version: string, revision: number, extra: Partial<DesiredModel> = {}): DesiredModel {
+  return {
+    v: 1,
+    model,
+    version,
+    revision,
+    action: 'install',
+    artifacts: [{ targetPath: target.targetPath, sha256: target.sha256, length: target.length, runtime: 'command', compatibility: {} }],
+    assignedAt: new Date().toISOString(),
+    ...extra,
   };
 }
