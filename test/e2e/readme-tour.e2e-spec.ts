@@ -4,7 +4,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { readmeTour as tour } from '../../demo/readme-tour.mjs';
-import { FleetApi } from '../support/agent-fleet.js';
+import { FleetApi, waitFor } from '../support/agent-fleet.js';
 import {
   type ControlPlaneProcess,
   freePort,
@@ -30,6 +30,18 @@ const WRITTEN_FILES = [
   'fleet-keys',
   'detector-2.0.0.onnx',
 ];
+
+/**
+ * The environment of a reader's shell: this process's, without the server settings the test run
+ * itself is given. A control plane a block starts (`npm start`) must run on its defaults, PGlite in
+ * its DATA_DIR, as it does for a reader; with CI's DATABASE_URL it would share a database, and the
+ * TUF repository another test left in it, and refuse to start.
+ */
+function readerEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  for (const name of ['DATABASE_URL', 'REDIS_URL', 'MQTT_URL', 'MQTT_USERNAME', 'MQTT_PASSWORD', 'FLEET_ADMIN_KEY']) delete env[name];
+  return env;
+}
 
 interface ShellRun {
   code: number | null;
@@ -63,7 +75,7 @@ describe('README tour, run as written', () => {
       const started = Date.now();
       const child = spawn('bash', ['-e', '-o', 'pipefail', '-c', script], {
         cwd: repoRoot,
-        env: { ...process.env, FLEET_SERVER: cp.baseUrl, FLEET_API_KEY: cp.adminKey, ...env },
+        env: { ...readerEnv(), FLEET_SERVER: cp.baseUrl, FLEET_API_KEY: cp.adminKey, ...env },
         stdio: ['ignore', 'pipe', 'pipe'],
         detached: true,
       });
@@ -148,10 +160,21 @@ describe('README tour, run as written', () => {
       expect(events.find((e) => e.type === 'aborted')?.message).toMatch(/health gates failed in wave 1: .*latency_p95=/);
       expect(events.some((e) => e.type === 'rollback-finished')).toBe(true);
 
-      // Every device of the tour ends on 1.0.0 again.
-      const devices = await listDevices(api, { tag: 'region:eu' });
-      expect(devices).toHaveLength(50);
-      expect(devices.filter((d) => modelOf(d, 'detector')?.activeVersion !== '1.0.0').map((d) => d.id)).toEqual([]);
+      // Every device of the tour ends on 1.0.0 again. "Rolled back" means their assignments were
+      // reverted; the wave's devices then install 1.0.0 again, which takes them a moment.
+      let notBack: string[] = [];
+      await waitFor(
+        'every device back on 1.0.0',
+        async () => {
+          const devices = await listDevices(api, { tag: 'region:eu' });
+          expect(devices).toHaveLength(50);
+          notBack = devices.filter((d) => modelOf(d, 'detector')?.activeVersion !== '1.0.0').map((d) => d.id);
+          return notBack.length === 0;
+        },
+        60_000,
+        500,
+      ).catch(() => undefined);
+      expect(notBack).toEqual([]);
     },
     BLOCK_LIMIT_MS + 60_000,
   );
