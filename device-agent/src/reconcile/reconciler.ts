@@ -122,27 +122,19 @@ export class Reconciler extends EventEmitter {
    * same revision changes nothing on the server, so this is always safe.
    */
   async reportCurrentStates(): Promise<void> {
-    const journaled = new Set<string>();
-    for (const entry of await this.journal.all()) {
-      journaled.add(entry.model);
+    const models = new Set((await this.journal.all()).map((e) => e.model));
+    // A removed model has no journal entry any more: its latest report is its removal.
+    for (const key of await this.opts.store.list(REMOVED_PREFIX)) {
+      const removal = await this.opts.store.read<Removal>(key);
+      if (removal) models.add(removal.model);
+    }
+    for (const model of models) {
       // A run going now may change the entry under us, and a stale state sent after its transition
       // would win on the server (later seq). Nor can it be skipped: a run that finds nothing to do
       // (the hello's answer re-delivering an ended revision) reports nothing, and a report lost in
-      // the crash would never be sent again. So the run states the entry once it ends.
-      if (this.running.has(entry.model)) this.restateAfterRun.add(entry.model);
-      else await this.emitReport(entry);
-    }
-    // A removed model's latest report is its removal (the journal entry went with the model).
-    for (const key of await this.opts.store.list(REMOVED_PREFIX)) {
-      const removal = await this.opts.store.read<Removal>(key);
-      if (!removal || journaled.has(removal.model)) continue;
-      if (this.running.has(removal.model)) {
-        this.restateAfterRun.add(removal.model);
-        continue;
-      }
-      // Only once the files are gone: an interrupted removal is reported when recovery finishes it.
-      const p = await this.opts.models.pointers(removal.model);
-      if (p.active === null && p.previous === null) await this.emitRemoval(removal);
+      // the crash would never be sent again. So the run states the model once it ends.
+      if (this.running.has(model)) this.restateAfterRun.add(model);
+      else await this.restate(model);
     }
   }
 
@@ -245,6 +237,11 @@ export class Reconciler extends EventEmitter {
     this.running.set(model, run);
   }
 
+  /**
+   * The latest update of `model` again: its journal entry, or, once a removal took the entry, the
+   * removal (only when its files are gone: an interrupted removal is reported when recovery
+   * finishes it).
+   */
   private async restate(model: string): Promise<void> {
     try {
       const entry = await this.journal.load(model);

@@ -169,6 +169,8 @@ export class RolloutEngine implements OnApplicationBootstrap, OnModuleDestroy {
   private async drive(initial: RolloutRow): Promise<void> {
     let r = initial;
     const now = new Date();
+    // A rollout that notifies no more devices has no ramp to pace.
+    if (r.state === 'rolling-back' || r.state === 'completed' || r.state === 'cancelled') this.ramps.delete(r.id);
     if (r.state === 'rolling-back') return this.rollbackStep(r);
     if (r.state === 'completed' || r.state === 'cancelled') return this.syncDevices(r, true);
     // Stripped of every device (higher-priority rollouts took them all, or no build fits any): it
