@@ -26,7 +26,9 @@ const DEVICES = 200;
 /**
  * `fleet-agent simulate` against the real control plane: 200 full agents (same reconciler,
  * journal and MQTT protocol as a device) in two worker processes enroll with a token, come online,
- * and all take one update delivered by a one-wave rollout. Downloads really fetch the artifact.
+ * and all take one update delivered by a one-wave rollout. Downloads really fetch the artifact,
+ * from a control plane that streams at most 2 at once (ARTIFACT_MAX_STREAMS): the rest are told
+ * "busy" and wait, and still no update fails.
  */
 describe('fleet-agent simulate', () => {
   let fleet: FleetlineUnderTest;
@@ -36,9 +38,9 @@ describe('fleet-agent simulate', () => {
   let simExit: Promise<number | null> = Promise.resolve(null);
 
   beforeAll(async () => {
-    fleet = await startFleetline();
+    fleet = await startFleetline({ ARTIFACT_MAX_STREAMS: '2', ARTIFACT_BUSY_RETRY_SECONDS: '1' });
     await fleet.api.createModel('counter');
-    await fleet.api.uploadVersion('counter', '2.0.0', { name: 'counter.bin', bytes: randomBytes(64 * 1024) }, { runtime: 'simulated' });
+    await fleet.api.uploadVersion('counter', '2.0.0', { name: 'counter.bin', bytes: randomBytes(512 * 1024) }, { runtime: 'simulated' });
   }, 120_000);
 
   afterAll(async () => {
@@ -112,6 +114,8 @@ describe('fleet-agent simulate', () => {
     expect(finished.state).toBe('completed');
     expect(finished.counts['committed']).toBe(DEVICES);
 
+    // The bound was reached (200 devices told at once, 2 streams), and waiting cost no update.
+    expect(await fleet.api.metric('fleetline_artifact_streams_refused_busy_total')).toBeGreaterThan(0);
     const summary = await fleet.api.fleetSummary();
     expect(summary.models.find((m) => m.model === 'counter')?.versions).toEqual([{ version: '2.0.0', devices: DEVICES }]);
 

@@ -96,6 +96,13 @@ export class FleetApi {
     return { status: res.status, body: parsed };
   }
 
+  /** One sample of the Prometheus text at /metrics (a series without labels), or undefined when absent. */
+  async metric(name: string): Promise<number | undefined> {
+    const res = await this.fetchFn(`${this.baseUrl}/metrics`, { headers: { authorization: `Bearer ${this.key}` } });
+    const line = (await res.text()).split('\n').find((l) => l.startsWith(`${name} `));
+    return line === undefined ? undefined : Number(line.slice(name.length + 1));
+  }
+
   /**
    * A token for a whole test fleet: unlimited uses (tokens enroll one device unless told
    * otherwise), and `deviceTagKeys` for the tags the test's devices set themselves at enrollment.

@@ -4,16 +4,18 @@ import type { StagedFile } from '../install/model-store.js';
 import { UpdateFailure } from '../update/update-failure.js';
 import { Backoff, sleep } from '../util/backoff.js';
 import type { Semaphore } from '../util/semaphore.js';
+import { decideDownloadRetry } from './download-retry.logic.js';
 import { artifactFileName, basicAuth, consistentTargetUrl, type ArtifactDownloader, type FetchContext } from './downloader.js';
 
-/** Attempts per artifact, as the real agent's resumable fetcher makes. */
+/** Failed attempts per artifact, as the real agent's resumable fetcher makes (busy answers aside). */
 const MAX_ATTEMPTS = 6;
-/** Failures worth another attempt: connection errors, 5xx, 408 and 429. */
-const transient = new WeakSet<UpdateFailure>();
+const MAX_BUSY_WAIT_MS = 60_000;
+/** Failures worth asking the retry decision about: what the server answered, if anything. */
+const retryable = new WeakMap<UpdateFailure, { status: number | undefined; retryAfter: string | undefined }>();
 
 function networkFailure(timedOut: boolean, message: string): UpdateFailure {
   const failure = new UpdateFailure(timedOut ? 'download-timeout' : 'download-failed', message);
-  if (!timedOut) transient.add(failure);
+  if (!timedOut) retryable.set(failure, { status: undefined, retryAfter: undefined });
   return failure;
 }
 
@@ -60,18 +62,24 @@ export class HttpVerifyDownloader implements ArtifactDownloader {
         this.verified.add(a.sha256);
         continue;
       }
-      // Like a real device (ResumableFetcher): connection errors, 5xx, 408 and 429 are retried with
-      // backoff, so a fleet-wide thundering herd on the artifact server does not fail the update.
+      // The same decision as a real device's (ResumableFetcher): connection errors, 5xx, 408 and
+      // 429 are retried with backoff, and a busy answer waits its Retry-After without costing an
+      // attempt, so a fleet-wide thundering herd on the artifact server does not fail the update.
       const backoff = new Backoff({ baseMs: 250, capMs: 10_000 });
-      for (let attempt = 1; ; attempt++) {
+      for (let failures = 0; ;) {
         try {
           await this.fetchOne(a, ctx, done, total);
           break;
         } catch (err: unknown) {
-          const retryable = err instanceof UpdateFailure && err.code === 'download-failed' && transient.has(err) && !ctx.signal.aborted;
-          const wait = backoff.next();
-          if (!retryable || attempt >= MAX_ATTEMPTS || Date.now() + wait >= ctx.deadline) throw err;
-          await sleep(wait, ctx.signal).catch(() => undefined);
+          const answer = err instanceof UpdateFailure && err.code === 'download-failed' ? retryable.get(err) : undefined;
+          if (!answer || ctx.signal.aborted) throw err;
+          const decision = decideDownloadRetry(
+            { ...answer, failures, remainingMs: ctx.deadline - Date.now(), nowMs: Date.now(), jitterMs: backoff.next() },
+            { maxAttempts: MAX_ATTEMPTS, maxWaitMs: MAX_BUSY_WAIT_MS },
+          );
+          if (!decision.retry) throw err;
+          if (decision.counted) failures++;
+          await sleep(decision.waitMs, ctx.signal).catch(() => undefined);
         }
       }
       this.verified.add(a.sha256);
@@ -93,7 +101,7 @@ export class HttpVerifyDownloader implements ArtifactDownloader {
     if (!res.ok || !res.body) {
       await res.body?.cancel();
       const failure = new UpdateFailure('download-failed', `GET ${a.targetPath}: HTTP ${res.status}`);
-      if (res.status >= 500 || res.status === 408 || res.status === 429) transient.add(failure);
+      retryable.set(failure, { status: res.status, retryAfter: res.headers.get('retry-after') ?? undefined });
       throw failure;
     }
     const hash = createHash('sha256');

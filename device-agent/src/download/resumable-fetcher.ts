@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { BaseFetcher } from 'tuf-js';
 import { DownloadHTTPError, DownloadLengthMismatchError } from 'tuf-js/dist/error.js';
 import { Backoff, sleep } from '../util/backoff.js';
+import { decideDownloadRetry } from './download-retry.logic.js';
 import { isErrnoCode } from '../storage/atomic-file.js';
 import { UpdateFailure } from '../update/update-failure.js';
 import { fetchTrusting, type FetchFn } from '../util/tls-fetch.js';
@@ -14,11 +15,25 @@ export interface ResumableFetcherOptions {
   downloadDir: string;
   /** Per-request inactivity/overall timeout for metadata requests. */
   metadataTimeoutMs?: number;
-  /** Max attempts per target within one fetch call (network errors only). */
+  /** Max failed attempts per target within one fetch call (busy answers with Retry-After do not count). */
   maxAttempts?: number;
   backoff?: Backoff;
   /** Makes the requests (fetchTrusting: verifies https:// against the device's CA). */
   fetch?: FetchFn;
+}
+
+/** Most of a busy answer's Retry-After that is believed. */
+const MAX_BUSY_WAIT_MS = 60_000;
+
+/** A refused target request, with what the server said about coming back. */
+class TargetRequestError extends DownloadHTTPError {
+  constructor(
+    message: string,
+    statusCode: number,
+    readonly retryAfter: string | undefined,
+  ) {
+    super(message, statusCode);
+  }
 }
 
 /** Per-download settings the TUF downloader sets before asking tuf-js for a target. */
@@ -87,7 +102,7 @@ export class ResumableFetcher extends BaseFetcher {
   private async downloadResumable(url: string, partial: string, length: number): Promise<void> {
     const scope = this.scope ?? { deadline: Date.now() + 3_600_000, signal: new AbortController().signal };
     const backoff = this.opts.backoff ?? new Backoff({ baseMs: 250, capMs: 10_000 });
-    let attempt = 0;
+    let failures = 0;
     for (;;) {
       let offset = await this.currentSize(partial);
       if (offset > length) {
@@ -105,17 +120,29 @@ export class ResumableFetcher extends BaseFetcher {
           await rm(partial, { force: true });
           throw new UpdateFailure('verification-failed', err.message, { cause: err });
         }
-        if (err instanceof DownloadHTTPError && err.statusCode >= 400 && err.statusCode < 500 && err.statusCode !== 408 && err.statusCode !== 429) throw err;
         if (scope.signal.aborted) throw new UpdateFailure('download-failed', 'download aborted', { cause: err });
-        attempt++;
-        const remaining = scope.deadline - Date.now();
-        if (remaining <= 0) throw new UpdateFailure('download-timeout', `download deadline passed after ${offset} of ${length} bytes`, { cause: err });
-        if (attempt >= this.maxAttempts) {
-          throw new UpdateFailure('download-failed', `download failed after ${attempt} attempts: ${err instanceof Error ? err.message : String(err)}`, {
+        const decision = decideDownloadRetry(
+          {
+            status: err instanceof DownloadHTTPError ? err.statusCode : undefined,
+            retryAfter: err instanceof TargetRequestError ? err.retryAfter : undefined,
+            failures,
+            remainingMs: scope.deadline - Date.now(),
+            nowMs: Date.now(),
+            jitterMs: backoff.next(),
+          },
+          { maxAttempts: this.maxAttempts, maxWaitMs: MAX_BUSY_WAIT_MS },
+        );
+        if (!decision.retry) {
+          if (decision.reason === 'refused') throw err;
+          if (decision.reason === 'out-of-time') {
+            throw new UpdateFailure('download-timeout', `download deadline passed after ${offset} of ${length} bytes`, { cause: err });
+          }
+          throw new UpdateFailure('download-failed', `download failed after ${failures + 1} attempts: ${err instanceof Error ? err.message : String(err)}`, {
             cause: err,
           });
         }
-        await sleep(Math.min(backoff.next(), remaining), scope.signal).catch(() => undefined);
+        if (decision.counted) failures++;
+        await sleep(decision.waitMs, scope.signal).catch(() => undefined);
       }
     }
   }
@@ -146,7 +173,7 @@ export class ResumableFetcher extends BaseFetcher {
         throw new Error('range not satisfiable; restarting download');
       } else if (res.status !== 200) {
         await res.body?.cancel();
-        throw new DownloadHTTPError(`GET ${url}: HTTP ${res.status}`, res.status);
+        throw new TargetRequestError(`GET ${url}: HTTP ${res.status}`, res.status, res.headers.get('retry-after') ?? undefined);
       }
       if (!res.body) throw new Error('response without body');
       // 200 = the server ignored the Range: rewrite from the start.

@@ -46,6 +46,7 @@ describe('TufDownloader (real TUF repository over HTTP)', () => {
     server.cutCount = 0;
     server.tampered.clear();
     server.failTargetsWith = undefined;
+    server.busyCount = 0;
   });
   afterEach(async () => {
     await rm(dir, { recursive: true, force: true });
@@ -144,6 +145,17 @@ describe('TufDownloader (real TUF repository over HTTP)', () => {
     expect(targetRequests).toHaveLength(1);
     expect(targetRequests[0]!.range).toBe('bytes=120000-');
   });
+
+  it('waits out busy answers (503 + Retry-After) without spending its attempts, no sooner than told', async () => {
+    // More busy answers than the fetcher's 6 attempts: a server shedding load must not fail updates.
+    server.busyCount = 7;
+    const d = downloader();
+    await d.fetch(desiredFor(target), ctx());
+    await expect(d.verify(desiredFor(target))).resolves.toHaveLength(1);
+    const targetRequests = server.requests.filter((r) => r.path.startsWith('/tuf/targets/'));
+    expect(targetRequests.map((r) => r.status)).toEqual([503, 503, 503, 503, 503, 503, 503, 200]);
+    for (let i = 1; i < targetRequests.length; i++) expect(targetRequests[i]!.at - targetRequests[i - 1]!.at).toBeGreaterThanOrEqual(990);
+  }, 60_000);
 
   it('gives up with download-failed when the target keeps failing', async () => {
     server.failTargetsWith = 503;

@@ -6,6 +6,8 @@ export interface RequestLogEntry {
   path: string;
   range: string | undefined;
   status: number;
+  /** When it arrived (ms since the epoch). */
+  at: number;
 }
 
 /**
@@ -22,6 +24,9 @@ export class TargetServerFixture {
   tampered = new Map<string, Buffer>();
   /** Answer every target request with this status (e.g. 503). */
   failTargetsWith: number | undefined;
+  /** Answer the next `busyCount` target requests 503 with `Retry-After: busyRetryAfter`, as a control plane past ARTIFACT_MAX_STREAMS does. */
+  busyCount = 0;
+  busyRetryAfter = '1';
   baseUrl = '';
 
   constructor(
@@ -56,7 +61,7 @@ export class TargetServerFixture {
   }
 
   private end(req: IncomingMessage, res: ServerResponse, status: number, body?: Buffer, headers: Record<string, string | number> = {}): void {
-    this.requests.push({ path: req.url ?? '', range: req.headers.range, status });
+    this.requests.push({ path: req.url ?? '', range: req.headers.range, status, at: Date.now() });
     res.writeHead(status, headers);
     res.end(body);
   }
@@ -70,6 +75,10 @@ export class TargetServerFixture {
     }
     if (url.startsWith('/tuf/targets/')) {
       if (this.failTargetsWith) return this.end(req, res, this.failTargetsWith);
+      if (this.busyCount > 0) {
+        this.busyCount--;
+        return this.end(req, res, 503, Buffer.from('{"statusCode":503,"code":"download-busy"}'), { 'retry-after': this.busyRetryAfter });
+      }
       const path = url.slice('/tuf/targets/'.length);
       const bytes = this.tampered.get(path) ?? this.repo.target(path);
       if (!bytes) return this.end(req, res, 404);
@@ -85,7 +94,7 @@ export class TargetServerFixture {
       }
       const body = bytes.subarray(start);
       headers['content-length'] = body.length;
-      this.requests.push({ path: url, range: req.headers.range, status });
+      this.requests.push({ path: url, range: req.headers.range, status, at: Date.now() });
       res.writeHead(status, headers);
       if (this.cutCount > 0 && this.cutAfterBytes < body.length) {
         this.cutCount--;

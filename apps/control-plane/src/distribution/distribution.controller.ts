@@ -59,12 +59,12 @@ export class DistributionController {
     @Req() req: Request,
     @Res() res: Response,
   ): Promise<void> {
-    let artifact = await this.models.findArtifactByTargetPath(targetPathOf(model, version, file));
-    const prefixed = artifact ? null : HASH_PREFIXED.exec(file);
-    if (prefixed) {
-      const candidate = await this.models.findArtifactByTargetPath(targetPathOf(model, version, prefixed[2]!));
-      if (candidate?.sha256 === prefixed[1]) artifact = candidate;
-    }
+    // Devices ask by consistent-snapshot name, so that lookup goes first: trying the literal name
+    // first cost every download a query that misses (misses are not cached).
+    const prefixed = HASH_PREFIXED.exec(file);
+    let artifact = prefixed ? await this.models.findArtifactByTargetPath(targetPathOf(model, version, prefixed[2]!)) : undefined;
+    if (artifact && artifact.sha256 !== prefixed?.[1]) artifact = undefined;
+    artifact ??= await this.models.findArtifactByTargetPath(targetPathOf(model, version, file));
     if (!artifact) throw new DistributionException(DistributionErrorCode.TargetNotFound, `no target ${model}/${version}/${file}`);
     // After the lookup: a 404 tells nothing the signed targets metadata does not already list.
     const deviceId = (req as Request & RequestWithDevice).device?.id ?? '';

@@ -11,6 +11,8 @@ export enum DistributionErrorCode {
   ArtifactMissing = 'artifact-missing',
   /** ARTIFACT_ACCESS=assigned and the device has no assignment of that version. */
   TargetNotAssigned = 'target-not-assigned',
+  /** ARTIFACT_MAX_STREAMS downloads are streaming on this replica: retry after Retry-After. */
+  DownloadBusy = 'download-busy',
 }
 
 const status: Record<DistributionErrorCode, HttpStatus> = {
@@ -22,6 +24,7 @@ const status: Record<DistributionErrorCode, HttpStatus> = {
   [DistributionErrorCode.StaleMetadata]: HttpStatus.CONFLICT,
   [DistributionErrorCode.ArtifactMissing]: HttpStatus.INTERNAL_SERVER_ERROR,
   [DistributionErrorCode.TargetNotAssigned]: HttpStatus.FORBIDDEN,
+  [DistributionErrorCode.DownloadBusy]: HttpStatus.SERVICE_UNAVAILABLE,
 };
 
 export class DistributionException extends DomainException<DistributionErrorCode> {

@@ -1,8 +1,9 @@
-import { Module } from '@nestjs/common';
+import { type MiddlewareConsumer, Module, type NestModule } from '@nestjs/common';
 import { DeviceAuthModule } from '../devices/device-auth.module.js';
 import { ModelsModule } from '../models/models.module.js';
 import { ArtifactAccessPolicy } from './artifact-access.js';
 import { DistributionController } from './distribution.controller.js';
+import { DownloadAdmissionMiddleware, DownloadAdmissionModule } from './download-admission.js';
 import { TufAdminController } from './tuf-admin.controller.js';
 import { TufModule } from './tuf.module.js';
 
@@ -12,8 +13,13 @@ import { TufModule } from './tuf.module.js';
  * ModelsModule, which publishes into it).
  */
 @Module({
-  imports: [DeviceAuthModule, ModelsModule, TufModule],
+  imports: [DeviceAuthModule, ModelsModule, TufModule, DownloadAdmissionModule],
   controllers: [DistributionController, TufAdminController],
-  providers: [ArtifactAccessPolicy],
+  providers: [ArtifactAccessPolicy, DownloadAdmissionMiddleware],
 })
-export class DistributionModule {}
+export class DistributionModule implements NestModule {
+  configure(consumer: MiddlewareConsumer): void {
+    // Target bytes only: metadata is small and a device that cannot read it cannot even ask.
+    consumer.apply(DownloadAdmissionMiddleware).forRoutes('api/v1/tuf/targets/{*path}');
+  }
+}

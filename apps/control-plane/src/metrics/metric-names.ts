@@ -22,6 +22,8 @@ export const METRIC = {
   mqttDenials: 'fleetline_mqtt_denials_total',
   mqttConnectsPending: 'fleetline_mqtt_connects_pending',
   mqttConnectsBusy: 'fleetline_mqtt_connects_refused_busy_total',
+  artifactStreams: 'fleetline_artifact_streams',
+  artifactStreamsBusy: 'fleetline_artifact_streams_refused_busy_total',
   brokerAuth: 'fleetline_broker_auth_total',
   rateLimited: 'fleetline_rate_limited_total',
   auditRefusalsDropped: 'fleetline_audit_refusals_dropped_total',

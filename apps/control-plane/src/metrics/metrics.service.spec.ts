@@ -1,3 +1,4 @@
+import { DownloadAdmission } from '../distribution/download-admission.js';
 import type { DataSource } from 'typeorm';
 import { describe, expect, it, jest } from '@jest/globals';
 import { DeviceIngestMetrics } from '../devices/device-ingest-metrics.js';
@@ -63,6 +64,7 @@ function build(load: () => Promise<FleetSnapshot>) {
     new SourceLimits({ rateLimits: { enroll: { burst: 1, perSecond: 1 }, deviceAuthFailures: { burst: 1, perSecond: 1 } } } as unknown as AppConfig),
     { dropped: 0 } as unknown as RefusalAudit,
     { driver: {} } as unknown as DataSource,
+    new DownloadAdmission({ downloadAdmission: { maxStreams: 8, busyRetrySeconds: 2 } } as unknown as AppConfig),
   );
   service.onModuleInit();
   return { service, listeners, broker, devices, telemetry };

@@ -10,6 +10,7 @@ import { MqttGateway } from '../infra/mqtt/mqtt-gateway.js';
 import { TELEMETRY_REJECT_REASONS } from '../telemetry/telemetry-bounds.js';
 import { TelemetryIngestMetrics } from '../telemetry/telemetry-ingest.metrics.js';
 import { RefusalAudit } from '../access/refusal-audit.js';
+import { DownloadAdmission } from '../distribution/download-admission.js';
 import { SourceLimits } from '../infra/rate-limit/source-limits.js';
 import { CachedSnapshot } from './cached-snapshot.js';
 import { type FleetSnapshot, FleetMetricsRepository } from './fleet-metrics.repository.js';
@@ -63,6 +64,7 @@ export class MetricsService implements OnModuleInit {
     private readonly sourceLimits: SourceLimits,
     private readonly refusalAudit: RefusalAudit,
     private readonly dataSource: DataSource,
+    downloads: DownloadAdmission,
   ) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
@@ -295,6 +297,29 @@ export class MetricsService implements OnModuleInit {
         },
       });
     }
+
+    // Download admission (distribution/download-admission.ts): `in-flight` at `limit` with busy
+    // refusals rising means devices ask for artifacts faster than this replica streams them.
+    new Gauge({
+      name: METRIC.artifactStreams,
+      help: 'Artifact downloads this replica is streaming now, the most at once since start, and the bound (ARTIFACT_MAX_STREAMS).',
+      labelNames: ['kind'],
+      registers,
+      collect(this: Gauge<'kind'>) {
+        this.set({ kind: 'in-flight' }, downloads.pending);
+        this.set({ kind: 'peak' }, downloads.peak);
+        this.set({ kind: 'limit' }, downloads.maxPending);
+      },
+    });
+    new Counter({
+      name: METRIC.artifactStreamsBusy,
+      help: 'Artifact downloads answered 503 with Retry-After because ARTIFACT_MAX_STREAMS were streaming (the device waits and resumes).',
+      registers,
+      collect(this: Counter) {
+        this.reset();
+        this.inc(downloads.refusedBusy);
+      },
+    });
 
     // ---- abuse limits (docs/security.md) --------------------------------------------------------
     const limits = this.sourceLimits;

@@ -181,6 +181,15 @@ export const envSchema = z.object({
    * an active rollout targets it with) or `fleet` (every artifact, the behaviour before 0.2).
    */
   ARTIFACT_ACCESS: z.enum(['assigned', 'fleet']).default('assigned'),
+  /**
+   * Most artifact downloads one replica streams at once. Past it a download is answered 503 with
+   * Retry-After before its credentials are checked, and the device waits and resumes: a fleet
+   * whose downloads all restart at once (a replica came back mid-rollout) cannot take the CPU that
+   * its MQTT reconnects and reports need.
+   */
+  ARTIFACT_MAX_STREAMS: z.coerce.number().int().min(1).max(100_000).default(256),
+  /** Retry-After, in seconds, of a download refused as busy (devices add jitter on top). */
+  ARTIFACT_BUSY_RETRY_SECONDS: z.coerce.number().int().min(1).max(3600).default(2),
   /** Seconds between rollout engine ticks. */
   ROLLOUT_TICK_SECONDS: z.coerce.number().min(0.1).max(3600).default(2),
   /** Days of raw telemetry kept. */
@@ -272,6 +281,8 @@ export interface AppConfig {
   rateLimits: { enroll: Bucket; deviceAuthFailures: Bucket; auditRefusals: Bucket };
   enrollmentTokenTtlSeconds: number;
   artifactAccess: 'assigned' | 'fleet';
+  /** Bound on artifact streams (ARTIFACT_MAX_STREAMS, ARTIFACT_BUSY_RETRY_SECONDS); unset in tests that build a config by hand. */
+  downloadAdmission?: { maxStreams: number; busyRetrySeconds: number };
   rolloutTickSeconds: number;
   telemetryRetentionDays: number;
   telemetryLimits: TelemetryLimits;
@@ -343,6 +354,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     },
     enrollmentTokenTtlSeconds: e.ENROLLMENT_TOKEN_TTL_SECONDS,
     artifactAccess: e.ARTIFACT_ACCESS,
+    downloadAdmission: { maxStreams: e.ARTIFACT_MAX_STREAMS, busyRetrySeconds: e.ARTIFACT_BUSY_RETRY_SECONDS },
     rolloutTickSeconds: e.ROLLOUT_TICK_SECONDS,
     telemetryRetentionDays: e.TELEMETRY_RETENTION_DAYS,
     telemetryBatch: { maxDelayMs: e.TELEMETRY_BATCH_DELAY_MS, writers: e.TELEMETRY_WRITERS },

@@ -26,6 +26,9 @@ export function requestLogging(logger: Logger): (req: IncomingMessage, res: Serv
       return id;
     },
     customLogLevel: (req, res, err) => {
+      // Load shed on purpose (503 with Retry-After: ARTIFACT_MAX_STREAMS): thousands a second in a
+      // storm, counted in /metrics; an error line each would cost the CPU the shedding saves.
+      if (res.statusCode === 503 && res.hasHeader('retry-after')) return 'debug';
       if (err || res.statusCode >= 500) return 'error';
       if (PROBES.has(pathOf(req))) return 'debug';
       // A refused or malformed call is the caller's business (refusals are audited apart), not a

@@ -1,10 +1,10 @@
 import { describe, expect, it } from '@jest/globals';
 import fc from 'fast-check';
-import { ConnectAdmission } from './connect-admission.js';
+import { AdmissionBound } from './admission-bound.js';
 
-describe('ConnectAdmission', () => {
+describe('AdmissionBound', () => {
   it('admits up to the bound, refuses past it, and admits again once a slot is released', () => {
-    const admission = new ConnectAdmission(2);
+    const admission = new AdmissionBound(2);
     const a = admission.tryEnter();
     const b = admission.tryEnter();
     expect(a).not.toBe(false);
@@ -19,9 +19,9 @@ describe('ConnectAdmission', () => {
   });
 
   it('gives a slot back once however often its release is called', () => {
-    const admission = new ConnectAdmission(1);
+    const admission = new AdmissionBound(1);
     const release = admission.tryEnter();
-    if (!release) throw new Error('first CONNECT refused');
+    if (!release) throw new Error('first request refused');
     release();
     release();
     expect(admission.pending).toBe(0);
@@ -30,14 +30,14 @@ describe('ConnectAdmission', () => {
   });
 
   it('refuses a bound that is not a positive integer', () => {
-    expect(() => new ConnectAdmission(0)).toThrow(/positive integer/);
-    expect(() => new ConnectAdmission(1.5)).toThrow(/positive integer/);
+    expect(() => new AdmissionBound(0)).toThrow(/positive integer/);
+    expect(() => new AdmissionBound(1.5)).toThrow(/positive integer/);
   });
 
   it('never holds more than the bound nor goes negative, whatever the order of enters and releases', () => {
     fc.assert(
       fc.property(fc.integer({ min: 1, max: 8 }), fc.array(fc.oneof(fc.constant('enter' as const), fc.nat({ max: 20 })), { maxLength: 200 }), (bound, ops) => {
-        const admission = new ConnectAdmission(bound);
+        const admission = new AdmissionBound(bound);
         const held: (() => void)[] = [];
         let refused = 0;
         for (const op of ops) {
