@@ -10,6 +10,7 @@ import { ArtifactAccessPolicy } from './artifact-access.js';
 import { decideRange } from './byte-range.js';
 import { DistributionErrorCode, DistributionException } from './distribution.exception.js';
 import type { TopLevelRole } from './tuf-keys.js';
+import { HotArtifacts } from './hot-artifacts.js';
 import { TufRepositoryService } from './tuf-repository.service.js';
 
 const METADATA_FILE = /^(?:([1-9]\d{0,8})\.)?(root|targets|snapshot|timestamp)\.json$/;
@@ -36,6 +37,7 @@ export class DistributionController {
     private readonly models: ModelsService,
     @Inject(ARTIFACT_STORE) private readonly store: ArtifactStore,
     private readonly access: ArtifactAccessPolicy,
+    private readonly hot: HotArtifacts,
   ) {}
 
   @Get('metadata/:file')
@@ -73,7 +75,8 @@ export class DistributionController {
         DistributionErrorCode.TargetNotAssigned,
         `device ${deviceId} has no assignment of ${model} ${version} (ARTIFACT_ACCESS=assigned)`,
       );
-    const stat = await this.store.stat(artifact.storageKey);
+    const inMemory = await this.hot.get(artifact.storageKey, artifact.size, artifact.sha256);
+    const stat = inMemory ? { size: inMemory.length } : await this.store.stat(artifact.storageKey);
     if (!stat) {
       this.logger.error(`artifact ${artifact.targetPath} is missing from the store (key ${artifact.storageKey})`);
       throw new DistributionException(DistributionErrorCode.ArtifactMissing, `artifact ${artifact.targetPath} is unavailable`);
@@ -104,6 +107,10 @@ export class DistributionController {
     res.setHeader('Content-Length', String(range ? range.end - range.start + 1 : stat.size));
     if (req.method === 'HEAD') {
       res.end();
+      return;
+    }
+    if (inMemory) {
+      res.end(range ? inMemory.subarray(range.start, range.end + 1) : inMemory);
       return;
     }
     const stream = await this.store.open(artifact.storageKey, range);

@@ -168,6 +168,36 @@ describe.each(databaseBackends())('distribution on %s', (backend) => {
     expect((await fetch(`${t.baseUrl}${prefixed}`)).status).toBe(401);
   });
 
+  it('lets tuf-js reject a file tampered with on disk', async () => {
+    // A version no device downloaded yet, so no replica holds its bytes in memory (HotArtifacts
+    // keeps only bytes that still hash to the upload, and this file is damaged before any download).
+    const fresh = randomBytes(64 * 1024);
+    const form = new FormData();
+    form.append('version', '1.0.1');
+    form.append('metadata', JSON.stringify({ runtime: 'onnx', framework: 'pytorch' }));
+    form.append('file', new Blob([fresh]), 'model.onnx');
+    const uploaded = await fetch(`${t.baseUrl}/api/v1/models/detector/versions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${t.adminKey}` },
+      body: form,
+    });
+    expect(uploaded.status).toBe(201);
+    await t.app.get(DataSource).query(`UPDATE device_models SET desired_version = '1.0.1' WHERE device_id = $1 AND model = 'detector'`, [DEVICE_ID]);
+    const [row] = (await t.app.get(DataSource).query(`SELECT storage_key FROM artifacts WHERE target_path = $1`, ['detector/1.0.1/model.onnx'])) as {
+      storage_key: string;
+    }[];
+    const handle = await open(join(t.dataDir, 'artifacts', row!.storage_key), 'r+');
+    try {
+      await handle.write(Buffer.from([fresh[4096]! ^ 0xff]), 0, 1, 4096);
+    } finally {
+      await handle.close();
+    }
+    const { updater: client, targetDir } = await updater();
+    const info = await client.getTargetInfo('detector/1.0.1/model.onnx');
+    await expect(client.downloadTarget(info!, join(targetDir, 'model.onnx'))).rejects.toThrow(/hash/i);
+    await t.app.get(DataSource).query(`UPDATE device_models SET desired_version = '1.0.0' WHERE device_id = $1 AND model = 'detector'`, [DEVICE_ID]);
+  });
+
   it('re-signs expiring metadata and rotates root so devices follow', async () => {
     const tuf = t.app.get(TufRepositoryService);
     const pinned = await tuf.trustedRoot();
@@ -286,20 +316,5 @@ describe.each(databaseBackends())('distribution on %s', (backend) => {
     const later = await updater(await (await get('/api/v1/tuf/metadata/1.root.json')).text());
     expect(await later.updater.getTargetInfo('detector/1.0.0/model.onnx')).toBeDefined();
     expect(JSON.parse((await tuf.latest('targets')).json)).toMatchObject({ signed: { version: published.body.targetsVersion } });
-  });
-
-  it('lets tuf-js reject a file tampered with on disk', async () => {
-    const [row] = (await t.app.get(DataSource).query(`SELECT storage_key FROM artifacts WHERE target_path = $1`, ['detector/1.0.0/model.onnx'])) as {
-      storage_key: string;
-    }[];
-    const handle = await open(join(t.dataDir, 'artifacts', row!.storage_key), 'r+');
-    try {
-      await handle.write(Buffer.from([artifact[4096]! ^ 0xff]), 0, 1, 4096);
-    } finally {
-      await handle.close();
-    }
-    const { updater: client, targetDir } = await updater();
-    const info = await client.getTargetInfo('detector/1.0.0/model.onnx');
-    await expect(client.downloadTarget(info!, join(targetDir, 'model.onnx'))).rejects.toThrow(/hash/i);
   });
 });

@@ -4,6 +4,7 @@ import { ModelsModule } from '../models/models.module.js';
 import { ArtifactAccessPolicy } from './artifact-access.js';
 import { DistributionController } from './distribution.controller.js';
 import { DownloadAdmissionMiddleware, DownloadAdmissionModule } from './download-admission.js';
+import { HotArtifacts } from './hot-artifacts.js';
 import { TufAdminController } from './tuf-admin.controller.js';
 import { TufModule } from './tuf.module.js';
 
@@ -15,7 +16,7 @@ import { TufModule } from './tuf.module.js';
 @Module({
   imports: [DeviceAuthModule, ModelsModule, TufModule, DownloadAdmissionModule],
   controllers: [DistributionController, TufAdminController],
-  providers: [ArtifactAccessPolicy, DownloadAdmissionMiddleware],
+  providers: [ArtifactAccessPolicy, DownloadAdmissionMiddleware, HotArtifacts],
 })
 export class DistributionModule implements NestModule {
   configure(consumer: MiddlewareConsumer): void {

@@ -188,6 +188,11 @@ export const envSchema = z.object({
    * its MQTT reconnects and reports need.
    */
   ARTIFACT_MAX_STREAMS: z.coerce.number().int().min(1).max(100_000).default(256),
+  /**
+   * Memory, in MB, for the bytes of small artifacts (up to 1 MB each) that devices are downloading,
+   * so a wave asking for the same file is served without file I/O per download. 0: always stream.
+   */
+  ARTIFACT_MEMORY_CACHE_MB: z.coerce.number().int().min(0).max(65_536).default(64),
   /** Retry-After, in seconds, of a download refused as busy (devices add jitter on top). */
   ARTIFACT_BUSY_RETRY_SECONDS: z.coerce.number().int().min(1).max(3600).default(2),
   /** Seconds between rollout engine ticks. */
@@ -283,6 +288,8 @@ export interface AppConfig {
   artifactAccess: 'assigned' | 'fleet';
   /** Bound on artifact streams (ARTIFACT_MAX_STREAMS, ARTIFACT_BUSY_RETRY_SECONDS); unset in tests that build a config by hand. */
   downloadAdmission?: { maxStreams: number; busyRetrySeconds: number };
+  /** ARTIFACT_MEMORY_CACHE_MB in bytes; unset in tests that build a config by hand. */
+  artifactMemoryCacheBytes?: number;
   rolloutTickSeconds: number;
   telemetryRetentionDays: number;
   telemetryLimits: TelemetryLimits;
@@ -355,6 +362,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     enrollmentTokenTtlSeconds: e.ENROLLMENT_TOKEN_TTL_SECONDS,
     artifactAccess: e.ARTIFACT_ACCESS,
     downloadAdmission: { maxStreams: e.ARTIFACT_MAX_STREAMS, busyRetrySeconds: e.ARTIFACT_BUSY_RETRY_SECONDS },
+    artifactMemoryCacheBytes: e.ARTIFACT_MEMORY_CACHE_MB * 1024 * 1024,
     rolloutTickSeconds: e.ROLLOUT_TICK_SECONDS,
     telemetryRetentionDays: e.TELEMETRY_RETENTION_DAYS,
     telemetryBatch: { maxDelayMs: e.TELEMETRY_BATCH_DELAY_MS, writers: e.TELEMETRY_WRITERS },

@@ -8,6 +8,9 @@ import { requestContext } from './logger.js';
 /** Probes hit every few seconds; their lines would bury everything else at info. */
 const PROBES = new Set(['/healthz', '/readyz', '/metrics']);
 
+/** Where devices fetch TUF metadata and targets (not the operators' /api/v1/tuf/admin). */
+const DEVICE_DOWNLOADS = /^\/api\/v1\/tuf\/(?:metadata|targets)\//;
+
 type Next = (err?: unknown) => void;
 
 /**
@@ -31,6 +34,9 @@ export function requestLogging(logger: Logger): (req: IncomingMessage, res: Serv
       if (res.statusCode === 503 && res.hasHeader('retry-after')) return 'debug';
       if (err || res.statusCode >= 500) return 'error';
       if (PROBES.has(pathOf(req))) return 'debug';
+      // Devices fetching metadata and artifacts: a line per device per update, 100,000 in one
+      // rollout wave; /metrics counts and times them (fleetline_http_request_duration_seconds).
+      if (res.statusCode < 400 && DEVICE_DOWNLOADS.test(pathOf(req))) return 'debug';
       // A refused or malformed call is the caller's business (refusals are audited apart), not a
       // warning to whoever runs the server.
       return 'info';
