@@ -27,7 +27,8 @@ export function cleanEnv(extra = {}) {
 
 /**
  * Starts apps/control-plane/dist/main.js on free ports: PostgreSQL (a scratch database) when
- * DATABASE_URL is set, otherwise the embedded PGlite. Returns { baseUrl, mqttUrl, adminKey, child, stop }.
+ * DATABASE_URL is set, otherwise the embedded PGlite. Returns { baseUrl, mqttUrl, adminKey, child, database,
+ * databaseUrl (the scratch database's, PostgreSQL only), stop }.
  */
 export async function startControlPlane(env = {}) {
   const scratch = process.env.DATABASE_URL ? await scratchDatabase(process.env.DATABASE_URL, 'fleetline_agent_bench_') : undefined;
@@ -59,6 +60,7 @@ export async function startControlPlane(env = {}) {
     adminKey,
     child,
     database: scratch ? 'postgresql' : 'pglite',
+    databaseUrl: scratch?.url,
     async stop() {
       await stopChild(child);
       await scratch?.drop();

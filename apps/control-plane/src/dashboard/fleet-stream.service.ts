@@ -5,9 +5,9 @@ import { type FleetSummary, FleetService } from '../fleet/fleet.service.js';
 /** Milliseconds between two fleet summaries pushed to the overview page. */
 export const FLEET_STREAM_INTERVAL_MS = 2_000;
 /**
- * Largest share of the time the database may spend on the summary for the stream. Exact counts
- * scan the devices (about 1 s at 1,000,000 devices on a small server), so at that size the
- * stream slows down to one summary every ~5 s rather than keep a database core busy.
+ * Largest share of the time the database may spend on the summary for the stream. The summary
+ * reads running counts (a few rows per model version), so this only matters when the database
+ * itself is slow to answer: the stream then slows down rather than keep a database core busy.
  */
 export const FLEET_STREAM_MAX_LOAD = 0.2;
 

@@ -1,12 +1,13 @@
 import { Module } from '@nestjs/common';
 import { FleetController } from './fleet.controller.js';
-import { FleetRepository } from './fleet.repository.js';
+import { FleetCountsCompactor } from './fleet-counts.compactor.js';
+import { FleetCountsRepository } from './fleet-counts.repository.js';
 import { FleetService } from './fleet.service.js';
 
-/** Fleet-wide read models (counts for dashboards and the CLI). */
+/** Fleet-wide read models (running counts for dashboards, the CLI and /metrics). */
 @Module({
   controllers: [FleetController],
-  providers: [FleetRepository, FleetService],
-  exports: [FleetService],
+  providers: [FleetCountsRepository, FleetCountsCompactor, FleetService],
+  exports: [FleetService, FleetCountsRepository],
 })
 export class FleetModule {}

@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import semver from 'semver';
-import { FleetRepository } from './fleet.repository.js';
+import { FleetCountsRepository } from './fleet-counts.repository.js';
 
 export interface FleetSummary {
   devices: { total: number; online: number; offline: number };
@@ -13,15 +13,20 @@ export interface FleetSummary {
   }[];
 }
 
+/**
+ * The fleet summary, from the running counts (fleet-counts.repository.ts): its cost grows with the
+ * number of models and versions, not with the devices, so polling it is cheap at any fleet size.
+ */
 @Injectable()
 export class FleetService {
-  constructor(private readonly repository: FleetRepository) {}
+  constructor(private readonly counts: FleetCountsRepository) {}
 
   async summary(): Promise<FleetSummary> {
-    const presence = await this.repository.presenceCounts();
-    const counts = await this.repository.activeVersionCounts();
+    const { presence, versions: counts } = await this.counts.read();
     const total = presence.online + presence.offline;
     const models = new Map<string, { version: string; devices: number }[]>();
+    // Models in name order, as the GROUP BY used to give them.
+    counts.sort((a, b) => (a.model < b.model ? -1 : a.model > b.model ? 1 : 0));
     for (const row of counts) {
       let versions = models.get(row.model);
       if (!versions) models.set(row.model, (versions = []));

@@ -1,7 +1,8 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
+import { FleetCountsRepository } from '../fleet/fleet-counts.repository.js';
 
-/** Everything the fleet gauges show, from five small aggregate queries. */
+/** Everything the fleet gauges show, from the running fleet counts and two small aggregate queries. */
 export interface FleetSnapshot {
   devices: { online: number; offline: number; decommissioned: number };
   /** Devices per active version of each model; `version` null = assigned but nothing active yet. */
@@ -17,29 +18,21 @@ export const ACTIVE_ROLLOUT_STATES = ['scheduled', 'running', 'paused'] as const
 type Count = number | string;
 
 /**
- * SQL behind the fleet gauges. Each query is a GROUP BY answered from an index (see the devices
- * and rollouts migrations), never a row per device in Node: a scrape costs the same for ten
- * devices and for a million rows, give or take the index scan.
+ * SQL behind the fleet gauges: the running fleet counts for devices and versions, and GROUP BYs
+ * answered from an index for rollouts (see the rollouts migrations), never a row per device in Node.
  */
 @Injectable()
 export class FleetMetricsRepository {
-  constructor(private readonly dataSource: DataSource) {}
+  constructor(
+    private readonly dataSource: DataSource,
+    private readonly fleetCounts: FleetCountsRepository,
+  ) {}
 
   async snapshot(): Promise<FleetSnapshot> {
-    // Sequential on purpose: the embedded database is a single connection anyway, and five
-    // short queries in a row keep a scrape from holding several pooled connections on PostgreSQL.
-    // Both presence counts come from partial indexes (devices_presence_idx, devices_decommissioned_idx).
-    const presence = (await this.dataSource.query(`SELECT online, count(*) AS devices FROM devices WHERE decommissioned_at IS NULL GROUP BY online`)) as {
-      online: boolean;
-      devices: Count;
-    }[];
-    const [retired] = (await this.dataSource.query(`SELECT count(*) AS devices FROM devices WHERE decommissioned_at IS NOT NULL`)) as {
-      devices: Count;
-    }[];
-    const versions = (await this.dataSource.query(
-      `SELECT model, active_version AS version, count(*) AS devices
-         FROM device_models GROUP BY model, active_version`,
-    )) as { model: string; version: string | null; devices: Count }[];
+    // Sequential on purpose: the embedded database is a single connection anyway, and short
+    // queries in a row keep a scrape from holding several pooled connections on PostgreSQL.
+    // Devices and versions come from the running counts (fleet-counts.repository.ts), not from the device rows.
+    const counts = await this.fleetCounts.read();
     const rollouts = (await this.dataSource.query(`SELECT state, count(*) AS rollouts FROM rollouts GROUP BY state`)) as {
       state: string;
       rollouts: Count;
@@ -51,10 +44,9 @@ export class FleetMetricsRepository {
         GROUP BY r.id, r.model, r.version, d.state`,
       [[...ACTIVE_ROLLOUT_STATES]],
     )) as { rollout_id: string; model: string; version: string; state: string; devices: Count }[];
-    const count = (online: boolean) => Number(presence.find((r) => r.online === online)?.devices ?? 0);
     return {
-      devices: { online: count(true), offline: count(false), decommissioned: Number(retired?.devices ?? 0) },
-      modelVersions: versions.map((r) => ({ model: r.model, version: r.version, devices: Number(r.devices) })),
+      devices: counts.presence,
+      modelVersions: counts.versions,
       rolloutsByState: rollouts.map((r) => ({ state: r.state, rollouts: Number(r.rollouts) })),
       activeRolloutDevices: progress.map((r) => ({ rolloutId: r.rollout_id, model: r.model, version: r.version, state: r.state, devices: Number(r.devices) })),
     };
