@@ -224,11 +224,21 @@ describe('Agent over a real MQTT broker', () => {
       .filter((h) => h.online)
       .map((h) => h.session);
     expect(new Set(sessions).size).toBe(sessions.length);
+    // The inventory did not change, so the reconnection did not send it again.
+    expect(broker.messages(topics.inventory(DEVICE))).toHaveLength(1);
     await broker.publish(topics.desired(DEVICE, 'resnet'), JSON.stringify(desired('1.0.0', 1)), false);
     await new Promise((r) => setTimeout(r, 300));
     await agent.reconciler.settled();
     expect(reports().at(-1)).toMatchObject({ version: '1.1.0', state: 'committed' });
     expect(await agent.activeModels()).toEqual([expect.objectContaining({ version: '1.1.0' })]);
+  });
+
+  it('sends its inventory again when the control plane asks (report-inventory), unchanged or not', async () => {
+    const before = broker.messages(topics.inventory(DEVICE)).length;
+    await broker.publish(topics.commands(DEVICE), JSON.stringify({ v: 1, type: 'report-inventory' }), false);
+    await broker.waitFor(() => broker.messages(topics.inventory(DEVICE)).length === before + 1);
+    const inv = decodePayload(inventoryMessageSchema, broker.messages(topics.inventory(DEVICE)).at(-1)!.payload);
+    expect(inv).toMatchObject({ ok: true, value: { inventory: { hardwareClass: 'x86_64' } } });
   });
 
   it('refuses a malformed desired payload and removes a model whose desired state is cleared', async () => {

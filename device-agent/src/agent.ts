@@ -19,6 +19,7 @@ import type { ArtifactDownloader } from './download/downloader.js';
 import type { ModelStore } from './install/model-store.js';
 import { MqttLink } from './mqtt/mqtt-link.js';
 import { Reconciler, type ActiveModel, type ReportDraft } from './reconcile/reconciler.js';
+import { inventoryDigest, inventoryIsDue, type SentInventory } from './reports/inventory-due.logic.js';
 import { Outbox } from './reports/outbox.js';
 import type { RuntimeRegistry } from './runtime/model-runtime.js';
 import type { StateStore } from './storage/store.js';
@@ -26,6 +27,9 @@ import { TelemetryAggregator, type InferenceSample } from './telemetry/aggregato
 import type { Vitals } from './telemetry/vitals.js';
 import type { JournalEntry } from './update/journal.js';
 import type { Backoff } from './util/backoff.js';
+
+/** Store key of the inventory last queued (inventory-due.logic.ts). */
+const SENT_INVENTORY_KEY = 'inventory/sent';
 
 export interface AgentOptions {
   credentials: DeviceCredentials;
@@ -229,7 +233,7 @@ export class Agent extends EventEmitter {
           await this.reconciler.requestInstall(c.value.model, c.value.version, c.value.revision);
           return;
         case 'report-inventory':
-          await this.queueInventory();
+          await this.queueInventory(true);
           this.flush();
           return;
         case 'decommission':
@@ -250,13 +254,22 @@ export class Agent extends EventEmitter {
     };
   }
 
-  private async queueInventory(): Promise<void> {
+  /**
+   * Queues the inventory when due (inventory-due.logic.ts) or when asked for. What was queued is
+   * recorded only once the outbox holds it: the outbox keeps it across restarts until acknowledged.
+   */
+  private async queueInventory(asked = false): Promise<void> {
+    const inventory = this.inventory();
+    const digest = inventoryDigest(inventory);
+    const now = Date.now();
+    if (!asked && !inventoryIsDue(await this.opts.store.read<SentInventory>(SENT_INVENTORY_KEY), digest, now)) return;
     await this.inventoryOut.enqueue(topics.inventory(this.deviceId), (seq): InventoryMessage => ({
       v: PROTOCOL_VERSION,
       seq,
-      inventory: this.inventory(),
-      at: new Date().toISOString(),
+      inventory,
+      at: new Date(now).toISOString(),
     }));
+    await this.opts.store.write(SENT_INVENTORY_KEY, { digest, at: now } satisfies SentInventory);
   }
 
   private async queueReport(draft: ReportDraft): Promise<void> {

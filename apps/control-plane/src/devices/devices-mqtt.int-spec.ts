@@ -388,6 +388,23 @@ describe.each(databaseBackends())('devices over MQTT on %s', (backend) => {
   });
 
   describe('desired state', () => {
+    it('asks a device it holds no inventory for to send one (report-inventory), and only such a device', async () => {
+      const client = await online('noinv-1');
+      const box = inbox(client);
+      await client.subscribeAsync(topics.commands('noinv-1'), { qos: 1 });
+      await hello(client, 'noinv-1');
+      const asked = await eventually(() => box.get(topics.commands('noinv-1'))?.[0], 5000, 'report-inventory command');
+      expect(JSON.parse(asked.toString())).toEqual({ v: PROTOCOL_VERSION, type: 'report-inventory' });
+      const inventory = { hardwareClass: 'sim', os: 'linux', arch: 'x64', accelerators: [], agentVersion: '0.2.0', runtimes: {} };
+      await client.publishAsync(topics.inventory('noinv-1'), encodePayload({ v: PROTOCOL_VERSION, seq: 0, inventory, at: new Date().toISOString() }), {
+        qos: 1,
+      });
+      // Once stored (the PUBACK waits for the commit), the next hello asks nothing.
+      await hello(client, 'noinv-1', 'session-0002');
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(box.get(topics.commands('noinv-1'))).toHaveLength(1);
+    });
+
     it('answers every hello with the database state, delivers live changes, and keeps nothing retained', async () => {
       const c = await device('des-1');
       const assigned = await api.put<{ revision: number }>('/api/v1/devices/des-1/models/resnet', { version: '1.0.0', timeoutSeconds: 600 });

@@ -38,4 +38,17 @@ export class DesiredSyncRepository {
       assignedAt: toIso(r['desired_at']) ?? new Date().toISOString(),
     }));
   }
+
+  /**
+   * Those of the given devices the control plane holds no inventory for (enrolled without one, or
+   * a database restored from before it came): their hello is answered with `report-inventory`,
+   * because agents send it on change only (device-agent inventory-due.logic.ts).
+   */
+  async withoutInventory(deviceIds: string[]): Promise<string[]> {
+    if (deviceIds.length === 0) return [];
+    const rows = rowsOf(
+      await this.dataSource.query(`SELECT id FROM devices WHERE id = ANY($1::text[]) AND inventory IS NULL AND decommissioned_at IS NULL`, [deviceIds]),
+    );
+    return rows.map((r) => String(r['id']));
+  }
 }

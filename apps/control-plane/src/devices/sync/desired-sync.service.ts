@@ -1,5 +1,5 @@
 import { Inject, Injectable, Logger, type OnModuleDestroy } from '@nestjs/common';
-import type { ArtifactRef } from '@fleetline/protocol';
+import { type ArtifactRef, type Command, encodePayload, PROTOCOL_VERSION, topics } from '@fleetline/protocol';
 import { MqttGateway, type OutboundMessage } from '../../infra/mqtt/mqtt-gateway.js';
 import { ModelCatalog } from '../model-catalog.js';
 import { desiredMessage, type DesiredStateRow } from './desired-messages.js';
@@ -105,8 +105,13 @@ export class DesiredSyncService implements OnModuleDestroy {
   }
 
   private async answer(deviceIds: string[]): Promise<void> {
-    const rows = await this.repository.desiredStates(deviceIds);
-    const messages: OutboundMessage[] = [];
+    const [rows, uninventoried] = await Promise.all([this.repository.desiredStates(deviceIds), this.repository.withoutInventory(deviceIds)]);
+    const messages: OutboundMessage[] = uninventoried.map((deviceId) => ({
+      topic: topics.commands(deviceId),
+      payload: encodePayload({ v: PROTOCOL_VERSION, type: 'report-inventory' } satisfies Command),
+      qos: 1,
+      retain: false,
+    }));
     for (const row of rows) {
       if (row.version === null) {
         messages.push(desiredMessage(row, []));
