@@ -5,6 +5,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import { DeviceIngestMetrics } from '../devices/device-ingest-metrics.js';
 import { type AppliedReport, ReportIngestService } from '../devices/report-ingest.service.js';
 import { DesiredSyncService } from '../devices/sync/desired-sync.service.js';
+import type { AdmissionBound } from '../infra/admission/admission-bound.js';
 import { EmbeddedBrokerGateway } from '../infra/mqtt/embedded-broker.gateway.js';
 import { MqttGateway } from '../infra/mqtt/mqtt-gateway.js';
 import { TELEMETRY_REJECT_REASONS } from '../telemetry/telemetry-bounds.js';
@@ -276,49 +277,22 @@ export class MetricsService implements OnModuleInit {
     if (admission) {
       // Admission control (connect-admission.ts): `pending` pinned at the bound with `busy` refusals
       // rising means devices are arriving faster than this replica authenticates them.
-      new Gauge({
-        name: METRIC.mqttConnectsPending,
-        help: 'CONNECTs the embedded broker is authenticating now, and the bound (MQTT_MAX_PENDING_CONNECTS) past which it refuses them.',
-        labelNames: ['kind'],
-        registers,
-        collect(this: Gauge<'kind'>) {
-          this.set({ kind: 'pending' }, admission.pending);
-          this.set({ kind: 'peak' }, admission.peak);
-          this.set({ kind: 'limit' }, admission.maxPending);
-        },
-      });
-      new Counter({
-        name: METRIC.mqttConnectsBusy,
-        help: 'CONNECTs refused with "server unavailable" because MQTT_MAX_PENDING_CONNECTS were being authenticated (the device backs off and retries).',
-        registers,
-        collect(this: Counter) {
-          this.reset();
-          this.inc(admission.refusedBusy);
-        },
+      exportAdmission(registers, admission, 'pending', {
+        gauge: METRIC.mqttConnectsPending,
+        gaugeHelp: 'CONNECTs the embedded broker is authenticating now, and the bound (MQTT_MAX_PENDING_CONNECTS) past which it refuses them.',
+        refused: METRIC.mqttConnectsBusy,
+        refusedHelp:
+          'CONNECTs refused with "server unavailable" because MQTT_MAX_PENDING_CONNECTS were being authenticated (the device backs off and retries).',
       });
     }
 
     // Download admission (distribution/download-admission.ts): `in-flight` at `limit` with busy
     // refusals rising means devices ask for artifacts faster than this replica streams them.
-    new Gauge({
-      name: METRIC.artifactStreams,
-      help: 'Artifact downloads this replica is streaming now, the most at once since start, and the bound (ARTIFACT_MAX_STREAMS).',
-      labelNames: ['kind'],
-      registers,
-      collect(this: Gauge<'kind'>) {
-        this.set({ kind: 'in-flight' }, downloads.pending);
-        this.set({ kind: 'peak' }, downloads.peak);
-        this.set({ kind: 'limit' }, downloads.maxPending);
-      },
-    });
-    new Counter({
-      name: METRIC.artifactStreamsBusy,
-      help: 'Artifact downloads answered 503 with Retry-After because ARTIFACT_MAX_STREAMS were streaming (the device waits and resumes).',
-      registers,
-      collect(this: Counter) {
-        this.reset();
-        this.inc(downloads.refusedBusy);
-      },
+    exportAdmission(registers, downloads, 'in-flight', {
+      gauge: METRIC.artifactStreams,
+      gaugeHelp: 'Artifact downloads this replica is streaming now, the most at once since start, and the bound (ARTIFACT_MAX_STREAMS).',
+      refused: METRIC.artifactStreamsBusy,
+      refusedHelp: 'Artifact downloads answered 503 with Retry-After because ARTIFACT_MAX_STREAMS were streaming (the device waits and resumes).',
     });
 
     // ---- abuse limits (docs/security.md) --------------------------------------------------------
@@ -389,4 +363,33 @@ export class MetricsService implements OnModuleInit {
 
 function snakeCase(text: string): string {
   return text.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+}
+
+/** An admission bound (infra/admission) as a gauge of {in progress, peak, limit} and a counter of refusals. */
+function exportAdmission(
+  registers: Registry[],
+  bound: AdmissionBound,
+  inProgressKind: string,
+  names: { gauge: string; gaugeHelp: string; refused: string; refusedHelp: string },
+): void {
+  new Gauge({
+    name: names.gauge,
+    help: names.gaugeHelp,
+    labelNames: ['kind'],
+    registers,
+    collect(this: Gauge<'kind'>) {
+      this.set({ kind: inProgressKind }, bound.pending);
+      this.set({ kind: 'peak' }, bound.peak);
+      this.set({ kind: 'limit' }, bound.maxPending);
+    },
+  });
+  new Counter({
+    name: names.refused,
+    help: names.refusedHelp,
+    registers,
+    collect(this: Counter) {
+      this.reset();
+      this.inc(bound.refusedBusy);
+    },
+  });
 }
