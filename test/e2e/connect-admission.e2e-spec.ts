@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, it } from '@jest/globals';
 import mqtt, { type MqttClient } from 'mqtt';
 import pg from 'pg';
-import type { DeviceCredentials } from '@fleetline/protocol';
+import { type DeviceCredentials, PROTOCOL_VERSION, topics } from '@fleetline/protocol';
 import { FleetApi, waitFor } from '../support/agent-fleet.js';
 import { type ControlPlaneProcess, removeDir, startControlPlane } from '../support/control-plane.process.js';
 import { type PrivatePostgres, startPrivatePostgres } from '../support/private-postgres.js';
@@ -29,12 +29,19 @@ function connect(url: string, creds: DeviceCredentials): Attempt {
   return attempt;
 }
 
+/** The device's hello (presence online, QoS 1): resolves on its PUBACK, i.e. once it is stored. */
+async function hello(client: MqttClient, deviceId: string, n: number): Promise<void> {
+  const payload = JSON.stringify({ v: PROTOCOL_VERSION, online: true, session: `hello-session-${n}`, at: new Date().toISOString() });
+  await client.publishAsync(topics.presence(deviceId), payload, { qos: 1 });
+}
+
 /**
  * Admission control on connect (MQTT_MAX_PENDING_CONNECTS): while the credential checks cannot
  * finish (the devices table is locked, as under a database that cannot keep up with a fleet
  * reconnecting at once), the broker holds at most BOUND CONNECTs and refuses the rest at once with
- * CONNACK 3 "server unavailable" instead of queueing them past the devices' connect timeout. Once
- * the checks run again every device gets in: the refused ones retry, real agents by their backoff.
+ * CONNACK 3 "server unavailable" instead of queueing them past the devices' connect timeout. An
+ * admitted connection keeps its slot until its hello is stored. Once the checks run again every
+ * device gets in: the refused ones retry, real agents by their backoff.
  */
 describe('connect admission control', () => {
   let db: PrivatePostgres | undefined;
@@ -88,13 +95,32 @@ describe('connect admission control', () => {
     await locker.query('COMMIT');
     await waitFor('the admitted CONNECTs connected', async () => attempts.filter((a) => a.outcome === 'connected').length === BOUND, 30_000, 50);
     const refused = attempts.flatMap((a, i) => (a.outcome === 3 ? [i] : []));
+
+    // A connection holds its slot until its hello is stored: connected but silent, the admitted two
+    // still fill the bound, so the next CONNECT is refused...
+    const early = connect(cp.mqttUrl, creds[refused[0]!]!);
+    clients.push(early.client);
+    await waitFor('the CONNECT before any hello answered', async () => early.outcome !== undefined, 30_000, 20);
+    expect(early.outcome).toBe(3);
+    early.client.end(true);
+    // ...and once they said hello, the slots are free again.
+    const admitted = attempts.filter((a) => a.outcome === 'connected');
+    await Promise.all(admitted.map((a, i) => hello(a.client, creds[attempts.indexOf(a)]!.deviceId, i)));
+    await waitFor(
+      'the slots freed by the hellos',
+      async () => metricValue(await scrapeMetrics(cp!.baseUrl), 'fleetline_mqtt_connects_pending', { kind: 'pending' }) === 0,
+      30_000,
+      50,
+    );
+
     for (const i of refused) {
-      // One at a time, as devices on a jittered backoff arrive: each is admitted.
+      // One at a time, as devices on a jittered backoff arrive: each is admitted, and says hello.
       attempts[i]!.client.end(true);
       const retry = connect(cp.mqttUrl, creds[i]!);
       clients.push(retry.client);
       await waitFor(`the retried CONNECT of ${creds[i]!.deviceId} answered`, async () => retry.outcome !== undefined, 30_000, 20);
       expect(retry.outcome).toBe('connected');
+      await hello(retry.client, creds[i]!.deviceId, i);
     }
 
     const metrics = await scrapeMetrics(cp.baseUrl);

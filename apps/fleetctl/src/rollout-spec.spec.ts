@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from '@jest/globals';
 import { UsageError } from './exit-codes.js';
-import { GATE_METRICS as SERVER_GATE_METRICS } from '../../control-plane/src/telemetry/health-gate.contract.js';
+import { GATE_METRICS as SERVER_GATE_METRICS } from '../../control-plane/src/telemetry/gates/health-gate.contract.js';
 import { buildRolloutRequest, GATE_METRICS, parseGate, parseWaves, readDeviceIds, readJsonArgument } from './rollout-spec.js';
 
 let dir: string;

@@ -78,7 +78,7 @@ export class MqttLink extends EventEmitter {
       clean: true,
       reconnectPeriod: 0,
       resubscribe: false,
-      keepalive: this.opts.keepaliveSeconds ?? 30,
+      keepalive: this.opts.keepaliveSeconds ?? 60,
       connectTimeout: this.opts.connectTimeoutMs ?? 15_000,
       will: { ...this.opts.will(this.session), retain: false },
       // mqtt-packet's default pre-builds 65,536 two-byte Buffers for packet ids on the first write:

@@ -1,7 +1,7 @@
 import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'node:http';
 import { Module, type OnModuleInit } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
-import { DeviceCredentialsRepository } from '../devices/device-credentials.repository.js';
+import { DeviceCredentialsRepository } from '../devices/auth/device-credentials.repository.js';
 import { MetricsModule } from '../metrics/metrics.module.js';
 import { BrokerAuthMetricsExporter } from './broker-auth-metrics.exporter.js';
 import { BrokerAuthController } from './broker-auth.controller.js';

@@ -1,7 +1,7 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
-import { DeviceCredentialVerifier } from '../devices/device-credential-verifier.service.js';
-import { DeviceCredentialsRepository } from '../devices/device-credentials.repository.js';
-import { RateLimitedLog } from '../devices/rate-limited-log.js';
+import { DeviceCredentialVerifier } from '../devices/auth/device-credential-verifier.service.js';
+import { DeviceCredentialsRepository } from '../devices/auth/device-credentials.repository.js';
+import { RateLimitedLog } from '../infra/logging/rate-limited-log.js';
 import { APP_CONFIG, type AppConfig } from '../infra/config/app-config.js';
 import {
   type AccessRequest,

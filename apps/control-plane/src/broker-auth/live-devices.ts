@@ -1,4 +1,4 @@
-import { CredentialCache } from '../devices/credential-cache.js';
+import { CredentialCache } from '../devices/auth/credential-cache.js';
 
 /** Ids of live (enrolled, not decommissioned) devices among the ones asked for, in one query. */
 export interface LiveDeviceLookup {

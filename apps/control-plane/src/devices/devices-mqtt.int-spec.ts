@@ -15,7 +15,7 @@ import { hashSecret } from '../access/secret.js';
 import { EmbeddedBrokerGateway } from '../infra/mqtt/embedded-broker.gateway.js';
 import { MqttGateway } from '../infra/mqtt/mqtt-gateway.js';
 import { apiClient, type ApiClient, databaseBackends, eventually, startTestApp, type TestApp, uploadTestVersion } from '../testing/test-app.fixture.js';
-import { DeviceIngestMetrics } from './device-ingest-metrics.js';
+import { DeviceIngestMetrics } from './reports/device-ingest-metrics.js';
 
 const MAX_PACKET = 4096;
 const DRAIN_TIMEOUT_MS = 1000;

@@ -1,8 +1,8 @@
 import { Module } from '@nestjs/common';
 import { DesiredStateService } from './desired-state.service.js';
-import { DeviceAuthModule } from './device-auth.module.js';
-import { DeviceBrokerAuthenticator } from './device-broker-authenticator.js';
-import { DeviceIngestMetrics } from './device-ingest-metrics.js';
+import { DeviceAuthModule } from './auth/device-auth.module.js';
+import { DeviceBrokerAuthenticator } from './auth/device-broker-authenticator.js';
+import { DeviceIngestMetrics } from './reports/device-ingest-metrics.js';
 import { DeviceModelsRepository } from './device-models.repository.js';
 import { DevicesController } from './devices.controller.js';
 import { DevicesRepository } from './devices.repository.js';
@@ -13,8 +13,8 @@ import { EnrollmentService } from './enrollment/enrollment.service.js';
 import { EnrollmentTokensRepository } from './enrollment/enrollment-tokens.repository.js';
 import { EnrollmentTokensService } from './enrollment/enrollment-tokens.service.js';
 import { modelCatalogProvider, ModelCatalogImports } from './model-catalog.provider.js';
-import { PresenceService } from './presence.service.js';
-import { ReportIngestService } from './report-ingest.service.js';
+import { PresenceService } from './presence/presence.service.js';
+import { ReportIngestService } from './reports/report-ingest.service.js';
 import { DesiredSyncRepository } from './sync/desired-sync.repository.js';
 import { DesiredSyncService } from './sync/desired-sync.service.js';
 

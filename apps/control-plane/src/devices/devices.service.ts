@@ -6,11 +6,11 @@ import type { Page } from '../infra/http/keyset-page.js';
 import { MqttGateway } from '../infra/mqtt/mqtt-gateway.js';
 import { TransportSecurity } from '../infra/tls/transport-security.js';
 import { DesiredStateService } from './desired-state.service.js';
-import { DeviceCredentialVerifier } from './device-credential-verifier.service.js';
+import { DeviceCredentialVerifier } from './auth/device-credential-verifier.service.js';
 import { deviceCursor, type DeviceListFilter } from './device-filter.js';
 import { enrollmentCredentials } from './enrollment/enrollment-credentials.js';
 import { DeviceErrorCode, DeviceException } from './devices.exception.js';
-import { assertNotReserved } from './reserved-device-id.js';
+import { assertNotReserved } from './auth/reserved-device-id.js';
 import { type DeviceDetail, type DeviceModelState, DevicesRepository, type DeviceSummary } from './devices.repository.js';
 import { ModelCatalog } from './model-catalog.js';
 

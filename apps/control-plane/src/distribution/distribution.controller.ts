@@ -3,7 +3,7 @@ import { Controller, Get, Inject, Logger, Param, Req, Res, UseGuards } from '@ne
 import { ApiBasicAuth, ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
 import { Public } from '../access/access.decorators.js';
-import { DeviceAuthGuard, type RequestWithDevice } from '../devices/device-auth.guard.js';
+import { DeviceAuthGuard, type RequestWithDevice } from '../devices/auth/device-auth.guard.js';
 import { ARTIFACT_STORE, type ArtifactStore } from '../models/artifact-store/artifact-store.js';
 import { ModelsService, targetPathOf } from '../models/models.service.js';
 import { ArtifactAccessPolicy } from './artifact-access.js';

@@ -1,5 +1,5 @@
 import { type MiddlewareConsumer, Module, type NestModule } from '@nestjs/common';
-import { DeviceAuthModule } from '../devices/device-auth.module.js';
+import { DeviceAuthModule } from '../devices/auth/device-auth.module.js';
 import { ModelsModule } from '../models/models.module.js';
 import { ArtifactAccessPolicy } from './artifact-access.js';
 import { DistributionController } from './distribution.controller.js';

@@ -20,6 +20,8 @@ export const METRIC = {
   dbPool: 'fleetline_db_pool_connections',
   desiredSync: 'fleetline_desired_sync_total',
   mqttDenials: 'fleetline_mqtt_denials_total',
+  mqttDisconnects: 'fleetline_mqtt_disconnects_total',
+  mqttAckSeconds: 'fleetline_mqtt_publish_ack_seconds',
   mqttConnectsPending: 'fleetline_mqtt_connects_pending',
   mqttConnectsBusy: 'fleetline_mqtt_connects_refused_busy_total',
   artifactStreams: 'fleetline_artifact_streams',
@@ -34,6 +36,6 @@ export const METRIC = {
 /** Series names a Prometheus query may use: histograms add _bucket, _sum and _count. */
 export function exportedSeriesNames(): Set<string> {
   const names = new Set<string>(Object.values(METRIC));
-  for (const suffix of ['_bucket', '_sum', '_count']) names.add(`${METRIC.httpDuration}${suffix}`);
+  for (const histogram of [METRIC.httpDuration, METRIC.mqttAckSeconds]) for (const suffix of ['_bucket', '_sum', '_count']) names.add(`${histogram}${suffix}`);
   return names;
 }

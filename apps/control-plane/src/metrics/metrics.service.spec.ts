@@ -1,12 +1,12 @@
 import { DownloadAdmission } from '../distribution/download-admission.js';
 import type { DataSource } from 'typeorm';
 import { describe, expect, it, jest } from '@jest/globals';
-import { DeviceIngestMetrics } from '../devices/device-ingest-metrics.js';
-import type { AppliedReport, ReportIngestService } from '../devices/report-ingest.service.js';
+import { DeviceIngestMetrics } from '../devices/reports/device-ingest-metrics.js';
+import type { AppliedReport, ReportIngestService } from '../devices/reports/report-ingest.service.js';
 import { BrokerMetrics } from '../infra/mqtt/broker-metrics.js';
 import { EmbeddedBrokerGateway } from '../infra/mqtt/embedded-broker.gateway.js';
 import type { DesiredSyncService } from '../devices/sync/desired-sync.service.js';
-import { TelemetryIngestMetrics } from '../telemetry/telemetry-ingest.metrics.js';
+import { TelemetryIngestMetrics } from '../telemetry/ingest/telemetry-ingest.metrics.js';
 import type { FleetMetricsRepository, FleetSnapshot } from './fleet-metrics.repository.js';
 import { MetricsService } from './metrics.service.js';
 import type { RefusalAudit } from '../access/refusal-audit.js';

@@ -2,14 +2,15 @@ import { Inject, Injectable, Logger, type OnModuleInit } from '@nestjs/common';
 import { isTerminalUpdateState } from '@fleetline/protocol';
 import { DataSource } from 'typeorm';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { DeviceIngestMetrics } from '../devices/device-ingest-metrics.js';
-import { type AppliedReport, ReportIngestService } from '../devices/report-ingest.service.js';
+import { DeviceIngestMetrics } from '../devices/reports/device-ingest-metrics.js';
+import { type AppliedReport, ReportIngestService } from '../devices/reports/report-ingest.service.js';
 import { DesiredSyncService } from '../devices/sync/desired-sync.service.js';
 import type { AdmissionBound } from '../infra/admission/admission-bound.js';
 import { EmbeddedBrokerGateway } from '../infra/mqtt/embedded-broker.gateway.js';
+import { DISCONNECT_REASONS } from '../infra/mqtt/broker-metrics.js';
 import { MqttGateway } from '../infra/mqtt/mqtt-gateway.js';
-import { TELEMETRY_REJECT_REASONS } from '../telemetry/telemetry-bounds.js';
-import { TelemetryIngestMetrics } from '../telemetry/telemetry-ingest.metrics.js';
+import { TELEMETRY_REJECT_REASONS } from '../telemetry/ingest/telemetry-bounds.js';
+import { TelemetryIngestMetrics } from '../telemetry/ingest/telemetry-ingest.metrics.js';
 import { RefusalAudit } from '../access/refusal-audit.js';
 import { DownloadAdmission } from '../distribution/download-admission.js';
 import { SourceLimits } from '../infra/rate-limit/source-limits.js';
@@ -272,6 +273,24 @@ export class MetricsService implements OnModuleInit {
           for (const kind of ['connect', 'publish', 'subscribe', 'packet-size', 'tls']) this.inc({ kind }, brokerMetrics.count(kind));
         },
       });
+      new Counter({
+        name: METRIC.mqttDisconnects,
+        help: 'Device connections the embedded broker lost, by cause (keepalive-timeout, drain-timeout, error, takeover, control-plane, closed by the device).',
+        labelNames: ['reason'],
+        registers,
+        collect(this: Counter<'reason'>) {
+          this.reset();
+          for (const reason of DISCONNECT_REASONS) this.inc({ reason }, brokerMetrics.disconnects.get(reason) ?? 0);
+        },
+      });
+      // Commit-before-ack: a device waits this long for each PUBACK, and its PINGRESP waits behind it.
+      const acks = new Histogram({
+        name: METRIC.mqttAckSeconds,
+        help: 'Seconds from a device PUBLISH reaching the broker to its acknowledgement, i.e. until it is stored (past half the keepalive, devices start dropping their connections).',
+        buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30, 60],
+        registers,
+      });
+      brokerMetrics.onAck = (seconds) => acks.observe(seconds);
     }
     const admission = broker instanceof EmbeddedBrokerGateway ? broker.admission : undefined;
     if (admission) {
@@ -279,10 +298,11 @@ export class MetricsService implements OnModuleInit {
       // rising means devices are arriving faster than this replica authenticates them.
       exportAdmission(registers, admission, 'pending', {
         gauge: METRIC.mqttConnectsPending,
-        gaugeHelp: 'CONNECTs the embedded broker is authenticating now, and the bound (MQTT_MAX_PENDING_CONNECTS) past which it refuses them.',
+        gaugeHelp:
+          'Connections the embedded broker is establishing now (CONNECT until their hello is stored), and the bound (MQTT_MAX_PENDING_CONNECTS) past which it refuses CONNECTs.',
         refused: METRIC.mqttConnectsBusy,
         refusedHelp:
-          'CONNECTs refused with "server unavailable" because MQTT_MAX_PENDING_CONNECTS were being authenticated (the device backs off and retries).',
+          'CONNECTs refused with "server unavailable" because MQTT_MAX_PENDING_CONNECTS connections were being established (the device backs off and retries).',
       });
     }
 

@@ -1,11 +1,11 @@
 import { HttpStatus, Inject, Injectable, Logger, type OnApplicationBootstrap, type OnModuleDestroy, Optional } from '@nestjs/common';
 import { type ArtifactRef, TRANSIENT_FAILURE_CODES } from '@fleetline/protocol';
 import { DesiredStateService } from '../devices/desired-state.service.js';
-import { ReportIngestService } from '../devices/report-ingest.service.js';
+import { ReportIngestService } from '../devices/reports/report-ingest.service.js';
 import { APP_CONFIG, type AppConfig } from '../infra/config/app-config.js';
 import { DomainException } from '../infra/http/domain.exception.js';
 import { ModelsService } from '../models/models.service.js';
-import { type GateResult, HealthGateService } from '../telemetry/health-gate.contract.js';
+import { type GateResult, HealthGateService } from '../telemetry/gates/health-gate.contract.js';
 import { DriverLease } from './driver-lease.js';
 import { inMaintenanceWindow, nextWindowOpening } from './planning/maintenance-window.js';
 import { assessWave, decideWave, type WaveAssessment } from './planning/wave-conditions.js';
@@ -458,7 +458,10 @@ export class RolloutEngine implements OnApplicationBootstrap, OnModuleDestroy {
       return;
     }
     let budget = MAX_NOTIFY_PER_TICK;
-    if (r.spec.maxInFlight !== undefined) budget = Math.min(budget, r.spec.maxInFlight - (await this.repo.inFlightCount(r.id)));
+    // The rollout's own cap, else the replica's default (ROLLOUT_MAX_IN_FLIGHT): a wave is told as
+    // fast as its devices finish, not all at once.
+    const maxInFlight = r.spec.maxInFlight ?? (this.config.rolloutMaxInFlight || undefined);
+    if (maxInFlight !== undefined) budget = Math.min(budget, maxInFlight - (await this.repo.inFlightCount(r.id)));
     // Decided on every tick the rollout could notify, even when the in-flight cap leaves nothing:
     // what is not spent is not saved up (no burst once the cap, a closed window or a pause lifts).
     let ramp: RampDecision | undefined;

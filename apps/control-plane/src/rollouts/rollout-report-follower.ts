@@ -1,5 +1,5 @@
 import { Injectable, Logger, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
-import { type AppliedReport, ReportIngestService } from '../devices/report-ingest.service.js';
+import { type AppliedReport, ReportIngestService } from '../devices/reports/report-ingest.service.js';
 import { type NewEvent, RolloutRepository, type RolloutReport } from './rollout.repository.js';
 
 /**

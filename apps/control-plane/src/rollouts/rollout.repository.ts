@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Injectable } from '@nestjs/common';
 import { DataSource, type EntityManager } from 'typeorm';
 import type { ArtifactRef } from '@fleetline/protocol';
-import type { GateResult } from '../telemetry/health-gate.contract.js';
+import type { GateResult } from '../telemetry/gates/health-gate.contract.js';
 import { COMPATIBILITY_KEY_SQL, type CompatibilityProjection, incompatibilityReason } from './planning/compatibility.js';
 import { storedSpec } from './planning/rollout-definition.js';
 import { type ConflictResolution, RELEASED_REASON_PREFIX, releasedReason, type RolloutConflict, resolveConflicts } from './planning/conflicts.js';

@@ -1,4 +1,4 @@
-import type { GateSpec } from '../telemetry/health-gate.contract.js';
+import type { GateSpec } from '../telemetry/gates/health-gate.contract.js';
 
 /**
  * Lifecycle of a rollout. `scheduled`, `running` and `paused` are the active states;

@@ -5,7 +5,7 @@ import type { Principal } from '../access/access.decorators.js';
 import { DomainException } from '../infra/http/domain.exception.js';
 import { decodeCursor, encodeCursor, type Page } from '../infra/http/keyset-page.js';
 import { ModelsService } from '../models/models.service.js';
-import { HealthGateService } from '../telemetry/health-gate.contract.js';
+import { HealthGateService } from '../telemetry/gates/health-gate.contract.js';
 import type { CreateRolloutDto } from './dto/create-rollout.dto.js';
 import type { ListRolloutDevicesQueryDto, ListRolloutsQueryDto } from './dto/rollout-queries.dto.js';
 import { normaliseDefinition } from './planning/rollout-definition.js';

@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
-import { INACTIVE_COHORT } from './telemetry-cohort.js';
-import { aggregateFromRow, distributionFromValue, type TelemetryAggregate } from './telemetry-stats.js';
+import { INACTIVE_COHORT } from './gates/telemetry-cohort.js';
+import { aggregateFromRow, distributionFromValue, type TelemetryAggregate } from './gates/telemetry-stats.js';
 
 export interface TimeWindow {
   from: Date;

@@ -1,8 +1,8 @@
 import { Injectable } from '@nestjs/common';
-import { FLEET_COHORT, INACTIVE_COHORT, parseCohort, rolloutCohortPrefix } from './telemetry-cohort.js';
+import { FLEET_COHORT, INACTIVE_COHORT, parseCohort, rolloutCohortPrefix } from './gates/telemetry-cohort.js';
 import { TelemetryException, TelemetryErrorCode } from './telemetry.exception.js';
 import { type ReferenceDistribution, type TimeWindow, TelemetryQueryRepository } from './telemetry-query.repository.js';
-import { mergeAll, psiAgainst, summarize, type TelemetryAggregate, type TelemetryStats } from './telemetry-stats.js';
+import { mergeAll, psiAgainst, summarize, type TelemetryAggregate, type TelemetryStats } from './gates/telemetry-stats.js';
 
 /** Longest window one query may cover, and most series points it may return. */
 export const MAX_WINDOW_DAYS = 31;

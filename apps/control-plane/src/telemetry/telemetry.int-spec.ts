@@ -4,11 +4,11 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { DataSource } from 'typeorm';
 import { LATENCY_BUCKET_COUNT, latencyBucketIndex, PROTOCOL_VERSION, type TelemetryMessage, topics } from '@fleetline/protocol';
 import { apiClient, type ApiClient, databaseBackends, eventually, startTestApp, type TestApp } from '../testing/test-app.fixture.js';
-import { HealthGateService } from './health-gate.contract.js';
-import { rolloutCohort } from './telemetry-cohort.js';
-import { TelemetryIngestMetrics } from './telemetry-ingest.metrics.js';
-import { TelemetryIngestService } from './telemetry-ingest.service.js';
-import { TelemetryMaintenanceService } from './telemetry-maintenance.service.js';
+import { HealthGateService } from './gates/health-gate.contract.js';
+import { rolloutCohort } from './gates/telemetry-cohort.js';
+import { TelemetryIngestMetrics } from './ingest/telemetry-ingest.metrics.js';
+import { TelemetryIngestService } from './ingest/telemetry-ingest.service.js';
+import { TelemetryMaintenanceService } from './maintenance/telemetry-maintenance.service.js';
 import type { VersionTelemetry } from './telemetry-query.service.js';
 
 interface Device {

@@ -1,13 +1,13 @@
 import { Module } from '@nestjs/common';
 import { APP_CONFIG, type AppConfig } from '../infra/config/app-config.js';
-import { HealthGateService } from './health-gate.contract.js';
-import { RollupHealthGateService } from './health-gate.service.js';
+import { HealthGateService } from './gates/health-gate.contract.js';
+import { RollupHealthGateService } from './gates/health-gate.service.js';
 import { TelemetryController } from './telemetry.controller.js';
-import { TelemetryIngestMetrics } from './telemetry-ingest.metrics.js';
-import { TelemetryIngestRepository } from './telemetry-ingest.repository.js';
-import { DEFAULT_TELEMETRY_BATCH_OPTIONS, TELEMETRY_BATCH_OPTIONS, TelemetryIngestService } from './telemetry-ingest.service.js';
-import { TelemetryMaintenanceRepository } from './telemetry-maintenance.repository.js';
-import { TelemetryMaintenanceService } from './telemetry-maintenance.service.js';
+import { TelemetryIngestMetrics } from './ingest/telemetry-ingest.metrics.js';
+import { TelemetryIngestRepository } from './ingest/telemetry-ingest.repository.js';
+import { DEFAULT_TELEMETRY_BATCH_OPTIONS, TELEMETRY_BATCH_OPTIONS, TelemetryIngestService } from './ingest/telemetry-ingest.service.js';
+import { TelemetryMaintenanceRepository } from './maintenance/telemetry-maintenance.repository.js';
+import { TelemetryMaintenanceService } from './maintenance/telemetry-maintenance.service.js';
 import { TelemetryQueryRepository } from './telemetry-query.repository.js';
 import { TelemetryQueryService } from './telemetry-query.service.js';
 

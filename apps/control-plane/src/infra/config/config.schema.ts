@@ -197,6 +197,13 @@ export const envSchema = z.object({
   ARTIFACT_BUSY_RETRY_SECONDS: z.coerce.number().int().min(1).max(3600).default(2),
   /** Seconds between rollout engine ticks. */
   ROLLOUT_TICK_SECONDS: z.coerce.number().min(0.1).max(3600).default(2),
+  /**
+   * Devices one rollout may have between notice and outcome (notified, downloading, installing) when
+   * its spec sets no maxInFlight; 0 for no bound. Every told device sends its reports and fetches
+   * its artifact at once: an unbounded wave of 100,000 asks the replicas to store 100,000 reports in
+   * the same seconds, and devices whose acknowledgements wait past their keepalive drop off.
+   */
+  ROLLOUT_MAX_IN_FLIGHT: z.coerce.number().int().min(0).max(10_000_000).default(10_000),
   /** Days of raw telemetry kept. */
   TELEMETRY_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(14),
   /** Most inferences per second of its interval one telemetry message may claim; more is refused (a broken or lying agent). */
@@ -232,7 +239,7 @@ export const envSchema = z.object({
 
 export type Env = z.infer<typeof envSchema>;
 
-/** Bounds on what one device's telemetry may claim (telemetry/telemetry-bounds.ts applies them). */
+/** Bounds on what one device's telemetry may claim (telemetry/ingest/telemetry-bounds.ts applies them). */
 export interface TelemetryLimits {
   maxInferencesPerSecond: number;
   maxIntervalSeconds: number;
@@ -291,6 +298,8 @@ export interface AppConfig {
   /** ARTIFACT_MEMORY_CACHE_MB in bytes; unset in tests that build a config by hand. */
   artifactMemoryCacheBytes?: number;
   rolloutTickSeconds: number;
+  /** ROLLOUT_MAX_IN_FLIGHT (0: none); unset in tests that build a config by hand (no bound). */
+  rolloutMaxInFlight?: number;
   telemetryRetentionDays: number;
   telemetryLimits: TelemetryLimits;
   /** Group commit of telemetry (TELEMETRY_BATCH_DELAY_MS, TELEMETRY_WRITERS); unset in tests that build a config by hand. */
@@ -364,6 +373,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     downloadAdmission: { maxStreams: e.ARTIFACT_MAX_STREAMS, busyRetrySeconds: e.ARTIFACT_BUSY_RETRY_SECONDS },
     artifactMemoryCacheBytes: e.ARTIFACT_MEMORY_CACHE_MB * 1024 * 1024,
     rolloutTickSeconds: e.ROLLOUT_TICK_SECONDS,
+    rolloutMaxInFlight: e.ROLLOUT_MAX_IN_FLIGHT,
     telemetryRetentionDays: e.TELEMETRY_RETENTION_DAYS,
     telemetryBatch: { maxDelayMs: e.TELEMETRY_BATCH_DELAY_MS, writers: e.TELEMETRY_WRITERS },
     telemetryLimits: {

@@ -14,9 +14,9 @@ import {
 } from '@fleetline/protocol';
 import fc from 'fast-check';
 import { DataSource } from 'typeorm';
-import { DeviceIngestMetrics } from '../../devices/device-ingest-metrics.js';
-import { TelemetryIngestMetrics } from '../../telemetry/telemetry-ingest.metrics.js';
-import { TelemetryIngestService } from '../../telemetry/telemetry-ingest.service.js';
+import { DeviceIngestMetrics } from '../../devices/reports/device-ingest-metrics.js';
+import { TelemetryIngestMetrics } from '../../telemetry/ingest/telemetry-ingest.metrics.js';
+import { TelemetryIngestService } from '../../telemetry/ingest/telemetry-ingest.service.js';
 import { apiClient, type ApiClient, eventually, startTestApp, type TestApp } from '../../testing/test-app.fixture.js';
 import { MqttGateway } from './mqtt-gateway.js';
 

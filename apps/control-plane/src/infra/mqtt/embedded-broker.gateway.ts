@@ -7,8 +7,8 @@ import { Aedes, type AuthenticateError, type Client, type PublishPacket, type Su
 import { WebSocketServer, createWebSocketStream } from 'ws';
 import { isValidDeviceId, parseDeviceTopic } from '@fleetline/protocol';
 import { authorizeDevicePublish, authorizeDeviceSubscribe, authorizeDeviceWill } from './device-acl.js';
-import { BrokerMetrics } from './broker-metrics.js';
-import { ConnectAdmission } from './connect-admission.js';
+import { BrokerMetrics, type DisconnectReason } from './broker-metrics.js';
+import { ConnectAdmission, HELLO_HOLD_MS } from './connect-admission.js';
 import type { DeviceRouter, RouterFrame } from './cluster/device-router.js';
 import { type BrokerAuthenticator, type ConnectionEvent, type MessageHandler, MqttGateway, type OutboundMessage, type PublishOptions } from './mqtt-gateway.js';
 import { guardPacketSize } from './packet-size-guard.js';
@@ -32,7 +32,7 @@ export interface EmbeddedBrokerOptions {
   publicUrls?: string[];
   maxPacketBytes: number;
   drainTimeoutMs: number;
-  /** Most CONNECTs authenticating at once; past it a CONNECT is refused with "server unavailable" (connect-admission.ts). */
+  /** Most connections establishing at once (CONNECT until their hello is stored); past it a CONNECT is refused with "server unavailable" (connect-admission.ts). */
   maxPendingConnects: number;
   /** Names this replica in connection sessions. */
   replicaId: string;
@@ -74,6 +74,10 @@ export class EmbeddedBrokerGateway extends MqttGateway {
   private boundWssPort = 0;
   private readonly subscriptions: { filter: string; handler: MessageHandler }[] = [];
   private readonly sessions = new WeakMap<Client, string>();
+  /** Why a connection is closing, recorded by whatever closes it, counted when aedes reports it gone. */
+  private readonly closeCauses = new WeakMap<Client, DisconnectReason>();
+  /** Connections holding an admission slot until their first message is stored, with its release. */
+  private readonly establishing = new Map<Client, () => void>();
   private readonly sessionPrefix: string;
   private sessionCounter = 0;
   private heartbeat?: NodeJS.Timeout;
@@ -139,9 +143,16 @@ export class EmbeddedBrokerGateway extends MqttGateway {
         if (!release) return refuse(CONNACK_SERVER_UNAVAILABLE, 'busy: too many connects in progress');
         authenticator.authenticate(client.id, username, password ? Buffer.from(password) : undefined).then(
           (ok) => {
-            release();
-            if (ok) done(null, true);
-            else refuse(CONNACK_BAD_CREDENTIALS, 'bad credentials');
+            if (ok) {
+              this.holdAdmission(client, release);
+              // aedes closes a live connection with the same client id once this one is accepted (§3.1.4 step 2).
+              const previous = this.localClient(client.id);
+              if (previous && previous !== client) this.closeCauses.set(previous, 'takeover');
+              done(null, true);
+            } else {
+              release();
+              refuse(CONNACK_BAD_CREDENTIALS, 'bad credentials');
+            }
           },
           (err: unknown) => {
             release();
@@ -158,9 +169,17 @@ export class EmbeddedBrokerGateway extends MqttGateway {
           // MQTT 3.1.1 has no negative PUBACK; aedes closes the connection on an error here.
           return done(new Error(decision.reason));
         }
+        const received = performance.now();
+        const acked = (): void => this.metrics.onAck?.((performance.now() - received) / 1000);
         this.ingest(client, packet).then(
-          () => done(null),
+          () => {
+            acked();
+            this.releaseAdmission(client);
+            done(null);
+          },
           (err: unknown) => {
+            acked();
+            this.releaseAdmission(client);
             // Not stored: no PUBACK. Closing the connection (aedes does on an error here) is the only
             // refusal MQTT 3.1.1 has; the agent keeps the message in its outbox and resends it after
             // reconnecting. A QoS 0 message has no acknowledgement to withhold and nobody resends it.
@@ -189,7 +208,12 @@ export class EmbeddedBrokerGateway extends MqttGateway {
     for (const { filter, handler } of this.subscriptions) await this.attach(filter, handler);
     broker.on('client', (client: Client) => this.onClient(client));
     broker.on('clientDisconnect', (client: Client) => this.onClientGone(client));
-    broker.on('clientError', (client: Client, err: Error) => this.logger.debug(`client ${client.id}: ${err.message}`));
+    broker.on('clientError', (client: Client, err: Error) => {
+      // The first cause wins: a keepalive or drain timeout is followed by the error of the closed socket.
+      if (!this.closeCauses.has(client)) this.closeCauses.set(client, err.message === 'drain timeout' ? 'drain-timeout' : 'error');
+      this.logger.debug(`client ${client.id}: ${err.message}`);
+    });
+    broker.on('keepaliveTimeout', (client: Client) => this.closeCauses.set(client, 'keepalive-timeout'));
 
     const { host, maxPacketBytes } = this.options;
     // Every listener meters the MQTT byte stream it hands to aedes: on TLS that is the decrypted
@@ -369,6 +393,7 @@ export class EmbeddedBrokerGateway extends MqttGateway {
   async disconnectClient(clientId: string): Promise<boolean> {
     const client = this.localClient(clientId);
     if (client) {
+      this.closeCauses.set(client, 'control-plane');
       await new Promise<void>((resolve) => client.close(() => resolve()));
       return true;
     }
@@ -413,9 +438,28 @@ export class EmbeddedBrokerGateway extends MqttGateway {
     router.send(client.id, { kind: 'takeover', session }).catch((err: unknown) => this.logger.warn(`takeover of ${client.id}: ${String(err)}`));
   }
 
+  /** Keeps a connection's admission slot until its first message is stored (connect-admission.ts). */
+  private holdAdmission(client: Client, release: () => void): void {
+    const timer = setTimeout(() => this.releaseAdmission(client), HELLO_HOLD_MS);
+    timer.unref();
+    this.establishing.set(client, () => {
+      clearTimeout(timer);
+      release();
+    });
+  }
+
+  private releaseAdmission(client: Client): void {
+    const release = this.establishing.get(client);
+    if (!release) return;
+    this.establishing.delete(client);
+    release();
+  }
+
   private onClientGone(client: Client): void {
+    this.releaseAdmission(client);
     const session = this.sessions.get(client);
     if (session === undefined) return; // never registered (refused at CONNECT)
+    this.metrics.disconnected(this.closeCauses.get(client) ?? 'closed');
     this.emitConnection(client.id, false, session);
     this.router?.detach(client.id);
   }
@@ -430,9 +474,13 @@ export class EmbeddedBrokerGateway extends MqttGateway {
         );
         return;
       case 'takeover':
-        if (this.sessions.get(client) !== frame.session) client.close();
+        if (this.sessions.get(client) !== frame.session) {
+          this.closeCauses.set(client, 'takeover');
+          client.close();
+        }
         return;
       case 'disconnect':
+        this.closeCauses.set(client, 'control-plane');
         client.close();
         return;
     }

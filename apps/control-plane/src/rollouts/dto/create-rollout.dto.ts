@@ -19,7 +19,7 @@ import {
   ValidateNested,
 } from 'class-validator';
 import { DEVICE_ID_PATTERN, MODEL_NAME_PATTERN } from '@fleetline/protocol';
-import { GATE_METRICS, type GateMetric } from '../../telemetry/health-gate.contract.js';
+import { GATE_METRICS, type GateMetric } from '../../telemetry/gates/health-gate.contract.js';
 
 const SEMVER = /^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$/;
 

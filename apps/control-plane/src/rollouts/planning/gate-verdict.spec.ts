@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
-import type { GateResult } from '../../telemetry/health-gate.contract.js';
+import type { GateResult } from '../../telemetry/gates/health-gate.contract.js';
 import { gateVerdict } from './gate-verdict.js';
 
 const result = (passed: boolean | null, variant?: string): GateResult => ({

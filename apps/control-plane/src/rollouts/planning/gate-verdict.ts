@@ -1,4 +1,4 @@
-import type { GateResult } from '../../telemetry/health-gate.contract.js';
+import type { GateResult } from '../../telemetry/gates/health-gate.contract.js';
 
 export type GateVerdict = 'passed' | 'pending' | 'failed';
 

@@ -1,4 +1,4 @@
-import type { GateSpec } from '../../telemetry/health-gate.contract.js';
+import type { GateSpec } from '../../telemetry/gates/health-gate.contract.js';
 import type { CreateRolloutDto } from '../dto/create-rollout.dto.js';
 import type { RolloutAction, RolloutSpec, WaveSpec } from '../rollout.types.js';
 import { validateMaintenanceWindow } from './maintenance-window.js';

@@ -4,7 +4,7 @@ import { Redis } from 'ioredis';
 import mqtt, { type MqttClient } from 'mqtt';
 import { DataSource } from 'typeorm';
 import { type DeviceCredentials, encodePayload, PROTOCOL_VERSION, topics, type UpdateReport } from '@fleetline/protocol';
-import { DeviceIngestMetrics } from '../../../devices/device-ingest-metrics.js';
+import { DeviceIngestMetrics } from '../../../devices/reports/device-ingest-metrics.js';
 import { apiClient, type ApiClient, eventually, startTestApp, type TestApp, uploadTestVersion } from '../../../testing/test-app.fixture.js';
 
 /**

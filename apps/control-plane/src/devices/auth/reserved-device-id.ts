@@ -1,5 +1,5 @@
-import { CONTROL_PLANE_CLIENT_ID_PREFIX } from '../broker-auth/broker-auth.decision.js';
-import { DeviceErrorCode, DeviceException } from './devices.exception.js';
+import { CONTROL_PLANE_CLIENT_ID_PREFIX } from '../../broker-auth/broker-auth.decision.js';
+import { DeviceErrorCode, DeviceException } from '../devices.exception.js';
 
 /**
  * Ids the control plane's own broker clients use (`fleetline-cp-…`). The broker-auth endpoints

@@ -1,10 +1,10 @@
 import { Injectable } from '@nestjs/common';
 import { LATENCY_BUCKET_COUNT, type TelemetryMessage } from '@fleetline/protocol';
 import { DataSource } from 'typeorm';
-import type { TelemetryLimits } from '../infra/config/config.schema.js';
+import type { TelemetryLimits } from '../../infra/config/config.schema.js';
 import { COUNT_BINS, DEFAULT_TELEMETRY_LIMITS } from './telemetry-bounds.js';
-import { FLEET_COHORT, INACTIVE_COHORT } from './telemetry-cohort.js';
-import { partitionDay, partitionName, partitionBounds } from './telemetry-partitions.js';
+import { FLEET_COHORT, INACTIVE_COHORT } from '../gates/telemetry-cohort.js';
+import { partitionDay, partitionName, partitionBounds } from '../maintenance/telemetry-partitions.js';
 
 /** A decoded telemetry message and the device it came from (taken from the topic, which the broker ACL binds to the client). */
 export interface IngestSample {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
 import { CredentialCache } from './credential-cache.js';
-import { RateLimitedLog } from './rate-limited-log.js';
+import { RateLimitedLog } from '../../infra/logging/rate-limited-log.js';
 
 describe('CredentialCache', () => {
   it('expires entries after the ttl', () => {

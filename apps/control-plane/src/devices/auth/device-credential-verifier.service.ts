@@ -1,6 +1,6 @@
 import { Injectable, Logger } from '@nestjs/common';
 import { isValidDeviceId } from '@fleetline/protocol';
-import { secretMatches } from '../access/secret.js';
+import { secretMatches } from '../../access/secret.js';
 import { CredentialCache } from './credential-cache.js';
 import { DeviceCredentialsRepository } from './device-credentials.repository.js';
 

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import mqtt, { type MqttClient } from 'mqtt';
 import { DataSource } from 'typeorm';
 import { LATENCY_BUCKET_COUNT, PROTOCOL_VERSION, type TelemetryMessage, topics } from '@fleetline/protocol';
-import { apiClient, type ApiClient, databaseBackends, startTestApp, type TestApp } from '../testing/test-app.fixture.js';
+import { apiClient, type ApiClient, databaseBackends, startTestApp, type TestApp } from '../../testing/test-app.fixture.js';
 import { TelemetryIngestMetrics } from './telemetry-ingest.metrics.js';
 import { TelemetryIngestService } from './telemetry-ingest.service.js';
 

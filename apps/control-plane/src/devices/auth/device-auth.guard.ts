@@ -1,8 +1,8 @@
 import { type CanActivate, type ExecutionContext, Injectable } from '@nestjs/common';
 import type { Request, Response } from 'express';
-import { SourceLimits, sourceAddress } from '../infra/rate-limit/source-limits.js';
+import { SourceLimits, sourceAddress } from '../../infra/rate-limit/source-limits.js';
 import { DeviceCredentialVerifier } from './device-credential-verifier.service.js';
-import { DeviceErrorCode, DeviceException } from './devices.exception.js';
+import { DeviceErrorCode, DeviceException } from '../devices.exception.js';
 
 export interface AuthenticatedDevice {
   id: string;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from '@jest/globals';
 import { LATENCY_BUCKET_COUNT, PROTOCOL_VERSION, type TelemetryMessage, topics } from '@fleetline/protocol';
-import type { AppConfig } from '../infra/config/app-config.js';
-import type { MqttGateway } from '../infra/mqtt/mqtt-gateway.js';
+import type { AppConfig } from '../../infra/config/app-config.js';
+import type { MqttGateway } from '../../infra/mqtt/mqtt-gateway.js';
 import { TelemetryIngestMetrics } from './telemetry-ingest.metrics.js';
 import type { BatchWriteResult, IngestSample, TelemetryIngestRepository } from './telemetry-ingest.repository.js';
 import { storageProblem, TelemetryIngestService } from './telemetry-ingest.service.js';

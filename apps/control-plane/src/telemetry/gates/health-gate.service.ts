@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { type GateEvaluationInput, type GateResult, HealthGateService } from './health-gate.contract.js';
 import { evaluateGates, type GateInputs } from './health-gate.logic.js';
 import { candidateCohorts } from './telemetry-cohort.js';
-import { TelemetryQueryRepository } from './telemetry-query.repository.js';
+import { TelemetryQueryRepository } from '../telemetry-query.repository.js';
 
 /**
  * Health gates from the per-minute rollups. Candidate cohort: samples of the candidate version

@@ -1,5 +1,5 @@
 import type { TelemetryMessage } from '@fleetline/protocol';
-import type { TelemetryLimits } from '../infra/config/config.schema.js';
+import type { TelemetryLimits } from '../../infra/config/config.schema.js';
 
 /**
  * Why a well-formed telemetry message is refused: what it claims could skew a rollout decision.

@@ -10,11 +10,11 @@ import {
   type UpdateReport,
   updateReportSchema,
 } from '@fleetline/protocol';
-import { type InboundMessage, MqttGateway } from '../infra/mqtt/mqtt-gateway.js';
+import { type InboundMessage, MqttGateway } from '../../infra/mqtt/mqtt-gateway.js';
 import { DeviceIngestMetrics } from './device-ingest-metrics.js';
-import { DeviceModelsRepository } from './device-models.repository.js';
-import { DevicesRepository } from './devices.repository.js';
-import { RateLimitedLog } from './rate-limited-log.js';
+import { DeviceModelsRepository } from '../device-models.repository.js';
+import { DevicesRepository } from '../devices.repository.js';
+import { RateLimitedLog } from '../../infra/logging/rate-limited-log.js';
 import { type IncomingReport, planReportBatch, reportAppliesToAssignment } from './report-ordering.js';
 
 /** A report that changed device_models, for in-process listeners (the rollout engine wakes early on them). */

@@ -1,6 +1,6 @@
 import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
-import { type BrokerAuthenticator, MqttGateway } from '../infra/mqtt/mqtt-gateway.js';
-import { SourceLimits } from '../infra/rate-limit/source-limits.js';
+import { type BrokerAuthenticator, MqttGateway } from '../../infra/mqtt/mqtt-gateway.js';
+import { SourceLimits } from '../../infra/rate-limit/source-limits.js';
 import { DeviceCredentialVerifier } from './device-credential-verifier.service.js';
 
 /**

@@ -1,12 +1,12 @@
 import { Inject, Injectable, Logger, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
 import { decodePayload, parseDeviceTopic, type TelemetryMessage, telemetryMessageSchema, topics } from '@fleetline/protocol';
-import { APP_CONFIG, type AppConfig } from '../infra/config/app-config.js';
-import { type InboundMessage, MqttGateway } from '../infra/mqtt/mqtt-gateway.js';
-import { RateLimitedLog } from './rate-limited-log.js';
+import { APP_CONFIG, type AppConfig } from '../../infra/config/app-config.js';
+import { type InboundMessage, MqttGateway } from '../../infra/mqtt/mqtt-gateway.js';
+import { RateLimitedLog } from '../../infra/logging/rate-limited-log.js';
 import { BatcherClosedError, TelemetryBatcher, type TelemetryBatcherOptions } from './telemetry-batcher.js';
 import { TelemetryIngestMetrics } from './telemetry-ingest.metrics.js';
 import { type IngestSample, TelemetryIngestRepository } from './telemetry-ingest.repository.js';
-import { acceptedWindow } from './telemetry-partitions.js';
+import { acceptedWindow } from '../maintenance/telemetry-partitions.js';
 import {
   boundsProblem,
   DEFAULT_TELEMETRY_LIMITS,
@@ -16,7 +16,7 @@ import {
   type StreamSample,
   type TelemetryRejectReason,
 } from './telemetry-bounds.js';
-import type { TelemetryLimits } from '../infra/config/config.schema.js';
+import type { TelemetryLimits } from '../../infra/config/config.schema.js';
 
 const INT32_MAX = 2_147_483_647;
 /** Longest interval one aggregate may cover; agents close an interval every minute by default. */
@@ -119,6 +119,7 @@ export class TelemetryIngestService implements OnModuleInit, OnModuleDestroy {
       (err, failed) => {
         this.metrics.writeFailed += failed;
         this.writeErrors.warn(
+          'write',
           `telemetry batch of ${failed} samples not stored (not acknowledged; devices resend): ${err instanceof Error ? err.message : String(err)}`,
         );
       },
@@ -152,13 +153,13 @@ export class TelemetryIngestService implements OnModuleInit, OnModuleDestroy {
     const topic = parseDeviceTopic(message.topic);
     if (!topic || topic.kind !== 'telemetry') {
       this.metrics.malformed++;
-      this.badInput.warn(`telemetry on unexpected topic ${message.topic.slice(0, 200)} dropped`);
+      this.badInput.warn('topic', `telemetry on unexpected topic ${message.topic.slice(0, 200)} dropped`);
       return;
     }
     const decoded = decodePayload(telemetryMessageSchema, message.payload);
     if (!decoded.ok) {
       this.metrics.malformed++;
-      this.badInput.warn(`malformed telemetry from ${topic.deviceId} dropped: ${decoded.error}`);
+      this.badInput.warn(topic.deviceId, `malformed telemetry from ${topic.deviceId} dropped: ${decoded.error}`);
       return;
     }
     const m = decoded.value;
@@ -167,7 +168,7 @@ export class TelemetryIngestService implements OnModuleInit, OnModuleDestroy {
     const problem = storageProblem(m, start, end);
     if (problem) {
       this.metrics.malformed++;
-      this.badInput.warn(`malformed telemetry from ${topic.deviceId} dropped: ${problem}`);
+      this.badInput.warn(topic.deviceId, `malformed telemetry from ${topic.deviceId} dropped: ${problem}`);
       return;
     }
     const rejection = boundsProblem(m, start, end, Date.now(), this.limits);
@@ -178,7 +179,7 @@ export class TelemetryIngestService implements OnModuleInit, OnModuleDestroy {
     const window = this.window();
     if (end < window.from.getTime() || end > window.to.getTime()) {
       this.metrics.outOfWindow++;
-      this.badInput.warn(`telemetry from ${topic.deviceId} for ${m.intervalEnd} is outside the stored window; dropped`);
+      this.badInput.warn(topic.deviceId, `telemetry from ${topic.deviceId} for ${m.intervalEnd} is outside the stored window; dropped`);
       return;
     }
     if (this.batcher.isClosed) {
@@ -197,7 +198,7 @@ export class TelemetryIngestService implements OnModuleInit, OnModuleDestroy {
   /** `detail` names the device when the refusal is of one known sample. */
   private reject(reason: TelemetryRejectReason, detail: string, n = 1): void {
     this.metrics.rejected[reason] += n;
-    this.badInput.warn(`telemetry refused (${reason}): ${detail}; acknowledged and dropped`);
+    this.badInput.warn(reason, `telemetry refused (${reason}): ${detail}; acknowledged and dropped`);
   }
 
   /**
@@ -230,7 +231,10 @@ export class TelemetryIngestService implements OnModuleInit, OnModuleDestroy {
         // Exported with the malformed ones (/metrics): like them, the store cannot hold it.
         this.metrics.refused++;
         this.metrics.malformed++;
-        this.writeErrors.warn(`telemetry sample from ${samples[0]!.deviceId} refused by the database: ${err instanceof Error ? err.message : String(err)}`);
+        this.writeErrors.warn(
+          'write',
+          `telemetry sample from ${samples[0]!.deviceId} refused by the database: ${err instanceof Error ? err.message : String(err)}`,
+        );
         return;
       }
       const half = Math.ceil(samples.length / 2);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
-import { hashSecret } from '../access/secret.js';
+import { hashSecret } from '../../access/secret.js';
 import type { DeviceCredentialsRepository } from './device-credentials.repository.js';
 import { DeviceCredentialVerifier } from './device-credential-verifier.service.js';
 

@@ -1,7 +1,7 @@
 import { Inject, Injectable, Logger, type OnModuleInit } from '@nestjs/common';
 import { Interval } from '@nestjs/schedule';
-import { APP_CONFIG, type AppConfig } from '../infra/config/app-config.js';
-import { TelemetryIngestRepository } from './telemetry-ingest.repository.js';
+import { APP_CONFIG, type AppConfig } from '../../infra/config/app-config.js';
+import { TelemetryIngestRepository } from '../ingest/telemetry-ingest.repository.js';
 import { TelemetryMaintenanceRepository, type ReferenceCaptureOptions } from './telemetry-maintenance.repository.js';
 import { acceptedWindow, dayOfPartition, daysAround, expiredPartitions } from './telemetry-partitions.js';
 

@@ -1,13 +1,13 @@
 import { Inject, Injectable, Logger, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
 import { decodePayload, parseDeviceTopic, presenceMessageSchema, topics } from '@fleetline/protocol';
-import { APP_CONFIG, type AppConfig } from '../infra/config/app-config.js';
-import { EmbeddedBrokerGateway } from '../infra/mqtt/embedded-broker.gateway.js';
-import { type InboundMessage, MqttGateway } from '../infra/mqtt/mqtt-gateway.js';
-import { DeviceIngestMetrics } from './device-ingest-metrics.js';
-import { DevicesRepository } from './devices.repository.js';
+import { APP_CONFIG, type AppConfig } from '../../infra/config/app-config.js';
+import { EmbeddedBrokerGateway } from '../../infra/mqtt/embedded-broker.gateway.js';
+import { type InboundMessage, MqttGateway } from '../../infra/mqtt/mqtt-gateway.js';
+import { DeviceIngestMetrics } from '../reports/device-ingest-metrics.js';
+import { DevicesRepository } from '../devices.repository.js';
 import { PresenceBuffer, presenceTime } from './presence-buffer.js';
-import { RateLimitedLog } from './rate-limited-log.js';
-import { DesiredSyncService } from './sync/desired-sync.service.js';
+import { RateLimitedLog } from '../../infra/logging/rate-limited-log.js';
+import { DesiredSyncService } from '../sync/desired-sync.service.js';
 
 const FLUSH_EVERY_MS = 300;
 /** How often a clustered replica looks for replicas that died holding connections. */

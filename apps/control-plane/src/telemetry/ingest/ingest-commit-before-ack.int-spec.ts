@@ -3,11 +3,11 @@ import mqtt, { type MqttClient } from 'mqtt';
 import pg from 'pg';
 import { DataSource } from 'typeorm';
 import { encodePayload, LATENCY_BUCKET_COUNT, PROTOCOL_VERSION, type TelemetryMessage, topics, type UpdateReport } from '@fleetline/protocol';
-import { DeviceModelsRepository } from '../devices/device-models.repository.js';
-import { DevicesRepository } from '../devices/devices.repository.js';
-import { EmbeddedBrokerGateway } from '../infra/mqtt/embedded-broker.gateway.js';
-import { MqttGateway } from '../infra/mqtt/mqtt-gateway.js';
-import { apiClient, type ApiClient, databaseBackends, eventually, startTestApp, type TestApp } from '../testing/test-app.fixture.js';
+import { DeviceModelsRepository } from '../../devices/device-models.repository.js';
+import { DevicesRepository } from '../../devices/devices.repository.js';
+import { EmbeddedBrokerGateway } from '../../infra/mqtt/embedded-broker.gateway.js';
+import { MqttGateway } from '../../infra/mqtt/mqtt-gateway.js';
+import { apiClient, type ApiClient, databaseBackends, eventually, startTestApp, type TestApp } from '../../testing/test-app.fixture.js';
 import { TelemetryIngestMetrics } from './telemetry-ingest.metrics.js';
 import { TelemetryIngestRepository } from './telemetry-ingest.repository.js';
 

@@ -3,9 +3,9 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import mqtt, { type MqttClient } from 'mqtt';
 import { DataSource } from 'typeorm';
 import { LATENCY_BUCKET_COUNT, latencyBucketIndex, populationStabilityIndex, PROTOCOL_VERSION, type TelemetryMessage, topics } from '@fleetline/protocol';
-import { MetricsService } from '../metrics/metrics.service.js';
-import { apiClient, type ApiClient, databaseBackends, eventually, startTestApp, type TestApp } from '../testing/test-app.fixture.js';
-import { HealthGateService } from './health-gate.contract.js';
+import { MetricsService } from '../../metrics/metrics.service.js';
+import { apiClient, type ApiClient, databaseBackends, eventually, startTestApp, type TestApp } from '../../testing/test-app.fixture.js';
+import { HealthGateService } from '../gates/health-gate.contract.js';
 import { TelemetryIngestMetrics } from './telemetry-ingest.metrics.js';
 import { TelemetryIngestService } from './telemetry-ingest.service.js';
 
