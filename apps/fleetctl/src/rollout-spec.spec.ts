@@ -74,7 +74,7 @@ describe('buildRolloutRequest', () => {
     await expect(buildRolloutRequest({ model: 'm', version: '1.0.0', waves: '100' })).rejects.toThrow('a target is required');
     await expect(buildRolloutRequest({ model: 'm', version: '1.0.0', tag: ['a=b'] })).rejects.toThrow('--waves is required');
     await expect(buildRolloutRequest({ model: 'm', version: '1.0.0', tag: ['ab'], waves: '100' })).rejects.toThrow('key=value');
-    await expect(buildRolloutRequest({ model: 'm', version: '1.0.0', tag: ['a=b'], waves: '100', onFailure: 'explode' })).rejects.toThrow('pause or abort');
+    await expect(buildRolloutRequest({ model: 'm', version: '1.0.0', tag: ['a=b'], waves: '100', onFailure: 'explode' })).rejects.toThrow('pause or rollback');
     await expect(buildRolloutRequest({ model: 'm', version: '1.0.0', tag: ['a=b'], waves: '100', bake: '-1' })).rejects.toThrow('--bake');
   });
 });

@@ -10,7 +10,7 @@ export interface RolloutRequest {
   version: string;
   target: { tags?: Record<string, string>; deviceIds?: string[] };
   waves: WaveRequest[];
-  onFailure?: 'pause' | 'abort';
+  onFailure?: 'pause' | 'rollback' | 'abort';
   onGateFailure?: 'pause' | 'rollback';
   [extra: string]: unknown;
 }
@@ -91,7 +91,9 @@ export async function buildRolloutRequest(flags: RolloutFlags): Promise<RolloutR
     request.onGateFailure = flags.onGateFailure;
   }
   if (flags.onFailure !== undefined) {
-    if (flags.onFailure !== 'pause' && flags.onFailure !== 'abort') throw new UsageError('--on-failure must be pause or abort');
+    // 'abort' is the old name of 'rollback' (the server accepts both and stores 'rollback').
+    if (flags.onFailure !== 'pause' && flags.onFailure !== 'rollback' && flags.onFailure !== 'abort')
+      throw new UsageError('--on-failure must be pause or rollback');
     request.onFailure = flags.onFailure;
   }
 

@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { FleetCountsRepository } from '../fleet/fleet-counts.repository.js';
+import { ACTIVE_ROLLOUT_STATES } from '../rollouts/lifecycle/rollout-transitions.js';
 
 /** Everything the fleet gauges show, from the running fleet counts and two small aggregate queries. */
 export interface FleetSnapshot {
@@ -12,8 +13,7 @@ export interface FleetSnapshot {
   activeRolloutDevices: { rolloutId: string; model: string; version: string; state: string; devices: number }[];
 }
 
-/** Rollout states in which a rollout still moves; the only ones labelled by id (bounded cardinality). */
-export const ACTIVE_ROLLOUT_STATES = ['scheduled', 'running', 'paused'] as const;
+// Rollouts in ACTIVE_ROLLOUT_STATES still move: the only ones labelled by id (bounded cardinality).
 
 type Count = number | string;
 

@@ -18,6 +18,7 @@ import { CachedSnapshot } from './cached-snapshot.js';
 import { type FleetSnapshot, FleetMetricsRepository } from './fleet-metrics.repository.js';
 import { METRIC } from './metric-names.js';
 import { METRICS_CONFIG, type MetricsConfig } from './metrics.config.js';
+import { ACTIVE_ROLLOUT_STATES } from '../rollouts/lifecycle/rollout-transitions.js';
 
 /** Seconds; uploads and long-lived streams land in the upper buckets. */
 const HTTP_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
@@ -122,7 +123,7 @@ export class MetricsService implements OnModuleInit {
     );
     fleetGauge(METRIC.rollouts, 'Rollouts by state.', ['state'], (g, s) => {
       // Zeros for the active states keep "no rollout running" a visible 0 instead of no series.
-      for (const state of ['scheduled', 'running', 'paused']) g.set({ state }, 0);
+      for (const state of ACTIVE_ROLLOUT_STATES) g.set({ state }, 0);
       for (const row of s.rolloutsByState) g.set({ state: row.state }, row.rollouts);
     });
     fleetGauge(

@@ -13,6 +13,7 @@ import { RAMP_WINDOW_MS, rampAfter, rampBudget, type RampDecision, type RampStat
 import { gateVerdict } from './planning/gate-verdict.js';
 import { type NewEvent, RolloutRepository, type RolloutRow, type WaveRow } from './rollout.repository.js';
 import { eventsOf, RolloutReportFollower } from './rollout-report-follower.js';
+import { canonicalFailureAction, type FailureAction } from './rollout.types.js';
 
 /** Devices selected, assigned and published per batch. */
 export const NOTIFY_BATCH = 5_000;
@@ -175,7 +176,7 @@ export class RolloutEngine implements OnApplicationBootstrap, OnModuleDestroy {
     if (r.state === 'completed' || r.state === 'cancelled') return this.syncDevices(r, true);
     // Stripped of every device (higher-priority rollouts took them all, or no build fits any): it
     // ends now rather than baking waves of nobody. A dynamic rollout stays: devices may still join.
-    if (!r.spec.dynamic && (await this.repo.cancelWhenNothingLeft(r.id, ['scheduled', 'running', 'paused']))) return;
+    if (!r.spec.dynamic && (await this.repo.cancelWhenNothingLeft(r.id))) return;
     if (r.state === 'scheduled') {
       if (r.startAt.getTime() > now.getTime()) return;
       await this.repo.startWave(
@@ -183,7 +184,7 @@ export class RolloutEngine implements OnApplicationBootstrap, OnModuleDestroy {
         -1,
         0,
         { type: 'wave-started', wave: 0, message: 'rollout started: wave 1 begins', data: { reason: 'start time reached' } },
-        { fromStates: ['scheduled'] },
+        'start',
       );
       r = await this.repo.get(r.id);
       if (r.state !== 'running') return;
@@ -194,8 +195,7 @@ export class RolloutEngine implements OnApplicationBootstrap, OnModuleDestroy {
     if (r.endAt && r.endAt.getTime() <= now.getTime()) {
       await this.repo.transition(
         r.id,
-        ['running'],
-        'completed',
+        'end-time',
         'end time reached',
         { type: 'completed', message: 'end time reached: no further devices are told' },
         { finished: true },
@@ -285,7 +285,8 @@ export class RolloutEngine implements OnApplicationBootstrap, OnModuleDestroy {
     if (decision.kind === 'fail') {
       const f = wave.spec.failure;
       const message = `failure condition met in wave ${wave.idx + 1}: ${assessment.failed} failed of ${assessment.executed} executed (${assessment.failurePercent}%; threshold ${f?.percent !== undefined ? `${f.percent}%` : `${f?.count} devices`}, minExecuted ${f?.minExecuted})`;
-      return this.onFailure(r, r.spec.onFailure === 'abort' ? 'abort' : 'pause', message, {
+      // Specs stored before one vocabulary may still say 'abort'.
+      return this.onFailure(r, canonicalFailureAction(r.spec.onFailure), message, {
         ...assessment,
         failure: f,
         acceptedFailures: wave.acceptedFailures,
@@ -295,7 +296,7 @@ export class RolloutEngine implements OnApplicationBootstrap, OnModuleDestroy {
     if (gateOutcome.kind === 'failed') {
       return this.onFailure(
         r,
-        wave.spec.onGateFailure === 'rollback' ? 'abort' : 'pause',
+        canonicalFailureAction(wave.spec.onGateFailure),
         `health gates failed in wave ${wave.idx + 1}: ${gateOutcome.summary}`,
         {
           gates: gateOutcome.results,
@@ -338,8 +339,7 @@ export class RolloutEngine implements OnApplicationBootstrap, OnModuleDestroy {
       await this.repo.completeLastWave(r.id, wave.idx);
       return this.repo.transition(
         r.id,
-        ['running'],
-        'completed',
+        'complete',
         null,
         { type: 'completed', wave: wave.idx, message: `rollout completed: last wave ${wave.idx + 1} succeeded and baked`, data: { ...assessment } },
         { finished: true },
@@ -365,15 +365,15 @@ export class RolloutEngine implements OnApplicationBootstrap, OnModuleDestroy {
         message: `wave ${wave.idx + 1} succeeded (${assessment.successPercent}% >= ${wave.spec.successPercent}%) and baked ${wave.spec.bakeSeconds} s: wave ${wave.idx + 2} begins`,
         data: { previous: assessment, gates: wave.gateResults },
       },
-      { fromStates: ['running'] },
+      'next-wave',
     );
   }
 
-  private async onFailure(r: RolloutRow, action: 'pause' | 'abort', message: string, data: Record<string, unknown>): Promise<boolean> {
+  private async onFailure(r: RolloutRow, action: FailureAction, message: string, data: Record<string, unknown>): Promise<boolean> {
     if (action === 'pause') {
-      return this.repo.transition(r.id, ['running'], 'paused', message, { type: 'paused', wave: r.currentWave, message: `paused: ${message}`, data });
+      return this.repo.transition(r.id, 'halt', message, { type: 'paused', wave: r.currentWave, message: `paused: ${message}`, data });
     }
-    return this.repo.transition(r.id, ['running'], 'rolling-back', message, {
+    return this.repo.transition(r.id, 'roll-back', message, {
       type: 'aborted',
       wave: r.currentWave,
       message: `aborting and rolling back: ${message}`,

@@ -11,6 +11,7 @@ import { nothingLeft } from './planning/nothing-left.js';
 import { type ResolvedRanges, SqlParams, targetWhereSql, versionsSatisfying } from './planning/target-filter.js';
 import type { StateCounts } from './planning/wave-conditions.js';
 import { waveBoundaries, waveLowOrdinals, waveSizes } from './planning/wave-math.js';
+import { HOLDING_ROLLOUT_STATES, type RolloutOperation, sqlStates, targetOf, transitionOf } from './lifecycle/rollout-transitions.js';
 import { RolloutErrorCode, RolloutException } from './rollout.exception.js';
 import type { RolloutAction, RolloutDeviceState, RolloutSpec, RolloutState, TargetSelector, WaveSpec } from './rollout.types.js';
 
@@ -104,7 +105,7 @@ export interface CreateRolloutResult {
 }
 
 /** SQL for "this rollout still holds its devices" (conflicts are judged against these). */
-const HOLDING_ROLLOUT_SQL = `(r.state IN ('scheduled', 'running', 'paused', 'rolling-back'))`;
+const HOLDING_ROLLOUT_SQL = `(r.state IN ${sqlStates(HOLDING_ROLLOUT_STATES)})`;
 const EXPLICIT_ID_CHUNK = 10_000;
 /** Skip reasons recorded in the event of a rollout that ended with nobody left (the most frequent). */
 const NOTHING_LEFT_REASONS = 20;
@@ -545,7 +546,7 @@ export class RolloutRepository {
     const rows = returnedRows(
       await this.dataSource.query(
         `SELECT * FROM rollouts r
-         WHERE r.state IN ('scheduled', 'running', 'paused', 'rolling-back')
+         WHERE r.state IN ${sqlStates(HOLDING_ROLLOUT_STATES)}
             OR (r.state IN ('completed', 'cancelled')
                 AND EXISTS (SELECT 1 FROM rollout_devices rd WHERE rd.rollout_id = r.id AND rd.state IN ('notified', 'downloading', 'installing')))
          ORDER BY created_at, id`,
@@ -627,24 +628,25 @@ export class RolloutRepository {
   }
 
   /**
-   * Compare-and-set state change with its event in one transaction. Returns false when the
-   * rollout was not in one of `from` (another replica, or an operator, got there first).
+   * Compare-and-set state change with its event in one transaction, along the edge `op` of
+   * ROLLOUT_TRANSITIONS (its `from` states; `to` one of its targets). Returns false when the
+   * rollout was not in one of them (another replica, or an operator, got there first).
    */
   async transition(
     rolloutId: string,
-    from: readonly RolloutState[],
-    to: RolloutState,
+    op: RolloutOperation,
     reason: string | null,
     event: NewEvent,
-    extra: { finished?: boolean; started?: boolean } = {},
+    extra: { finished?: boolean; started?: boolean; to?: RolloutState } = {},
   ): Promise<boolean> {
+    const to = targetOf(op, extra.to);
     return this.dataSource.transaction(async (em) => {
       const rows = returnedRows(
         await em.query(
           `UPDATE rollouts SET state = $2, state_reason = $3, updated_at = now()
              ${extra.finished ? ', finished_at = now()' : ''} ${extra.started ? ', started_at = coalesce(started_at, now())' : ''}
            WHERE id = $1 AND state = ANY($4::text[]) RETURNING id`,
-          [rolloutId, to, reason, [...from]],
+          [rolloutId, to, reason, [...transitionOf(op).from]],
         ),
       );
       if (rows.length === 0) return false;
@@ -657,13 +659,13 @@ export class RolloutRepository {
    * Starts wave `to` if the rollout is still at wave `from` (compare-and-set): a wave can never
    * start twice, even when two replicas or a crash and a restart race.
    */
-  async startWave(rolloutId: string, from: number, to: number, event: NewEvent, opts: { fromStates: readonly RolloutState[] }): Promise<boolean> {
+  async startWave(rolloutId: string, from: number, to: number, event: NewEvent, op: 'start' | 'next-wave' | 'advance'): Promise<boolean> {
     return this.dataSource.transaction(async (em) => {
       const rows = returnedRows(
         await em.query(
-          `UPDATE rollouts SET current_wave = $3, state = 'running', state_reason = NULL, started_at = coalesce(started_at, now()), updated_at = now()
+          `UPDATE rollouts SET current_wave = $3, state = $5, state_reason = NULL, started_at = coalesce(started_at, now()), updated_at = now()
            WHERE id = $1 AND current_wave = $2 AND state = ANY($4::text[]) RETURNING id`,
-          [rolloutId, from, to, [...opts.fromStates]],
+          [rolloutId, from, to, [...transitionOf(op).from], targetOf(op)],
         ),
       );
       if (rows.length === 0) return false;
@@ -920,8 +922,8 @@ export class RolloutRepository {
     const rows = returnedRows(
       await this.dataSource.query(
         `UPDATE rollouts SET action = 'install', install_requested_at = now(), updated_at = now()
-         WHERE id = $1 AND action = 'download-only' AND state IN ('running', 'paused') RETURNING id`,
-        [rolloutId],
+         WHERE id = $1 AND action = 'download-only' AND state = ANY($2::text[]) RETURNING id`,
+        [rolloutId, [...transitionOf('install').from]],
       ),
     );
     return rows.length > 0;
@@ -970,7 +972,8 @@ export class RolloutRepository {
    * The check is two index probes, cheap enough for every tick; the change itself re-checks under
    * the rollout's row lock, in one transaction with its event. Returns true when it ended it.
    */
-  async cancelWhenNothingLeft(rolloutId: string, from: readonly RolloutState[]): Promise<boolean> {
+  async cancelWhenNothingLeft(rolloutId: string): Promise<boolean> {
+    const from = transitionOf('nothing-left').from;
     const NOTHING_LEFT = `EXISTS (SELECT 1 FROM rollout_devices WHERE rollout_id = $1)
                           AND NOT EXISTS (SELECT 1 FROM rollout_devices WHERE rollout_id = $1 AND state <> 'skipped')`;
     const probe = returnedRows(await this.dataSource.query(`SELECT ${NOTHING_LEFT} AS empty`, [rolloutId]))[0];
@@ -993,9 +996,10 @@ export class RolloutRepository {
         ),
       ).map((r) => ({ reason: (r['reason'] as string | null) ?? null, devices: Number(r['n']) }));
       const outcome = nothingLeft(Number(totals?.['members'] ?? 0), Number(totals?.['released'] ?? 0), reasons);
-      await em.query(`UPDATE rollouts SET state = 'cancelled', state_reason = $2, finished_at = now(), updated_at = now() WHERE id = $1`, [
+      await em.query(`UPDATE rollouts SET state = $3, state_reason = $2, finished_at = now(), updated_at = now() WHERE id = $1`, [
         rolloutId,
         outcome.stateReason,
+        targetOf('nothing-left'),
       ]);
       await this.insertEvents(em, rolloutId, [outcome.event]);
       return true;
@@ -1003,9 +1007,13 @@ export class RolloutRepository {
   }
 
   async finishAbort(rolloutId: string, rolledBack: number): Promise<void> {
-    const to: RolloutState = rolledBack > 0 ? 'rolled-back' : 'aborted';
+    const to = targetOf('finish-rollback', rolledBack > 0 ? 'rolled-back' : 'aborted');
     await this.dataSource.transaction(async (em) => {
-      await em.query(`UPDATE rollouts SET state = $2, finished_at = now(), updated_at = now() WHERE id = $1 AND state = 'rolling-back'`, [rolloutId, to]);
+      await em.query(`UPDATE rollouts SET state = $2, finished_at = now(), updated_at = now() WHERE id = $1 AND state = ANY($3::text[])`, [
+        rolloutId,
+        to,
+        [...transitionOf('finish-rollback').from],
+      ]);
       await this.insertEvents(em, rolloutId, [
         {
           type: 'rollback-finished',

@@ -1,13 +1,12 @@
 import type { GateSpec } from '../telemetry/gates/health-gate.contract.js';
 
 /**
- * Lifecycle of a rollout. `scheduled`, `running` and `paused` are the active states;
+ * Lifecycle of a rollout (its edges: lifecycle/rollout-transitions.ts). `scheduled`, `running` and `paused` are the active states;
  * `rolling-back` is the transient state of an abort while devices are reverted, which ends in
  * `rolled-back` (at least one device reverted) or `aborted` (nothing had to be reverted).
  */
 export const ROLLOUT_STATES = ['scheduled', 'running', 'paused', 'rolling-back', 'completed', 'cancelled', 'aborted', 'rolled-back'] as const;
 export type RolloutState = (typeof ROLLOUT_STATES)[number];
-export const ACTIVE_ROLLOUT_STATES: readonly RolloutState[] = ['scheduled', 'running', 'paused'];
 
 /** Per-device state inside a rollout (protocol UpdateStates map onto these, see planning/device-state.ts). */
 export const ROLLOUT_DEVICE_STATES = [
@@ -28,8 +27,18 @@ export type RolloutDeviceState = (typeof ROLLOUT_DEVICE_STATES)[number];
 export const IN_FLIGHT_DEVICE_STATES: readonly RolloutDeviceState[] = ['notified', 'downloading', 'installing'];
 
 export type RolloutAction = 'install' | 'download-only';
-export type FailureAction = 'pause' | 'abort';
-export type GateFailureAction = 'pause' | 'rollback';
+/**
+ * What a failed wave does, for a failure threshold (onFailure) and a failed gate (onGateFailure)
+ * alike: stop where it is, or roll back every told device (the API's abort).
+ */
+export type FailureAction = 'pause' | 'rollback';
+export type GateFailureAction = FailureAction;
+/** onFailure's old spelling of `rollback`, still accepted by the API and found in stored specs. */
+export const LEGACY_FAILURE_ACTION = 'abort';
+
+export function canonicalFailureAction(action: FailureAction | typeof LEGACY_FAILURE_ACTION | undefined): FailureAction {
+  return action === 'rollback' || action === LEGACY_FAILURE_ACTION ? 'rollback' : 'pause';
+}
 
 /** A failure threshold: `percent` of executed devices or an absolute `count`, judged once `minExecuted` devices finished. */
 export interface FailureCondition {

@@ -8,6 +8,7 @@ import { ModelsService } from '../models/models.service.js';
 import { HealthGateService } from '../telemetry/gates/health-gate.contract.js';
 import type { CreateRolloutDto } from './dto/create-rollout.dto.js';
 import type { ListRolloutDevicesQueryDto, ListRolloutsQueryDto } from './dto/rollout-queries.dto.js';
+import { allows, type RolloutOperation, transitionOf } from './lifecycle/rollout-transitions.js';
 import { normaliseDefinition } from './planning/rollout-definition.js';
 import { assessWave, type StateCounts, type WaveAssessment } from './planning/wave-conditions.js';
 import { RolloutEngine } from './rollout-engine.js';
@@ -207,7 +208,7 @@ export class RolloutsService {
   // ---------------------------------------------------------------- operator actions
 
   async pause(id: string, actor: string): Promise<RolloutDetail> {
-    await this.transition(id, 'pause', ['running', 'scheduled'], 'paused', `paused by ${actor}`, 'paused');
+    await this.transition(id, 'pause', `paused by ${actor}`, 'paused');
     return this.describe(id);
   }
 
@@ -223,13 +224,13 @@ export class RolloutsService {
       await this.repo.acceptCurrentWave(id, wave.idx, failed, gatesFailed);
     }
     const to: RolloutState = r.currentWave < 0 ? 'scheduled' : 'running';
-    await this.transition(id, 'resume', ['paused'], to, null, 'resumed', `resumed by ${actor}`);
+    await this.transition(id, 'resume', null, 'resumed', { message: `resumed by ${actor}`, to });
     return this.describe(id);
   }
 
   async advance(id: string, actor: string): Promise<RolloutDetail> {
     const r = await this.repo.get(id);
-    if (!['scheduled', 'running', 'paused'].includes(r.state)) throw this.invalid(r, 'advance', 'the rollout is not active');
+    if (!allows('advance', r.state)) throw this.invalid(r, 'advance', 'the rollout is not active');
     const next = r.currentWave + 1;
     if (next >= r.spec.waves.length) throw this.invalid(r, 'advance', `wave ${r.currentWave + 1} is the last wave`);
     const ok = await this.repo.startWave(
@@ -237,7 +238,7 @@ export class RolloutsService {
       r.currentWave,
       next,
       { type: 'wave-started', wave: next, message: `wave ${next + 1} started by ${actor} (manual approval)`, data: { actor, manual: true } },
-      { fromStates: ['scheduled', 'running', 'paused'] },
+      'advance',
     );
     if (!ok) throw this.invalid(r, 'advance', 'the rollout changed meanwhile; try again');
     this.engine.wake();
@@ -245,26 +246,18 @@ export class RolloutsService {
   }
 
   async cancel(id: string, actor: string): Promise<RolloutDetail> {
-    await this.transition(id, 'cancel', ['scheduled', 'running', 'paused'], 'cancelled', `cancelled by ${actor}`, 'cancelled', undefined, true);
+    await this.transition(id, 'cancel', `cancelled by ${actor}`, 'cancelled', { finished: true });
     return this.describe(id);
   }
 
   async abort(id: string, actor: string): Promise<RolloutDetail> {
-    await this.transition(
-      id,
-      'abort',
-      ['scheduled', 'running', 'paused'],
-      'rolling-back',
-      `aborted by ${actor}`,
-      'aborted',
-      `aborted by ${actor}: devices that took the version are reverted`,
-    );
+    await this.transition(id, 'abort', `aborted by ${actor}`, 'aborted', { message: `aborted by ${actor}: devices that took the version are reverted` });
     return this.describe(id);
   }
 
   async retry(id: string, actor: string): Promise<RolloutDetail> {
     const r = await this.repo.get(id);
-    if (!['scheduled', 'running', 'paused'].includes(r.state)) throw this.invalid(r, 'retry', 'the rollout is not active');
+    if (!allows('retry', r.state)) throw this.invalid(r, 'retry', 'the rollout is not active');
     const count = await this.repo.resetFailed(id);
     await this.repo.insertEvents(undefined, id, [
       { type: 'retry', wave: r.currentWave, message: `${actor} sent ${count} failed or timed-out devices back to pending`, data: { count, actor } },
@@ -276,7 +269,7 @@ export class RolloutsService {
   async install(id: string, actor: string): Promise<RolloutDetail> {
     const r = await this.repo.get(id);
     if (r.action !== 'download-only') throw this.invalid(r, 'install', 'only a download-only rollout takes an install command');
-    if (!(await this.repo.requestInstall(id))) throw this.invalid(r, 'install', 'the rollout must be running or paused');
+    if (!(await this.repo.requestInstall(id))) throw this.invalid(r, 'install', `allowed from ${transitionOf('install').from.join(', ')}`);
     await this.repo.insertEvents(undefined, id, [
       { type: 'install-requested', wave: r.currentWave, message: `${actor} commanded the downloaded devices to install`, data: { actor } },
     ]);
@@ -286,18 +279,15 @@ export class RolloutsService {
 
   private async transition(
     id: string,
-    verb: string,
-    from: RolloutState[],
-    to: RolloutState,
+    op: RolloutOperation,
     reason: string | null,
     type: string,
-    message?: string,
-    finished = false,
+    opts: { message?: string; finished?: boolean; to?: RolloutState } = {},
   ): Promise<void> {
-    const ok = await this.repo.transition(id, from, to, reason, { type, message: message ?? reason ?? type }, { finished });
+    const ok = await this.repo.transition(id, op, reason, { type, message: opts.message ?? reason ?? type }, { finished: opts.finished, to: opts.to });
     if (!ok) {
       const r = await this.repo.get(id);
-      throw this.invalid(r, verb, `allowed from ${from.join(', ')}`);
+      throw this.invalid(r, op, `allowed from ${transitionOf(op).from.join(', ')}`);
     }
     this.engine.wake();
   }

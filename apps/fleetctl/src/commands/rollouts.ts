@@ -37,7 +37,7 @@ export function registerRollouts(program: Command): void {
     .option('--success <percent>', 'share of a wave that must commit before the next wave')
     .option('--failure-percent <percent>', 'failure threshold: percent of executed devices')
     .option('--min-executed <n>', 'judge the failure threshold once this many devices finished')
-    .option('--on-failure <action>', 'pause or abort when the failure threshold is crossed')
+    .option('--on-failure <action>', 'pause or rollback when the failure threshold is crossed')
     .option(
       '--gate <metric:bound=value>',
       'model-health gate of every wave but the last, canary against baseline; repeat for several. Metrics: latency_p50, latency_p95, latency_p99, error_rate, psi; bounds: maxRatio, maxIncrease, max, minSamples',

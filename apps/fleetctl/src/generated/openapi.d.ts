@@ -812,10 +812,11 @@ export interface components {
             /** @example detector */
             model: string;
             /**
+             * @description What a met failure condition does; `abort` is the old name of `rollback`, accepted and stored as `rollback`
              * @default pause
              * @enum {string}
              */
-            onFailure?: "pause" | "abort";
+            onFailure?: "pause" | "rollback" | "abort";
             /**
              * @description Default for waves with gates
              * @default pause

@@ -309,10 +309,14 @@ export class CreateRolloutDto {
   @IsBoolean()
   coverAll?: boolean;
 
-  @ApiPropertyOptional({ enum: ['pause', 'abort'], default: 'pause' })
+  @ApiPropertyOptional({
+    enum: ['pause', 'rollback', 'abort'],
+    default: 'pause',
+    description: 'What a met failure condition does; `abort` is the old name of `rollback`, accepted and stored as `rollback`',
+  })
   @IsOptional()
-  @IsIn(['pause', 'abort'])
-  onFailure?: 'pause' | 'abort';
+  @IsIn(['pause', 'rollback', 'abort'])
+  onFailure?: 'pause' | 'rollback' | 'abort';
 
   @ApiPropertyOptional({ enum: ['pause', 'rollback'], default: 'pause', description: 'Default for waves with gates' })
   @IsOptional()

@@ -55,6 +55,16 @@ describe('rollout definition normalisation', () => {
     expect(r.ok && r.value.hasGates).toBe(true);
   });
 
+  it('names the failure actions with one vocabulary: abort, the old onFailure spelling, is stored as rollback', () => {
+    const spelled = (onFailure: 'pause' | 'rollback' | 'abort') => {
+      const r = normaliseDefinition(base({ onFailure }), now);
+      return r.ok ? r.value.spec.onFailure : undefined;
+    };
+    expect(spelled('abort')).toBe('rollback');
+    expect(spelled('rollback')).toBe('rollback');
+    expect(spelled('pause')).toBe('pause');
+  });
+
   it('collects every cross-field problem', () => {
     const r = normaliseDefinition(
       base({

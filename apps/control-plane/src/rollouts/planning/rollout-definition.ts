@@ -1,6 +1,6 @@
 import type { GateSpec } from '../../telemetry/gates/health-gate.contract.js';
 import type { CreateRolloutDto } from '../dto/create-rollout.dto.js';
-import type { RolloutAction, RolloutSpec, WaveSpec } from '../rollout.types.js';
+import { canonicalFailureAction, type RolloutAction, type RolloutSpec, type WaveSpec } from '../rollout.types.js';
 import { validateMaintenanceWindow } from './maintenance-window.js';
 import { isValidRange } from './target-filter.js';
 import { validateWaveSizes } from './wave-math.js';
@@ -100,7 +100,7 @@ export function normaliseDefinition(dto: CreateRolloutDto, now: Date): { ok: tru
       ...(target.deviceIds ? { deviceIds: target.deviceIds } : {}),
     },
     waves,
-    onFailure: dto.onFailure ?? 'pause',
+    onFailure: canonicalFailureAction(dto.onFailure),
     ...(dto.ramp ? { ramp: { ratePerMinute: dto.ramp.ratePerMinute, growthFactor: dto.ramp.growthFactor } } : {}),
     ...(dto.maxInFlight !== undefined ? { maxInFlight: dto.maxInFlight } : {}),
     maintenanceWindows: windows,

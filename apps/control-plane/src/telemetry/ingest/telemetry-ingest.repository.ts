@@ -5,6 +5,7 @@ import type { TelemetryLimits } from '../../infra/config/config.schema.js';
 import { COUNT_BINS, DEFAULT_TELEMETRY_LIMITS } from './telemetry-bounds.js';
 import { FLEET_COHORT, INACTIVE_COHORT } from '../gates/telemetry-cohort.js';
 import { partitionDay, partitionName, partitionBounds } from '../maintenance/telemetry-partitions.js';
+import { ACTIVE_ROLLOUT_STATES } from '../../rollouts/lifecycle/rollout-transitions.js';
 
 /** A decoded telemetry message and the device it came from (taken from the topic, which the broker ACL binds to the client). */
 export interface IngestSample {
@@ -36,8 +37,8 @@ const GATE_BUCKET_SUMS = `ARRAY[${Array.from({ length: LATENCY_BUCKET_COUNT }, (
 /** Samples per log2 count bin (telemetry-bounds.ts countBin). */
 const COUNT_HISTOGRAM = `ARRAY[${Array.from({ length: COUNT_BINS }, (_, i) => `count(*) FILTER (WHERE bin = ${i})`).join(', ')}]::bigint[]`;
 
-/** Rollout states in which a device's samples carry the rollout's cohort label (rollouts/rollout.types.ts ACTIVE_ROLLOUT_STATES). */
-export const COHORT_ROLLOUT_STATES = ['scheduled', 'running', 'paused'] as const;
+/** Rollout states in which a device's samples carry the rollout's cohort label: the active ones. */
+export const COHORT_ROLLOUT_STATES = ACTIVE_ROLLOUT_STATES;
 
 /**
  * Writes telemetry batches set-based: one statement per batch inserts the raw samples (unnest of

@@ -1,0 +1,104 @@
+import type { RolloutState } from '../rollout.types.js';
+
+/**
+ * The one transition table of a rollout's lifecycle. Every state change, by an operator through
+ * the API or by the engine, names one of these operations; the repository's compare-and-set
+ * takes its `from` states and allowed targets from here, so no code path can move a rollout
+ * along an edge this table does not have (the way Mender's client drives an update from one
+ * table). The state diagram in ../README.md is generated from it (rolloutStateDiagram) and a
+ * unit test keeps the two equal.
+ */
+export type RolloutOperation =
+  // operator (REST API, fleetctl)
+  | 'pause'
+  | 'resume'
+  | 'advance'
+  | 'cancel'
+  | 'abort'
+  | 'retry'
+  | 'install'
+  // engine
+  | 'start'
+  | 'next-wave'
+  | 'complete'
+  | 'end-time'
+  | 'halt'
+  | 'roll-back'
+  | 'nothing-left'
+  | 'finish-rollback';
+
+export interface RolloutTransition {
+  readonly by: 'operator' | 'engine';
+  readonly from: readonly RolloutState[];
+  /** Allowed targets; an operation that keeps the state (retry, install) lists none. */
+  readonly to: readonly RolloutState[];
+  /** What the operation does, for error messages and the diagram. */
+  readonly label: string;
+}
+
+const ACTIVE = ['scheduled', 'running', 'paused'] as const satisfies readonly RolloutState[];
+
+export const ROLLOUT_TRANSITIONS: { readonly [op in RolloutOperation]: RolloutTransition } = {
+  pause: { by: 'operator', from: ['scheduled', 'running'], to: ['paused'], label: 'pause' },
+  resume: { by: 'operator', from: ['paused'], to: ['scheduled', 'running'], label: 'resume' },
+  advance: { by: 'operator', from: ACTIVE, to: ['running'], label: 'advance (manual approval)' },
+  cancel: { by: 'operator', from: ACTIVE, to: ['cancelled'], label: 'cancel' },
+  abort: { by: 'operator', from: ACTIVE, to: ['rolling-back'], label: 'abort' },
+  retry: { by: 'operator', from: ACTIVE, to: [], label: 'retry failed devices' },
+  install: { by: 'operator', from: ['running', 'paused'], to: [], label: 'install (download-only)' },
+  start: { by: 'engine', from: ['scheduled'], to: ['running'], label: 'start time reached' },
+  'next-wave': { by: 'engine', from: ['running'], to: ['running'], label: 'wave succeeded and baked' },
+  complete: { by: 'engine', from: ['running'], to: ['completed'], label: 'last wave succeeded and baked' },
+  'end-time': { by: 'engine', from: ['running'], to: ['completed'], label: 'end time reached' },
+  halt: { by: 'engine', from: ['running'], to: ['paused'], label: 'failure or gate (action pause)' },
+  'roll-back': { by: 'engine', from: ['running'], to: ['rolling-back'], label: 'failure or gate (action rollback)' },
+  'nothing-left': { by: 'engine', from: ACTIVE, to: ['cancelled'], label: 'no device left' },
+  'finish-rollback': { by: 'engine', from: ['rolling-back'], to: ['rolled-back', 'aborted'], label: 'reverts done' },
+};
+
+/** States the engine keeps telling devices in: the rollout may still start waves or notify. */
+export const ACTIVE_ROLLOUT_STATES: readonly RolloutState[] = ACTIVE;
+/** States in which a rollout holds its devices (no other rollout of the model may take them). */
+export const HOLDING_ROLLOUT_STATES: readonly RolloutState[] = [...ACTIVE, 'rolling-back'];
+
+export function transitionOf(op: RolloutOperation): RolloutTransition {
+  return ROLLOUT_TRANSITIONS[op];
+}
+
+/** True when `op` may run on a rollout in `state`. */
+export function allows(op: RolloutOperation, state: RolloutState): boolean {
+  return ROLLOUT_TRANSITIONS[op].from.includes(state);
+}
+
+/**
+ * The state `op` leads to: `to` when given and allowed, the single target otherwise. Throws on a
+ * target the table does not have, which is a programming error rather than a race.
+ */
+export function targetOf(op: RolloutOperation, to?: RolloutState): RolloutState {
+  const t = ROLLOUT_TRANSITIONS[op];
+  const target = to ?? (t.to.length === 1 ? t.to[0] : undefined);
+  if (target === undefined || !t.to.includes(target)) {
+    throw new Error(`rollout operation ${op} cannot lead to ${to ?? '(unspecified)'}; allowed: ${t.to.join(', ') || 'none'}`);
+  }
+  return target;
+}
+
+/** SQL list literal of states (they are this module's constants, never input). */
+export function sqlStates(states: readonly RolloutState[]): string {
+  return `(${states.map((s) => `'${s}'`).join(', ')})`;
+}
+
+/** A Mermaid state diagram of the table, as embedded in rollouts/README.md. */
+export function rolloutStateDiagram(): string {
+  const lines = ['stateDiagram-v2', '    [*] --> scheduled: create'];
+  for (const [op, t] of Object.entries(ROLLOUT_TRANSITIONS) as [RolloutOperation, RolloutTransition][]) {
+    // Operations that keep the state (retry, install, next-wave) are not edges of the diagram.
+    for (const from of t.from) for (const to of t.to) if (to !== from) lines.push(`    ${mermaidId(from)} --> ${mermaidId(to)}: ${op} (${t.by})`);
+  }
+  for (const end of ['completed', 'cancelled', 'aborted', 'rolled-back'] as const) lines.push(`    ${mermaidId(end)} --> [*]`);
+  return lines.join('\n');
+}
+
+function mermaidId(state: RolloutState): string {
+  return state.replace('-', '_');
+}
