@@ -294,15 +294,10 @@ export class RolloutEngine implements OnApplicationBootstrap, OnModuleDestroy {
     }
     const gateOutcome = await this.judgeGates(r, wave, waves, assessment, now);
     if (gateOutcome.kind === 'failed') {
-      return this.onFailure(
-        r,
-        canonicalFailureAction(wave.spec.onGateFailure),
-        `health gates failed in wave ${wave.idx + 1}: ${gateOutcome.summary}`,
-        {
-          gates: gateOutcome.results,
-          ...assessment,
-        },
-      );
+      return this.onFailure(r, canonicalFailureAction(wave.spec.onGateFailure), `health gates failed in wave ${wave.idx + 1}: ${gateOutcome.summary}`, {
+        gates: gateOutcome.results,
+        ...assessment,
+      });
     }
     if (decision.kind !== 'advance') {
       if (decision.kind === 'wait' && assessment.pending === 0 && assessment.inFlight === 0 && assessment.members > 0) {

@@ -12,7 +12,7 @@ describe('ROLLOUT_TRANSITIONS', () => {
 
   it('reaches every state from scheduled', () => {
     const seen = new Set<string>(['scheduled']);
-    for (let grew = true; grew; ) {
+    for (let grew = true; grew;) {
       grew = false;
       for (const t of Object.values(ROLLOUT_TRANSITIONS))
         for (const to of t.to)
