@@ -32,28 +32,26 @@ export interface RolloutTransition {
   readonly from: readonly RolloutState[];
   /** Allowed targets; an operation that keeps the state (retry, install) lists none. */
   readonly to: readonly RolloutState[];
-  /** What the operation does, for error messages and the diagram. */
-  readonly label: string;
 }
 
 const ACTIVE = ['scheduled', 'running', 'paused'] as const satisfies readonly RolloutState[];
 
 export const ROLLOUT_TRANSITIONS: { readonly [op in RolloutOperation]: RolloutTransition } = {
-  pause: { by: 'operator', from: ['scheduled', 'running'], to: ['paused'], label: 'pause' },
-  resume: { by: 'operator', from: ['paused'], to: ['scheduled', 'running'], label: 'resume' },
-  advance: { by: 'operator', from: ACTIVE, to: ['running'], label: 'advance (manual approval)' },
-  cancel: { by: 'operator', from: ACTIVE, to: ['cancelled'], label: 'cancel' },
-  abort: { by: 'operator', from: ACTIVE, to: ['rolling-back'], label: 'abort' },
-  retry: { by: 'operator', from: ACTIVE, to: [], label: 'retry failed devices' },
-  install: { by: 'operator', from: ['running', 'paused'], to: [], label: 'install (download-only)' },
-  start: { by: 'engine', from: ['scheduled'], to: ['running'], label: 'start time reached' },
-  'next-wave': { by: 'engine', from: ['running'], to: ['running'], label: 'wave succeeded and baked' },
-  complete: { by: 'engine', from: ['running'], to: ['completed'], label: 'last wave succeeded and baked' },
-  'end-time': { by: 'engine', from: ['running'], to: ['completed'], label: 'end time reached' },
-  halt: { by: 'engine', from: ['running'], to: ['paused'], label: 'failure or gate (action pause)' },
-  'roll-back': { by: 'engine', from: ['running'], to: ['rolling-back'], label: 'failure or gate (action rollback)' },
-  'nothing-left': { by: 'engine', from: ACTIVE, to: ['cancelled'], label: 'no device left' },
-  'finish-rollback': { by: 'engine', from: ['rolling-back'], to: ['rolled-back', 'aborted'], label: 'reverts done' },
+  pause: { by: 'operator', from: ['scheduled', 'running'], to: ['paused'] },
+  resume: { by: 'operator', from: ['paused'], to: ['scheduled', 'running'] },
+  advance: { by: 'operator', from: ACTIVE, to: ['running'] },
+  cancel: { by: 'operator', from: ACTIVE, to: ['cancelled'] },
+  abort: { by: 'operator', from: ACTIVE, to: ['rolling-back'] },
+  retry: { by: 'operator', from: ACTIVE, to: [] },
+  install: { by: 'operator', from: ['running', 'paused'], to: [] },
+  start: { by: 'engine', from: ['scheduled'], to: ['running'] },
+  'next-wave': { by: 'engine', from: ['running'], to: ['running'] },
+  complete: { by: 'engine', from: ['running'], to: ['completed'] },
+  'end-time': { by: 'engine', from: ['running'], to: ['completed'] },
+  halt: { by: 'engine', from: ['running'], to: ['paused'] },
+  'roll-back': { by: 'engine', from: ['running'], to: ['rolling-back'] },
+  'nothing-left': { by: 'engine', from: ACTIVE, to: ['cancelled'] },
+  'finish-rollback': { by: 'engine', from: ['rolling-back'], to: ['rolled-back', 'aborted'] },
 };
 
 /** States the engine keeps telling devices in: the rollout may still start waves or notify. */

@@ -37,9 +37,6 @@ const GATE_BUCKET_SUMS = `ARRAY[${Array.from({ length: LATENCY_BUCKET_COUNT }, (
 /** Samples per log2 count bin (telemetry-bounds.ts countBin). */
 const COUNT_HISTOGRAM = `ARRAY[${Array.from({ length: COUNT_BINS }, (_, i) => `count(*) FILTER (WHERE bin = ${i})`).join(', ')}]::bigint[]`;
 
-/** Rollout states in which a device's samples carry the rollout's cohort label: the active ones. */
-export const COHORT_ROLLOUT_STATES = ACTIVE_ROLLOUT_STATES;
-
 /**
  * Writes telemetry batches set-based: one statement per batch inserts the raw samples (unnest of
  * column arrays; duplicates skipped by the unique key) and folds exactly the inserted rows into
@@ -148,7 +145,8 @@ export class TelemetryIngestRepository {
     let cohortJoin = '';
     let rolloutLabel = 'NULL::text';
     if (withCohorts) {
-      params.push([...COHORT_ROLLOUT_STATES]);
+      // A device's samples carry its rollout's cohort label while that rollout is active.
+      params.push([...ACTIVE_ROLLOUT_STATES]);
       // Set-based membership lookup (index rollout_devices (device_id, model) WHERE state <> 'skipped').
       cohortJoin = `LEFT JOIN LATERAL (
           SELECT 'rollout:' || rd.rollout_id::text || ':w' || rd.wave::text AS label
