@@ -6,3 +6,4 @@ export * from './messages.js';
 export * from './enrollment.js';
 export * from './compatibility.js';
 export * from './targets.js';
+export * from './shadow.js';

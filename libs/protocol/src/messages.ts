@@ -3,6 +3,7 @@ import { DEVICE_ID_PATTERN, MODEL_NAME_PATTERN } from './topics.js';
 import { FAILURE_CODES, REPORT_STATES } from './update-state.js';
 import { LATENCY_BUCKET_COUNT } from './telemetry.js';
 import { PROTOCOL_VERSION } from './version.js';
+import { shadowDirectiveSchema, shadowReportSchema } from './shadow.js';
 
 /**
  * Message schemas for every MQTT payload. Both sides decode with these before any side effect;
@@ -63,32 +64,43 @@ export type ArtifactRef = z.infer<typeof artifactRefSchema>;
  * is made and again every time the device says hello, so delivery order is not guaranteed: the
  * device applies a message only when its `revision` is not older than what it already has.
  */
-export const desiredModelSchema = z.object({
-  v: protocolVersion,
-  model: modelNameSchema,
-  version: semverString,
-  /** Server revision of this assignment; the device echoes it in its reports. Monotonic per device and model. */
-  revision: z.number().int().nonnegative(),
-  /** install: download, verify, activate. download-only: stop at "downloaded" until an install command arrives. */
-  action: z.enum(['install', 'download-only']).default('install'),
-  /** Present when a rollout made the assignment. */
-  rolloutId: z.string().max(64).optional(),
-  /** Seconds the device may spend on this update before it gives up (download deadline included). */
-  timeoutSeconds: z
-    .number()
-    .int()
-    .positive()
-    .max(7 * 24 * 3600)
-    .optional(),
-  /**
-   * The build the control plane chose for this device from its inventory; `artifacts` then holds
-   * only that build's files. Absent (older control planes, devices without an inventory): the
-   * device picks the build itself from all the artifacts with `selectVariant`.
-   */
-  variant: variantNameSchema.optional(),
-  artifacts: z.array(artifactRefSchema).min(1).max(16),
-  assignedAt: isoTime,
-});
+export const desiredModelSchema = z
+  .object({
+    v: protocolVersion,
+    model: modelNameSchema,
+    version: semverString,
+    /** Server revision of this assignment; the device echoes it in its reports. Monotonic per device and model. */
+    revision: z.number().int().nonnegative(),
+    /**
+     * install: download, verify, activate. download-only: stop at "downloaded" until an install
+     * command arrives. shadow: stop at "downloaded", then evaluate the version beside the active one
+     * as `shadow` says, without switching (shadow.ts).
+     */
+    action: z.enum(['install', 'download-only', 'shadow']).default('install'),
+    /** Present exactly when `action` is shadow. */
+    shadow: shadowDirectiveSchema.optional(),
+    /** Present when a rollout made the assignment. */
+    rolloutId: z.string().max(64).optional(),
+    /** Seconds the device may spend on this update before it gives up (download deadline included). */
+    timeoutSeconds: z
+      .number()
+      .int()
+      .positive()
+      .max(7 * 24 * 3600)
+      .optional(),
+    /**
+     * The build the control plane chose for this device from its inventory; `artifacts` then holds
+     * only that build's files. Absent (older control planes, devices without an inventory): the
+     * device picks the build itself from all the artifacts with `selectVariant`.
+     */
+    variant: variantNameSchema.optional(),
+    artifacts: z.array(artifactRefSchema).min(1).max(16),
+    assignedAt: isoTime,
+  })
+  .refine((d) => (d.action === 'shadow') === (d.shadow !== undefined), {
+    message: 'a shadow directive comes with action shadow, and only with it',
+    path: ['shadow'],
+  });
 export type DesiredModel = z.infer<typeof desiredModelSchema>;
 
 /**
@@ -239,6 +251,8 @@ export const telemetryMessageSchema = z.object({
     .default({}),
   /** Messages the agent dropped from its offline queue since the last message (queue cap reached). */
   dropped: z.number().int().nonnegative().default(0),
+  /** A candidate evaluated beside this version during the interval (shadow.ts). */
+  shadow: shadowReportSchema.optional(),
 });
 export type TelemetryMessage = z.infer<typeof telemetryMessageSchema>;
 
