@@ -9,19 +9,23 @@ import {
   parseDeviceTopic,
   PROTOCOL_VERSION,
   topics,
+  type DesiredModel,
   type DeviceCredentials,
   type Inventory,
   type InventoryMessage,
   type TelemetryMessage,
   type UpdateReport,
 } from '@fleetline/protocol';
-import type { ArtifactDownloader } from './download/downloader.js';
+import { artifactFileName, type ArtifactDownloader } from './download/downloader.js';
+import type { StagedFile } from './install/model-store.js';
 import type { ModelStore } from './install/model-store.js';
 import { MqttLink } from './mqtt/mqtt-link.js';
 import { Reconciler, type ActiveModel, type ReportDraft } from './reconcile/reconciler.js';
 import { inventoryDigest, inventoryIsDue, type SentInventory } from './reports/inventory-due.logic.js';
 import { Outbox } from './reports/outbox.js';
 import type { RuntimeRegistry } from './runtime/model-runtime.js';
+import type { Prediction } from './shadow/prediction.js';
+import { ShadowSession } from './shadow/shadow-session.js';
 import type { StateStore } from './storage/store.js';
 import { TelemetryAggregator, type InferenceSample } from './telemetry/aggregator.js';
 import type { Vitals } from './telemetry/vitals.js';
@@ -47,6 +51,8 @@ export interface AgentOptions {
   maxActivationRestarts?: number;
   reportQueue?: { maxItems: number; maxBytes: number };
   telemetryQueue?: { maxItems: number; maxBytes: number };
+  /** Mirrored inputs waiting for a shadow candidate, per model; more are dropped and counted. */
+  shadowQueue?: number;
   /** Samples vitals at each telemetry interval. */
   vitals?: () => Promise<Vitals>;
   localAddress?: string;
@@ -82,6 +88,8 @@ export class Agent extends EventEmitter {
   private readonly active = new Map<string, string>();
   /** Build of each active model (telemetry is kept per build); absent for versions installed without one. */
   private readonly activeVariant = new Map<string, string>();
+  /** Candidates evaluated beside the active version, per model (at most one each). */
+  private readonly shadows = new Map<string, ShadowSession>();
   private telemetryTimer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
   private flushAgain = false;
@@ -123,6 +131,10 @@ export class Agent extends EventEmitter {
       else this.activeVariant.delete(model);
       this.aggregator.switchBuild(model, version ?? undefined, version ? variant : undefined);
       this.emit('active-changed', model, version);
+    });
+    this.reconciler.on('staged', (model: string, desired: DesiredModel, files: StagedFile[]) => {
+      if (desired.action !== 'shadow') return;
+      void this.startShadow(model, desired, files).catch((err: unknown) => this.log(`shadow ${model}@${desired.version}: ${String(err)}`));
     });
     this.link = new MqttLink({
       urls: c.mqtt.urls && c.mqtt.urls.length > 0 ? c.mqtt.urls : [c.mqtt.url],
@@ -169,6 +181,8 @@ export class Agent extends EventEmitter {
     this.started = false;
     clearInterval(this.telemetryTimer);
     await this.reconciler.stop();
+    for (const s of this.shadows.values()) s.end('stopped');
+    await Promise.all([...this.shadows.values()].map(async (s) => s.closed()));
     if (this.link.connected) {
       // Best effort: hand queued messages to the broker before leaving (they stay queued otherwise).
       this.flush();
@@ -213,6 +227,7 @@ export class Agent extends EventEmitter {
       }
       if (isDesiredCleared(d.value)) await this.reconciler.setDesired(parsed.model, null, d.value.revision);
       else await this.reconciler.setDesired(parsed.model, d.value);
+      this.withdrawShadow(parsed.model, isDesiredCleared(d.value) ? undefined : d.value);
       return;
     }
     if (parsed.kind === 'commands') {
@@ -307,12 +322,60 @@ export class Agent extends EventEmitter {
     while (this.flushing) await this.flushing;
   }
 
-  /** An inference result from the on-device application (local API) or the simulator. */
+  /**
+   * An inference result from the on-device application (local API) or the simulator. With an
+   * `input`, and a shadow running for the model, a sample of inputs is mirrored to the candidate:
+   * queued here, run later, so the caller never waits for it.
+   */
   recordInference(sample: InferenceSample): boolean {
     const version = this.active.get(sample.model);
     if (!version) return false;
     this.aggregator.record(sample, version, this.activeVariant.get(sample.model));
+    if (sample.input !== undefined && sample.ok) this.shadows.get(sample.model)?.offer(sample.input, activePrediction(sample));
     return true;
+  }
+
+  /** Whether a candidate is evaluated beside `model` now (callers may skip building inputs when not). */
+  shadowing(model: string): boolean {
+    return this.shadows.get(model)?.accepting ?? false;
+  }
+
+  /** The shadow of `model`, if one runs or has not reported its end yet. */
+  shadowOf(model: string): ShadowSession | undefined {
+    return this.shadows.get(model);
+  }
+
+  /** Loads a staged shadow candidate beside the active version (never instead of it) and starts mirroring. */
+  private async startShadow(model: string, desired: DesiredModel, files: readonly StagedFile[]): Promise<void> {
+    const directive = desired.shadow;
+    if (!directive) return;
+    const current = this.shadows.get(model);
+    if (current && current.version === desired.version && current.rolloutId === desired.rolloutId && current.accepting) return;
+    current?.end('withdrawn');
+    const artifact = desired.artifacts.find((a) => this.opts.runtimes.get(a.runtime) !== undefined);
+    if (!artifact) throw new Error('no runtime on this device loads the candidate');
+    const runtime = this.opts.runtimes.get(artifact.runtime)!.create();
+    const file = files.find((f) => f.fileName === artifactFileName(artifact.targetPath));
+    await runtime.load(file?.path ?? artifact.targetPath, artifact);
+    const session = new ShadowSession({
+      model,
+      version: desired.version,
+      ...(desired.rolloutId !== undefined ? { rolloutId: desired.rolloutId } : {}),
+      directive,
+      runtime,
+      ...(this.opts.shadowQueue !== undefined ? { maxQueue: this.opts.shadowQueue } : {}),
+      ...(this.opts.log ? { log: this.opts.log } : {}),
+    });
+    this.shadows.set(model, session);
+    this.log(`shadow of ${model}@${desired.version} started (${directive.samplePercent} % of inferences, ${directive.durationSeconds} s)`);
+  }
+
+  /** A new desired state for `model` that is not its running shadow's ends that shadow. */
+  private withdrawShadow(model: string, desired: DesiredModel | undefined): void {
+    const s = this.shadows.get(model);
+    if (!s || !s.accepting) return;
+    if (desired && desired.action === 'shadow' && desired.version === s.version && desired.rolloutId === s.rolloutId) return;
+    s.end('withdrawn');
   }
 
   /** Closes the telemetry interval: one message per active model version (per build segment when a build changed). */
@@ -325,6 +388,13 @@ export class Agent extends EventEmitter {
       new Date(),
       [...this.active.entries()].map(([model, version]) => ({ model, version, variant: this.activeVariant.get(model) })),
     );
+    for (const [model, session] of this.shadows) {
+      const report = session.takeInterval();
+      // The shadow rides on the active version's last aggregate of the interval: the same device's baseline.
+      const host = aggregates.findLast((a) => a.model === model && a.version === this.active.get(model));
+      if (report && host) host.shadow = report;
+      if (session.finished || (report?.ended ?? false)) this.shadows.delete(model);
+    }
     if (aggregates.length === 0) return 0;
     const topic = topics.telemetry(this.deviceId);
     await this.telemetryOut.enqueueAll(
@@ -349,6 +419,12 @@ export class Agent extends EventEmitter {
       pendingTelemetry: (await this.telemetryOut.pending()).length,
     };
   }
+}
+
+function activePrediction(sample: InferenceSample): Prediction | undefined {
+  if (sample.label !== undefined) return { label: sample.label.slice(0, 64) };
+  if (sample.score !== undefined && Number.isFinite(sample.score)) return { value: sample.score };
+  return undefined;
 }
 
 function presence(online: boolean, session: string, at?: Date): { v: typeof PROTOCOL_VERSION; online: boolean; session: string; at?: string } {

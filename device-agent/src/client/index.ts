@@ -19,6 +19,11 @@ export interface InferenceResult {
   ok: boolean;
   label?: string;
   score?: number;
+  /**
+   * The input given to the model (JSON-serialisable). While the agent evaluates a shadow candidate
+   * it runs a sample of these on the candidate and compares answers; they never leave the device.
+   */
+  input?: unknown;
 }
 
 export interface ActiveModelInfo {

@@ -23,6 +23,12 @@ export const inferenceSampleSchema = z
     ok: z.boolean(),
     label: z.string().min(1).max(64).optional(),
     score: z.number().min(0).max(1).optional(),
+    /**
+     * The input the application gave the active model. Only used on the device: while a shadow
+     * runs, a sample of inputs is mirrored to the candidate (a runtime-specific value, e.g. the
+     * feeds of an onnx session), and the answers are compared with `label` or `score`.
+     */
+    input: z.unknown().optional(),
   })
   .refine((s) => !(s.label !== undefined && s.score !== undefined), 'give label or score, not both');
 const inferenceBodySchema = z.union([inferenceSampleSchema, z.array(inferenceSampleSchema).min(1).max(10_000)]);
@@ -87,7 +93,8 @@ export function refuseRequest(req: Pick<IncomingMessage, 'method' | 'headers'>, 
  *   GET  /v1/models            active version + absolute path per model
  *   GET  /v1/models/{name}     one model
  *   GET  /v1/events            Server-Sent Events: `active-changed` when a model's active version moves
- *   POST /v1/inferences        inference results (one or an array) for the telemetry aggregator
+ *   POST /v1/inferences        inference results (one or an array) for the telemetry aggregator; with `input`,
+ *                              also mirrored to a shadow candidate (sampled, queued, off the request path)
  */
 export class LocalApiServer {
   private server: Server | undefined;

@@ -24,6 +24,7 @@ function desiredModel(version: string, revision: number, action: DesiredModel['a
     version,
     revision,
     action,
+    ...(action === 'shadow' ? { shadow: { samplePercent: 10, durationSeconds: 60 } } : {}),
     artifacts: [{ targetPath: `m/${version}/f`, sha256: 'a'.repeat(64), length: 1, runtime: 'onnx', compatibility: {} }],
     assignedAt: '2026-01-01T00:00:00Z',
   };
@@ -38,7 +39,7 @@ interface Scenario {
 }
 
 const versionArb = fc.constantFrom(...VERSIONS);
-const actionArb = fc.constantFrom<DesiredModel['action']>('install', 'download-only');
+const actionArb = fc.constantFrom<DesiredModel['action']>('install', 'download-only', 'shadow');
 
 const entryArb: fc.Arbitrary<JournalEntry> = fc
   .record({

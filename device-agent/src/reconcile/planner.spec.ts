@@ -9,6 +9,7 @@ function desired(version: string, revision: number, action: DesiredModel['action
     version,
     revision,
     action,
+    ...(action === 'shadow' ? { shadow: { samplePercent: 10, durationSeconds: 60 } } : {}),
     artifacts: [{ targetPath: `m/${version}/f`, sha256: 'a'.repeat(64), length: 1, runtime: 'onnx', compatibility: {} }],
     assignedAt: '2026-01-01T00:00:00Z',
   };
@@ -24,6 +25,12 @@ describe('planSteps', () => {
 
   it('stops a download-only assignment after staging', () => {
     expect(kinds(desired('1.0.0', 1, 'download-only'), fresh)).toEqual(['check-compatibility', 'download', 'verify:stage']);
+  });
+
+  it('stages a shadow candidate like a download-only one, and installs it only on an install command', () => {
+    expect(kinds(desired('1.0.0', 1, 'shadow'), fresh)).toEqual(['check-compatibility', 'download', 'verify:stage']);
+    expect(resumeSteps('downloaded', 'shadow').map((s) => s.kind)).toEqual([]);
+    expect(resumeSteps('downloaded', 'shadow', true).map((s) => s.kind)).toEqual(['verify', 'install', 'activate', 'health-check', 'commit']);
   });
 
   it('acknowledges an assignment of the version already active, moving no bytes', () => {

@@ -42,7 +42,8 @@ const TAIL_INSTALL: Step[] = [{ kind: 'install' }, { kind: 'activate' }, { kind:
 
 /** Steps that finish an update journaled in `state`, for an assignment with `action`. */
 export function resumeSteps(state: UpdateState, action: DesiredModel['action'], installRequested = false): Step[] {
-  const verifyThen: 'stage' | 'install' = action === 'download-only' && !installRequested ? 'stage' : 'install';
+  // A shadow candidate is staged like a download-only one: it runs beside the active version, never instead of it.
+  const verifyThen: 'stage' | 'install' = action !== 'install' && !installRequested ? 'stage' : 'install';
   const afterVerify: Step[] = verifyThen === 'stage' ? [] : TAIL_INSTALL;
   switch (state) {
     case 'idle':
@@ -90,7 +91,7 @@ function isInFlight(u: UpdateSummary): boolean {
  * 4. A terminal update for the same revision plans nothing: a failed revision is not retried
  *    until the server issues a new revision (no retry storms from the device side).
  * 5. If the desired version is already active, no bytes move: the revision is acknowledged.
- * 6. A download-only assignment ends in `downloaded`; only an install command continues it.
+ * 6. A download-only or shadow assignment ends in `downloaded`; only an install command continues it.
  * 7. Every plan is a legal path through the transition table from the journaled state
  *    (`stepTransitions` says which rows each step takes; a property test walks every plan).
  */

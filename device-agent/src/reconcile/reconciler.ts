@@ -54,7 +54,8 @@ const MAX_PASSES = 20;
  * plans with the pure `planSteps`, and executes the plan through the journal (which enforces the
  * transition table). One model's work is serialised; different models run independently.
  *
- * Emits 'active-changed' (model, version | null, variant?) whenever the `current` pointer of a model moves.
+ * Emits 'active-changed' (model, version | null, variant?) whenever the `current` pointer of a model moves,
+ * and 'staged' (model, desired, files) when a download-only or shadow assignment parked verified in `downloaded`.
  */
 export class Reconciler extends EventEmitter {
   private readonly journal: UpdateJournal;
@@ -453,7 +454,12 @@ export class Reconciler extends EventEmitter {
       if (removal) await this.emitRemoval(removal);
       return { entry, outcome: 'stop' };
     }
-    return { entry, outcome: step.kind === 'verify' && step.then === 'stage' ? 'stop' : 'continue' };
+    if (step.kind === 'verify' && step.then === 'stage') {
+      const staged = this.need(entry, step);
+      this.emit('staged', model, staged.desired, this.staged.get(model) ?? []);
+      return { entry, outcome: 'stop' };
+    }
+    return { entry, outcome: 'continue' };
   }
 
   /**

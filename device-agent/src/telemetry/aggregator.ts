@@ -7,6 +7,8 @@ export interface InferenceSample {
   ok: boolean;
   label?: string;
   score?: number;
+  /** What the application gave the active model, for a shadow candidate (never sent off the device). */
+  input?: unknown;
 }
 
 export type TelemetryAggregate = Omit<TelemetryMessage, 'v' | 'seq' | 'vitals' | 'dropped'>;

@@ -43,7 +43,7 @@ describe('shadow directive', () => {
   it('is taken with action shadow and given defaults', () => {
     const d = decodePayload(desiredModelSchema, encodePayload({ ...desired, action: 'shadow', shadow: { samplePercent: 25, durationSeconds: 600 } }));
     expect(d.ok && d.value.action).toBe('shadow');
-    expect(d.ok && d.value.shadow).toEqual({ samplePercent: 25, durationSeconds: 600, afterwards: 'keep-staged' });
+    expect(d.ok && d.value.shadow).toEqual({ samplePercent: 25, durationSeconds: 600 });
   });
 
   it('is refused without its action, and the action without it', () => {

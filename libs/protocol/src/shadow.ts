@@ -24,7 +24,12 @@ export function shadowDiffBucketIndex(absDiff: number): number {
 /** Longest shadow a directive may ask for. */
 export const MAX_SHADOW_SECONDS = 7 * 24 * 3600;
 
-/** What a device in a shadow wave does with the candidate of its `desired/{model}` message. */
+/**
+ * What a device in a shadow wave does with the candidate of its `desired/{model}` message. When the
+ * shadow ends the candidate is unloaded and its verified bytes stay staged (update state
+ * `downloaded`): an install command for the same revision activates them without a second
+ * download, like a download-only assignment; any other desired state replaces them.
+ */
 export const shadowDirectiveSchema = z.object({
   /** Share of the application's inferences mirrored to the candidate, in percent (0, 100]. */
   samplePercent: z.number().gt(0).max(100),
@@ -32,12 +37,6 @@ export const shadowDirectiveSchema = z.object({
   maxSamples: z.number().int().positive().max(100_000_000).optional(),
   /** The shadow ends this long after the candidate was loaded. */
   durationSeconds: z.number().int().positive().max(MAX_SHADOW_SECONDS),
-  /**
-   * After the shadow the candidate is unloaded either way; `keep-staged` (default) keeps its
-   * verified bytes so a later install wave activates it without a second download, `discard`
-   * deletes them.
-   */
-  afterwards: z.enum(['keep-staged', 'discard']).default('keep-staged'),
 });
 export type ShadowDirective = z.infer<typeof shadowDirectiveSchema>;
 
