@@ -1,3 +1,4 @@
+import type { ShadowDirective } from '@fleetline/protocol';
 import type { GateSpec } from '../telemetry/gates/health-gate.contract.js';
 
 /**
@@ -47,7 +48,18 @@ export interface FailureCondition {
   minExecuted: number;
 }
 
+/**
+ * What a wave's devices are told: `install` the version (the rollout's action), or `shadow`:
+ * download and verify it, then evaluate it beside their active version as `shadow` says, without
+ * switching (docs/protocol.md, "Shadow evaluation"). A shadow wave's devices are done once staged.
+ */
+export type WaveAction = 'install' | 'shadow';
+
 export interface WaveSpec {
+  /** Absent: install (the rollout's own action). */
+  action?: WaveAction;
+  /** Set exactly when `action` is shadow. */
+  shadow?: ShadowDirective;
   /** Cumulative share of the target covered once this wave is done (1, 10, 100 → waves of 1 %, 9 %, 90 %). */
   percent?: number;
   /** Cumulative device count covered once this wave is done. */

@@ -165,6 +165,19 @@ export class GateDto {
   @Min(0)
   max?: number;
 
+  @ApiPropertyOptional({ description: 'Lower bound (shadow_agreement)' })
+  @IsOptional()
+  @IsNumber()
+  @Min(0)
+  @Max(1)
+  min?: number;
+
+  @ApiPropertyOptional({ description: 'shadow_agreement of regressors: answers within this absolute difference agree (default 0.01)' })
+  @IsOptional()
+  @IsNumber()
+  @Min(0)
+  tolerance?: number;
+
   @ApiPropertyOptional()
   @IsOptional()
   @IsInt()
@@ -172,7 +185,43 @@ export class GateDto {
   minSamples?: number;
 }
 
+export class ShadowDirectiveDto {
+  @ApiProperty({ description: 'Percent of the application inferences mirrored to the candidate (0, 100]', example: 10 })
+  @IsNumber()
+  @Min(0.001)
+  @Max(100)
+  samplePercent: number;
+
+  @ApiPropertyOptional({ description: 'The shadow ends on a device after this many evaluated inferences' })
+  @IsOptional()
+  @IsInt()
+  @Min(1)
+  @Max(100_000_000)
+  maxSamples?: number;
+
+  @ApiProperty({ description: 'The shadow ends on a device this long after the candidate was loaded', example: 3600 })
+  @IsInt()
+  @Min(1)
+  @Max(7 * 86_400)
+  durationSeconds: number;
+}
+
 export class WaveDto {
+  @ApiPropertyOptional({
+    enum: ['install', 'shadow'],
+    default: 'install',
+    description: 'shadow: the wave runs the version beside the active one on the same inputs and never switches (gate it with shadow_* metrics)',
+  })
+  @IsOptional()
+  @IsIn(['install', 'shadow'])
+  action?: 'install' | 'shadow';
+
+  @ApiPropertyOptional({ type: ShadowDirectiveDto, description: 'Required for a shadow wave' })
+  @IsOptional()
+  @ValidateNested()
+  @Type(() => ShadowDirectiveDto)
+  shadow?: ShadowDirectiveDto;
+
   @ApiPropertyOptional({ description: 'Cumulative percent of the target covered once this wave is done' })
   @IsOptional()
   @IsNumber()

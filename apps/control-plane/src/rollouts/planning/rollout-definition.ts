@@ -1,4 +1,4 @@
-import type { GateSpec } from '../../telemetry/gates/health-gate.contract.js';
+import { isShadowMetric, type GateSpec } from '../../telemetry/gates/health-gate.contract.js';
 import type { CreateRolloutDto } from '../dto/create-rollout.dto.js';
 import { canonicalFailureAction, type RolloutAction, type RolloutSpec, type WaveSpec } from '../rollout.types.js';
 import { validateMaintenanceWindow } from './maintenance-window.js';
@@ -38,11 +38,23 @@ export function normaliseDefinition(dto: CreateRolloutDto, now: Date): { ok: tru
   const defaultGateFailure = dto.onGateFailure ?? 'pause';
   const waves: WaveSpec[] = dto.waves.map((w, i) => {
     if (w.failure && w.failure.percent === undefined && w.failure.count === undefined) problems.push(`waves[${i}].failure needs percent or count`);
+    const shadowWave = w.action === 'shadow';
+    if (shadowWave && !w.shadow) problems.push(`waves[${i}] is a shadow wave and needs shadow { samplePercent, durationSeconds }`);
+    if (!shadowWave && w.shadow) problems.push(`waves[${i}].shadow is only for a wave with action shadow`);
+    if (shadowWave && (dto.action ?? 'install') !== 'install') problems.push(`waves[${i}]: shadow waves need a rollout with action install`);
+    // Once a wave installed the version it is the active one: nothing is left to shadow it against.
+    if (shadowWave && dto.waves.slice(0, i).some((p) => p.action !== 'shadow')) problems.push(`waves[${i}]: shadow waves come before every install wave`);
     const gates: GateSpec[] = (w.gates ?? []).map((g, j) => {
-      if (g.maxRatio === undefined && g.maxIncrease === undefined && g.max === undefined)
-        problems.push(`waves[${i}].gates[${j}] needs maxRatio, maxIncrease or max`);
+      if (isShadowMetric(g.metric) !== shadowWave)
+        problems.push(
+          `waves[${i}].gates[${j}]: ${g.metric} ${shadowWave ? 'is not a shadow metric (a shadow wave has only shadow_* gates)' : 'needs a shadow wave'}`,
+        );
+      if (g.metric === 'shadow_agreement' ? g.min === undefined : g.maxRatio === undefined && g.maxIncrease === undefined && g.max === undefined)
+        problems.push(`waves[${i}].gates[${j}] needs ${g.metric === 'shadow_agreement' ? 'min' : 'maxRatio, maxIncrease or max'}`);
       return {
         metric: g.metric,
+        ...(g.min !== undefined ? { min: g.min } : {}),
+        ...(g.tolerance !== undefined ? { tolerance: g.tolerance } : {}),
         ...(g.maxRatio !== undefined ? { maxRatio: g.maxRatio } : {}),
         ...(g.maxIncrease !== undefined ? { maxIncrease: g.maxIncrease } : {}),
         ...(g.max !== undefined ? { max: g.max } : {}),
@@ -50,6 +62,16 @@ export function normaliseDefinition(dto: CreateRolloutDto, now: Date): { ok: tru
       };
     });
     return {
+      ...(shadowWave && w.shadow
+        ? {
+            action: 'shadow' as const,
+            shadow: {
+              samplePercent: w.shadow.samplePercent,
+              ...(w.shadow.maxSamples !== undefined ? { maxSamples: w.shadow.maxSamples } : {}),
+              durationSeconds: w.shadow.durationSeconds,
+            },
+          }
+        : {}),
       ...(w.percent !== undefined ? { percent: w.percent } : {}),
       ...(w.count !== undefined ? { count: w.count } : {}),
       bakeSeconds: w.bakeSeconds ?? DEFAULTS.bakeSeconds,

@@ -3,8 +3,31 @@
  * cohort is healthy compared with the baseline cohort over the same window. Telemetry owns the
  * numbers (HealthGateService implements this); rollouts owns what to do with the answer.
  */
-export const GATE_METRICS = ['latency_p50', 'latency_p95', 'latency_p99', 'error_rate', 'psi'] as const;
+export const GATE_METRICS = [
+  'latency_p50',
+  'latency_p95',
+  'latency_p99',
+  'error_rate',
+  'psi',
+  'shadow_agreement',
+  'shadow_latency_p95',
+  'shadow_error_rate',
+  'shadow_psi',
+] as const;
 export type GateMetric = (typeof GATE_METRICS)[number];
+
+/**
+ * Metrics of a shadow wave (shadow-gate.logic.ts), measured on the candidate that runs beside the
+ * active version on the same devices and inputs: agreement of answers (min), p95 latency (maxRatio
+ * to the active version on the same devices, or max), error rate (max, or maxIncrease over the
+ * active version), PSI of the candidate's predictions against the active version's reference (max).
+ */
+export const SHADOW_GATE_METRICS = ['shadow_agreement', 'shadow_latency_p95', 'shadow_error_rate', 'shadow_psi'] as const;
+export type ShadowGateMetric = (typeof SHADOW_GATE_METRICS)[number];
+
+export function isShadowMetric(metric: GateMetric): metric is ShadowGateMetric {
+  return (SHADOW_GATE_METRICS as readonly string[]).includes(metric);
+}
 
 /**
  * One gate, e.g. `{ metric: 'latency_p95', maxRatio: 1.2 }` (candidate <= 1.2 x baseline),
@@ -17,6 +40,10 @@ export interface GateSpec {
   maxRatio?: number;
   maxIncrease?: number;
   max?: number;
+  /** Lower bound (shadow_agreement). */
+  min?: number;
+  /** shadow_agreement of a regressor: answers whose absolute difference is at most this agree (default 0.01). */
+  tolerance?: number;
   /** Overrides the wave-level minSamples for this gate. */
   minSamples?: number;
 }

@@ -1,4 +1,4 @@
-import type { GateResult, GateSpec } from './health-gate.contract.js';
+import { isShadowMetric, type GateResult, type GateSpec } from './health-gate.contract.js';
 import { psiAgainst, summarize, type TelemetryAggregate } from './telemetry-stats.js';
 
 /** PSI bound used when a psi gate names none: 0.2 is the customary "significant shift" level. */
@@ -70,6 +70,10 @@ export function evaluateGates(inputs: GateInputs): GateResult[] {
       };
     }
 
+    if (isShadowMetric(gate.metric)) {
+      // Measured on the candidate running beside the active version, not on cohorts: shadow-gate.logic.ts.
+      return { ...base, passed: null, value: null, baseline: null, threshold: null, reason: `${gate.metric} is judged from shadow telemetry` };
+    }
     const relative = gate.metric === 'error_rate' ? gate.maxIncrease : gate.maxRatio;
     if (relative === undefined && gate.max === undefined) {
       // A gate without a bound cannot pass honestly; failing makes the misconfiguration visible.
