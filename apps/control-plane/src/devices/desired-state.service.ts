@@ -1,5 +1,15 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
-import { type ArtifactRef, type Command, commandSchema, encodePayload, selectVariant, topics, type VariantSelection } from '@fleetline/protocol';
+import {
+  type ArtifactRef,
+  type Command,
+  type DesiredModel,
+  type ShadowDirective,
+  commandSchema,
+  encodePayload,
+  selectVariant,
+  topics,
+  type VariantSelection,
+} from '@fleetline/protocol';
 import { MqttGateway } from '../infra/mqtt/mqtt-gateway.js';
 import { capabilitiesOf } from './device-capabilities.js';
 import { DeviceModelsRepository, type DesiredRow } from './device-models.repository.js';
@@ -11,7 +21,9 @@ export interface Assignment {
   model: string;
   version: string;
   rolloutId?: string | null;
-  action?: 'install' | 'download-only';
+  action?: DesiredModel['action'];
+  /** Required with action shadow: what the device evaluates, and for how long. */
+  shadow?: ShadowDirective;
   timeoutSeconds?: number;
   /**
    * The build to send. Absent: chosen here from the device's stored inventory (selectVariant).
@@ -94,6 +106,7 @@ export class DesiredStateService {
       version: a.version,
       rolloutId: a.rolloutId ?? null,
       action: a.action ?? 'install',
+      shadow: a.action === 'shadow' ? (a.shadow ?? null) : null,
       timeoutSeconds: a.timeoutSeconds ?? null,
       variant: a.variant !== undefined ? a.variant : (chosen.get(`${a.deviceId}\u0000${a.model}`) ?? null),
     }));

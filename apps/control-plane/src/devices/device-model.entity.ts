@@ -32,6 +32,10 @@ export class DeviceModelEntity {
   @Column('text', { nullable: true })
   desiredVariant: string | null;
 
+  /** The shadow directive of an assignment with action shadow (protocol ShadowDirective). */
+  @Column('jsonb', { nullable: true })
+  desiredShadow: unknown;
+
   @Column('text', { nullable: true })
   reportVersion: string | null;
 

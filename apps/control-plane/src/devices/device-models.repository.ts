@@ -1,4 +1,5 @@
 import { Injectable } from '@nestjs/common';
+import type { DesiredModel, ShadowDirective } from '@fleetline/protocol';
 import { DataSource } from 'typeorm';
 import { COMPATIBILITY_KEY_SQL, type CompatibilityProjection } from './device-capabilities.js';
 import type { IncomingReport, ReportFloors } from './reports/report-ordering.js';
@@ -9,7 +10,9 @@ export interface DesiredRow {
   model: string;
   version: string;
   rolloutId: string | null;
-  action: 'install' | 'download-only';
+  action: DesiredModel['action'];
+  /** Set for action shadow. */
+  shadow: ShadowDirective | null;
   timeoutSeconds: number | null;
   /** The build chosen for the device; null: none chosen, the device picks (or refuses). */
   variant: string | null;
@@ -57,10 +60,10 @@ export class DeviceModelsRepository {
     const result = rowsOf(
       await this.dataSource.query(
         `INSERT INTO device_models (device_id, model, desired_version, desired_revision, desired_rollout_id, desired_action, desired_at, desired_timeout_seconds,
-                                    desired_variant)
-       SELECT a.device_id, a.model, a.version, 1, a.rollout_id, a.action, now(), a.timeout_seconds, a.variant
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::int[], $7::text[])
-              AS a(device_id, model, version, rollout_id, action, timeout_seconds, variant)
+                                    desired_variant, desired_shadow)
+       SELECT a.device_id, a.model, a.version, 1, a.rollout_id, a.action, now(), a.timeout_seconds, a.variant, a.shadow::jsonb
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::int[], $7::text[], $8::text[])
+              AS a(device_id, model, version, rollout_id, action, timeout_seconds, variant, shadow)
          JOIN devices d ON d.id = a.device_id AND d.decommissioned_at IS NULL
        ON CONFLICT (device_id, model) DO UPDATE SET
          desired_version = EXCLUDED.desired_version,
@@ -69,7 +72,8 @@ export class DeviceModelsRepository {
          desired_action = EXCLUDED.desired_action,
          desired_at = EXCLUDED.desired_at,
          desired_timeout_seconds = EXCLUDED.desired_timeout_seconds,
-         desired_variant = EXCLUDED.desired_variant
+         desired_variant = EXCLUDED.desired_variant,
+         desired_shadow = EXCLUDED.desired_shadow
        RETURNING device_id, model, desired_revision, desired_at`,
         [
           rows.map((r) => r.deviceId),
@@ -79,6 +83,7 @@ export class DeviceModelsRepository {
           rows.map((r) => r.action),
           rows.map((r) => r.timeoutSeconds),
           rows.map((r) => r.variant),
+          rows.map((r) => (r.shadow ? JSON.stringify(r.shadow) : null)),
         ],
       ),
     );

@@ -9,6 +9,7 @@ import { type GateResult, HealthGateService } from '../telemetry/gates/health-ga
 import { DriverLease } from './driver-lease.js';
 import { inMaintenanceWindow, nextWindowOpening } from './planning/maintenance-window.js';
 import { assessWave, decideWave, type WaveAssessment } from './planning/wave-conditions.js';
+import { desiredActionOfWave, waveSuccessAction } from './planning/shadow-wave.js';
 import { RAMP_WINDOW_MS, rampAfter, rampBudget, type RampDecision, type RampState } from './planning/ramp.js';
 import { gateVerdict } from './planning/gate-verdict.js';
 import { type NewEvent, RolloutRepository, type RolloutRow, type WaveRow } from './rollout.repository.js';
@@ -268,7 +269,7 @@ export class RolloutEngine implements OnApplicationBootstrap, OnModuleDestroy {
     const wave = waves[r.currentWave];
     if (!wave) return false;
     const counts = (await this.repo.waveCounts(r.id, wave.idx)).get(wave.idx) ?? {};
-    const assessment = assessWave(counts, wave.spec.successPercent, wave.spec.failure, r.action, wave.acceptedFailures);
+    const assessment = assessWave(counts, wave.spec.successPercent, wave.spec.failure, waveSuccessAction(r.action, wave.spec), wave.acceptedFailures);
     let successSince = wave.successSince;
     if (assessment.successMet && !successSince && !assessment.failureMet) {
       successSince = await this.repo.markSuccessSince(r.id, wave.idx);
@@ -536,7 +537,8 @@ export class RolloutEngine implements OnApplicationBootstrap, OnModuleDestroy {
             model: r.model,
             version: r.version,
             rolloutId: r.id,
-            action: r.action,
+            // A shadow wave's devices stage the version and evaluate it beside their active one.
+            ...desiredActionOfWave(r.action, r.spec.waves[r.currentWave]),
             timeoutSeconds: r.spec.timeoutSeconds,
             // No inventory yet: every build goes, and the agent chooses or refuses itself.
             variant: b?.ok ? b.variant : null,

@@ -1,7 +1,9 @@
 import { Injectable } from '@nestjs/common';
+import { LATENCY_BUCKET_COUNT, SHADOW_DIFF_BUCKET_COUNT } from '@fleetline/protocol';
 import { DataSource } from 'typeorm';
 import { INACTIVE_COHORT } from './gates/telemetry-cohort.js';
 import { aggregateFromRow, distributionFromValue, type TelemetryAggregate } from './gates/telemetry-stats.js';
+import type { ShadowTotals } from './gates/shadow-gate.logic.js';
 
 export interface TimeWindow {
   from: Date;
@@ -55,6 +57,10 @@ const RAW_SUMS = `
   sum(memory_rss_bytes) AS memory_rss_bytes_sum, count(memory_rss_bytes) AS memory_rss_bytes_n,
   sum(memory_free_bytes) AS memory_free_bytes_sum, count(memory_free_bytes) AS memory_free_bytes_n,
   sum(temperature_c) AS temperature_c_sum, count(temperature_c) AS temperature_c_n`;
+
+/** Element-wise sums of fixed-length int[] columns as one aggregate per element (no unnest-and-regroup). */
+const arraySums = (column: string, length: number): string =>
+  `ARRAY[${Array.from({ length }, (_, i) => `coalesce(sum(${column}[${i + 1}]), 0)`).join(', ')}]::bigint[]`;
 
 const toDate = (v: unknown): Date => (v instanceof Date ? v : new Date(String(v)));
 
@@ -220,6 +226,52 @@ export class TelemetryQueryRepository {
       params,
     );
     return rows.map((r) => ({ model: String(r['model']), version: String(r['version']), start: toDate(r['bucket']), aggregate: aggregateFromRow(r) }));
+  }
+
+  /**
+   * Sums of a rollout's shadow telemetry from the given waves over a window (gates of a shadow
+   * wave): the candidate's numbers and the active version's numbers of the same messages. Two
+   * aggregate scans of the (rollout_id, wave, interval_end) index; predictions summed per label.
+   */
+  async shadowTotals(rolloutId: string, waves: readonly number[], window: TimeWindow): Promise<ShadowTotals> {
+    const params = [rolloutId, [...waves], window.from, window.to];
+    const where = `rollout_id = $1::uuid AND wave = ANY ($2::int[]) AND interval_end >= $3 AND interval_end < $4`;
+    const [sums] = (await this.dataSource.query(
+      `SELECT count(*) AS samples, count(DISTINCT device_id) AS devices, coalesce(sum(mirrored), 0) AS mirrored, coalesce(sum(dropped), 0) AS dropped,
+              coalesce(sum(count), 0) AS count, coalesce(sum(errors), 0) AS errors, coalesce(sum(label_compared), 0) AS label_compared,
+              coalesce(sum(agreed), 0) AS agreed, count(diff_buckets) AS with_diffs,
+              coalesce(sum(active_count), 0) AS active_count, coalesce(sum(active_errors), 0) AS active_errors,
+              ${arraySums('latency_buckets', LATENCY_BUCKET_COUNT)} AS latency_buckets,
+              ${arraySums('active_latency_buckets', LATENCY_BUCKET_COUNT)} AS active_latency_buckets,
+              ${arraySums('diff_buckets', SHADOW_DIFF_BUCKET_COUNT)} AS diff_buckets
+         FROM telemetry_shadow_samples WHERE ${where}`,
+      params,
+    )) as Record<string, unknown>[];
+    const labels = (await this.dataSource.query(
+      `SELECT 'c' AS side, e.key, sum(e.value::bigint) AS n FROM telemetry_shadow_samples, jsonb_each_text(predictions) e WHERE ${where} GROUP BY 1, 2
+       UNION ALL
+       SELECT 'a', e.key, sum(e.value::bigint) FROM telemetry_shadow_samples, jsonb_each_text(active_predictions) e WHERE ${where} GROUP BY 1, 2`,
+      params,
+    )) as { side: string; key: string; n: string | number }[];
+    const predictions: Record<string, number> = {};
+    const activePredictions: Record<string, number> = {};
+    for (const l of labels) (l.side === 'c' ? predictions : activePredictions)[l.key] = Number(l.n);
+    const n = (k: string): number => Number(sums?.[k] ?? 0);
+    const arr = (k: string): number[] => ((sums?.[k] as unknown[] | undefined) ?? []).map(Number);
+    return {
+      samples: n('samples'),
+      devices: n('devices'),
+      mirrored: n('mirrored'),
+      dropped: n('dropped'),
+      count: n('count'),
+      errors: n('errors'),
+      latencyBuckets: arr('latency_buckets'),
+      predictions,
+      labelCompared: n('label_compared'),
+      agreed: n('agreed'),
+      diffBuckets: n('with_diffs') > 0 ? arr('diff_buckets') : [],
+      active: { count: n('active_count'), errors: n('active_errors'), latencyBuckets: arr('active_latency_buckets'), predictions: activePredictions },
+    };
   }
 
   /** Reference distributions of model versions: an uploaded one (models feature) wins over a captured one. */

@@ -5,6 +5,7 @@ import { RollupHealthGateService } from './gates/health-gate.service.js';
 import { TelemetryController } from './telemetry.controller.js';
 import { TelemetryIngestMetrics } from './ingest/telemetry-ingest.metrics.js';
 import { TelemetryIngestRepository } from './ingest/telemetry-ingest.repository.js';
+import { ShadowIngestRepository } from './ingest/shadow-ingest.repository.js';
 import { DEFAULT_TELEMETRY_BATCH_OPTIONS, TELEMETRY_BATCH_OPTIONS, TelemetryIngestService } from './ingest/telemetry-ingest.service.js';
 import { TelemetryMaintenanceRepository } from './maintenance/telemetry-maintenance.repository.js';
 import { TelemetryMaintenanceService } from './maintenance/telemetry-maintenance.service.js';
@@ -25,6 +26,7 @@ import { TelemetryQueryService } from './telemetry-query.service.js';
       useFactory: (config: AppConfig) => ({ ...DEFAULT_TELEMETRY_BATCH_OPTIONS, ...config.telemetryBatch }),
     },
     TelemetryIngestRepository,
+    ShadowIngestRepository,
     TelemetryIngestService,
     TelemetryQueryRepository,
     TelemetryQueryService,

@@ -42,3 +42,13 @@ describe('desiredMessage with builds', () => {
     }
   });
 });
+
+describe('desiredMessage of a shadow assignment', () => {
+  it('carries the directive, so a hello re-sends the same shadow', () => {
+    const shadow = { samplePercent: 10, durationSeconds: 900, maxSamples: 5000 };
+    const d = decodePayload(desiredModelSchema, desiredMessage({ ...row, action: 'shadow', shadow, rolloutId: 'r-1' }, artifacts).payload);
+    expect(d.ok && d.value).toMatchObject({ action: 'shadow', shadow, rolloutId: 'r-1' });
+    const install = decodePayload(desiredModelSchema, desiredMessage({ ...row, shadow }, artifacts).payload);
+    expect(install.ok && install.value.shadow).toBeUndefined();
+  });
+});

@@ -6,6 +6,7 @@ import {
   desiredModelSchema,
   encodePayload,
   PROTOCOL_VERSION,
+  type ShadowDirective,
   topics,
   variantOf,
 } from '@fleetline/protocol';
@@ -19,7 +20,9 @@ export interface DesiredStateRow {
   version: string | null;
   revision: number;
   rolloutId: string | null;
-  action: 'install' | 'download-only' | null;
+  action: DesiredModel['action'] | null;
+  /** The directive of action shadow (device_models.desired_shadow). */
+  shadow?: ShadowDirective | null;
   timeoutSeconds: number | null;
   /** The build chosen for the device (device_models.desired_variant); null: none chosen. */
   variant: string | null;
@@ -42,6 +45,7 @@ export function desiredMessage(row: DesiredStateRow, artifacts: ArtifactRef[]): 
     version: row.version,
     revision: row.revision,
     action: row.action ?? 'install',
+    ...(row.action === 'shadow' && row.shadow ? { shadow: row.shadow } : {}),
     ...(row.rolloutId ? { rolloutId: row.rolloutId } : {}),
     ...(row.timeoutSeconds !== null ? { timeoutSeconds: row.timeoutSeconds } : {}),
     ...(build.length > 0 ? { variant: row.variant!, artifacts: build } : { artifacts }),

@@ -1,4 +1,5 @@
 import { Injectable } from '@nestjs/common';
+import { shadowDirectiveSchema, type ShadowDirective } from '@fleetline/protocol';
 import { DataSource } from 'typeorm';
 import { rowsOf, toIso, toNumber } from '../sql-values.js';
 import type { DesiredStateRow } from './desired-messages.js';
@@ -17,7 +18,7 @@ export class DesiredSyncRepository {
     const rows = rowsOf(
       await this.dataSource.query(
         `SELECT m.device_id, m.model, m.desired_version, m.desired_revision, m.desired_rollout_id, m.desired_action,
-                m.desired_timeout_seconds, m.desired_at, m.desired_variant
+                m.desired_timeout_seconds, m.desired_at, m.desired_variant, m.desired_shadow
            FROM device_models m
            JOIN devices d ON d.id = m.device_id AND d.decommissioned_at IS NULL
           WHERE m.device_id = ANY($1::text[])
@@ -32,7 +33,8 @@ export class DesiredSyncRepository {
       version: r['desired_version'] === null ? null : String(r['desired_version']),
       revision: toNumber(r['desired_revision']),
       rolloutId: r['desired_rollout_id'] === null ? null : String(r['desired_rollout_id']),
-      action: r['desired_action'] === null ? null : (String(r['desired_action']) as 'install' | 'download-only'),
+      action: r['desired_action'] === null ? null : (String(r['desired_action']) as DesiredStateRow['action']),
+      shadow: shadowFromValue(r['desired_shadow']),
       timeoutSeconds: r['desired_timeout_seconds'] === null ? null : toNumber(r['desired_timeout_seconds']),
       variant: r['desired_variant'] === null || r['desired_variant'] === undefined ? null : String(r['desired_variant']),
       assignedAt: toIso(r['desired_at']) ?? new Date().toISOString(),
@@ -51,4 +53,19 @@ export class DesiredSyncRepository {
     );
     return rows.map((r) => String(r['id']));
   }
+}
+
+/** A stored directive (jsonb: an object from PostgreSQL, text from some drivers); one that no longer decodes is left out. */
+function shadowFromValue(value: unknown): ShadowDirective | null {
+  if (value === null || value === undefined) return null;
+  let parsed: unknown = value;
+  if (typeof value === 'string') {
+    try {
+      parsed = JSON.parse(value);
+    } catch {
+      return null;
+    }
+  }
+  const r = shadowDirectiveSchema.safeParse(parsed);
+  return r.success ? r.data : null;
 }

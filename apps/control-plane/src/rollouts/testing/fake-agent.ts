@@ -18,6 +18,8 @@ export interface FakeAgent {
   id: string;
   received: DesiredModel[];
   active: Map<string, string>;
+  /** Publishes a telemetry message as this device (QoS 1); `seq` is filled in from the device's counter. */
+  publishTelemetry(message: Record<string, unknown>): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -92,7 +94,8 @@ export async function startFakeAgent(
       await report(d, 'failed', { failure: { code: outcome.fail, message: 'simulated failure' } });
       return;
     }
-    if (d.action === 'download-only') {
+    // A shadow candidate is staged like a download-only one; its telemetry is the test's to publish (publishTelemetry).
+    if (d.action === 'download-only' || d.action === 'shadow') {
       await report(d, 'downloaded');
       return;
     }
@@ -133,6 +136,9 @@ export async function startFakeAgent(
     id,
     received,
     active,
+    publishTelemetry: async (message) => {
+      await client.publishAsync(topics.telemetry(id), JSON.stringify({ v: PROTOCOL_VERSION, seq: seq++, ...message }), { qos: 1 });
+    },
     close: async () => {
       await queue;
       await client.endAsync(true);

@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
-import { type GateEvaluationInput, type GateResult, HealthGateService } from './health-gate.contract.js';
+import { type GateEvaluationInput, type GateResult, HealthGateService, isShadowMetric } from './health-gate.contract.js';
+import { evaluateShadowGates } from './shadow-gate.logic.js';
 import { evaluateGates, type GateInputs } from './health-gate.logic.js';
 import { candidateCohorts } from './telemetry-cohort.js';
 import { TelemetryQueryRepository } from '../telemetry-query.repository.js';
@@ -30,6 +31,7 @@ export class RollupHealthGateService extends HealthGateService {
 
   async evaluate(input: GateEvaluationInput): Promise<GateResult[]> {
     if (input.gates.length === 0) return [];
+    if (input.gates.some((g) => isShadowMetric(g.metric))) return this.evaluateShadow(input);
     const window = { from: new Date(input.now.getTime() - input.windowSeconds * 1000), to: new Date(input.now.getTime() + 60_000) };
     const cohorts = candidateCohorts(input.rolloutId, input.waves);
     const [candidate, baseline] = await Promise.all([
@@ -50,6 +52,23 @@ export class RollupHealthGateService extends HealthGateService {
     }
     const results = evaluateGates({ gates: input.gates, minSamples: input.minSamples, candidate, baseline, psiReference });
     return [...results, ...(await this.perBuild(input, cohorts, window, baseline, psiReference))];
+  }
+
+  /**
+   * Gates of a shadow wave, from the shadow telemetry of the wave's devices: the candidate beside
+   * the active version on the same devices and inputs. The PSI reference is the active (baseline)
+   * version's reference distribution, else the active answers of the same inferences.
+   */
+  private async evaluateShadow(input: GateEvaluationInput): Promise<GateResult[]> {
+    const window = { from: new Date(input.now.getTime() - input.windowSeconds * 1000), to: new Date(input.now.getTime() + 60_000) };
+    const shadowGates = input.gates.filter((g) => isShadowMetric(g.metric));
+    const totals = await this.repository.shadowTotals(input.rolloutId, input.waves, window);
+    let activeReference: { distribution: Record<string, number>; source: string } | null = null;
+    if (input.baselineVersion !== null && shadowGates.some((g) => g.metric === 'shadow_psi')) {
+      const ref = (await this.repository.references(input.model, [input.baselineVersion])).get(input.baselineVersion);
+      if (ref) activeReference = { distribution: ref.distribution, source: `active version ${ref.source} reference` };
+    }
+    return evaluateShadowGates({ gates: shadowGates, minSamples: input.minSamples, totals, activeReference });
   }
 
   private async perBuild(

@@ -23,6 +23,10 @@ export class TelemetryIngestMetrics {
   waitedForRoom = 0;
   /** Samples that arrived after the pipeline closed for shutdown: not acknowledged, the device resends them. */
   droppedShutdown = 0;
+  /** Shadow blocks stored (telemetry_shadow_samples). */
+  shadowAccepted = 0;
+  /** Shadow blocks left out: duplicates, samples not stored, or devices that are not in a wave of the rollout they name. */
+  shadowLeftOut = 0;
   /** Sum of the `dropped` field of accepted messages: what devices lost from their own offline queues. */
   agentDropped = 0;
   /** Samples not stored because their batch write failed (database unavailable): not acknowledged, the devices resend them. */

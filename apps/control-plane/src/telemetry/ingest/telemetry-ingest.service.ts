@@ -1,10 +1,11 @@
-import { Inject, Injectable, Logger, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
+import { Inject, Injectable, Logger, type OnModuleDestroy, type OnModuleInit, Optional } from '@nestjs/common';
 import { decodePayload, parseDeviceTopic, type TelemetryMessage, telemetryMessageSchema, topics } from '@fleetline/protocol';
 import { APP_CONFIG, type AppConfig } from '../../infra/config/app-config.js';
 import { type InboundMessage, MqttGateway } from '../../infra/mqtt/mqtt-gateway.js';
 import { RateLimitedLog } from '../../infra/logging/rate-limited-log.js';
 import { BatcherClosedError, TelemetryBatcher, type TelemetryBatcherOptions } from './telemetry-batcher.js';
 import { TelemetryIngestMetrics } from './telemetry-ingest.metrics.js';
+import { ShadowIngestRepository } from './shadow-ingest.repository.js';
 import { type IngestSample, TelemetryIngestRepository } from './telemetry-ingest.repository.js';
 import { acceptedWindow } from '../maintenance/telemetry-partitions.js';
 import {
@@ -111,6 +112,7 @@ export class TelemetryIngestService implements OnModuleInit, OnModuleDestroy {
     readonly metrics: TelemetryIngestMetrics,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     @Inject(TELEMETRY_BATCH_OPTIONS) private readonly options: TelemetryBatcherOptions,
+    @Optional() private readonly shadow?: ShadowIngestRepository,
   ) {
     this.limits = config.telemetryLimits ?? DEFAULT_TELEMETRY_LIMITS;
     this.batcher = new TelemetryBatcher(
@@ -225,6 +227,15 @@ export class TelemetryIngestService implements OnModuleInit, OnModuleDestroy {
         this.reject('overlap', `${result.rejected.overlap} sample(s) of the batch overlap an interval already stored${example}`, result.rejected.overlap);
       this.metrics.accepted += result.inserted;
       this.metrics.agentDropped += result.agentDropped;
+      if (this.shadow && this.withCohorts) {
+        // After the samples: a shadow block is stored only beside its stored sample (ShadowIngestRepository).
+        const offered = samples.filter((s) => s.message.shadow !== undefined).length;
+        if (offered > 0) {
+          const stored = await this.shadow.writeShadow(samples);
+          this.metrics.shadowAccepted += stored;
+          this.metrics.shadowLeftOut += offered - stored;
+        }
+      }
     } catch (err) {
       if (!isDataError(err)) throw err;
       if (samples.length === 1) {
