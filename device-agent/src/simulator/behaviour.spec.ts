@@ -19,6 +19,12 @@ describe('simulator behaviours', () => {
     expect(() => parseBehaviours(['1.0.0:speed=3'])).toThrow(/unknown key speed/);
     expect(() => parseBehaviours(['1.0.0:errorRate=2'])).toThrow(/0..1/);
     expect(() => parseBehaviours(['1.0.0:latencyMs=-1'])).toThrow(/non-negative/);
+    expect(() => parseBehaviours(['2.0.0:disagreement=1.5'])).toThrow(/0..1/);
+  });
+
+  it('takes the disagreement of a shadow candidate', () => {
+    expect(behaviourFor(parseBehaviours(['2.0.0:disagreement=0.2']), '2.0.0').disagreement).toBe(0.2);
+    expect(DEFAULT_BEHAVIOUR.disagreement).toBe(0);
   });
 
   it('shift moves the label distribution and keeps it normalised', () => {

@@ -12,12 +12,14 @@ export interface Behaviour {
   downloadFail: number;
   /** Inferences per second per device. */
   rate: number;
+  /** As a shadow candidate: share of inferences answered differently from the active model. */
+  disagreement: number;
 }
 
-export const DEFAULT_BEHAVIOUR: Behaviour = { latencyMs: 20, errorRate: 0.01, shift: 0, healthFail: 0, downloadFail: 0, rate: 1 };
+export const DEFAULT_BEHAVIOUR: Behaviour = { latencyMs: 20, errorRate: 0.01, shift: 0, healthFail: 0, downloadFail: 0, rate: 1, disagreement: 0 };
 
-const KEYS = new Set<keyof Behaviour>(['latencyMs', 'errorRate', 'shift', 'healthFail', 'downloadFail', 'rate']);
-const PROBABILITIES = new Set<keyof Behaviour>(['errorRate', 'shift', 'healthFail', 'downloadFail']);
+const KEYS = new Set<keyof Behaviour>(['latencyMs', 'errorRate', 'shift', 'healthFail', 'downloadFail', 'rate', 'disagreement']);
+const PROBABILITIES = new Set<keyof Behaviour>(['errorRate', 'shift', 'healthFail', 'downloadFail', 'disagreement']);
 
 export type BehaviourTable = ReadonlyMap<string, Behaviour>;
 

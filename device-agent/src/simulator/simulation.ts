@@ -225,7 +225,13 @@ export function startSimulationInProcess(opts: SimulationOptions): SimulationHan
   const strings = new InternPool();
   const enrollClient = new EnrollClient(opts.enrollConcurrency ?? 50);
   const behaviour = (v: string): Behaviour => behaviourFor(table, v);
-  const runtimes = new RuntimeRegistry().register(simulatedRuntimeFactory((v) => ({ healthFail: behaviour(v).healthFail })));
+  // As a shadow candidate a version answers with its own latency and error rate, disagreeing on its `disagreement` share.
+  const runtimes = new RuntimeRegistry().register(
+    simulatedRuntimeFactory((v) => {
+      const b = behaviour(v);
+      return { healthFail: b.healthFail, disagreement: b.disagreement, inferLatencyMs: b.latencyMs, inferErrorRate: b.errorRate };
+    }),
+  );
   const inventory = {
     hardwareClass: opts.hardwareClass ?? 'sim',
     os: 'simulated',
@@ -260,9 +266,17 @@ export function startSimulationInProcess(opts: SimulationOptions): SimulationHan
       device.carry += b.rate * seconds;
       const n = Math.floor(device.carry);
       device.carry -= n;
+      // The active answer is the simulated input too: a shadow candidate then disagrees on exactly its share.
+      const shadowing = n > 0 && device.agent.shadowing(model);
       for (let i = 0; i < n; i++) {
         const ok = Math.random() >= b.errorRate;
-        device.agent.recordInference({ model, latencyMs: sampleLatency(b.latencyMs), ok, ...(ok ? { label: sampleLabel(b.shift) } : {}) });
+        const label = ok ? sampleLabel(b.shift) : undefined;
+        device.agent.recordInference({
+          model,
+          latencyMs: sampleLatency(b.latencyMs),
+          ok,
+          ...(label !== undefined ? { label, ...(shadowing ? { input: { label } } : {}) } : {}),
+        });
         stats.inferences++;
       }
     }
