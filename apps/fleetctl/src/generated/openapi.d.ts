@@ -878,8 +878,12 @@ export interface components {
             maxIncrease?: number;
             maxRatio?: number;
             /** @enum {string} */
-            metric: "latency_p50" | "latency_p95" | "latency_p99" | "error_rate" | "psi";
+            metric: "latency_p50" | "latency_p95" | "latency_p99" | "error_rate" | "psi" | "shadow_agreement" | "shadow_latency_p95" | "shadow_error_rate" | "shadow_psi";
+            /** @description Lower bound (shadow_agreement) */
+            min?: number;
             minSamples?: number;
+            /** @description shadow_agreement of regressors: answers within this absolute difference agree (default 0.01) */
+            tolerance?: number;
         };
         InventorySelectorDto: {
             /** @description Semver range of the agent version, e.g. ">=0.2.0" */
@@ -917,6 +921,20 @@ export interface components {
             /** @description Semver range of the runtime version */
             range?: string;
         };
+        ShadowDirectiveDto: {
+            /**
+             * @description The shadow ends on a device this long after the candidate was loaded
+             * @example 3600
+             */
+            durationSeconds: number;
+            /** @description The shadow ends on a device after this many evaluated inferences */
+            maxSamples?: number;
+            /**
+             * @description Percent of the application inferences mirrored to the candidate (0, 100]
+             * @example 10
+             */
+            samplePercent: number;
+        };
         TargetDto: {
             current?: components["schemas"]["CurrentVersionDto"];
             /** @description Explicit device ids, any number (combined with the other criteria by AND) */
@@ -945,6 +963,12 @@ export interface components {
             tagsMode?: "replace" | "merge";
         };
         WaveDto: {
+            /**
+             * @description shadow: the wave runs the version beside the active one on the same inputs and never switches (gate it with shadow_* metrics)
+             * @default install
+             * @enum {string}
+             */
+            action?: "install" | "shadow";
             /** @default 0 */
             bakeSeconds?: number;
             /** @description Cumulative device count covered once this wave is done */
@@ -959,6 +983,8 @@ export interface components {
             onGateFailure?: "pause" | "rollback";
             /** @description Cumulative percent of the target covered once this wave is done */
             percent?: number;
+            /** @description Required for a shadow wave */
+            shadow?: components["schemas"]["ShadowDirectiveDto"];
             /**
              * @description Percent of the wave that must commit before the next wave
              * @default 100
