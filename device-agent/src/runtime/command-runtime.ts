@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import type { ArtifactRef } from '@fleetline/protocol';
+import { CommandServer } from './command-serve.js';
 import type { ModelRuntime, RuntimeFactory } from './model-runtime.js';
 
 export interface CommandRuntimeOptions {
@@ -18,6 +19,8 @@ export class CommandRuntime implements ModelRuntime {
   readonly name = 'command';
   readonly version: string;
   private modelPath: string | undefined;
+  /** Started on the first inference (a shadow candidate), kept until unload. */
+  private server: CommandServer | undefined;
 
   constructor(private readonly opts: CommandRuntimeOptions) {
     this.version = opts.version ?? '1.0.0';
@@ -48,8 +51,19 @@ export class CommandRuntime implements ModelRuntime {
     });
   }
 
+  /** One inference through `{command} ...args --serve {modelPath}` (command-serve.ts has the protocol). */
+  async infer(input: unknown): Promise<unknown> {
+    const modelPath = this.modelPath;
+    if (!modelPath) throw new Error('no model loaded');
+    this.server ??= new CommandServer(this.opts.command, this.opts.args ?? [], modelPath, this.opts.timeoutMs ?? 30_000);
+    return this.server.infer(input);
+  }
+
   async unload(): Promise<void> {
     this.modelPath = undefined;
+    const server = this.server;
+    this.server = undefined;
+    await server?.close();
   }
 }
 
