@@ -84,6 +84,10 @@ describe('rendering', () => {
     expect(waveTotals(p.waves[0]!, 'install')).toEqual({ success: 9, failed: 1, inFlight: 0, pending: 0, skipped: 0 });
     expect(waveTotals(p.waves[1]!, 'install')).toEqual({ success: 2, failed: 0, inFlight: 3, pending: 5, skipped: 0 });
     expect(waveTotals({ ...p.waves[1]!, counts: { downloaded: 4 } }, 'download-only').success).toBe(4);
+    expect(waveTotals({ ...p.waves[1]!, counts: { downloaded: 4 }, action: 'shadow' }, 'install')).toMatchObject({ success: 4, inFlight: 0 });
+    expect(normalizeRollout({ id: 'r', state: 'running', waves: [{ idx: 0, size: 2, spec: { action: 'shadow', percent: 5 } }] })?.waves[0]?.action).toBe(
+      'shadow',
+    );
   });
 
   it('draws a fixed-width bar', () => {

@@ -21,6 +21,8 @@ export interface WaveProgress {
   counts: Record<string, number>;
   startedAt: string | null;
   finishedAt: string | null;
+  /** `shadow` for a wave that evaluates the version beside the active one (its devices are done once staged). */
+  action?: 'shadow';
 }
 
 /** States in which a rollout no longer changes by itself. */
@@ -60,6 +62,7 @@ export function normalizeRollout(raw: unknown): RolloutProgress | undefined {
       counts,
       startedAt: strOrNull(w['startedAt']),
       finishedAt: strOrNull(w['finishedAt']),
+      ...(spec['action'] === 'shadow' ? { action: 'shadow' as const } : {}),
     };
   });
   return {
@@ -112,8 +115,10 @@ interface WaveTotals {
   skipped: number;
 }
 
-export function waveTotals(wave: WaveProgress, action: string): WaveTotals {
+export function waveTotals(wave: WaveProgress, rolloutAction: string): WaveTotals {
   const c = (state: string): number => wave.counts[state] ?? 0;
+  // A shadow wave's device is done once the candidate is staged, as in a download-only rollout.
+  const action = wave.action === 'shadow' ? 'download-only' : rolloutAction;
   const successStates = action === 'download-only' ? ['committed', 'downloaded'] : ['committed'];
   const success = successStates.reduce((n, s) => n + c(s), 0);
   const failed = FAILED_DEVICE_STATES.reduce((n, s) => n + c(s), 0);
@@ -145,7 +150,7 @@ export function renderProgress(p: RolloutProgress): string[] {
   for (const w of p.waves) {
     const t = waveTotals(w, p.action);
     const pct = w.size > 0 ? Math.floor(((t.success + t.failed) * 100) / w.size) : 0;
-    const label = `wave ${w.index + 1}/${p.waves.length}${w.percent !== null ? ` (${w.percent}%)` : ''}`;
+    const label = `wave ${w.index + 1}/${p.waves.length}${w.percent !== null ? ` (${w.percent}%)` : ''}${w.action === 'shadow' ? ' shadow' : ''}`;
     const detail = [
       `${t.success}/${w.size} ok`,
       t.failed ? `${t.failed} failed` : '',
