@@ -234,6 +234,9 @@ function renderWaves(el, r) {
           h(
             'span.muted.small',
             [
+              spec.action === 'shadow'
+                ? `shadow: ${fmtNum(spec.shadow?.samplePercent, 1)}% of inferences beside the active version for ${fmtDuration(spec.shadow?.durationSeconds ?? 0)}${spec.shadow?.maxSamples ? ` or ${fmtInt(spec.shadow.maxSamples)} inferences` : ''}, never switched`
+                : null,
               cover,
               `${fmtInt(w.size)} devices`,
               `success ≥ ${spec.successPercent ?? 100}%`,
@@ -275,7 +278,12 @@ function renderGates(el, r) {
           h('td', h('code', spec.metric)),
           h('td.num', fmtMetric(spec.metric, g.value)),
           h('td.num', fmtMetric(spec.metric, g.baseline)),
-          h('td.num', g.threshold !== undefined && g.threshold !== null ? `≤ ${fmtMetric(spec.metric, g.threshold)}` : describeSpec(spec)),
+          h(
+            'td.num',
+            g.threshold !== undefined && g.threshold !== null
+              ? `${spec.metric === 'shadow_agreement' ? '≥' : '≤'} ${fmtMetric(spec.metric, g.threshold)}`
+              : describeSpec(spec),
+          ),
           h('td.num', g.samples !== undefined ? `${fmtInt(g.samples)} / ${fmtInt(g.baselineSamples)}` : '—'),
           h(
             'td',
@@ -310,6 +318,7 @@ function renderGates(el, r) {
 }
 
 function describeSpec(g) {
+  if (g.min !== undefined) return `≥ ${g.min}`;
   if (g.maxRatio !== undefined) return `≤ ${g.maxRatio}× baseline`;
   if (g.maxIncrease !== undefined) return `≤ baseline + ${g.maxIncrease}`;
   if (g.max !== undefined) return `≤ ${g.max}`;
@@ -318,8 +327,9 @@ function describeSpec(g) {
 
 function fmtMetric(metric, value) {
   if (value === null || value === undefined) return '—';
-  if (metric === 'error_rate') return `${(value * 100).toFixed(2)}%`;
-  if (metric.startsWith('latency')) return `${fmtNum(value, 1)} ms`;
+  // Shadow metrics: the candidate beside the active version on the same devices (baseline: the active version).
+  if (metric === 'error_rate' || metric === 'shadow_error_rate' || metric === 'shadow_agreement') return `${(value * 100).toFixed(2)}%`;
+  if (metric.startsWith('latency') || metric === 'shadow_latency_p95') return `${fmtNum(value, 1)} ms`;
   return fmtNum(value, 3);
 }
 
