@@ -7,7 +7,7 @@ import { DeviceModelReportSeq1764235100000 } from './migrations/1764235100000-de
 import { DeviceChannel1764235200000 } from './migrations/1764235200000-device-channel.js';
 import { DeviceModelVariant1764236400001 } from './migrations/1764236400001-device-model-variant.js';
 import { EnrollmentTokenTagKeys1764237300000 } from './migrations/1764237300000-enrollment-token-tag-keys.js';
-import { DeviceModelShadow1764240100000 } from './migrations/1764240100000-device-model-shadow.js';
+import { DeviceModelShadow1764241200000 } from './migrations/1764241200000-device-model-shadow.js';
 
 /** Entities and migrations of the devices feature (collected by infra/database/schema.registry.ts). */
 export const devicesSchema: FeatureSchema = {
@@ -18,6 +18,6 @@ export const devicesSchema: FeatureSchema = {
     DeviceChannel1764235200000,
     DeviceModelVariant1764236400001,
     EnrollmentTokenTagKeys1764237300000,
-    DeviceModelShadow1764240100000,
+    DeviceModelShadow1764241200000,
   ],
 };

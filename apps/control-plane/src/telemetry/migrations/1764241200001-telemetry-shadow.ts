@@ -6,8 +6,8 @@ import type { MigrationInterface, QueryRunner } from 'typeorm';
  * of the shadow gates' relative bounds. Only members of the rollout's waves are stored; the key
  * is the telemetry sample's, so a redelivered message adds nothing.
  */
-export class TelemetryShadow1764240100001 implements MigrationInterface {
-  name = 'TelemetryShadow1764240100001';
+export class TelemetryShadow1764241200001 implements MigrationInterface {
+  name = 'TelemetryShadow1764241200001';
 
   async up(q: QueryRunner): Promise<void> {
     await q.query(`
