@@ -45,6 +45,8 @@ export interface AgentOptions {
   healthCheckTimeoutMs?: number;
   updateTimeoutMs?: number;
   maxActivationRestarts?: number;
+  /** How long after connecting a model the hello's answer did not mention waits to be re-stated (Reconciler.beginResync). */
+  resyncFallbackMs?: number;
   reportQueue?: { maxItems: number; maxBytes: number };
   telemetryQueue?: { maxItems: number; maxBytes: number };
   /** Samples vitals at each telemetry interval. */
@@ -114,6 +116,7 @@ export class Agent extends EventEmitter {
       ...(opts.healthCheckTimeoutMs !== undefined ? { healthCheckTimeoutMs: opts.healthCheckTimeoutMs } : {}),
       ...(opts.updateTimeoutMs !== undefined ? { updateTimeoutMs: opts.updateTimeoutMs } : {}),
       ...(opts.maxActivationRestarts !== undefined ? { maxActivationRestarts: opts.maxActivationRestarts } : {}),
+      ...(opts.resyncFallbackMs !== undefined ? { resyncFallbackMs: opts.resyncFallbackMs } : {}),
       ...(opts.log ? { log: opts.log } : {}),
     });
     this.reconciler.on('active-changed', (model: string, version: string | null, variant?: string) => {
@@ -136,7 +139,10 @@ export class Agent extends EventEmitter {
       ...(opts.log ? { log: opts.log } : {}),
     });
     this.link.on('connect', () => void this.onConnect().catch((err: unknown) => this.log(`on-connect: ${String(err)}`)));
-    this.link.on('close', () => this.emit('disconnected'));
+    this.link.on('close', () => {
+      this.reconciler.endResync();
+      this.emit('disconnected');
+    });
     this.link.on(
       'message',
       (topic: string, payload: Buffer) => void this.onMessage(topic, payload).catch((err: unknown) => this.log(`message ${topic}: ${String(err)}`)),
@@ -185,11 +191,13 @@ export class Agent extends EventEmitter {
   private async onConnect(): Promise<void> {
     this.emit('connected');
     await this.link.subscribe([topics.desiredAll(this.deviceId), topics.commands(this.deviceId)]);
+    // Before the hello: its answer may arrive before the hello's own acknowledgement does.
+    await this.reconciler.beginResync();
     // Only now, with the subscription in place, say hello: the control plane answers it with every
-    // desired state its database holds for this device (nothing is retained in the broker).
+    // desired state its database holds for this device (nothing is retained in the broker), each
+    // with the report it stored for that model, so only what it lacks is re-stated.
     await this.link.publish(topics.presence(this.deviceId), JSON.stringify(presence(true, this.link.session, new Date())));
     await this.queueInventory();
-    await this.reconciler.reportCurrentStates();
     this.flush();
   }
 
@@ -202,6 +210,7 @@ export class Agent extends EventEmitter {
     }
     if (parsed.kind === 'desired' && parsed.model) {
       if (payload.length === 0) {
+        await this.reconciler.resyncModel(parsed.model, undefined);
         await this.reconciler.setDesired(parsed.model, null);
         return;
       }
@@ -211,6 +220,8 @@ export class Agent extends EventEmitter {
         this.log(`refused desired state for ${parsed.model}: ${d.ok ? 'model does not match topic' : d.error}`);
         return;
       }
+      // Before the new state is applied, so a re-statement says what the device ran until now.
+      await this.reconciler.resyncModel(parsed.model, d.value.stored);
       if (isDesiredCleared(d.value)) await this.reconciler.setDesired(parsed.model, null, d.value.revision);
       else await this.reconciler.setDesired(parsed.model, d.value);
       return;
