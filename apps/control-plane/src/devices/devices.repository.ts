@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { DataSource, type EntityManager } from 'typeorm';
 import type { Inventory, Tags } from '@fleetline/protocol';
 import { buildDeviceListQuery, type DeviceListFilter } from './device-filter.js';
-import { toIso, toJson, toNullableNumber, toNumber, rowsOf } from './sql-values.js';
+import { toIso, toJson, toNullableNumber, toNumber, rowsOf } from '../infra/database/sql-values.js';
 
 export interface DeviceModelState {
   model: string;

@@ -8,7 +8,9 @@ import { storedSpec } from './planning/rollout-definition.js';
 import { type ConflictResolution, RELEASED_REASON_PREFIX, releasedReason, type RolloutConflict, resolveConflicts } from './planning/conflicts.js';
 import { reportStateMapping } from './planning/device-state.js';
 import { nothingLeft } from './planning/nothing-left.js';
-import { type ResolvedRanges, SqlParams, targetWhereSql, versionsSatisfying } from './planning/target-filter.js';
+import { SqlParams } from '../infra/database/sql-params.js';
+import { affectedRows, rowsOf } from '../infra/database/sql-values.js';
+import { type ResolvedRanges, targetWhereSql, versionsSatisfying } from './planning/target-filter.js';
 import type { StateCounts } from './planning/wave-conditions.js';
 import { waveBoundaries, waveLowOrdinals, waveSizes } from './planning/wave-math.js';
 import { HOLDING_ROLLOUT_STATES, type RolloutOperation, sqlStates, targetOf, transitionOf } from './lifecycle/rollout-transitions.js';
@@ -193,17 +195,6 @@ function dateOrNull(v: unknown): Date | null {
   return v === null || v === undefined ? null : new Date(v as string);
 }
 
-/** TypeORM returns [rows, count] for UPDATE ... RETURNING on postgres; normalise to rows. */
-function returnedRows(result: unknown): Raw[] {
-  if (Array.isArray(result) && result.length === 2 && Array.isArray(result[0]) && typeof result[1] === 'number') return result[0] as Raw[];
-  return Array.isArray(result) ? (result as Raw[]) : [];
-}
-
-function affected(result: unknown): number {
-  if (Array.isArray(result) && result.length === 2 && typeof result[1] === 'number') return result[1];
-  return Array.isArray(result) ? result.length : 0;
-}
-
 /** A stored device report, as the rollout rows need it. */
 export interface RolloutReport {
   deviceId: string;
@@ -254,7 +245,7 @@ export class RolloutRepository {
       let unknownDeviceCount = 0;
       if (input.spec.target.deviceIds) {
         ranges.explicitIdsTable = await this.stageExplicitIds(em, input.spec.target.deviceIds);
-        const unknown = returnedRows(
+        const unknown = rowsOf(
           await em.query(
             `SELECT t.device_id FROM ${ranges.explicitIdsTable} t
              WHERE NOT EXISTS (SELECT 1 FROM devices d WHERE d.id = t.device_id AND d.decommissioned_at IS NULL) ORDER BY t.device_id`,
@@ -302,13 +293,13 @@ export class RolloutRepository {
         );
       }
       if (resolution.kind === 'release') await this.releaseTo(em, input.id, input.model, input.priority, resolution.conflicts);
-      const totals = returnedRows(
+      const totals = rowsOf(
         await em.query(
           `SELECT count(*) FILTER (WHERE state <> 'skipped')::int AS members, count(*) FILTER (WHERE state = 'skipped')::int AS skipped FROM rollout_devices WHERE rollout_id = $1`,
           [input.id],
         ),
       )[0];
-      const baseline = returnedRows(
+      const baseline = rowsOf(
         await em.query(
           `SELECT from_version FROM rollout_devices WHERE rollout_id = $1 AND state <> 'skipped' AND from_version IS NOT NULL AND from_version <> $2
            GROUP BY from_version ORDER BY count(*) DESC, from_version LIMIT 1`,
@@ -359,16 +350,14 @@ export class RolloutRepository {
   private async resolveRanges(em: EntityManager, target: TargetSelector): Promise<ResolvedRanges> {
     const ranges: ResolvedRanges = {};
     if (target.inventory?.agentVersion !== undefined) {
-      const rows = returnedRows(
-        await em.query(`SELECT DISTINCT agent_version AS v FROM devices WHERE agent_version IS NOT NULL AND decommissioned_at IS NULL`),
-      );
+      const rows = rowsOf(await em.query(`SELECT DISTINCT agent_version AS v FROM devices WHERE agent_version IS NOT NULL AND decommissioned_at IS NULL`));
       ranges.agentVersions = versionsSatisfying(
         rows.map((r) => r['v'] as string),
         target.inventory.agentVersion,
       );
     }
     if (target.inventory?.runtime?.range !== undefined) {
-      const rows = returnedRows(
+      const rows = rowsOf(
         await em.query(
           `SELECT DISTINCT d.inventory->'runtimes'->>$1 AS v FROM devices d WHERE d.decommissioned_at IS NULL AND d.inventory->'runtimes'->>$1 IS NOT NULL`,
           [target.inventory.runtime.name],
@@ -397,7 +386,7 @@ export class RolloutRepository {
   ): Promise<{ incompatible: { keys: string[]; reasons: string[] }; counts: { eligible: number; skipped: number } }> {
     const params = new SqlParams();
     const where = targetWhereSql(target, model, ranges, params);
-    const rows = returnedRows(
+    const rows = rowsOf(
       await em.query(
         `SELECT CASE WHEN d.inventory IS NULL THEN NULL ELSE ${COMPATIBILITY_KEY_SQL} END AS k, count(*)::int AS n
          FROM devices d WHERE ${where}${
@@ -429,7 +418,7 @@ export class RolloutRepository {
   }
 
   private async checkConflicts(em: EntityManager, rolloutId: string, model: string, priority: number): Promise<ConflictResolution> {
-    const rows = returnedRows(
+    const rows = rowsOf(
       await em.query(
         `SELECT o.rollout_id, r.priority, count(*)::int AS devices
          FROM rollout_devices n
@@ -479,7 +468,7 @@ export class RolloutRepository {
       const params = new SqlParams([rollout.id, rollout.model, incompatible.keys, incompatible.reasons]);
       const where = targetWhereSql(rollout.spec.target, rollout.model, ranges, params);
       const lastWave = params.add(rollout.spec.waves.length - 1);
-      const rows = returnedRows(
+      const rows = rowsOf(
         await em.query(
           `INSERT INTO rollout_devices (rollout_id, device_id, model, ordinal, wave, state, reason, from_version)
            SELECT $1::uuid, t.id, $2, t.rn + (SELECT coalesce(max(ordinal), 0) FROM rollout_devices WHERE rollout_id = $1),
@@ -525,7 +514,7 @@ export class RolloutRepository {
   // ---------------------------------------------------------------- reads
 
   async find(id: string): Promise<RolloutRow | undefined> {
-    const row = returnedRows(await this.dataSource.query(`SELECT * FROM rollouts WHERE id = $1`, [id]))[0];
+    const row = rowsOf(await this.dataSource.query(`SELECT * FROM rollouts WHERE id = $1`, [id]))[0];
     return row ? toRollout(row) : undefined;
   }
 
@@ -543,7 +532,7 @@ export class RolloutRepository {
    * ends up saying what every device did rather than freezing at `notified`.
    */
   async listDriven(): Promise<RolloutRow[]> {
-    const rows = returnedRows(
+    const rows = rowsOf(
       await this.dataSource.query(
         `SELECT * FROM rollouts r
          WHERE r.state IN ${sqlStates(HOLDING_ROLLOUT_STATES)}
@@ -562,20 +551,20 @@ export class RolloutRepository {
     if (filter.model) clauses.push(`model = ${params.add(filter.model)}`);
     if (filter.after) clauses.push(`(created_at, id) < (${params.add(filter.after[0])}::timestamptz, ${params.add(filter.after[1])}::uuid)`);
     const where = clauses.length ? `WHERE ${clauses.join(' AND ')}` : '';
-    const rows = returnedRows(
+    const rows = rowsOf(
       await this.dataSource.query(`SELECT * FROM rollouts ${where} ORDER BY created_at DESC, id DESC LIMIT ${params.add(filter.limit)}`, params.values),
     );
     return rows.map(toRollout);
   }
 
   async waves(rolloutId: string): Promise<WaveRow[]> {
-    const rows = returnedRows(await this.dataSource.query(`SELECT * FROM rollout_waves WHERE rollout_id = $1 ORDER BY idx`, [rolloutId]));
+    const rows = rowsOf(await this.dataSource.query(`SELECT * FROM rollout_waves WHERE rollout_id = $1 ORDER BY idx`, [rolloutId]));
     return rows.map(toWave);
   }
 
   /** Device counts per wave and state (index-only over rollout_devices_wave_idx). `wave` narrows to one wave. */
   async waveCounts(rolloutId: string, wave?: number): Promise<Map<number | null, StateCounts>> {
-    const rows = returnedRows(
+    const rows = rowsOf(
       await this.dataSource.query(
         `SELECT wave, state, count(*)::int AS n FROM rollout_devices WHERE rollout_id = $1 ${wave === undefined ? '' : 'AND wave = $2'} GROUP BY wave, state`,
         wave === undefined ? [rolloutId] : [rolloutId, wave],
@@ -592,7 +581,7 @@ export class RolloutRepository {
   }
 
   async events(rolloutId: string, limit: number, beforeId?: string): Promise<RolloutEventRow[]> {
-    const rows = returnedRows(
+    const rows = rowsOf(
       await this.dataSource.query(
         `SELECT * FROM rollout_events WHERE rollout_id = $1 ${beforeId ? 'AND id < $3::bigint' : ''} ORDER BY id DESC LIMIT $2`,
         beforeId ? [rolloutId, limit, beforeId] : [rolloutId, limit],
@@ -607,7 +596,7 @@ export class RolloutRepository {
     if (filter.state) clauses.push(`state = ${params.add(filter.state)}`);
     if (filter.wave !== undefined) clauses.push(`wave = ${params.add(filter.wave)}`);
     if (filter.afterOrdinal !== undefined) clauses.push(`ordinal > ${params.add(filter.afterOrdinal)}`);
-    const rows = returnedRows(
+    const rows = rowsOf(
       await this.dataSource.query(
         `SELECT * FROM rollout_devices WHERE ${clauses.join(' AND ')} ORDER BY ordinal LIMIT ${params.add(filter.limit)}`,
         params.values,
@@ -641,7 +630,7 @@ export class RolloutRepository {
   ): Promise<boolean> {
     const to = targetOf(op, extra.to);
     return this.dataSource.transaction(async (em) => {
-      const rows = returnedRows(
+      const rows = rowsOf(
         await em.query(
           `UPDATE rollouts SET state = $2, state_reason = $3, updated_at = now()
              ${extra.finished ? ', finished_at = now()' : ''} ${extra.started ? ', started_at = coalesce(started_at, now())' : ''}
@@ -661,7 +650,7 @@ export class RolloutRepository {
    */
   async startWave(rolloutId: string, from: number, to: number, event: NewEvent, op: 'start' | 'next-wave' | 'advance'): Promise<boolean> {
     return this.dataSource.transaction(async (em) => {
-      const rows = returnedRows(
+      const rows = rowsOf(
         await em.query(
           `UPDATE rollouts SET current_wave = $3, state = $5, state_reason = NULL, started_at = coalesce(started_at, now()), updated_at = now()
            WHERE id = $1 AND current_wave = $2 AND state = ANY($4::text[]) RETURNING id`,
@@ -682,7 +671,7 @@ export class RolloutRepository {
   }
 
   async markSuccessSince(rolloutId: string, wave: number): Promise<Date> {
-    const row = returnedRows(
+    const row = rowsOf(
       await this.dataSource.query(
         `UPDATE rollout_waves SET success_since = coalesce(success_since, now()) WHERE rollout_id = $1 AND idx = $2 RETURNING success_since`,
         [rolloutId, wave],
@@ -714,7 +703,7 @@ export class RolloutRepository {
    */
   async syncReports(rolloutId: string, model: string): Promise<{ state: RolloutDeviceState; failureCode: string | null }[]> {
     const mapping = reportStateMapping();
-    const rows = returnedRows(
+    const rows = rowsOf(
       await this.dataSource.query(
         `UPDATE rollout_devices rd
          SET state = m.device_state,
@@ -746,7 +735,7 @@ export class RolloutRepository {
   async applyReports(reports: readonly RolloutReport[]): Promise<{ rolloutId: string; wave: number; state: RolloutDeviceState; failureCode: string | null }[]> {
     if (reports.length === 0) return [];
     const mapping = reportStateMapping();
-    const rows = returnedRows(
+    const rows = rowsOf(
       await this.dataSource.query(
         `UPDATE rollout_devices rd
          SET state = m.device_state,
@@ -785,7 +774,7 @@ export class RolloutRepository {
   /** Failed devices whose failure is transient and that have retries left go back to pending after a backoff. */
   async scheduleRetries(rolloutId: string, transientCodes: readonly string[], maxRetries: number, backoffSeconds: number): Promise<number> {
     if (maxRetries <= 0) return 0;
-    return affected(
+    return affectedRows(
       await this.dataSource.query(
         `UPDATE rollout_devices
          SET state = 'pending', reason = 'retry ' || attempts || '/' || $3 || ' after ' || failure_code,
@@ -799,7 +788,7 @@ export class RolloutRepository {
 
   /** Devices told longer than timeoutSeconds ago that have not finished are timed out (a failure). */
   async timeOut(rolloutId: string, timeoutSeconds: number): Promise<number> {
-    return affected(
+    return affectedRows(
       await this.dataSource.query(
         `UPDATE rollout_devices SET state = 'timed-out', reason = 'no terminal report within ' || $2 || ' s', updated_at = now()
          WHERE rollout_id = $1 AND state IN ('notified', 'downloading', 'installing') AND notified_at < now() - make_interval(secs => $2::float8)
@@ -811,7 +800,7 @@ export class RolloutRepository {
 
   /** Devices that were told and have not finished (for maxInFlight). */
   async inFlightCount(rolloutId: string): Promise<number> {
-    const row = returnedRows(
+    const row = rowsOf(
       await this.dataSource.query(
         `SELECT count(*)::int AS n FROM rollout_devices WHERE rollout_id = $1 AND state IN ('notified', 'downloading', 'installing')`,
         [rolloutId],
@@ -825,7 +814,7 @@ export class RolloutRepository {
    * `windowSeconds` (retries and install commands included; a row stamped again counts once).
    */
   async rampCounts(rolloutId: string, windowSeconds: number): Promise<{ notifiedEver: number; recentNotices: number }> {
-    const row = returnedRows(
+    const row = rowsOf(
       await this.dataSource.query(
         `SELECT count(*)::int AS ever, count(*) FILTER (WHERE notified_at > now() - make_interval(secs => $2::float8))::int AS recent
          FROM rollout_devices WHERE rollout_id = $1 AND notified_at IS NOT NULL`,
@@ -844,9 +833,9 @@ export class RolloutRepository {
    */
   async claimBatch(rolloutId: string, currentWave: number, limit: number): Promise<{ deviceId: string; ordinal: number }[]> {
     return this.dataSource.transaction(async (em) => {
-      const rollout = returnedRows(await em.query(`SELECT state, current_wave FROM rollouts WHERE id = $1 FOR UPDATE`, [rolloutId]))[0];
+      const rollout = rowsOf(await em.query(`SELECT state, current_wave FROM rollouts WHERE id = $1 FOR UPDATE`, [rolloutId]))[0];
       if (!rollout || rollout['state'] !== 'running' || Number(rollout['current_wave']) !== currentWave) return [];
-      const rows = returnedRows(
+      const rows = rowsOf(
         await em.query(
           // MATERIALIZED: the batch is chosen exactly once. As a plain subquery in UPDATE ... FROM the
           // planner may rescan it, and each rescan could pick further rows (more than LIMIT).
@@ -874,7 +863,7 @@ export class RolloutRepository {
     afterOrdinal: number,
     limit: number,
   ): Promise<{ deviceId: string; ordinal: number }[]> {
-    const rows = returnedRows(
+    const rows = rowsOf(
       await this.dataSource.query(
         `SELECT device_id, ordinal FROM rollout_devices WHERE rollout_id = $1 AND state = ANY($2::text[]) AND ordinal > $3 ORDER BY ordinal LIMIT $4`,
         [rolloutId, [...states], afterOrdinal, limit],
@@ -909,7 +898,7 @@ export class RolloutRepository {
 
   /** Operator retry: failed and timed-out devices go back to pending with a fresh retry budget. */
   async resetFailed(rolloutId: string): Promise<number> {
-    return affected(
+    return affectedRows(
       await this.dataSource.query(
         `UPDATE rollout_devices SET state = 'pending', reason = 'retry requested', failure_code = NULL, attempts = 0, not_before = NULL, updated_at = now()
          WHERE rollout_id = $1 AND state IN ('failed', 'timed-out') RETURNING device_id`,
@@ -919,7 +908,7 @@ export class RolloutRepository {
   }
 
   async requestInstall(rolloutId: string): Promise<boolean> {
-    const rows = returnedRows(
+    const rows = rowsOf(
       await this.dataSource.query(
         `UPDATE rollouts SET action = 'install', install_requested_at = now(), updated_at = now()
          WHERE id = $1 AND action = 'download-only' AND state = ANY($2::text[]) RETURNING id`,
@@ -935,7 +924,7 @@ export class RolloutRepository {
    * switched yet keeps what it runs (active_version). NULL means it ran nothing: unassign.
    */
   async rollbackBatch(rolloutId: string, version: string, model: string, limit: number): Promise<{ deviceId: string; target: string | null }[]> {
-    const rows = returnedRows(
+    const rows = rowsOf(
       await this.dataSource.query(
         `SELECT rd.device_id,
                 CASE WHEN dm.active_version = $2 THEN coalesce(dm.previous_version, CASE WHEN rd.from_version <> $2 THEN rd.from_version END)
@@ -960,7 +949,7 @@ export class RolloutRepository {
   }
 
   async countInState(rolloutId: string, state: RolloutDeviceState): Promise<number> {
-    const row = returnedRows(
+    const row = rowsOf(
       await this.dataSource.query(`SELECT count(*)::int AS n FROM rollout_devices WHERE rollout_id = $1 AND state = $2`, [rolloutId, state]),
     )[0];
     return Number(row?.['n'] ?? 0);
@@ -976,20 +965,20 @@ export class RolloutRepository {
     const from = transitionOf('nothing-left').from;
     const NOTHING_LEFT = `EXISTS (SELECT 1 FROM rollout_devices WHERE rollout_id = $1)
                           AND NOT EXISTS (SELECT 1 FROM rollout_devices WHERE rollout_id = $1 AND state <> 'skipped')`;
-    const probe = returnedRows(await this.dataSource.query(`SELECT ${NOTHING_LEFT} AS empty`, [rolloutId]))[0];
+    const probe = rowsOf(await this.dataSource.query(`SELECT ${NOTHING_LEFT} AS empty`, [rolloutId]))[0];
     if (probe?.['empty'] !== true) return false;
     return this.dataSource.transaction(async (em) => {
-      const locked = returnedRows(
+      const locked = rowsOf(
         await em.query(`SELECT id FROM rollouts WHERE id = $1 AND state = ANY($2::text[]) AND ${NOTHING_LEFT} FOR UPDATE`, [rolloutId, [...from]]),
       );
       if (locked.length === 0) return false;
-      const totals = returnedRows(
+      const totals = rowsOf(
         await em.query(
           `SELECT count(*)::int AS members, count(*) FILTER (WHERE starts_with(reason, $2))::int AS released FROM rollout_devices WHERE rollout_id = $1`,
           [rolloutId, RELEASED_REASON_PREFIX],
         ),
       )[0];
-      const reasons = returnedRows(
+      const reasons = rowsOf(
         await em.query(
           `SELECT reason, count(*)::int AS n FROM rollout_devices WHERE rollout_id = $1 GROUP BY reason ORDER BY n DESC, reason LIMIT ${NOTHING_LEFT_REASONS}`,
           [rolloutId],

@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
-import { rowsOf } from '../sql-values.js';
+import { rowsOf } from '../../infra/database/sql-values.js';
 
 /** Credential lookups for device authentication (MQTT CONNECT and HTTP Basic). */
 @Injectable()

@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
 import type { NewDevice } from '../devices.repository.js';
-import { rowsOf } from '../sql-values.js';
+import { rowsOf } from '../../infra/database/sql-values.js';
 
 /** The device side of an enrollment batch: set-based statements over the whole batch. */
 @Injectable()

@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
-import { rowsOf, toIso, toNumber } from '../sql-values.js';
+import { rowsOf, toIso, toNumber } from '../../infra/database/sql-values.js';
 import { REPORT_STATES, type ReportState } from '@fleetline/protocol';
 import type { DesiredStateRow } from './desired-messages.js';
 
