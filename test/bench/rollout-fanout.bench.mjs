@@ -298,6 +298,12 @@ async function main() {
         createMs: createdMs,
         totalSeconds,
         waveStartedAfterSeconds: waveStarts,
+        // Per wave, seconds after the POST: started, success condition met (then bake 0), as the server recorded them.
+        waveTimeline: detail.waves.map((w) => ({
+          size: w.size,
+          startedAfter: w.startedAt ? (Date.parse(w.startedAt) - started) / 1000 : null,
+          succeededAfter: w.successSince ? (Date.parse(w.successSince) - started) / 1000 : null,
+        })),
         state: detail.state,
         counts: detail.counts,
         committedInDatabase: db,
@@ -324,7 +330,8 @@ async function main() {
         `${f(raw.seconds, 2)} s`,
         `<= ${TARGET_TOTAL_SECONDS} s ${targets.totalSeconds.met ? 'met' : 'MISSED'}`,
       ],
-      ['waves started after (s)', waveStarts.map((s) => f(s, 2)).join(' / '), '-', ''],
+      ['waves started after (s)', result.fleetline.waveTimeline.map((w) => f(w.startedAfter, 2)).join(' / '), '-', ''],
+      ['waves succeeded after (s)', result.fleetline.waveTimeline.map((w) => f(w.succeededAfter, 2)).join(' / '), '-', ''],
       [
         'p99 GET /devices?limit=100 idle / during',
         `${f(api99.idle.devices)} / ${f(api99.during.devices)} ms`,
