@@ -40,7 +40,8 @@ export class RolloutPreparer {
         outcomes.push({ rolloutId: r.id, outcome: await this.prepareOne(r.id, r.model, r.version) });
       }
     } catch (err) {
-      this.logger.error(`cannot list rollouts to prepare: ${String(err)}`);
+      // Database trouble outside one rollout's transaction: the next tick tries again.
+      this.logger.error(`preparation pass failed, retried next tick: ${String(err)}`);
     }
     return outcomes;
   }
