@@ -11,6 +11,7 @@ import { inMaintenanceWindow, nextWindowOpening } from './planning/maintenance-w
 import { assessWave, decideWave, type WaveAssessment } from './planning/wave-conditions.js';
 import { RAMP_WINDOW_MS, rampAfter, rampBudget, type RampDecision, type RampState } from './planning/ramp.js';
 import { gateVerdict } from './planning/gate-verdict.js';
+import { RolloutPreparer } from './preparation/rollout-preparer.js';
 import { type NewEvent, RolloutRepository, type RolloutRow, type WaveRow } from './rollout.repository.js';
 import { eventsOf, RolloutReportFollower } from './rollout-report-follower.js';
 import { canonicalFailureAction, type FailureAction } from './rollout.types.js';
@@ -71,6 +72,7 @@ export class RolloutEngine implements OnApplicationBootstrap, OnModuleDestroy {
     private readonly models: ModelsService,
     private readonly reports: ReportIngestService,
     private readonly follower: RolloutReportFollower,
+    private readonly preparer: RolloutPreparer,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     @Optional() private readonly gates?: HealthGateService,
   ) {}
@@ -143,6 +145,8 @@ export class RolloutEngine implements OnApplicationBootstrap, OnModuleDestroy {
   /** One pass over every rollout the engine has work for. Exposed for tests and tools. */
   async tick(): Promise<void> {
     if (!this.lease.isDriver() || this.stopped) return;
+    // Before listing: a rollout prepared now is driven (started) in this same tick.
+    await this.preparer.prepareWaiting();
     let rollouts: RolloutRow[];
     try {
       rollouts = await this.repo.listDriven();

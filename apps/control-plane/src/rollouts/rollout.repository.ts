@@ -109,6 +109,8 @@ export interface CreateRolloutResult {
 /** SQL for "this rollout still holds its devices" (conflicts are judged against these). */
 const HOLDING_ROLLOUT_SQL = `(r.state IN ${sqlStates(HOLDING_ROLLOUT_STATES)})`;
 const EXPLICIT_ID_CHUNK = 10_000;
+/** Unknown explicit ids listed by value (response, event); all are counted. */
+const UNKNOWN_IDS_SHOWN = 100;
 /** Skip reasons recorded in the event of a rollout that ended with nobody left (the most frequent). */
 const NOTHING_LEFT_REASONS = 20;
 
@@ -225,44 +227,154 @@ export class RolloutRepository {
   async create(input: CreateRolloutInput): Promise<CreateRolloutResult> {
     return this.dataSource.transaction(async (em) => {
       await em.query(`SELECT pg_advisory_xact_lock(hashtext('fleetline.rollout-model:' || $1))`, [input.model]);
-      await em.query(
-        `INSERT INTO rollouts (id, model, version, state, action, priority, spec, start_at, end_at, created_by)
-         VALUES ($1, $2, $3, 'scheduled', $4, $5, $6::jsonb, $7, $8, $9)`,
-        [
+      await this.insertRollout(em, input, 'scheduled');
+      const explicitIdsTable = input.spec.target.deviceIds ? await this.stageExplicitIds(em, input.spec.target.deviceIds) : undefined;
+      const result = await this.materialise(em, input, explicitIdsTable);
+      await this.insertEvents(em, input.id, [
+        {
+          type: 'created',
+          message: `rollout of ${input.model} ${input.version} created for ${result.targetCount} devices (${result.skippedCount} skipped)`,
+          data: result.data,
+        },
+      ]);
+      return result;
+    });
+  }
+
+  /**
+   * Stores a rollout whose membership the engine materialises later (state `preparing`): the row
+   * and its raw explicit id list as ONE array value, so the request costs the same for 100 ids
+   * or 1,000,000. prepare() does the rest.
+   */
+  async createPreparing(input: CreateRolloutInput, deviceIds: readonly string[]): Promise<{ rollout: RolloutRow; event: RolloutEventRow }> {
+    // The answer is built from what this transaction wrote: a read after the commit could wait
+    // behind the preparation itself on a single-connection database (PGlite).
+    return this.dataSource.transaction(async (em) => {
+      await this.insertRollout(em, input, 'preparing');
+      await em.query(`INSERT INTO rollout_target_ids (rollout_id, device_ids) VALUES ($1, $2::text[])`, [input.id, deviceIds]);
+      const event = rowsOf(
+        await em.query(`INSERT INTO rollout_events (rollout_id, type, message, data) VALUES ($1, 'created', $2, $3::jsonb) RETURNING *`, [
           input.id,
-          input.model,
-          input.version,
-          input.action,
-          input.priority,
-          JSON.stringify(storedSpec(input.spec)),
-          input.startAt,
-          input.endAt,
-          input.createdBy,
-        ],
-      );
-      const ranges = await this.resolveRanges(em, input.spec.target);
-      let unknownDeviceIds: string[] = [];
-      let unknownDeviceCount = 0;
-      if (input.spec.target.deviceIds) {
-        ranges.explicitIdsTable = await this.stageExplicitIds(em, input.spec.target.deviceIds);
-        const unknown = rowsOf(
-          await em.query(
-            `SELECT t.device_id FROM ${ranges.explicitIdsTable} t
-             WHERE NOT EXISTS (SELECT 1 FROM devices d WHERE d.id = t.device_id AND d.decommissioned_at IS NULL) ORDER BY t.device_id`,
-          ),
-        );
-        unknownDeviceCount = unknown.length;
-        unknownDeviceIds = unknown.slice(0, 100).map((r) => r['device_id'] as string);
+          `rollout of ${input.model} ${input.version} created for ${deviceIds.length} explicit device ids; the engine prepares its membership`,
+          JSON.stringify({ deviceIdCount: deviceIds.length }),
+        ]),
+      )[0];
+      const rollout = rowsOf(await em.query(`SELECT * FROM rollouts WHERE id = $1`, [input.id]))[0];
+      if (!rollout || !event) throw new Error(`rollout ${input.id} vanished while it was created`);
+      return { rollout: toRollout(rollout), event: toEvent(event) };
+    });
+  }
+
+  /** Rollouts waiting for preparation, oldest first (rollouts_preparing_idx). */
+  async listPreparing(limit: number): Promise<RolloutRow[]> {
+    const rows = rowsOf(await this.dataSource.query(`SELECT * FROM rollouts WHERE state = 'preparing' ORDER BY created_at, id LIMIT $1`, [limit]));
+    return rows.map(toRollout);
+  }
+
+  /**
+   * Materialises a preparing rollout's membership exactly as create() does, and moves it to
+   * `scheduled` (op `prepared`), in ONE transaction that first locks the rollout row and
+   * re-checks `preparing`: a replica that dies half-way leaves nothing behind (the next driver
+   * starts over), and a rollout is never prepared twice nor after it was cancelled.
+   * Returns undefined when the rollout is no longer preparing. Throws RolloutException
+   * (conflict, invalid definition) for what an inline creation would have refused.
+   */
+  async prepare(rolloutId: string, artifacts: ArtifactRef[]): Promise<CreateRolloutResult | undefined> {
+    return this.dataSource.transaction(async (em) => {
+      const row = rowsOf(await em.query(`SELECT * FROM rollouts WHERE id = $1 AND state = 'preparing' FOR UPDATE`, [rolloutId]))[0];
+      if (!row) return undefined;
+      const r = toRollout(row);
+      const table = `rollout_ids_${randomBytes(6).toString('hex')}`;
+      await em.query(`CREATE TEMP TABLE ${table} (device_id text COLLATE "C" PRIMARY KEY) ON COMMIT DROP`);
+      const present = rowsOf(await em.query(`SELECT 1 FROM rollout_target_ids WHERE rollout_id = $1`, [rolloutId])).length > 0;
+      // Without its list the stored target would select the whole fleet: refuse rather than guess.
+      if (!present) throw new RolloutException(RolloutErrorCode.InvalidDefinition, 'the explicit device id list of this rollout is missing');
+      await em.query(`INSERT INTO ${table} (device_id) SELECT DISTINCT unnest(device_ids) FROM rollout_target_ids WHERE rollout_id = $1`, [rolloutId]);
+      await em.query(`ANALYZE ${table}`);
+      await em.query(`SELECT pg_advisory_xact_lock(hashtext('fleetline.rollout-model:' || $1))`, [r.model]);
+      const result = await this.materialise(em, { id: r.id, model: r.model, version: r.version, priority: r.priority, spec: r.spec, artifacts }, table);
+      await em.query(`UPDATE rollouts SET state = $2, state_reason = NULL, updated_at = now() WHERE id = $1`, [rolloutId, targetOf('prepared')]);
+      await em.query(`DELETE FROM rollout_target_ids WHERE rollout_id = $1`, [rolloutId]);
+      const events: NewEvent[] = [
+        {
+          type: 'prepared',
+          message: `membership prepared: ${result.targetCount} devices (${result.skippedCount} skipped, ${result.unknownDeviceCount} unknown ids)`,
+          data: result.data,
+        },
+      ];
+      if (result.unknownDeviceCount > 0) {
+        events.push({
+          type: 'unknown-devices',
+          message: `${result.unknownDeviceCount} of the explicit device ids are unknown or decommissioned and are not members`,
+          data: { count: result.unknownDeviceCount, deviceIds: result.unknownDeviceIds },
+        });
       }
-      const { incompatible, counts } = await this.judgeCompatibility(em, input.spec.target, input.model, ranges, input.artifacts, null);
-      const boundaries = waveBoundaries(input.spec.waves, counts.eligible);
-      const sizes = waveSizes(boundaries);
-      const params = new SqlParams([input.id, input.model, incompatible.keys, incompatible.reasons]);
-      const where = targetWhereSql(input.spec.target, input.model, ranges, params);
-      const lows = params.add(waveLowOrdinals(boundaries));
-      const last = params.add(input.spec.coverAll ? Number.MAX_SAFE_INTEGER : (boundaries[boundaries.length - 1] ?? 0));
-      await em.query(
-        `INSERT INTO rollout_devices (rollout_id, device_id, model, ordinal, wave, state, reason, from_version)
+      await this.insertEvents(em, rolloutId, events);
+      return result;
+    });
+  }
+
+  /** Drops the staged id lists of rollouts that are no longer preparing (cancelled meanwhile). */
+  async dropStaleTargetIds(): Promise<number> {
+    return affectedRows(
+      await this.dataSource.query(
+        `DELETE FROM rollout_target_ids t USING rollouts r WHERE r.id = t.rollout_id AND r.state <> 'preparing' RETURNING t.rollout_id`,
+      ),
+    );
+  }
+
+  private async insertRollout(em: EntityManager, input: CreateRolloutInput, state: RolloutState): Promise<void> {
+    await em.query(
+      `INSERT INTO rollouts (id, model, version, state, action, priority, spec, start_at, end_at, created_by)
+       VALUES ($1, $2, $3, $10, $4, $5, $6::jsonb, $7, $8, $9)`,
+      [
+        input.id,
+        input.model,
+        input.version,
+        input.action,
+        input.priority,
+        JSON.stringify(storedSpec(input.spec)),
+        input.startAt,
+        input.endAt,
+        input.createdBy,
+        state,
+      ],
+    );
+  }
+
+  /**
+   * The membership of a new rollout, set-based: target selection (explicit ids from the staged
+   * temp table), compatibility, wave slicing, waves, conflict check and release, totals. The
+   * caller holds the model's advisory lock and records the event with `data`.
+   */
+  private async materialise(
+    em: EntityManager,
+    input: Pick<CreateRolloutInput, 'id' | 'model' | 'version' | 'priority' | 'spec' | 'artifacts'>,
+    explicitIdsTable: string | undefined,
+  ): Promise<CreateRolloutResult & { data: Record<string, unknown> }> {
+    const ranges = await this.resolveRanges(em, input.spec.target);
+    let unknownDeviceIds: string[] = [];
+    let unknownDeviceCount = 0;
+    if (explicitIdsTable) {
+      ranges.explicitIdsTable = explicitIdsTable;
+      const unknown = rowsOf(
+        await em.query(
+          `SELECT t.device_id FROM ${explicitIdsTable} t
+           WHERE NOT EXISTS (SELECT 1 FROM devices d WHERE d.id = t.device_id AND d.decommissioned_at IS NULL) ORDER BY t.device_id`,
+        ),
+      );
+      unknownDeviceCount = unknown.length;
+      unknownDeviceIds = unknown.slice(0, UNKNOWN_IDS_SHOWN).map((r) => r['device_id'] as string);
+    }
+    const { incompatible, counts } = await this.judgeCompatibility(em, input.spec.target, input.model, ranges, input.artifacts, null);
+    const boundaries = waveBoundaries(input.spec.waves, counts.eligible);
+    const sizes = waveSizes(boundaries);
+    const params = new SqlParams([input.id, input.model, incompatible.keys, incompatible.reasons]);
+    const where = targetWhereSql(input.spec.target, input.model, ranges, params);
+    const lows = params.add(waveLowOrdinals(boundaries));
+    const last = params.add(input.spec.coverAll ? Number.MAX_SAFE_INTEGER : (boundaries[boundaries.length - 1] ?? 0));
+    await em.query(
+      `INSERT INTO rollout_devices (rollout_id, device_id, model, ordinal, wave, state, reason, from_version)
          SELECT $1::uuid, t.id, $2, t.rn, CASE WHEN t.reason IS NULL THEN width_bucket(t.rn::int, ${lows}::int[]) - 1 END,
                 CASE WHEN t.reason IS NULL THEN 'pending' ELSE 'skipped' END, t.reason, t.active_version
          FROM (
@@ -274,66 +386,64 @@ export class RolloutRepository {
            WHERE ${where}
          ) t
          WHERE t.reason IS NOT NULL OR t.rn <= ${last}`,
-        params.values,
-      );
-      for (let i = 0; i < input.spec.waves.length; i++) {
-        await em.query(`INSERT INTO rollout_waves (rollout_id, idx, size, spec) VALUES ($1, $2, $3, $4::jsonb)`, [
-          input.id,
-          i,
-          sizes[i] ?? 0,
-          JSON.stringify(input.spec.waves[i]),
-        ]);
-      }
-      const resolution = await this.checkConflicts(em, input.id, input.model, input.priority);
-      if (resolution.kind === 'blocked') {
-        throw new RolloutException(
-          RolloutErrorCode.Conflict,
-          `devices of this target are already in active rollouts of ${input.model} with the same or a higher priority: ${resolution.conflicts.map((c) => c.rolloutId).join(', ')}`,
-          { conflictingRolloutIds: resolution.conflicts.map((c) => c.rolloutId), conflicts: resolution.conflicts },
-        );
-      }
-      if (resolution.kind === 'release') await this.releaseTo(em, input.id, input.model, input.priority, resolution.conflicts);
-      const totals = rowsOf(
-        await em.query(
-          `SELECT count(*) FILTER (WHERE state <> 'skipped')::int AS members, count(*) FILTER (WHERE state = 'skipped')::int AS skipped FROM rollout_devices WHERE rollout_id = $1`,
-          [input.id],
-        ),
-      )[0];
-      const baseline = rowsOf(
-        await em.query(
-          `SELECT from_version FROM rollout_devices WHERE rollout_id = $1 AND state <> 'skipped' AND from_version IS NOT NULL AND from_version <> $2
-           GROUP BY from_version ORDER BY count(*) DESC, from_version LIMIT 1`,
-          [input.id, input.version],
-        ),
-      )[0];
-      const targetCount = Number(totals?.['members'] ?? 0);
-      const skippedCount = Number(totals?.['skipped'] ?? 0);
-      await em.query(`UPDATE rollouts SET target_count = $2, skipped_count = $3, baseline_version = $4 WHERE id = $1`, [
+      params.values,
+    );
+    for (let i = 0; i < input.spec.waves.length; i++) {
+      await em.query(`INSERT INTO rollout_waves (rollout_id, idx, size, spec) VALUES ($1, $2, $3, $4::jsonb)`, [
         input.id,
-        targetCount,
-        skippedCount,
-        (baseline?.['from_version'] as string | undefined) ?? null,
+        i,
+        sizes[i] ?? 0,
+        JSON.stringify(input.spec.waves[i]),
       ]);
-      const data = {
-        targetCount,
-        skippedCount,
-        incompatibleCount: counts.skipped,
-        waveSizes: sizes,
-        unknownDeviceCount,
-        released: resolution.kind === 'release' ? resolution.conflicts : [],
-      };
-      await this.insertEvents(em, input.id, [
-        { type: 'created', message: `rollout of ${input.model} ${input.version} created for ${targetCount} devices (${skippedCount} skipped)`, data },
-      ]);
-      return {
-        targetCount,
-        skippedCount,
-        unknownDeviceIds,
-        unknownDeviceCount,
-        released: resolution.kind === 'release' ? resolution.conflicts : [],
-        waveSizes: sizes,
-      };
-    });
+    }
+    const resolution = await this.checkConflicts(em, input.id, input.model, input.priority);
+    if (resolution.kind === 'blocked') {
+      throw new RolloutException(
+        RolloutErrorCode.Conflict,
+        `devices of this target are already in active rollouts of ${input.model} with the same or a higher priority: ${resolution.conflicts.map((c) => c.rolloutId).join(', ')}`,
+        { conflictingRolloutIds: resolution.conflicts.map((c) => c.rolloutId), conflicts: resolution.conflicts },
+      );
+    }
+    if (resolution.kind === 'release') await this.releaseTo(em, input.id, input.model, input.priority, resolution.conflicts);
+    const totals = rowsOf(
+      await em.query(
+        `SELECT count(*) FILTER (WHERE state <> 'skipped')::int AS members, count(*) FILTER (WHERE state = 'skipped')::int AS skipped FROM rollout_devices WHERE rollout_id = $1`,
+        [input.id],
+      ),
+    )[0];
+    const baseline = rowsOf(
+      await em.query(
+        `SELECT from_version FROM rollout_devices WHERE rollout_id = $1 AND state <> 'skipped' AND from_version IS NOT NULL AND from_version <> $2
+           GROUP BY from_version ORDER BY count(*) DESC, from_version LIMIT 1`,
+        [input.id, input.version],
+      ),
+    )[0];
+    const targetCount = Number(totals?.['members'] ?? 0);
+    const skippedCount = Number(totals?.['skipped'] ?? 0);
+    await em.query(`UPDATE rollouts SET target_count = $2, skipped_count = $3, baseline_version = $4 WHERE id = $1`, [
+      input.id,
+      targetCount,
+      skippedCount,
+      (baseline?.['from_version'] as string | undefined) ?? null,
+    ]);
+    const data = {
+      targetCount,
+      skippedCount,
+      incompatibleCount: counts.skipped,
+      waveSizes: sizes,
+      unknownDeviceCount,
+      unknownDeviceIds,
+      released: resolution.kind === 'release' ? resolution.conflicts : [],
+    };
+    return {
+      targetCount,
+      skippedCount,
+      unknownDeviceIds,
+      unknownDeviceCount,
+      released: resolution.kind === 'release' ? resolution.conflicts : [],
+      waveSizes: sizes,
+      data,
+    };
   }
 
   /** Explicit id lists of any size go into a transaction-scoped temp table in chunks (unnest), never one row per statement. */

@@ -294,7 +294,10 @@ export interface paths {
         /** List rollouts */
         get: operations["RolloutsController_list"];
         put?: never;
-        /** Start a staged rollout of a model version */
+        /**
+         * Start a staged rollout of a model version
+         * @description 201 with the materialised rollout; 202 with state `preparing` for an explicit id list of more than 1,000 ids, whose membership the engine materialises afterwards (poll the rollout; its `prepared` or `preparation-failed` event says how it went).
+         */
         post: operations["RolloutsController_create"];
         delete?: never;
         options?: never;
@@ -2241,7 +2244,7 @@ export interface operations {
                 after?: string;
                 limit?: number;
                 model?: string;
-                state?: "scheduled" | "running" | "paused" | "rolling-back" | "completed" | "cancelled" | "aborted" | "rolled-back";
+                state?: "preparing" | "scheduled" | "running" | "paused" | "rolling-back" | "completed" | "cancelled" | "aborted" | "rolled-back";
             };
             header?: never;
             path?: never;
