@@ -209,7 +209,7 @@ export class RolloutEngine implements OnApplicationBootstrap, OnModuleDestroy {
       if (needsWave(s)) Object.assign(s, await this.gatherWave(s));
       s.republish = this.memory.republish.has(r.id);
       const step = decide(s);
-      const outcome = await this.applier.apply(step, s.rollout, s.wave?.row, now);
+      const outcome = await this.applier.apply(step, s.rollout, now);
       if (!(await this.advance(s, step, outcome))) return;
     }
     this.logger.warn(`rollout ${r.id}: tick ended after ${MAX_STEPS_PER_ROLLOUT} steps`);

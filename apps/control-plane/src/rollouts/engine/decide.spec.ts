@@ -270,7 +270,14 @@ describe('decide: health gates', () => {
     waveRow({ successSince: minutesAgo(1), spec: waveSpec({ gates: [{ metric: 'latency_p95', maxRatio: 1.2 }], windowSeconds: 300 }), ...over });
 
   it('evaluates the gates once a device succeeded, at most every 5 s', () => {
-    expect(decide(input({ wave: gated(), counts: { committed: 1, pending: 9 } }))).toEqual({ kind: 'evaluate-gates', wave: 0, waves: [0] });
+    expect(decide(input({ wave: gated(), counts: { committed: 1, pending: 9 } }))).toEqual({
+      kind: 'evaluate-gates',
+      wave: 0,
+      waves: [0],
+      gates: [{ metric: 'latency_p95', maxRatio: 1.2 }],
+      minSamples: 10,
+      windowSeconds: 300,
+    });
     expect(decide(input({ wave: gated(), counts: { pending: 10 } })).kind).toBe('notify');
     expect(decide(input({ wave: gated(), counts: { committed: 1, pending: 9 }, gatesEvaluatedAt: NOW.getTime() - 4_999 })).kind).toBe('notify');
     expect(decide(input({ wave: gated(), counts: { committed: 10 }, gatesEvaluatedAt: NOW.getTime() - 5_000 })).kind).toBe('evaluate-gates');

@@ -1,4 +1,4 @@
-import type { GateResult } from '../../telemetry/gates/health-gate.contract.js';
+import type { GateResult, GateSpec } from '../../telemetry/gates/health-gate.contract.js';
 import { gateVerdict } from '../planning/gate-verdict.js';
 import { inMaintenanceWindow, nextWindowOpening } from '../planning/maintenance-window.js';
 import { RAMP_WINDOW_MS, rampBudget, type RampDecision, type RampState } from '../planning/ramp.js';
@@ -87,8 +87,8 @@ export type RolloutStep =
   | { kind: 'join' }
   /** The wave met its success condition for the first time: bake time runs from now. */
   | { kind: 'mark-success'; wave: number; event: NewEvent }
-  /** Evaluate the wave's health gates now (and store the results). */
-  | { kind: 'evaluate-gates'; wave: number; waves: number[] }
+  /** Evaluate the wave's health gates now over the canaries of `waves` (and store the results). */
+  | { kind: 'evaluate-gates'; wave: number; waves: number[]; gates: GateSpec[]; minSamples: number; windowSeconds: number }
   /** A failure threshold or a gate failed and the action says pause (op halt). */
   | { kind: 'pause'; reason: string; event: NewEvent }
   /** A failure threshold or a gate failed and the action says rollback (op roll-back). */
@@ -186,7 +186,10 @@ function judgeWave(s: DecisionInput, w: WaveInput): RolloutStep | undefined {
     // Specs stored before one vocabulary may still say 'abort'.
     return onFailure(r, canonicalFailureAction(r.spec.onFailure), message, { ...assessment, failure: f, acceptedFailures: wave.acceptedFailures });
   }
-  if (gatesDue(s, w, assessment)) return { kind: 'evaluate-gates', wave: wave.idx, waves: w.upTo };
+  if (gatesDue(s, w, assessment)) {
+    const { gates, minSamples, windowSeconds } = wave.spec;
+    return { kind: 'evaluate-gates', wave: wave.idx, waves: w.upTo, gates, minSamples, windowSeconds };
+  }
   const gates = judgeGates(w, s.now);
   if (gates.kind === 'failed') {
     return onFailure(r, canonicalFailureAction(wave.spec.onGateFailure), `health gates failed in wave ${wave.idx + 1}: ${gates.summary}`, {

@@ -4,7 +4,7 @@ import type { DesiredStateService } from '../../devices/desired-state.service.js
 import { DomainException } from '../../infra/http/domain.exception.js';
 import type { GateEvaluationInput, GateResult } from '../../telemetry/gates/health-gate.contract.js';
 import { rampAfter } from '../planning/ramp.js';
-import type { NewEvent, RolloutRepository, RolloutRow, WaveRow } from '../rollout.repository.js';
+import type { NewEvent, RolloutRepository, RolloutRow } from '../rollout.repository.js';
 import { eventsOf } from '../rollout-report-follower.js';
 import { MAX_NOTIFY_PER_TICK, type Note, type RolloutStep } from './decide.js';
 import type { EngineMemory } from './engine-memory.js';
@@ -93,7 +93,7 @@ export class StepApplier {
     private readonly logger: Logger,
   ) {}
 
-  async apply(step: RolloutStep, r: RolloutRow, wave: WaveRow | undefined, now: Date): Promise<StepOutcome> {
+  async apply(step: RolloutStep, r: RolloutRow, now: Date): Promise<StepOutcome> {
     switch (step.kind) {
       case 'revert':
         await this.revert(r);
@@ -116,8 +116,7 @@ export class StepApplier {
         return { changed: false, successSince };
       }
       case 'evaluate-gates':
-        if (!wave) throw new Error(`rollout ${r.id}: gates of an unknown wave`);
-        return { changed: false, gateResults: await this.evaluateGates(r, wave, step.waves, now) };
+        return { changed: false, gateResults: await this.evaluateGates(r, step, now) };
       case 'pause':
         return { changed: await this.store.transition(r.id, 'halt', step.reason, step.event) };
       case 'roll-back':
@@ -188,21 +187,21 @@ export class StepApplier {
 
   // ---------------------------------------------------------------- gates
 
-  private async evaluateGates(r: RolloutRow, wave: WaveRow, waves: number[], now: Date): Promise<GateResult[]> {
-    this.memory.gatesEvaluatedAt.set(`${r.id}:${wave.idx}`, now.getTime());
+  private async evaluateGates(r: RolloutRow, step: Extract<RolloutStep, { kind: 'evaluate-gates' }>, now: Date): Promise<GateResult[]> {
+    this.memory.gatesEvaluatedAt.set(`${r.id}:${step.wave}`, now.getTime());
     const results: GateResult[] = this.gates
       ? await this.gates.evaluate({
           model: r.model,
           candidateVersion: r.version,
           baselineVersion: r.baselineVersion,
           rolloutId: r.id,
-          waves,
-          gates: wave.spec.gates,
-          minSamples: wave.spec.minSamples,
-          windowSeconds: wave.spec.windowSeconds,
+          waves: step.waves,
+          gates: step.gates,
+          minSamples: step.minSamples,
+          windowSeconds: step.windowSeconds,
           now,
         })
-      : wave.spec.gates.map((g) => ({
+      : step.gates.map((g) => ({
           metric: g.metric,
           passed: null,
           value: null,
@@ -212,7 +211,7 @@ export class StepApplier {
           baselineSamples: 0,
           reason: 'no telemetry health gate service in this deployment',
         }));
-    await this.store.saveGateResults(r.id, wave.idx, results);
+    await this.store.saveGateResults(r.id, step.wave, results);
     return results;
   }
 
