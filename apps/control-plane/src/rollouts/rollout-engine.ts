@@ -5,7 +5,17 @@ import { APP_CONFIG, type AppConfig } from '../infra/config/app-config.js';
 import { ModelsService } from '../models/models.service.js';
 import { HealthGateService } from '../telemetry/gates/health-gate.contract.js';
 import { DriverLease } from './driver-lease.js';
-import { type DecisionInput, type DeliveryInput, decide, maxInFlightOf, needsWave, type RolloutStep, type WaveInput } from './engine/decide.js';
+import {
+  type DecisionInput,
+  type DeliveryInput,
+  decide,
+  maxInFlightOf,
+  needsRollbackBatch,
+  needsWave,
+  NOTIFY_BATCH,
+  type RolloutStep,
+  type WaveInput,
+} from './engine/decide.js';
 import { EngineMemory } from './engine/engine-memory.js';
 import { StepApplier, type StepOutcome } from './engine/step-applier.js';
 import { RAMP_WINDOW_MS } from './planning/ramp.js';
@@ -206,6 +216,12 @@ export class RolloutEngine implements OnApplicationBootstrap, OnModuleDestroy {
       config: { tickSeconds: this.config.rolloutTickSeconds, defaultMaxInFlight: this.config.rolloutMaxInFlight },
     };
     for (let i = 0; i < MAX_STEPS_PER_ROLLOUT; i++) {
+      if (needsRollbackBatch(s)) {
+        // A replica that lost the lease stops reverting at the next batch.
+        if (!this.lease.isDriver()) return;
+        const batch = await this.repo.rollbackBatch(r.id, r.version, r.model, NOTIFY_BATCH);
+        s.rollback = { batches: s.rollback?.batches ?? 0, reverted: s.rollback?.reverted ?? 0, batch };
+      }
       if (needsWave(s)) Object.assign(s, await this.gatherWave(s));
       s.republish = this.memory.republish.has(r.id);
       const step = decide(s);
@@ -220,6 +236,11 @@ export class RolloutEngine implements OnApplicationBootstrap, OnModuleDestroy {
     const id = s.rollout.id;
     switch (step.kind) {
       case 'revert':
+        // The failed devices are still first in membership order: they are retried next tick.
+        if ((outcome.failed ?? 0) > 0) return false;
+        s.rollback = { batches: (s.rollback?.batches ?? 0) + 1, reverted: (s.rollback?.reverted ?? 0) + (outcome.reverted ?? 0) };
+        return true;
+      case 'finish-rollback':
       case 'end-time':
       case 'notify':
       case 'wait':

@@ -3,7 +3,16 @@ import type { GateResult } from '../../telemetry/gates/health-gate.contract.js';
 import type { StateCounts } from '../planning/wave-conditions.js';
 import type { RolloutRow, WaveRow } from '../rollout.repository.js';
 import type { RolloutSpec, WaveSpec } from '../rollout.types.js';
-import { type DecisionInput, decide, MAX_NOTIFY_PER_TICK, needsWave, type RolloutStep, type TickStage } from './decide.js';
+import {
+  type DecisionInput,
+  decide,
+  MAX_NOTIFY_PER_TICK,
+  MAX_REVERT_BATCHES_PER_TICK,
+  needsRollbackBatch,
+  needsWave,
+  type RolloutStep,
+  type TickStage,
+} from './decide.js';
 
 const NOW = new Date('2026-12-01T12:00:00Z');
 const minutesAgo = (m: number): Date => new Date(NOW.getTime() - m * 60_000);
@@ -123,8 +132,29 @@ const gate = (passed: boolean | null, variant?: string): GateResult => ({
 });
 
 describe('decide: the state of the rollout', () => {
-  it('reverts a rolling-back rollout', () => {
-    expect(decide(input({ r: rollout({ state: 'rolling-back' }), stage: 'start' }))).toEqual({ kind: 'revert' });
+  it('reverts a rolling-back rollout batch by batch, then finishes the abort', () => {
+    const rollingBack = rollout({ state: 'rolling-back' });
+    const batch = [
+      { deviceId: 'd1', target: '1.0.0' },
+      { deviceId: 'd2', target: null },
+    ];
+    const fresh = input({ r: rollingBack, stage: 'start', extra: { rollback: undefined } });
+    expect(needsRollbackBatch(fresh)).toBe(true);
+    expect(() => decide(fresh)).toThrow('revert batch was not read');
+    expect(decide({ ...fresh, rollback: { batches: 0, reverted: 0, batch } })).toEqual({ kind: 'revert', batch, reverted: 0 });
+    expect(decide({ ...fresh, rollback: { batches: 2, reverted: 9_000, batch } })).toEqual({ kind: 'revert', batch, reverted: 9_000 });
+    expect(decide({ ...fresh, rollback: { batches: 1, reverted: 5_000, batch: [] } })).toEqual({ kind: 'finish-rollback' });
+  });
+
+  it('reverts at most MAX_REVERT_BATCHES_PER_TICK batches per tick', () => {
+    const done = input({
+      r: rollout({ state: 'rolling-back' }),
+      stage: 'start',
+      extra: { rollback: { batches: MAX_REVERT_BATCHES_PER_TICK, reverted: 20_000 } },
+    });
+    expect(needsRollbackBatch(done)).toBe(false);
+    expect(decide(done).kind).toBe('wait');
+    expect(needsRollbackBatch(input({ stage: 'start' }))).toBe(false);
   });
 
   it('follows the in-flight devices of a finished rollout, without retries or re-publication, then waits', () => {

@@ -12,6 +12,10 @@ export const MAX_NOTIFY_PER_TICK = 20_000;
 export const GATE_EVALUATION_MS = 5_000;
 /** Dynamic rollouts look for newly matching devices every max(this, 4 ticks). */
 export const DYNAMIC_CHECK_MS = 2_000;
+/** Devices selected, assigned and published (or reverted) per batch. */
+export const NOTIFY_BATCH = 5_000;
+/** Revert batches per rolling-back rollout per tick (as many devices as a tick may notify). */
+export const MAX_REVERT_BATCHES_PER_TICK = MAX_NOTIFY_PER_TICK / NOTIFY_BATCH;
 
 /**
  * Where the driver is within one rollout's tick. `start`: only the rollout row is known (state
@@ -41,6 +45,20 @@ export interface DeliveryInput {
   rampCounts?: { notifiedEver: number; recentNotices: number };
 }
 
+/** A rolling-back rollout in this tick: batches reverted so far, and the next batch once read. */
+export interface RollbackInput {
+  batches: number;
+  /** Devices reverted by this tick's batches. */
+  reverted: number;
+  /** The next batch in membership order, with the version each goes back to (null: unassign); undefined until read. */
+  batch?: RevertTarget[];
+}
+
+export interface RevertTarget {
+  deviceId: string;
+  target: string | null;
+}
+
 export interface DecisionInput {
   rollout: RolloutRow;
   now: Date;
@@ -54,6 +72,8 @@ export interface DecisionInput {
   /** The current wave; null when the rollout has no such wave; undefined until gathered (see needsWave). */
   wave?: WaveInput | null;
   delivery?: DeliveryInput;
+  /** A rolling-back rollout's progress in this tick (see needsRollbackBatch). */
+  rollback?: RollbackInput;
   /** The install command of a download-only rollout went out in this tick (POST .../install). */
   installSent?: boolean;
   /** The ramp's pace as this driver left it (memory only). */
@@ -75,8 +95,10 @@ export interface Note {
 
 /** The one thing to do next for a rollout. */
 export type RolloutStep =
-  /** rolling-back: revert the next batches of told devices, then finish the abort. */
-  | { kind: 'revert' }
+  /** rolling-back: revert one batch of told devices (`reverted` earlier in this tick). */
+  | { kind: 'revert'; batch: RevertTarget[]; reverted: number }
+  /** rolling-back and nobody left to revert: rolled-back, or aborted when nothing was reverted (op finish-rollback). */
+  | { kind: 'finish-rollback' }
   /** Every member is skipped: end it as cancelled (nothing-left). */
   | { kind: 'nothing-left' }
   /** Device bookkeeping: reports the follower missed, retries (not once finished), timeouts, re-publication. */
@@ -116,7 +138,7 @@ type Gates = { kind: 'none' } | { kind: 'passed' | 'pending' | 'failed'; results
 export function decide(s: DecisionInput): RolloutStep {
   const r = s.rollout;
   if (s.stage === 'start') {
-    if (r.state === 'rolling-back') return { kind: 'revert' };
+    if (r.state === 'rolling-back') return revert(s);
     // Finished with told devices still in flight: follow them (reports, timeouts), tell nobody.
     if (r.state === 'completed' || r.state === 'cancelled') return { kind: 'sync', finished: true, republish: false };
     if (r.state !== 'scheduled' && r.state !== 'running' && r.state !== 'paused') return { kind: 'wait', until: null, reason: r.state };
@@ -146,6 +168,25 @@ export function decide(s: DecisionInput): RolloutStep {
     if (step) return step;
   }
   return deliver(s);
+}
+
+/**
+ * Abort: every told device is reverted in batches, resumably; a device leaves the batch only with
+ * a real outcome (reverted, gone, or nothing to revert to), so the abort finishes once a batch
+ * comes back empty. A tick reverts at most MAX_REVERT_BATCHES_PER_TICK batches.
+ */
+function revert(s: DecisionInput): RolloutStep {
+  const rollback = s.rollback ?? { batches: 0, reverted: 0 };
+  if (rollback.batches >= MAX_REVERT_BATCHES_PER_TICK) return { kind: 'wait', until: null, reason: 'revert batches of this tick done' };
+  if (!rollback.batch) throw new Error(`rollout ${s.rollout.id}: the next revert batch was not read before deciding on it`);
+  if (rollback.batch.length === 0) return { kind: 'finish-rollback' };
+  return { kind: 'revert', batch: rollback.batch, reverted: rollback.reverted };
+}
+
+/** True when the driver must read the next revert batch before calling decide. */
+export function needsRollbackBatch(s: DecisionInput): boolean {
+  const rollback = s.rollback ?? { batches: 0, reverted: 0 };
+  return s.rollout.state === 'rolling-back' && s.stage === 'start' && rollback.batch === undefined && rollback.batches < MAX_REVERT_BATCHES_PER_TICK;
 }
 
 /** True when the driver must read the current wave (and delivery limits) before calling decide. */

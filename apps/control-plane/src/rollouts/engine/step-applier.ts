@@ -6,11 +6,9 @@ import type { GateEvaluationInput, GateResult } from '../../telemetry/gates/heal
 import { rampAfter } from '../planning/ramp.js';
 import type { NewEvent, RolloutRepository, RolloutRow } from '../rollout.repository.js';
 import { eventsOf } from '../rollout-report-follower.js';
-import { MAX_NOTIFY_PER_TICK, type Note, type RolloutStep } from './decide.js';
+import { NOTIFY_BATCH, type Note, type RevertTarget, type RolloutStep } from './decide.js';
 import type { EngineMemory } from './engine-memory.js';
 
-/** Devices selected, assigned and published per batch. */
-export const NOTIFY_BATCH = 5_000;
 /** While reverting keeps failing, a rollback-retrying event is recorded at most this often per rollout. */
 const ROLLBACK_RETRY_EVENT_MS = 60_000;
 /**
@@ -71,6 +69,9 @@ export interface StepOutcome {
   successSince?: Date;
   /** evaluate-gates: the results just evaluated. */
   gateResults?: GateResult[];
+  /** revert: devices reverted, and devices whose revert failed (retried on a later tick). */
+  reverted?: number;
+  failed?: number;
 }
 
 const UNCHANGED: StepOutcome = { changed: false };
@@ -96,8 +97,11 @@ export class StepApplier {
   async apply(step: RolloutStep, r: RolloutRow, now: Date): Promise<StepOutcome> {
     switch (step.kind) {
       case 'revert':
-        await this.revert(r);
-        return UNCHANGED;
+        return this.revert(r, step);
+      case 'finish-rollback':
+        this.memory.rollbackRetries.delete(r.id);
+        await this.store.finishAbort(r.id, await this.store.countInState(r.id, 'rolled-back'));
+        return { changed: true };
       case 'nothing-left':
         return { changed: await this.store.cancelNothingLeft(r.id) };
       case 'sync':
@@ -344,34 +348,19 @@ export class StepApplier {
   // ---------------------------------------------------------------- abort
 
   /**
-   * Reverts an aborted (rolling-back) rollout in batches: every device that was told about the version gets
-   * the version it ran before (see RolloutRepository.rollbackBatch), or is unassigned when it
-   * ran none. Resumable: reverted devices are marked rolled-back as each batch completes.
-   *
-   * A device leaves the batch only with a real outcome: reverted (rolled-back), gone (unknown or
-   * decommissioned) or a version that no longer exists (skipped, nothing to revert to). A
-   * transient error (broker, database) leaves it as it is, so it comes back on the next tick; the
-   * rollout stays rolling-back until rollbackBatch finds nobody left, and only then finishes.
+   * Reverts one batch of an aborted (rolling-back) rollout: every device that was told about the
+   * version gets the version it ran before (see RolloutRepository.rollbackBatch), or is unassigned
+   * when it ran none. Resumable: reverted devices are marked rolled-back as the batch completes.
+   * A transient error (broker, database) leaves a device as it is, so it comes back first in the
+   * next batch; that is recorded (rollback-retrying) and the driver stops reverting for this tick.
    */
-  private async revert(r: RolloutRow): Promise<void> {
-    let reverted = 0;
-    for (let i = 0; i < MAX_NOTIFY_PER_TICK / NOTIFY_BATCH && this.control.isDriver(); i++) {
-      const batch = await this.store.rollbackBatch(r.id, r.version, r.model, NOTIFY_BATCH);
-      if (batch.length === 0) {
-        this.memory.rollbackRetries.delete(r.id);
-        await this.store.finishAbort(r.id, await this.store.countInState(r.id, 'rolled-back'));
-        return;
-      }
-      const outcome = await this.revertBatch(r, batch);
-      reverted += outcome.reverted;
-      if (outcome.failed > 0) {
-        await this.noteRollbackRetry(r, reverted, outcome.failed, outcome.error);
-        return; // the failed devices are still first in membership order: retry them next tick
-      }
-    }
+  private async revert(r: RolloutRow, step: Extract<RolloutStep, { kind: 'revert' }>): Promise<StepOutcome> {
+    const outcome = await this.revertBatch(r, step.batch);
+    if (outcome.failed > 0) await this.noteRollbackRetry(r, step.reverted + outcome.reverted, outcome.failed, outcome.error);
+    return { changed: false, reverted: outcome.reverted, failed: outcome.failed };
   }
 
-  private async revertBatch(r: RolloutRow, batch: { deviceId: string; target: string | null }[]): Promise<{ reverted: number; failed: number; error: string }> {
+  private async revertBatch(r: RolloutRow, batch: readonly RevertTarget[]): Promise<{ reverted: number; failed: number; error: string }> {
     const byVersion = new Map<string, string[]>();
     const unassign: string[] = [];
     for (const b of batch) {
