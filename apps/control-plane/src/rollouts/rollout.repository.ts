@@ -113,6 +113,9 @@ const EXPLICIT_ID_CHUNK = 10_000;
 const UNKNOWN_IDS_SHOWN = 100;
 /** Skip reasons recorded in the event of a rollout that ended with nobody left (the most frequent). */
 const NOTHING_LEFT_REASONS = 20;
+/** A rollout ($1) has members and every one is skipped (two index probes). */
+const NOTHING_LEFT_SQL = `EXISTS (SELECT 1 FROM rollout_devices WHERE rollout_id = $1)
+                          AND NOT EXISTS (SELECT 1 FROM rollout_devices WHERE rollout_id = $1 AND state <> 'skipped')`;
 
 type Raw = Record<string, unknown>;
 
@@ -1065,21 +1068,23 @@ export class RolloutRepository {
     return Number(row?.['n'] ?? 0);
   }
 
+  /** Members exist and every one is `skipped` (two index probes, cheap enough for every tick). */
+  async hasNothingLeft(rolloutId: string): Promise<boolean> {
+    const probe = rowsOf(await this.dataSource.query(`SELECT ${NOTHING_LEFT_SQL} AS empty`, [rolloutId]))[0];
+    return probe?.['empty'] === true;
+  }
+
   /**
    * Ends an active rollout that has members but none left to act on (every one `skipped`: taken by
    * higher-priority rollouts, or fitting no build) as `cancelled`, with the reasons in its event.
-   * The check is two index probes, cheap enough for every tick; the change itself re-checks under
-   * the rollout's row lock, in one transaction with its event. Returns true when it ended it.
+   * Called once hasNothingLeft said so; re-checks under the rollout's row lock, in one transaction
+   * with its event. Returns true when it ended it.
    */
-  async cancelWhenNothingLeft(rolloutId: string): Promise<boolean> {
+  async cancelNothingLeft(rolloutId: string): Promise<boolean> {
     const from = transitionOf('nothing-left').from;
-    const NOTHING_LEFT = `EXISTS (SELECT 1 FROM rollout_devices WHERE rollout_id = $1)
-                          AND NOT EXISTS (SELECT 1 FROM rollout_devices WHERE rollout_id = $1 AND state <> 'skipped')`;
-    const probe = rowsOf(await this.dataSource.query(`SELECT ${NOTHING_LEFT} AS empty`, [rolloutId]))[0];
-    if (probe?.['empty'] !== true) return false;
     return this.dataSource.transaction(async (em) => {
       const locked = rowsOf(
-        await em.query(`SELECT id FROM rollouts WHERE id = $1 AND state = ANY($2::text[]) AND ${NOTHING_LEFT} FOR UPDATE`, [rolloutId, [...from]]),
+        await em.query(`SELECT id FROM rollouts WHERE id = $1 AND state = ANY($2::text[]) AND ${NOTHING_LEFT_SQL} FOR UPDATE`, [rolloutId, [...from]]),
       );
       if (locked.length === 0) return false;
       const totals = rowsOf(
