@@ -18,8 +18,8 @@ export class DeviceBrokerAuthenticator implements BrokerAuthenticator, OnModuleI
 
   /** Failed CONNECTs share the per-address failure bucket of HTTP device authentication (DEVICE_AUTH_FAILURES_*). */
   readonly connectLimit = {
-    check: (source: string): number => this.limits.checkDeviceAuth(source, 'device_auth_mqtt'),
-    failed: (source: string): void => this.limits.deviceAuthFailed(source),
+    check: (source: string): Promise<number> => this.limits.checkDeviceAuth(source, 'device_auth_mqtt'),
+    failed: (source: string): Promise<void> => this.limits.deviceAuthFailed(source),
   };
 
   onModuleInit(): void {

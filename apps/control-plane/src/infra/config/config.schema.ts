@@ -87,7 +87,9 @@ export const envSchema = z.object({
   ),
   /**
    * Redis for several control-plane replicas with their own embedded brokers: messages to a device
-   * connected to another replica go through Redis pub/sub. Unset: one replica (or an external broker).
+   * connected to another replica go through Redis pub/sub, and the per-source rate limits
+   * (ENROLL_RATE_*, DEVICE_AUTH_FAILURES_*) are kept there, shared by all replicas. Unset: one
+   * replica (or an external broker).
    */
   REDIS_URL: z.preprocess((v) => (v === '' ? undefined : v), url(['redis:', 'rediss:']).optional()),
   /** Stable name of this replica (its devices are marked offline under it if it crashes). Default: host name + pid. */
@@ -289,8 +291,8 @@ export interface AppConfig {
   maxArtifactBytes: number;
   /** Request limits of the HTTP API (see HTTP_JSON_LIMIT_BYTES, HTTP_REQUEST_TIMEOUT_MS). */
   httpLimits: { jsonBytes: number; requestTimeoutMs: number; trustProxy?: string };
-  /** Per-source token buckets of this replica. */
-  rateLimits: { enroll: Bucket; deviceAuthFailures: Bucket; auditRefusals: Bucket };
+  /** Per-source token buckets; enroll and deviceAuthFailures are kept in `shared` when set (REDIS_URL), auditRefusals always per replica. */
+  rateLimits: { enroll: Bucket; deviceAuthFailures: Bucket; auditRefusals: Bucket; shared?: { redisUrl: string; keyPrefix?: string } };
   enrollmentTokenTtlSeconds: number;
   artifactAccess: 'assigned' | 'fleet';
   /** Bound on artifact streams (ARTIFACT_MAX_STREAMS, ARTIFACT_BUSY_RETRY_SECONDS); unset in tests that build a config by hand. */
@@ -367,6 +369,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       enroll: { perSecond: e.ENROLL_RATE_PER_SECOND, burst: e.ENROLL_RATE_BURST },
       deviceAuthFailures: { perSecond: e.DEVICE_AUTH_FAILURES_PER_SECOND, burst: e.DEVICE_AUTH_FAILURES_BURST },
       auditRefusals: { perSecond: e.AUDIT_REFUSALS_PER_SECOND, burst: e.AUDIT_REFUSALS_BURST },
+      ...(e.REDIS_URL ? { shared: { redisUrl: e.REDIS_URL } } : {}),
     },
     enrollmentTokenTtlSeconds: e.ENROLLMENT_TOKEN_TTL_SECONDS,
     artifactAccess: e.ARTIFACT_ACCESS,

@@ -118,48 +118,21 @@ export class EmbeddedBrokerGateway extends MqttGateway {
         const limit = authenticator.connectLimit;
         const refuse = (code: number, reason: string): void => {
           this.metrics.denied('connect', reason);
-          // Every refused CONNECT but a rate-limited one takes from the source's failure bucket.
-          if (code !== CONNACK_SERVER_UNAVAILABLE) limit?.failed(source);
           const error = Object.assign(new Error(reason), { returnCode: code }) as AuthenticateError;
-          done(error, false);
+          // Every refused CONNECT but a rate-limited one takes from the source's failure bucket,
+          // before the CONNACK goes out, so an immediate retry from the source sees it.
+          if (code !== CONNACK_SERVER_UNAVAILABLE && limit) void limit.failed(source).then(() => done(error, false));
+          else done(error, false);
         };
+        if (!limit) return this.admitConnect(client, username, password, authenticator, refuse, done);
         // "Server unavailable" is the refusal MQTT 3.1.1 has for "not now": clients back off and retry.
-        if (limit && limit.check(source) > 0) return refuse(CONNACK_SERVER_UNAVAILABLE, 'too many failed connects from this address');
-        // The client id is the device id: binding them here is what makes per-device ACLs sound.
-        if (!isValidDeviceId(client.id)) return refuse(CONNACK_BAD_CREDENTIALS, 'client id is not a device id');
-        if (username !== undefined && username !== client.id) return refuse(CONNACK_BAD_CREDENTIALS, 'username must equal the client id');
-        // The broker keeps no state for a device between connections: a persistent session would
-        // grow its memory with every device ever seen and could replay commands meant for a
-        // credential that no longer exists (MQTT 3.1.1 §3.1.2.4).
-        if (!(client as unknown as { clean: boolean }).clean)
-          return refuse(CONNACK_NOT_AUTHORIZED, 'persistent sessions are not kept: connect with clean session');
-        const will = (client as unknown as { _will?: { topic: string; retain?: boolean } })._will;
-        if (will) {
-          const decision = authorizeDeviceWill(client.id, will.topic, will.retain === true);
-          if (!decision.allowed) return refuse(CONNACK_NOT_AUTHORIZED, decision.reason);
-        }
-        // Only what passed the cheap checks above competes for a slot; a busy refusal is no failure of the source.
-        const release = this.admission.tryEnter();
-        if (!release) return refuse(CONNACK_SERVER_UNAVAILABLE, 'busy: too many connects in progress');
-        authenticator.authenticate(client.id, username, password ? Buffer.from(password) : undefined).then(
-          (ok) => {
-            if (ok) {
-              this.holdAdmission(client, release);
-              // aedes closes a live connection with the same client id once this one is accepted (§3.1.4 step 2).
-              const previous = this.localClient(client.id);
-              if (previous && previous !== client) this.closeCauses.set(previous, 'takeover');
-              done(null, true);
-            } else {
-              release();
-              refuse(CONNACK_BAD_CREDENTIALS, 'bad credentials');
-            }
-          },
-          (err: unknown) => {
-            release();
-            this.logger.error(`authentication failed for ${client.id}: ${String(err)}`);
-            refuse(CONNACK_NOT_AUTHORIZED, 'authentication unavailable');
-          },
-        );
+        void limit
+          .check(source)
+          .then((waitMs) =>
+            waitMs > 0
+              ? refuse(CONNACK_SERVER_UNAVAILABLE, 'too many failed connects from this address')
+              : this.admitConnect(client, username, password, authenticator, refuse, done),
+          );
       },
       authorizePublish: (client: Client | null, packet: PublishPacket, done: (error?: Error | null) => void) => {
         if (!client) return done(null); // the broker itself (wills are checked at connect)
@@ -436,6 +409,51 @@ export class EmbeddedBrokerGateway extends MqttGateway {
     router.attach(client.id).catch((err: unknown) => this.logger.error(`routing ${client.id} failed: ${String(err)}`));
     // A live connection of this device on another replica is stale now (MQTT 3.1.1 §3.1.4 step 2).
     router.send(client.id, { kind: 'takeover', session }).catch((err: unknown) => this.logger.warn(`takeover of ${client.id}: ${String(err)}`));
+  }
+
+  /** The checks of a CONNECT past the source's rate limit, then its credentials (aedes' authenticate). */
+  private admitConnect(
+    client: Client,
+    username: Readonly<string> | undefined,
+    password: Readonly<Buffer> | undefined,
+    authenticator: BrokerAuthenticator,
+    refuse: (code: number, reason: string) => void,
+    done: (error: AuthenticateError | null, success: boolean | null) => void,
+  ): void {
+    // The client id is the device id: binding them here is what makes per-device ACLs sound.
+    if (!isValidDeviceId(client.id)) return refuse(CONNACK_BAD_CREDENTIALS, 'client id is not a device id');
+    if (username !== undefined && username !== client.id) return refuse(CONNACK_BAD_CREDENTIALS, 'username must equal the client id');
+    // The broker keeps no state for a device between connections: a persistent session would
+    // grow its memory with every device ever seen and could replay commands meant for a
+    // credential that no longer exists (MQTT 3.1.1 §3.1.2.4).
+    if (!(client as unknown as { clean: boolean }).clean) return refuse(CONNACK_NOT_AUTHORIZED, 'persistent sessions are not kept: connect with clean session');
+    const will = (client as unknown as { _will?: { topic: string; retain?: boolean } })._will;
+    if (will) {
+      const decision = authorizeDeviceWill(client.id, will.topic, will.retain === true);
+      if (!decision.allowed) return refuse(CONNACK_NOT_AUTHORIZED, decision.reason);
+    }
+    // Only what passed the cheap checks above competes for a slot; a busy refusal is no failure of the source.
+    const release = this.admission.tryEnter();
+    if (!release) return refuse(CONNACK_SERVER_UNAVAILABLE, 'busy: too many connects in progress');
+    authenticator.authenticate(client.id, username, password ? Buffer.from(password) : undefined).then(
+      (ok) => {
+        if (ok) {
+          this.holdAdmission(client, release);
+          // aedes closes a live connection with the same client id once this one is accepted (§3.1.4 step 2).
+          const previous = this.localClient(client.id);
+          if (previous && previous !== client) this.closeCauses.set(previous, 'takeover');
+          done(null, true);
+        } else {
+          release();
+          refuse(CONNACK_BAD_CREDENTIALS, 'bad credentials');
+        }
+      },
+      (err: unknown) => {
+        release();
+        this.logger.error(`authentication failed for ${client.id}: ${String(err)}`);
+        refuse(CONNACK_NOT_AUTHORIZED, 'authentication unavailable');
+      },
+    );
   }
 
   /** Keeps a connection's admission slot until its first message is stored (connect-admission.ts). */

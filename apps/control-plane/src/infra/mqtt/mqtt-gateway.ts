@@ -41,8 +41,9 @@ export interface BrokerAuthenticator {
   /**
    * Per-source limit of failed CONNECTs (optional): `check` answers 0 to go on or the
    * milliseconds the source must wait; `failed` records a refused CONNECT of the source.
+   * Neither rejects (the limits may live in Redis; SourceLimits answers from memory when it is away).
    */
-  connectLimit?: { check(source: string): number; failed(source: string): void };
+  connectLimit?: { check(source: string): Promise<number>; failed(source: string): Promise<void> };
 }
 
 export abstract class MqttGateway {
