@@ -50,6 +50,12 @@ export const envSchema = z.object({
   TLS_KEY_FILE: optionalString,
   /** PEM CA bundle handed to devices at enrollment, to verify this server's certificate with. */
   TLS_CA_FILE: optionalString,
+  /**
+   * PEM CA bundle device client certificates must chain to. Set: the embedded broker's TLS
+   * listeners ask for a client certificate, and a device presenting one that chains to it, names its
+   * id (CN or SAN) and is registered for it is let in without its secret (docs/security.md).
+   */
+  MQTT_TLS_CLIENT_CA_FILE: optionalString,
   /** Milliseconds between checks of the TLS files for a change (0: reload on SIGHUP only). */
   TLS_WATCH_INTERVAL_MS: z.coerce.number().int().min(0).max(3_600_000).default(10_000),
   DATA_DIR: z.string().min(1).default('.data'),
@@ -332,6 +338,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
   const tls = tlsConfig(e);
   if (!e.MQTT_PLAIN && !tls) throw new ConfigError(['MQTT_PLAIN: false turns off the only MQTT listener; set TLS_CERT_FILE and TLS_KEY_FILE too']);
   if (e.MQTT_WSS_PORT !== undefined && !tls) throw new ConfigError(['MQTT_WSS_PORT: secure WebSocket needs TLS_CERT_FILE and TLS_KEY_FILE']);
+  if (e.MQTT_TLS_CLIENT_CA_FILE && e.MQTT_URL)
+    throw new ConfigError([
+      'MQTT_TLS_CLIENT_CA_FILE: client certificates are checked by the embedded broker; with MQTT_URL configure them on the external broker',
+    ]);
   const dataDir = isAbsolute(e.DATA_DIR) ? e.DATA_DIR : resolve(process.cwd(), e.DATA_DIR);
   return {
     http: { port: e.PORT, host: e.HOST, publicUrl: e.PUBLIC_URL },
@@ -399,6 +409,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
 function tlsConfig(e: Env): AppConfig['tls'] {
   if (!e.TLS_CERT_FILE && !e.TLS_KEY_FILE) {
     if (e.TLS_CA_FILE) throw new ConfigError(['TLS_CA_FILE: set TLS_CERT_FILE and TLS_KEY_FILE too (the CA is handed out only when TLS is on)']);
+    if (e.MQTT_TLS_CLIENT_CA_FILE) throw new ConfigError(['MQTT_TLS_CLIENT_CA_FILE: client certificates need TLS: set TLS_CERT_FILE and TLS_KEY_FILE too']);
     return undefined;
   }
   if (!e.TLS_CERT_FILE || !e.TLS_KEY_FILE)
@@ -407,6 +418,7 @@ function tlsConfig(e: Env): AppConfig['tls'] {
     certFile: resolve(process.cwd(), e.TLS_CERT_FILE),
     keyFile: resolve(process.cwd(), e.TLS_KEY_FILE),
     ...(e.TLS_CA_FILE ? { caFile: resolve(process.cwd(), e.TLS_CA_FILE) } : {}),
+    ...(e.MQTT_TLS_CLIENT_CA_FILE ? { clientCaFile: resolve(process.cwd(), e.MQTT_TLS_CLIENT_CA_FILE) } : {}),
   };
   try {
     readTlsMaterial(files);
