@@ -35,6 +35,8 @@ export interface AgentOptions {
   credentials: DeviceCredentials;
   /** PEM CA bundle the broker's certificate must chain to (mqtts://, wss://). */
   tlsCa?: string;
+  /** Client certificate and key presented on mqtts:// and wss:// (mTLS login instead of the secret, where the broker has it registered). */
+  tlsClientCert?: { cert: string; key: string };
   store: StateStore;
   models: ModelStore;
   downloader: ArtifactDownloader;
@@ -135,6 +137,7 @@ export class Agent extends EventEmitter {
       will: (session) => ({ topic: topics.presence(c.deviceId), payload: Buffer.from(JSON.stringify(presence(false, session))), qos: 1 }),
       ...(opts.localAddress ? { localAddress: opts.localAddress } : {}),
       ...(opts.tlsCa !== undefined ? { ca: opts.tlsCa } : {}),
+      ...(opts.tlsClientCert ? { clientCert: opts.tlsClientCert } : {}),
       ...(opts.mqttBackoff ? { backoff: opts.mqttBackoff } : {}),
       ...(opts.log ? { log: opts.log } : {}),
     });

@@ -37,8 +37,14 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ MQTT_PLAIN: 'false' })).toThrow(/MQTT_PLAIN: .*TLS_CERT_FILE/);
     expect(() => loadConfig({ MQTT_WSS_PORT: '8884' })).toThrow(/MQTT_WSS_PORT/);
     expect(() => loadConfig({ TLS_CA_FILE: '/etc/ca.pem' })).toThrow(/TLS_CA_FILE/);
+    expect(() => loadConfig({ MQTT_TLS_CLIENT_CA_FILE: '/etc/device-ca.pem' })).toThrow(/MQTT_TLS_CLIENT_CA_FILE: client certificates need TLS/);
     expect(() => loadConfig({ TLS_KEY_FILE: '/etc/key.pem' })).toThrow(/TLS_CERT_FILE: TLS needs both/);
     expect(() => loadConfig({ MQTT_PLAIN: 'maybe' })).toThrow(/MQTT_PLAIN: must be true or false/);
+  });
+
+  it('keeps the rate limits in Redis when REDIS_URL is set, in memory otherwise', () => {
+    expect(loadConfig({ REDIS_URL: 'redis://redis:6379' }).rateLimits.shared).toEqual({ redisUrl: 'redis://redis:6379' });
+    expect(loadConfig({}).rateLimits.shared).toBeUndefined();
   });
 
   it('fails at start-up on a TLS file that cannot be read, naming the variable', () => {
