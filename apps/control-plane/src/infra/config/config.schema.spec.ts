@@ -21,6 +21,14 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ TUF_KEYS: 'hsm' })).toThrow(/TUF_KEYS: must be online or offline/);
   });
 
+  it('spreads TUF targets over 256 hash bins by default and takes any power of two from 2 to 65536', () => {
+    expect(loadConfig({}).tufBinCount).toBe(256);
+    expect(loadConfig({ TUF_BIN_COUNT: '4096' }).tufBinCount).toBe(4096);
+    for (const bad of ['1000', '1', '0', '131072', 'many']) {
+      expect(() => loadConfig({ TUF_BIN_COUNT: bad })).toThrow(/TUF_BIN_COUNT: must be a power of two between 2 and 65536/);
+    }
+  });
+
   it('names every bad variable', () => {
     let error: unknown;
     try {

@@ -4,6 +4,9 @@ import { z } from 'zod';
 import { type TlsFiles, TlsMaterialError, readTlsMaterial } from '../tls/tls-material.js';
 import { LOG_LEVELS, type LogFormat, resolveLogFormat } from '../logging/log-format.js';
 
+/** Default TUF_BIN_COUNT; docs/tuf.md "Hash bins" has the bytes per device update it gives. */
+export const DEFAULT_TUF_BIN_COUNT = 256;
+
 const port = (fallback: number) =>
   z.coerce.number({ error: 'must be a port number' }).int('must be an integer').min(0, 'must be 0-65535').max(65535, 'must be 0-65535').default(fallback);
 
@@ -239,6 +242,16 @@ export const envSchema = z.object({
    * uploaded versions wait for a targets signature (docs/tuf.md).
    */
   TUF_KEYS: z.enum(['online', 'offline'], { error: 'must be online or offline' }).default('online'),
+  /**
+   * Hash bins the targets are spread over (TAP 15 succinct delegation, docs/tuf.md "Hash bins"): a
+   * device update downloads the snapshot (about 30 bytes per bin) and one bin (the catalogue
+   * divided by this). Same value on every replica.
+   */
+  TUF_BIN_COUNT: z.coerce
+    .number({ error: 'must be a power of two between 2 and 65536' })
+    .int('must be a power of two between 2 and 65536')
+    .refine((n) => n >= 2 && n <= 65_536 && (n & (n - 1)) === 0, 'must be a power of two between 2 and 65536')
+    .default(DEFAULT_TUF_BIN_COUNT),
   LOG_LEVEL: z.preprocess((v) => (v === '' ? undefined : v), z.enum(LOG_LEVELS).default('log')),
   /** `json` (one object a line) or `pretty`; unset: json when NODE_ENV=production, pretty otherwise. */
   LOG_FORMAT: z.preprocess((v) => (v === '' ? undefined : v), z.enum(['json', 'pretty']).optional()),
@@ -314,6 +327,8 @@ export interface AppConfig {
   telemetryBatch?: { maxDelayMs: number; writers: number };
   /** offline: root and targets are signed by the operator (fleetctl), never on this server. */
   tufKeys: 'online' | 'offline';
+  /** TUF_BIN_COUNT; unset in tests that build a config by hand (DEFAULT_TUF_BIN_COUNT). */
+  tufBinCount?: number;
   logLevel: Env['LOG_LEVEL'];
   logFormat: LogFormat;
 }
@@ -397,6 +412,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       deviceWeightFactor: e.TELEMETRY_DEVICE_WEIGHT_FACTOR,
     },
     tufKeys: e.TUF_KEYS,
+    tufBinCount: e.TUF_BIN_COUNT,
     logLevel: e.LOG_LEVEL,
     logFormat: resolveLogFormat(e.LOG_FORMAT, e.NODE_ENV),
   };
