@@ -1,5 +1,5 @@
-import { createPrivateKey, randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createPrivateKey, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
@@ -10,7 +10,7 @@ import { DataSource } from 'typeorm';
 import { hashSecret } from '../access/secret.js';
 import { APP_CONFIG, type AppConfig } from '../infra/config/app-config.js';
 import { apiClient, databaseBackends, startTestApp, type TestApp } from '../testing/test-app.fixture.js';
-import { binOf, binVersionsOf } from './tuf-bins.js';
+import { binOf, binVersionsOf, succinctRolesOf } from './tuf-bins.js';
 import { roleKeyFromPrivate } from './tuf-keys.js';
 import { TufMetadataRepository } from './tuf-metadata.repository.js';
 import { TufRepositoryService } from './tuf-repository.service.js';
@@ -194,5 +194,35 @@ describe.each(databaseBackends())('TUF hash bins on %s', (backend) => {
     const { updater } = await device();
     await updater.refresh();
     expect(await updater.getTargetInfo(input(3).path)).toBeDefined();
+  });
+
+  it('refuses to start a replica whose bins key is not the one targets delegate to', async () => {
+    const config = t.app.get<AppConfig>(APP_CONFIG);
+    const otherDir = await mkdtemp(join(tmpdir(), 'fleetline-bins-replica-'));
+    dirs.push(otherDir);
+    await mkdir(join(otherDir, 'tuf-keys'), { mode: 0o700 });
+    for (const role of ['root', 'targets', 'snapshot', 'timestamp']) {
+      await copyFile(join(t.dataDir, 'tuf-keys', `${role}.key.pem`), join(otherDir, 'tuf-keys', `${role}.key.pem`));
+    }
+    const replica = new TufRepositoryService({ ...config, dataDir: otherDir }, t.app.get(DataSource), new TufMetadataRepository(t.app.get(DataSource)));
+    await expect(replica.initialise()).rejects.toThrow(/delegates its hash bins to key .* Every replica must use the same tuf-keys directory/);
+  });
+
+  it('moves every bin to a staged replacement bins key at start and keeps devices resolving', async () => {
+    const keyDir = join(t.dataDir, 'tuf-keys');
+    const next = generateKeyPairSync('ed25519').privateKey;
+    await writeFile(join(keyDir, 'bins.next.key.pem'), next.export({ format: 'pem', type: 'pkcs8' }).toString(), { mode: 0o600 });
+    const nextId = roleKeyFromPrivate(next).key.keyID;
+    const replica = new TufRepositoryService(t.app.get<AppConfig>(APP_CONFIG), t.app.get(DataSource), new TufMetadataRepository(t.app.get(DataSource)));
+    await replica.initialise();
+    expect(succinctRolesOf(parseTargets((await replica.latest('targets')).json))?.keyIDs).toEqual([nextId]);
+    expect(roleKeyFromPrivate(createPrivateKey(await readFile(join(keyDir, 'bins.key.pem'), 'utf8'))).key.keyID).toBe(nextId);
+    await expect(readFile(join(keyDir, 'bins.next.key.pem'))).rejects.toThrow();
+    // The replica that was running picks the new key up for its next upload.
+    await t.app.get(DataSource).transaction((manager) => tuf.publishTargets(manager, [input(1000)]));
+    tuf.forgetCached();
+    const { updater } = await device();
+    await updater.refresh();
+    for (const i of [3, 1000]) expect(await updater.getTargetInfo(input(i).path)).toMatchObject({ length: input(i).length });
   });
 });

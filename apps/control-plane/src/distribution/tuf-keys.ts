@@ -65,8 +65,19 @@ export class TufKeyDirectory {
    */
   static readonly BINS_KEY_FILE = 'bins.key.pem';
 
+  /** A replacement bins key put here by the operator; the next start moves the bins to it (docs/tuf.md). */
+  static readonly BINS_NEXT_KEY_FILE = 'bins.next.key.pem';
+
   async loadBinsKey(): Promise<RoleKey | undefined> {
     return this.read(TufKeyDirectory.BINS_KEY_FILE);
+  }
+
+  async loadStagedBinsKey(): Promise<RoleKey | undefined> {
+    return this.read(TufKeyDirectory.BINS_NEXT_KEY_FILE);
+  }
+
+  async promoteStagedBinsKey(): Promise<void> {
+    await rename(join(this.dir, TufKeyDirectory.BINS_NEXT_KEY_FILE), join(this.dir, TufKeyDirectory.BINS_KEY_FILE));
   }
 
   async generateBinsKeyIfMissing(): Promise<RoleKey> {

@@ -29,8 +29,12 @@ import {
 
 /** How long a replica reuses the latest metadata it read; devices poll timestamp.json often. */
 const LATEST_CACHE_MS = 2_000;
-/** Versioned metadata files kept in memory (oldest dropped first). */
-const VERSION_CACHE_ENTRIES = 64;
+/**
+ * Versioned metadata files kept in memory (oldest dropped first): every bin of a busy rollout plus
+ * the current snapshot and targets, within a memory budget (large catalogues have large bins).
+ */
+const VERSION_CACHE_ENTRIES = 4_200;
+const VERSION_CACHE_BYTES = 64 * 1024 * 1024;
 
 export interface TufUrls {
   metadataUrl: string;
@@ -68,6 +72,7 @@ export class TufRepositoryService implements OnModuleInit {
   private readonly binBitLength: number;
   private readonly latestCache = new Map<string, { value: SignedMetadata; at: number }>();
   private readonly versionCache = new Map<string, SignedMetadata>();
+  private versionCacheBytes = 0;
   private rootHashes: { upTo: number; roots: { sha256: string; json: string }[] } = { upTo: 0, roots: [] };
 
   constructor(
@@ -147,8 +152,8 @@ export class TufRepositoryService implements OnModuleInit {
    * Root does not change, so devices keep their pinned root and just see newer versions.
    */
   private async moveToBins(now: Date): Promise<void> {
-    this.binsKey = await this.keyDir.generateBinsKeyIfMissing();
-    const binsKey = this.binsKey;
+    const binsKey = await this.binsKeyToSignWith();
+    this.binsKey = binsKey;
     const moved = await this.dataSource.transaction(async (manager) => {
       await this.metadata.lockForWrite(manager);
       const latest = await this.metadata.latestAll(manager);
@@ -179,6 +184,46 @@ export class TufRepositoryService implements OnModuleInit {
       this.latestCache.clear();
       this.logger.log(`moved ${moved.targets} TUF targets into ${moved.bins} hash bins (targets v${moved.targetsVersion} delegates to them)`);
     }
+    const staged = await this.keyDir.loadStagedBinsKey();
+    if (staged?.key.keyID === binsKey.key.keyID) {
+      await this.keyDir.promoteStagedBinsKey();
+      this.logger.log(`the staged bins key ${binsKey.key.keyID} is now in use`);
+    }
+  }
+
+  /**
+   * This replica's bins key if targets delegate to it. After another replica moved the bins to a
+   * replacement key, the key files are read again (as keysOfRecord does for root's keys).
+   */
+  private async delegatedBinsKey(keyIds: readonly string[]): Promise<RoleKey | undefined> {
+    if (this.binsKey && keyIds.includes(this.binsKey.key.keyID)) return this.binsKey;
+    if (this.config.tufKeys === 'offline') return undefined;
+    const found = [await this.keyDir.loadBinsKey(), await this.keyDir.loadStagedBinsKey()].find((k) => k !== undefined && keyIds.includes(k.key.keyID));
+    if (found) this.binsKey = found;
+    return found;
+  }
+
+  /**
+   * The bins key of record for this start: a staged replacement (`bins.next.key.pem`) if there
+   * is one, else `bins.key.pem`, generated only while no targets delegate to bins yet. A missing
+   * or different key once bins exist means replicas do not share their key files: moving the
+   * bins to this replica's own key would lock every other replica out of signing uploads.
+   */
+  private async binsKeyToSignWith(): Promise<RoleKey> {
+    const staged = await this.keyDir.loadStagedBinsKey();
+    if (staged) return staged;
+    const targets = await this.metadata.latest('targets');
+    const delegated = targets ? succinctRolesOf(parseTargets(targets.json))?.keyIDs : undefined;
+    const local = await this.keyDir.loadBinsKey();
+    if (!delegated) return local ?? this.keyDir.generateBinsKeyIfMissing();
+    if (!local || !delegated.includes(local.key.keyID)) {
+      throw new Error(
+        `targets v${targets!.version} delegates its hash bins to key ${delegated.join(', ')}, which is not ` +
+          `${join(this.keyDir.dir, TufKeyDirectory.BINS_KEY_FILE)}. Every replica must use the same tuf-keys directory; ` +
+          `to replace the bins key, put the new one in ${TufKeyDirectory.BINS_NEXT_KEY_FILE} (docs/tuf.md)`,
+      );
+    }
+    return local;
   }
 
   /** Every target the repository lists: top-level entries plus those of the bins the snapshot points at. */
@@ -254,8 +299,16 @@ export class TufRepositoryService implements OnModuleInit {
     if (cached) return cached;
     const value = await this.metadata.byVersion(role, version);
     if (!value) throw new DistributionException(DistributionErrorCode.MetadataNotFound, `no ${role} metadata version ${version}`);
-    if (this.versionCache.size >= VERSION_CACHE_ENTRIES) this.versionCache.delete(this.versionCache.keys().next().value!);
+    while (
+      this.versionCache.size > 0 &&
+      (this.versionCache.size >= VERSION_CACHE_ENTRIES || this.versionCacheBytes + value.json.length > VERSION_CACHE_BYTES)
+    ) {
+      const [oldest, dropped] = this.versionCache.entries().next().value!;
+      this.versionCache.delete(oldest);
+      this.versionCacheBytes -= dropped.json.length;
+    }
     this.versionCache.set(key, value);
+    this.versionCacheBytes += value.json.length;
     return value;
   }
 
@@ -274,8 +327,8 @@ export class TufRepositoryService implements OnModuleInit {
     const topTargets = top ? parseTargets(top.json) : undefined;
     const roles = topTargets ? succinctRolesOf(topTargets) : undefined;
     if (top && roles) {
-      const binsKey = this.binsKey;
-      if (!binsKey || !roles.keyIDs.includes(binsKey.key.keyID)) {
+      const binsKey = await this.delegatedBinsKey(roles.keyIDs);
+      if (!binsKey) {
         throw new DistributionException(
           DistributionErrorCode.SigningKeyOffline,
           `targets v${top.version} delegates its hash bins to key ${roles.keyIDs.join(', ')}, which is not ${join(this.keyDir.dir, TufKeyDirectory.BINS_KEY_FILE)} on this control plane; see docs/tuf.md`,
@@ -388,12 +441,11 @@ export class TufRepositoryService implements OnModuleInit {
     const before = new Date(now.getTime() + RENEW_BEFORE_MS.targets);
     const due = await this.metadata.expiringAt(manager, binVersions, before);
     if (due.length === 0) return [];
-    const roles = succinctRolesOf(parseTargets(targets.json));
-    if (!this.binsKey || !roles?.keyIDs.includes(this.binsKey.key.keyID)) {
+    const binsKey = await this.delegatedBinsKey(succinctRolesOf(parseTargets(targets.json))?.keyIDs ?? []);
+    if (!binsKey) {
       this.logger.warn(`${due.length} hash bins expire soon and the bins key they are delegated to is not on this server`);
       return [];
     }
-    const binsKey = this.binsKey;
     return due.map((bin) => signNextBin(bin.role, parseTargets(bin.json), [], binsKey, now));
   }
 
