@@ -704,7 +704,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** TUF metadata: {N}.root.json, timestamp.json, {N}.snapshot.json, {N}.targets.json (unversioned = latest) */
+        /** TUF metadata: {N}.root.json, timestamp.json, {N}.snapshot.json, {N}.targets.json, {N}.bins-{hex}.json (unversioned = latest) */
         get: operations["DistributionController_metadata"];
         put?: never;
         post?: never;
