@@ -208,6 +208,18 @@ describe.each(databaseBackends())('TUF hash bins on %s', (backend) => {
     await expect(replica.initialise()).rejects.toThrow(/delegates its hash bins to key .* Every replica must use the same tuf-keys directory/);
   });
 
+  it('refuses to start in TUF_KEYS=offline on a repository whose targets delegate to bins', async () => {
+    const otherDir = await mkdtemp(join(tmpdir(), 'fleetline-bins-offline-'));
+    dirs.push(otherDir);
+    await mkdir(join(otherDir, 'tuf-keys'), { mode: 0o700 });
+    for (const role of ['snapshot', 'timestamp']) {
+      await copyFile(join(t.dataDir, 'tuf-keys', `${role}.key.pem`), join(otherDir, 'tuf-keys', `${role}.key.pem`));
+    }
+    const config = { ...t.app.get<AppConfig>(APP_CONFIG), dataDir: otherDir, tufKeys: 'offline' as const };
+    const replica = new TufRepositoryService(config, t.app.get(DataSource), new TufMetadataRepository(t.app.get(DataSource)));
+    await expect(replica.initialise()).rejects.toThrow(/TUF_KEYS=offline but targets v\d+ delegates to hash bins/);
+  });
+
   it('moves every bin to a staged replacement bins key at start and keeps devices resolving', async () => {
     const keyDir = join(t.dataDir, 'tuf-keys');
     const next = generateKeyPairSync('ed25519').privateKey;
