@@ -81,6 +81,8 @@ describe('Agent over a real MQTT broker', () => {
       inventory: { hardwareClass: 'x86_64', os: 'linux', arch: 'x64', accelerators: [], agentVersion: '0.1.0' },
       telemetryIntervalMs: 0,
       mqttBackoff: new Backoff({ baseMs: 50, capMs: 200 }),
+      // No control plane answers the hello here: what it would have mentioned is re-stated after this.
+      resyncFallbackMs: 300,
       vitals: async () => ({ cpuPercent: 1, memoryRssBytes: 1000 }),
       onDecommission: async () => {
         decommissioned = true;
@@ -203,7 +205,8 @@ describe('Agent over a real MQTT broker', () => {
     expect(reports().length).toBe(before);
 
     await broker.start();
-    // The six queued transitions, then the re-statement of the current state every connection sends.
+    // The six queued transitions, then the re-statement of the current state: nothing answered the
+    // hello with the report it stored, so the fallback sends it.
     await broker.waitFor(() => reports().filter((r) => r.version === '1.1.0').length === 7);
     expect(
       reports()

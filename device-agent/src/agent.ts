@@ -39,6 +39,8 @@ export interface AgentOptions {
   credentials: DeviceCredentials;
   /** PEM CA bundle the broker's certificate must chain to (mqtts://, wss://). */
   tlsCa?: string;
+  /** Client certificate and key presented on mqtts:// and wss:// (mTLS login instead of the secret, where the broker has it registered). */
+  tlsClientCert?: { cert: string; key: string };
   store: StateStore;
   models: ModelStore;
   downloader: ArtifactDownloader;
@@ -49,6 +51,8 @@ export interface AgentOptions {
   healthCheckTimeoutMs?: number;
   updateTimeoutMs?: number;
   maxActivationRestarts?: number;
+  /** How long after connecting a model the hello's answer did not mention waits to be re-stated (Reconciler.beginResync). */
+  resyncFallbackMs?: number;
   reportQueue?: { maxItems: number; maxBytes: number };
   telemetryQueue?: { maxItems: number; maxBytes: number };
   /** Mirrored inputs waiting for a shadow candidate, per model; more are dropped and counted. */
@@ -122,6 +126,7 @@ export class Agent extends EventEmitter {
       ...(opts.healthCheckTimeoutMs !== undefined ? { healthCheckTimeoutMs: opts.healthCheckTimeoutMs } : {}),
       ...(opts.updateTimeoutMs !== undefined ? { updateTimeoutMs: opts.updateTimeoutMs } : {}),
       ...(opts.maxActivationRestarts !== undefined ? { maxActivationRestarts: opts.maxActivationRestarts } : {}),
+      ...(opts.resyncFallbackMs !== undefined ? { resyncFallbackMs: opts.resyncFallbackMs } : {}),
       ...(opts.log ? { log: opts.log } : {}),
     });
     this.reconciler.on('active-changed', (model: string, version: string | null, variant?: string) => {
@@ -144,11 +149,15 @@ export class Agent extends EventEmitter {
       will: (session) => ({ topic: topics.presence(c.deviceId), payload: Buffer.from(JSON.stringify(presence(false, session))), qos: 1 }),
       ...(opts.localAddress ? { localAddress: opts.localAddress } : {}),
       ...(opts.tlsCa !== undefined ? { ca: opts.tlsCa } : {}),
+      ...(opts.tlsClientCert ? { clientCert: opts.tlsClientCert } : {}),
       ...(opts.mqttBackoff ? { backoff: opts.mqttBackoff } : {}),
       ...(opts.log ? { log: opts.log } : {}),
     });
     this.link.on('connect', () => void this.onConnect().catch((err: unknown) => this.log(`on-connect: ${String(err)}`)));
-    this.link.on('close', () => this.emit('disconnected'));
+    this.link.on('close', () => {
+      this.reconciler.endResync();
+      this.emit('disconnected');
+    });
     this.link.on(
       'message',
       (topic: string, payload: Buffer) => void this.onMessage(topic, payload).catch((err: unknown) => this.log(`message ${topic}: ${String(err)}`)),
@@ -199,11 +208,13 @@ export class Agent extends EventEmitter {
   private async onConnect(): Promise<void> {
     this.emit('connected');
     await this.link.subscribe([topics.desiredAll(this.deviceId), topics.commands(this.deviceId)]);
+    // Before the hello: its answer may arrive before the hello's own acknowledgement does.
+    await this.reconciler.beginResync();
     // Only now, with the subscription in place, say hello: the control plane answers it with every
-    // desired state its database holds for this device (nothing is retained in the broker).
+    // desired state its database holds for this device (nothing is retained in the broker), each
+    // with the report it stored for that model, so only what it lacks is re-stated.
     await this.link.publish(topics.presence(this.deviceId), JSON.stringify(presence(true, this.link.session, new Date())));
     await this.queueInventory();
-    await this.reconciler.reportCurrentStates();
     this.flush();
   }
 
@@ -216,6 +227,7 @@ export class Agent extends EventEmitter {
     }
     if (parsed.kind === 'desired' && parsed.model) {
       if (payload.length === 0) {
+        await this.reconciler.resyncModel(parsed.model, undefined);
         await this.reconciler.setDesired(parsed.model, null);
         return;
       }
@@ -225,6 +237,8 @@ export class Agent extends EventEmitter {
         this.log(`refused desired state for ${parsed.model}: ${d.ok ? 'model does not match topic' : d.error}`);
         return;
       }
+      // Before the new state is applied, so a re-statement says what the device ran until now.
+      await this.reconciler.resyncModel(parsed.model, d.value.stored);
       if (isDesiredCleared(d.value)) await this.reconciler.setDesired(parsed.model, null, d.value.revision);
       else await this.reconciler.setDesired(parsed.model, d.value);
       this.withdrawShadow(parsed.model, isDesiredCleared(d.value) ? undefined : d.value);

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import os from 'node:os';
 import { Agent } from './agent.js';
 import { AGENT_VERSION } from './agent-version.js';
-import { ConfigError, loadAgentConfig, localApiListen, readCaFile, type AgentConfig } from './config/config.js';
+import { ConfigError, loadAgentConfig, localApiListen, readCaFile, readClientCertificate, type AgentConfig } from './config/config.js';
 import { loadCredentials, tufMetadataDir, wipeCredentials } from './config/credentials.js';
 import { LazyDownloader } from './download/lazy-downloader.js';
 import { FsModelStore } from './install/model-store.js';
@@ -30,6 +30,8 @@ export async function startAgent(dataDir: string, opts: { env?: NodeJS.ProcessEn
   if (!credentials) throw new ConfigError('credentials', `no credentials in ${dataDir}: run "fleet-agent enroll" first`);
   // The operator's file wins; else what enrollment stored; else the system's trust store.
   const ca = config.caFile ? await readCaFile(config.caFile) : credentials.tls?.ca;
+  const clientCert =
+    config.mqttClientCertFile && config.mqttClientKeyFile ? await readClientCertificate(config.mqttClientCertFile, config.mqttClientKeyFile) : undefined;
   const runtimes = await defaultRuntimes(config);
   let diskFreeBytes: number | undefined;
   try {
@@ -42,6 +44,7 @@ export async function startAgent(dataDir: string, opts: { env?: NodeJS.ProcessEn
   const agent = new Agent({
     credentials,
     ...(ca !== undefined ? { tlsCa: ca } : {}),
+    ...(clientCert ? { tlsClientCert: clientCert } : {}),
     store: new FileStateStore(join(dataDir, 'state')),
     models: new FsModelStore(join(dataDir, 'models')),
     downloader: new LazyDownloader(async () => {

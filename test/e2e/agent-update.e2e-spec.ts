@@ -3,7 +3,7 @@ import { mkdtemp, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { findStoredArtifact, type FleetlineUnderTest, sha256, startFleetline, waitFor } from '../support/agent-fleet.js';
+import { findStoredArtifact, type FleetlineUnderTest, sha256, sleep, startFleetline, waitFor } from '../support/agent-fleet.js';
 import { AgentProcess, commandArtifact, writeHealthScript } from '../support/agent-process.js';
 import { repoRoot } from '../support/control-plane.process.js';
 
@@ -86,6 +86,22 @@ describe('fleet-agent updates against the control plane', () => {
     expect(sha256(await agent.activeFile(MODEL, FILE))).toBe(sha256(v2));
     expect(await readlink(join(agent.dataDir, 'models', MODEL, 'previous'))).toBe(join('versions', '1.0.0'));
     expect(sha256(await readFile(join(agent.dataDir, 'models', MODEL, 'previous', FILE)))).toBe(sha256(v1));
+    expect(await agent.modelStatus(MODEL)).toMatchObject({ activeVersion: '2.0.0', lastKnownGood: '1.0.0' });
+  });
+
+  it('after a restart, re-states nothing the control plane already stored', async () => {
+    const accepted = async (): Promise<number> => (await fleet.api.metric('fleetline_device_messages_total', { stream: 'reported', outcome: 'accepted' })) ?? 0;
+    const answered = async (): Promise<number> => (await fleet.api.metric('fleetline_desired_sync_total', { kind: 'devices' })) ?? 0;
+    const reportsBefore = await accepted();
+    const hellosBefore = await answered();
+    expect(reportsBefore).toBeGreaterThan(0);
+    await agent.kill();
+    await agent.start();
+    await waitFor('the hello after the restart answered', async () => ((await answered()) > hellosBefore ? true : undefined));
+    // The answer carried the committed report the control plane stored, which is what the device
+    // would re-state: it sends nothing (before, every connection re-sent one report per model).
+    await sleep(1500);
+    expect(await accepted()).toBe(reportsBefore);
     expect(await agent.modelStatus(MODEL)).toMatchObject({ activeVersion: '2.0.0', lastKnownGood: '1.0.0' });
   });
 

@@ -96,11 +96,20 @@ export class FleetApi {
     return { status: res.status, body: parsed };
   }
 
-  /** One sample of the Prometheus text at /metrics (a series without labels), or undefined when absent. */
-  async metric(name: string): Promise<number | undefined> {
+  /** One sample of the Prometheus text at /metrics (the series with exactly these labels), or undefined when absent. */
+  async metric(name: string, labels: Record<string, string> = {}): Promise<number | undefined> {
     const res = await this.fetchFn(`${this.baseUrl}/metrics`, { headers: { authorization: `Bearer ${this.key}` } });
-    const line = (await res.text()).split('\n').find((l) => l.startsWith(`${name} `));
-    return line === undefined ? undefined : Number(line.slice(name.length + 1));
+    const wanted = Object.entries(labels)
+      .map(([k, v]) => `${k}="${v}"`)
+      .sort()
+      .join(',');
+    for (const line of (await res.text()).split('\n')) {
+      const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{([^}]*)\})? (\S+)$/.exec(line);
+      if (!m || m[1] !== name) continue;
+      const have = (m[2] ?? '').split(',').filter(Boolean).sort().join(',');
+      if (have === wanted) return Number(m[3]);
+    }
+    return undefined;
   }
 
   /**

@@ -107,6 +107,13 @@ describe('rendering', () => {
     expect(renderPlainLine(p)).toBe('running wave 2/2 w1:9/10(1 failed) w2:2/10');
   });
 
+  it('says a preparing rollout has no membership to count yet, and keeps watching it', () => {
+    const preparing = { ...p, state: 'preparing', targetCount: 0, waves: [] };
+    expect(renderProgress(preparing)).toEqual([`rollout ${p.id}  ${p.model} ${p.version}  PREPARING  preparing its membership`]);
+    expect(renderPlainLine(preparing)).toBe('preparing (the control plane is materialising its membership)');
+    expect(watchOutcome(preparing)).toMatchObject({ done: false });
+  });
+
   it('redraws in place with cursor-up and clear', () => {
     const written: string[] = [];
     const block = new TerminalBlock((t) => written.push(t));

@@ -145,7 +145,9 @@ export function progressBar(t: WaveTotals, size: number, width = 30): string {
 
 /** The block redrawn on a terminal: one header line and one line per wave. */
 export function renderProgress(p: RolloutProgress): string[] {
-  const header = `rollout ${p.id}  ${p.model} ${p.version}  ${p.state.toUpperCase()}${p.stateReason ? ` (${p.stateReason})` : ''}  ${p.targetCount} devices`;
+  // While preparing, the engine has not materialised the membership yet: there is nothing to count.
+  const devices = p.state === 'preparing' ? 'preparing its membership' : `${p.targetCount} devices`;
+  const header = `rollout ${p.id}  ${p.model} ${p.version}  ${p.state.toUpperCase()}${p.stateReason ? ` (${p.stateReason})` : ''}  ${devices}`;
   const lines = [header];
   for (const w of p.waves) {
     const t = waveTotals(w, p.action);
@@ -166,6 +168,7 @@ export function renderProgress(p: RolloutProgress): string[] {
 
 /** One line for logs and pipes (no redraw): printed whenever it changes. */
 export function renderPlainLine(p: RolloutProgress): string {
+  if (p.state === 'preparing') return 'preparing (the control plane is materialising its membership)';
   const waves = p.waves
     .map((w) => {
       const t = waveTotals(w, p.action);

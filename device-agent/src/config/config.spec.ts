@@ -46,6 +46,16 @@ describe('agent config', () => {
     expect(() => parseAgentConfig({}, { FLEET_AGENT_LOCAL_API_TRANSPORT: 'http' })).toThrow(/localApi\.transport/);
   });
 
+  it('takes an MQTT client certificate and key together (file or FLEET_AGENT_MQTT_CLIENT_*), never one alone', () => {
+    const env = { FLEET_AGENT_MQTT_CLIENT_CERT_FILE: '/etc/fleet/dev.pem', FLEET_AGENT_MQTT_CLIENT_KEY_FILE: '/etc/fleet/dev.key' };
+    expect(parseAgentConfig({}, env)).toMatchObject({ mqttClientCertFile: '/etc/fleet/dev.pem', mqttClientKeyFile: '/etc/fleet/dev.key' });
+    expect(parseAgentConfig({})).not.toHaveProperty('mqttClientCertFile');
+    expect(() => parseAgentConfig({ mqttClientCertFile: '/etc/fleet/dev.pem' })).toThrow(
+      /mqttClientKeyFile: set both mqttClientCertFile and mqttClientKeyFile/,
+    );
+    expect(() => parseAgentConfig({}, { FLEET_AGENT_MQTT_CLIENT_KEY_FILE: '/k' })).toThrow(ConfigError);
+  });
+
   it('names the bad field', () => {
     expect(() => parseAgentConfig({ localApi: { port: 70000 } })).toThrow(/localApi\.port/);
     try {

@@ -1,4 +1,4 @@
-import { X509Certificate } from 'node:crypto';
+import { type KeyObject, X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import os from 'node:os';
@@ -68,8 +68,19 @@ export const agentConfigSchema = z
      * Unset: the CA stored at enrollment (--ca-file, or the enrollment answer's), else the system's.
      */
     caFile: z.string().min(1).optional(),
+    /**
+     * PEM client certificate and its unencrypted private key, presented on mqtts:// and wss:// (the
+     * broker's MQTT_TLS_CLIENT_CA_FILE): with a certificate registered for this device the broker
+     * lets it in without its secret. Both or neither.
+     */
+    mqttClientCertFile: z.string().min(1).optional(),
+    mqttClientKeyFile: z.string().min(1).optional(),
   })
-  .strict();
+  .strict()
+  .refine((c) => (c.mqttClientCertFile === undefined) === (c.mqttClientKeyFile === undefined), {
+    message: 'set both mqttClientCertFile and mqttClientKeyFile, or neither',
+    path: ['mqttClientKeyFile'],
+  });
 export type AgentConfig = z.infer<typeof agentConfigSchema>;
 
 export class ConfigError extends Error {
@@ -99,6 +110,8 @@ const ENV_MAP: Record<string, string[]> = {
   FLEET_AGENT_ONNX_ENABLED: ['runtimes', 'onnx', 'enabled'],
   FLEET_AGENT_LOG_LEVEL: ['logLevel'],
   FLEET_AGENT_CA_FILE: ['caFile'],
+  FLEET_AGENT_MQTT_CLIENT_CERT_FILE: ['mqttClientCertFile'],
+  FLEET_AGENT_MQTT_CLIENT_KEY_FILE: ['mqttClientKeyFile'],
 };
 
 function parseEnvValue(raw: string): unknown {
@@ -130,9 +143,17 @@ export function parseAgentConfig(raw: unknown, env: NodeJS.ProcessEnv = {}): Age
       let value = parseEnvValue(v);
       if (path.join('.') === 'accelerators' && typeof value === 'string') value = [value];
       if (
-        ['hardwareClass', 'localApi.host', 'localApi.socketPath', 'localApi.transport', 'localApi.socketMode', 'runtimes.command.command', 'caFile'].includes(
-          path.join('.'),
-        )
+        [
+          'hardwareClass',
+          'localApi.host',
+          'localApi.socketPath',
+          'localApi.transport',
+          'localApi.socketMode',
+          'runtimes.command.command',
+          'caFile',
+          'mqttClientCertFile',
+          'mqttClientKeyFile',
+        ].includes(path.join('.'))
       )
         value = v;
       setPath(merged, path, value);
@@ -172,6 +193,36 @@ export async function loadAgentConfig(dataDir: string, env: NodeJS.ProcessEnv = 
     }
   }
   return parseAgentConfig(raw, env);
+}
+
+/**
+ * Reads the MQTT client certificate and key (mqttClientCertFile, mqttClientKeyFile): unreadable
+ * files, a certificate that does not parse or a key that is not its key are configuration errors,
+ * found at start rather than as refused connections.
+ */
+export async function readClientCertificate(certPath: string, keyPath: string): Promise<{ cert: string; key: string }> {
+  const read = async (path: string, field: string): Promise<string> => {
+    try {
+      return await readFile(path, 'utf8');
+    } catch (err: unknown) {
+      throw new ConfigError(field, `cannot read ${path}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  };
+  const [cert, key] = [await read(certPath, 'mqttClientCertFile'), await read(keyPath, 'mqttClientKeyFile')];
+  let leaf: X509Certificate;
+  try {
+    leaf = new X509Certificate(cert);
+  } catch (err: unknown) {
+    throw new ConfigError('mqttClientCertFile', `${certPath} is not a PEM certificate: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  let privateKey: KeyObject;
+  try {
+    privateKey = createPrivateKey(key);
+  } catch (err: unknown) {
+    throw new ConfigError('mqttClientKeyFile', `${keyPath} is not an unencrypted PEM private key: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  if (!leaf.checkPrivateKey(privateKey)) throw new ConfigError('mqttClientKeyFile', `${keyPath} is not the key of ${certPath}`);
+  return { cert, key };
 }
 
 /**

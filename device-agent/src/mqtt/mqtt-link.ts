@@ -18,6 +18,8 @@ export interface MqttLinkOptions {
    * trust store). A certificate that does not verify fails the connection attempt.
    */
   ca?: string;
+  /** Client certificate and key presented to mqtts:// and wss:// endpoints (the broker's mTLS login). */
+  clientCert?: { cert: string; key: string };
   /** Source address for the TCP connection (lets a simulator spread sockets over 127.0.0.x). */
   localAddress?: string;
   keepaliveSeconds?: number;
@@ -86,6 +88,7 @@ export class MqttLink extends EventEmitter {
       writeCache: false,
     };
     const ca = this.opts.ca;
+    const clientCert = this.opts.clientCert ?? {};
     if (this.opts.urls.every((u) => isTcpUrl(u) || isTlsUrl(u))) {
       const localAddress = this.opts.localAddress;
       // mqtt.js' own TCP builder ignores localAddress and knows one host (its TLS builder keeps the
@@ -103,6 +106,7 @@ export class MqttLink extends EventEmitter {
             // SNI takes a name, not an address; verification checks the IP SANs then.
             ...(net.isIP(host) === 0 ? { servername: host } : {}),
             ...(ca !== undefined ? { ca } : {}),
+            ...clientCert,
             ...source,
           });
         },
@@ -120,7 +124,8 @@ export class MqttLink extends EventEmitter {
       });
       this.client = mqtt.connect(this.url, {
         ...options,
-        ...(ca !== undefined ? { ca } : {}), // mqtt.js copies it into the WebSocket's options
+        ...(ca !== undefined ? { ca } : {}), // mqtt.js copies it (and cert, key) into the WebSocket's options
+        ...clientCert,
         servers: [...servers.slice(this.endpoint), ...servers.slice(0, this.endpoint)],
       });
     }

@@ -87,6 +87,7 @@ describe('Reconciler with real TUF downloads, files and the command runtime', ()
     wrapDownloader?: (inner: ArtifactDownloader) => ArtifactDownloader;
     report?: (draft: ReportDraft) => Promise<void>;
     wrapModels?: (inner: ModelStore) => ModelStore;
+    resyncFallbackMs?: number;
   }
 
   function reconciler(dir: string, reports: ReportDraft[], store?: StateStore, maxActivationRestarts = 3, overrides: ReconcilerOverrides = {}): Reconciler {
@@ -113,6 +114,7 @@ describe('Reconciler with real TUF downloads, files and the command runtime', ()
         }),
       maxActivationRestarts,
       ...(overrides.now ? { now: overrides.now } : {}),
+      ...(overrides.resyncFallbackMs !== undefined ? { resyncFallbackMs: overrides.resyncFallbackMs } : {}),
     });
   }
 
@@ -556,6 +558,53 @@ describe('Reconciler with real TUF downloads, files and the command runtime', ()
     restarted.length = 0;
     await again.reportCurrentStates();
     expect(restarted.map((x) => [x.state, x.revision])).toEqual([['committed', 4]]);
+  });
+
+  it('after a reconnection re-states only what the stored report lacks, and what the answer left out after the fallback', async () => {
+    const dir = await newDataDir();
+    const reports: ReportDraft[] = [];
+    const r = reconciler(dir, reports, undefined, 3, { resyncFallbackMs: 60_000 });
+    await apply(r, desired('1.0.0', 1));
+    await apply(r, desired('1.1.0', 2));
+    const stored = { version: '1.1.0', revision: 2, state: 'committed' as const, activeVersion: '1.1.0', previousVersion: '1.0.0' };
+    expect(reports.at(-1)).toMatchObject(stored);
+
+    // The answer carries exactly what the device would say: nothing is sent.
+    reports.length = 0;
+    await r.beginResync();
+    await r.resyncModel('resnet', stored);
+    expect(reports).toEqual([]);
+    expect(r.skippedRestates).toBe(1);
+    // Only the first mention after a connection counts: a later desired message re-states nothing.
+    await r.resyncModel('resnet', undefined);
+    expect(reports).toEqual([]);
+
+    // A stored report that differs in any field (here: the server missed the commit), or none at all
+    // (an older control plane): the model is re-stated.
+    for (const answer of [{ ...stored, state: 'activating' as const }, undefined]) {
+      reports.length = 0;
+      await r.beginResync();
+      await r.resyncModel('resnet', answer);
+      expect(reports).toEqual([expect.objectContaining(stored)]);
+    }
+    expect(r.skippedRestates).toBe(1);
+
+    // A model the answer does not mention is re-stated once the fallback delay has passed ...
+    const quick = reconciler(dir, reports, undefined, 3, { resyncFallbackMs: 50 });
+    await quick.recover();
+    await quick.settled();
+    reports.length = 0;
+    await quick.beginResync();
+    expect(reports).toEqual([]);
+    const deadline = Date.now() + 5_000;
+    while (reports.length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(reports).toEqual([expect.objectContaining(stored)]);
+    // ... and not when the connection ended first: the next connection decides.
+    reports.length = 0;
+    await quick.beginResync();
+    quick.endResync();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(reports).toEqual([]);
   });
 
   it('finishes and reports a removal a crash interrupted before any file was removed', async () => {

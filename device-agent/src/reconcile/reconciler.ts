@@ -1,6 +1,15 @@
 import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
-import { type DesiredModel, type DeviceCapabilities, type FailureCode, selectVariant, type UpdateReport, type UpdateState } from '@fleetline/protocol';
+import {
+  type DesiredModel,
+  type DeviceCapabilities,
+  type FailureCode,
+  selectVariant,
+  type StoredReport,
+  storedReportMatches,
+  type UpdateReport,
+  type UpdateState,
+} from '@fleetline/protocol';
 import { checkTargetBinding } from './target-binding.js';
 import type { ArtifactDownloader } from '../download/downloader.js';
 import { artifactFileName } from '../download/downloader.js';
@@ -29,6 +38,8 @@ export interface ReconcilerOptions {
   maxActivationRestarts?: number;
   /** Minimum time between two progress reports while downloading. */
   progressIntervalMs?: number;
+  /** How long after a connection models the hello's answer did not mention wait before being re-stated. */
+  resyncFallbackMs?: number;
   now?: () => Date;
   log?: (msg: string) => void;
 }
@@ -48,6 +59,8 @@ type StepOutcome = 'continue' | 'stop' | 'replan';
 /** Loop breaker bounds for one reconciliation of a model (see `reconcile`). */
 const MAX_STALLED_PASSES = 3;
 const MAX_PASSES = 20;
+/** See beginResync: long enough for a hello's answer in a reconnect storm, short enough to repair a lost report soon. */
+export const RESYNC_FALLBACK_MS = 30_000;
 
 /**
  * Drives every model towards its desired state: keeps the latest desired assignment per model,
@@ -64,6 +77,10 @@ export class Reconciler extends EventEmitter {
   private readonly dirty = new Set<string>();
   /** Models whose re-statement was asked for while their run was going: stated when it ends. */
   private readonly restateAfterRun = new Set<string>();
+  /** Models waiting for the hello's answer before they are re-stated (beginResync). */
+  private readonly resyncPending = new Set<string>();
+  private resyncTimer: NodeJS.Timeout | undefined;
+  private restatesSkipped = 0;
   private readonly aborts = new Map<string, AbortController>();
   private readonly staged = new Map<string, StagedFile[]>();
   private readonly now: () => Date;
@@ -117,26 +134,100 @@ export class Reconciler extends EventEmitter {
   }
 
   /**
-   * Re-states the latest update of every model, with a fresh sequence number. Called on every
-   * broker connection: a report the broker acknowledged can still be lost if the control plane
-   * dies before storing it, and the server acts only on what it stored. Repeating a state for the
-   * same revision changes nothing on the server, so this is always safe.
+   * Starts re-stating the latest update of every model, with a fresh sequence number. Called on
+   * every broker connection, once the hello is out: a report the broker acknowledged can still be
+   * lost when the control plane does not store before it acknowledges (an external broker), and an
+   * agent that crashed between a state change and its report never sent it. Repeating a state for
+   * the same revision changes nothing on the server, so this is always safe; but it costs the
+   * control plane a report per model per reconnect, which is most of a fleet's reconnect storm.
+   * So each model waits for the hello's answer: its desired message carries the report the control
+   * plane stored (`stored`), and the model is re-stated only when that differs from what the device
+   * would say (`resyncModel`). Models the answer does not mention, or an answer from a control plane
+   * that sends no stored report, are re-stated after RESYNC_FALLBACK_MS, as before.
    */
+  async beginResync(): Promise<void> {
+    this.endResync();
+    const models = await this.statedModels();
+    if (models.size === 0) return;
+    for (const model of models) this.resyncPending.add(model);
+    this.resyncTimer = setTimeout(() => void this.resyncRemaining(), this.opts.resyncFallbackMs ?? RESYNC_FALLBACK_MS);
+    this.resyncTimer.unref?.();
+  }
+
+  /** The connection ended: what is still pending is decided on the next connection. */
+  endResync(): void {
+    clearTimeout(this.resyncTimer);
+    this.resyncTimer = undefined;
+    this.resyncPending.clear();
+  }
+
+  /**
+   * The hello's answer mentioned a model, with the report the control plane stored for it (if any):
+   * re-state the model unless that report already says what the device would say now.
+   */
+  async resyncModel(model: string, stored: StoredReport | undefined): Promise<void> {
+    if (!this.resyncPending.delete(model)) return;
+    if (this.resyncPending.size === 0) this.endResync();
+    if (stored !== undefined && !this.running.has(model)) {
+      try {
+        const current = await this.currentReport(model);
+        if (current === undefined || storedReportMatches(stored, current)) {
+          this.restatesSkipped++;
+          return;
+        }
+      } catch (err: unknown) {
+        this.log(`comparing ${model} with the stored report failed: ${String(err)}`);
+      }
+    }
+    await this.restateOrDefer(model);
+  }
+
+  /** Re-states the latest update of every model now (the fallback of beginResync, and after a restart). */
   async reportCurrentStates(): Promise<void> {
+    for (const model of await this.statedModels()) await this.restateOrDefer(model);
+  }
+
+  /** Re-statements the hello's answer made unnecessary (the stored report matched). */
+  get skippedRestates(): number {
+    return this.restatesSkipped;
+  }
+
+  private async resyncRemaining(): Promise<void> {
+    const models = [...this.resyncPending];
+    this.endResync();
+    for (const model of models) await this.restateOrDefer(model);
+  }
+
+  /** Every model with something to re-state: a journal entry, or a removal (a removed model has no entry any more). */
+  private async statedModels(): Promise<Set<string>> {
     const models = new Set((await this.journal.all()).map((e) => e.model));
-    // A removed model has no journal entry any more: its latest report is its removal.
     for (const key of await this.opts.store.list(REMOVED_PREFIX)) {
       const removal = await this.opts.store.read<Removal>(key);
       if (removal) models.add(removal.model);
     }
-    for (const model of models) {
-      // A run going now may change the entry under us, and a stale state sent after its transition
-      // would win on the server (later seq). Nor can it be skipped: a run that finds nothing to do
-      // (the hello's answer re-delivering an ended revision) reports nothing, and a report lost in
-      // the crash would never be sent again. So the run states the model once it ends.
-      if (this.running.has(model)) this.restateAfterRun.add(model);
-      else await this.restate(model);
+    return models;
+  }
+
+  private async restateOrDefer(model: string): Promise<void> {
+    // A run going now may change the entry under us, and a stale state sent after its transition
+    // would win on the server (later seq). Nor can it be skipped: a run that finds nothing to do
+    // (the hello's answer re-delivering an ended revision) reports nothing, and a report lost in
+    // the crash would never be sent again. So the run states the model once it ends.
+    if (this.running.has(model)) this.restateAfterRun.add(model);
+    else await this.restate(model);
+  }
+
+  /** What re-stating the model would report now, in the fields the control plane stores; undefined: nothing. */
+  private async currentReport(model: string): Promise<StoredReport | undefined> {
+    const entry = await this.journal.load(model);
+    const p = await this.opts.models.pointers(model);
+    if (entry) {
+      if (entry.state === 'idle') return undefined; // emitReport sends nothing for it either
+      return { version: entry.desired.version, revision: entry.desired.revision, state: entry.state, activeVersion: p.active, previousVersion: p.previous };
     }
+    const removal = await this.opts.store.read<Removal>(removedKey(model));
+    if (!removal || p.active !== null || p.previous !== null) return undefined;
+    return { version: removal.version, revision: removal.revision, state: 'removed', activeVersion: null, previousVersion: null };
   }
 
   /**

@@ -1,5 +1,14 @@
 import { describe, expect, it } from '@jest/globals';
-import { decodePayload, desiredModelSchema, encodePayload, telemetryMessageSchema, updateReportSchema } from './messages.js';
+import {
+  decodePayload,
+  desiredClearedSchema,
+  desiredModelSchema,
+  encodePayload,
+  type StoredReport,
+  storedReportMatches,
+  telemetryMessageSchema,
+  updateReportSchema,
+} from './messages.js';
 import { LATENCY_BUCKET_COUNT } from './telemetry.js';
 
 const report = {
@@ -74,5 +83,47 @@ describe('decodePayload', () => {
       }),
     );
     expect(desired.ok && desired.value.action).toBe('install');
+  });
+});
+
+describe('stored report in a hello answer', () => {
+  const stored: StoredReport = { version: '2.0.0', revision: 4, state: 'committed', activeVersion: '2.0.0', previousVersion: '1.0.0' };
+  const desired = {
+    v: 1,
+    model: 'detector',
+    version: '2.0.0',
+    revision: 4,
+    artifacts: [{ targetPath: 'detector/2.0.0/model.onnx', sha256: 'a'.repeat(64), length: 10, runtime: 'onnx' }],
+    assignedAt: '2026-11-27T10:00:00.000Z',
+  };
+
+  it('travels on desired and cleared messages, and is optional on both', () => {
+    const withStored = decodePayload(desiredModelSchema, encodePayload({ ...desired, stored }));
+    expect(withStored.ok && withStored.value.stored).toEqual(stored);
+    const without = decodePayload(desiredModelSchema, encodePayload(desired));
+    expect(without.ok && without.value.stored).toBeUndefined();
+    const cleared = { v: 1, model: 'detector', revision: 5, cleared: true, at: '2026-11-27T10:00:00.000Z' };
+    const removed = { ...stored, revision: 5, state: 'removed', activeVersion: null, previousVersion: null };
+    const c = decodePayload(desiredClearedSchema, encodePayload({ ...cleared, stored: removed }));
+    expect(c.ok && c.value.stored).toEqual(removed);
+  });
+
+  it('refuses a stored report with an unknown state', () => {
+    expect(decodePayload(desiredModelSchema, encodePayload({ ...desired, stored: { ...stored, state: 'exploded' } })).ok).toBe(false);
+  });
+
+  it('matches only when every re-stated field is equal', () => {
+    expect(storedReportMatches(stored, { ...stored })).toBe(true);
+    expect(storedReportMatches(undefined, stored)).toBe(false);
+    for (const change of [
+      { version: '2.0.1' },
+      { revision: 5 },
+      { state: 'activating' as const },
+      { activeVersion: '1.0.0' },
+      { activeVersion: null },
+      { previousVersion: null },
+    ]) {
+      expect(storedReportMatches(stored, { ...stored, ...change })).toBe(false);
+    }
   });
 });

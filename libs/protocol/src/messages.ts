@@ -60,6 +60,34 @@ export const artifactRefSchema = z.object({
 export type ArtifactRef = z.infer<typeof artifactRefSchema>;
 
 /**
+ * The latest update report the control plane has stored for one device and model, carried in the
+ * answer to a hello. A device compares it with what it would re-state after reconnecting and sends
+ * the report only when they differ (`storedReportMatches`): a fleet reconnecting at once then costs
+ * the control plane one hello per device, not a hello plus a report per model. Absent (an older
+ * control plane, or no report stored yet): the device re-states the model, as it always did.
+ */
+export const storedReportSchema = z.object({
+  version: semverString,
+  revision: z.number().int().nonnegative(),
+  state: z.enum(REPORT_STATES),
+  activeVersion: semverString.nullable(),
+  previousVersion: semverString.nullable(),
+});
+export type StoredReport = z.infer<typeof storedReportSchema>;
+
+/** True when the stored report says exactly what the device would re-state, so re-stating can be skipped. */
+export function storedReportMatches(stored: StoredReport | undefined, current: StoredReport): boolean {
+  return (
+    stored !== undefined &&
+    stored.version === current.version &&
+    stored.revision === current.revision &&
+    stored.state === current.state &&
+    stored.activeVersion === current.activeVersion &&
+    stored.previousVersion === current.previousVersion
+  );
+}
+
+/**
  * Desired state for one model on `desired/{model}` (QoS1, never retained). Sent when an assignment
  * is made and again every time the device says hello, so delivery order is not guaranteed: the
  * device applies a message only when its `revision` is not older than what it already has.
@@ -96,6 +124,8 @@ export const desiredModelSchema = z
     variant: variantNameSchema.optional(),
     artifacts: z.array(artifactRefSchema).min(1).max(16),
     assignedAt: isoTime,
+    /** In a hello's answer: the latest report stored for this model (see storedReportSchema). */
+    stored: storedReportSchema.optional(),
   })
   .refine((d) => (d.action === 'shadow') === (d.shadow !== undefined), {
     message: 'a shadow directive comes with action shadow, and only with it',
@@ -114,6 +144,8 @@ export const desiredClearedSchema = z.object({
   revision: z.number().int().nonnegative(),
   cleared: z.literal(true),
   at: isoTime,
+  /** In a hello's answer: the latest report stored for this model (see storedReportSchema). */
+  stored: storedReportSchema.optional(),
 });
 export type DesiredCleared = z.infer<typeof desiredClearedSchema>;
 

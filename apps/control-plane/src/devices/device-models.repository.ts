@@ -3,7 +3,7 @@ import type { DesiredModel, ShadowDirective } from '@fleetline/protocol';
 import { DataSource } from 'typeorm';
 import { COMPATIBILITY_KEY_SQL, type CompatibilityProjection } from './device-capabilities.js';
 import type { IncomingReport, ReportFloors } from './reports/report-ordering.js';
-import { toIso, toNumber, rowsOf } from './sql-values.js';
+import { toIso, toNumber, rowsOf } from '../infra/database/sql-values.js';
 
 export interface DesiredRow {
   deviceId: string;

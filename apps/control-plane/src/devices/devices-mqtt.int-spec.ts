@@ -423,10 +423,16 @@ describe.each(databaseBackends())('devices over MQTT on %s', (backend) => {
       const desired = JSON.parse(first.toString()) as DesiredModel;
       expect(desired).toMatchObject({ v: PROTOCOL_VERSION, model: 'resnet', version: '1.0.0', revision: 1, action: 'install', timeoutSeconds: 600 });
       expect(desired.artifacts[0]).toMatchObject({ runtime: 'onnx', targetPath: expect.stringContaining('resnet/1.0.0/') });
+      // No report stored yet: nothing the device could skip re-stating.
+      expect(desired.stored).toBeUndefined();
 
       // Re-assign while connected (live delivery), then reconnect and say hello: the newest state comes back.
       await api.put('/api/v1/devices/des-1/models/resnet', { version: '2.0.0' });
       await eventually(() => (box.get(topics.desired('des-1', 'resnet'))?.length === 2 ? true : undefined), 5000, 'live update');
+      // A live assignment carries no stored report; the next hello's answer does, once one is stored.
+      expect((JSON.parse(box.get(topics.desired('des-1', 'resnet'))![1]!.toString()) as DesiredModel).stored).toBeUndefined();
+      const committed = report(1, { version: '2.0.0', revision: 2, state: 'committed', activeVersion: '2.0.0', previousVersion: '1.0.0' });
+      await client.publishAsync(topics.reported('des-1'), encodePayload(committed), { qos: 1 });
       client.end(true);
       client = await connectDevice(t.mqttUrl, c);
       clients.push(client);
@@ -434,7 +440,11 @@ describe.each(databaseBackends())('devices over MQTT on %s', (backend) => {
       await client.subscribeAsync(topics.desiredAll('des-1'), { qos: 1 });
       await hello(client, 'des-1', 'session-0002');
       const again = await eventually(() => box.get(topics.desired('des-1', 'resnet'))?.[0], 5000, 'state after reconnect');
-      expect(JSON.parse(again.toString())).toMatchObject({ version: '2.0.0', revision: 2 });
+      expect(JSON.parse(again.toString())).toMatchObject({
+        version: '2.0.0',
+        revision: 2,
+        stored: { version: '2.0.0', revision: 2, state: 'committed', activeVersion: '2.0.0', previousVersion: '1.0.0' },
+      });
 
       // Unassign: a clear that carries its revision, live and on the next hello.
       expect((await api.delete('/api/v1/devices/des-1/models/resnet')).status).toBe(204);

@@ -21,6 +21,10 @@ export enum DeviceErrorCode {
   RateLimited = 'rate-limited',
   DeviceUnauthenticated = 'device-unauthenticated',
   ModelNotAssigned = 'model-not-assigned',
+  /** A client certificate that does not parse, is not valid now, does not chain to the client CA or does not name the device. */
+  InvalidClientCertificate = 'invalid-client-certificate',
+  /** Client certificates are off (MQTT_TLS_CLIENT_CA_FILE unset). */
+  ClientCertificatesOff = 'client-certificates-off',
 }
 
 const status: Record<DeviceErrorCode, HttpStatus> = {
@@ -40,6 +44,8 @@ const status: Record<DeviceErrorCode, HttpStatus> = {
   [DeviceErrorCode.RateLimited]: HttpStatus.TOO_MANY_REQUESTS,
   [DeviceErrorCode.DeviceUnauthenticated]: HttpStatus.UNAUTHORIZED,
   [DeviceErrorCode.ModelNotAssigned]: HttpStatus.NOT_FOUND,
+  [DeviceErrorCode.InvalidClientCertificate]: HttpStatus.BAD_REQUEST,
+  [DeviceErrorCode.ClientCertificatesOff]: HttpStatus.CONFLICT,
 };
 
 export class DeviceException extends DomainException<DeviceErrorCode> {

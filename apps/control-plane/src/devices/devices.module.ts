@@ -1,6 +1,7 @@
 import { Module } from '@nestjs/common';
 import { DesiredStateService } from './desired-state.service.js';
 import { DeviceAuthModule } from './auth/device-auth.module.js';
+import { ClientCertificateController } from './auth/client-certificate.controller.js';
 import { DeviceBrokerAuthenticator } from './auth/device-broker-authenticator.js';
 import { DeviceIngestMetrics } from './reports/device-ingest-metrics.js';
 import { DeviceModelsRepository } from './device-models.repository.js';
@@ -25,7 +26,7 @@ import { DesiredSyncService } from './sync/desired-sync.service.js';
  */
 @Module({
   imports: [DeviceAuthModule, ...ModelCatalogImports],
-  controllers: [DevicesController, EnrollmentController],
+  controllers: [DevicesController, EnrollmentController, ClientCertificateController],
   providers: [
     DevicesRepository,
     DeviceModelsRepository,

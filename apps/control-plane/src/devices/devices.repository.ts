@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { DataSource, type EntityManager } from 'typeorm';
 import type { Inventory, Tags } from '@fleetline/protocol';
 import { buildDeviceListQuery, type DeviceListFilter } from './device-filter.js';
-import { toIso, toJson, toNullableNumber, toNumber, rowsOf } from './sql-values.js';
+import { toIso, toJson, toNullableNumber, toNumber, rowsOf } from '../infra/database/sql-values.js';
 
 export interface DeviceModelState {
   model: string;
@@ -109,7 +109,7 @@ export class DevicesRepository {
         `INSERT INTO devices (id, name, tags, credential_hash, enrollment_token_id, inventory, hardware_class, agent_version)
        VALUES ($1, $2, $3::jsonb, $4, $5, $6::jsonb, $7, $8)
        ON CONFLICT (id) DO UPDATE SET
-         name = EXCLUDED.name, tags = EXCLUDED.tags, credential_hash = EXCLUDED.credential_hash,
+         name = EXCLUDED.name, tags = EXCLUDED.tags, credential_hash = EXCLUDED.credential_hash, client_cert_sha256 = NULL,
          enrollment_token_id = EXCLUDED.enrollment_token_id, inventory = EXCLUDED.inventory,
          hardware_class = EXCLUDED.hardware_class, agent_version = EXCLUDED.agent_version,
          enrolled_at = now(), decommissioned_at = NULL, online = false, last_seen_at = NULL,
@@ -200,7 +200,7 @@ export class DevicesRepository {
       const updated = rowsOf(
         await manager.query(
           `WITH old AS (SELECT id, credential_hash FROM devices WHERE id = $1 AND decommissioned_at IS NULL FOR UPDATE)
-           UPDATE devices d SET credential_hash = NULL, decommissioned_at = now(), online = false, presence_changed_at = now()
+           UPDATE devices d SET credential_hash = NULL, client_cert_sha256 = NULL, decommissioned_at = now(), online = false, presence_changed_at = now()
              FROM old WHERE d.id = old.id
            RETURNING old.credential_hash`,
           [id],

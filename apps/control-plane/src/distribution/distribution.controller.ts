@@ -9,11 +9,11 @@ import { ModelsService, targetPathOf } from '../models/models.service.js';
 import { ArtifactAccessPolicy } from './artifact-access.js';
 import { decideRange } from './byte-range.js';
 import { DistributionErrorCode, DistributionException } from './distribution.exception.js';
-import type { TopLevelRole } from './tuf-keys.js';
 import { HotArtifacts } from './hot-artifacts.js';
 import { TufRepositoryService } from './tuf-repository.service.js';
 
-const METADATA_FILE = /^(?:([1-9]\d{0,8})\.)?(root|targets|snapshot|timestamp)\.json$/;
+/** Top-level roles and hash bins (`bins-0a`, TAP 15; docs/tuf.md "Hash bins"). */
+const METADATA_FILE = /^(?:([1-9]\d{0,8})\.)?(root|targets|snapshot|timestamp|bins-[0-9a-f]{1,4})\.json$/;
 /** Consistent-snapshot target file name: `{sha256}.{fileName}` (TUF spec §5.7.3). */
 const HASH_PREFIXED = /^([0-9a-f]{64})\.(.+)$/;
 
@@ -41,11 +41,11 @@ export class DistributionController {
   ) {}
 
   @Get('metadata/:file')
-  @ApiOperation({ summary: 'TUF metadata: {N}.root.json, timestamp.json, {N}.snapshot.json, {N}.targets.json (unversioned = latest)' })
+  @ApiOperation({ summary: 'TUF metadata: {N}.root.json, timestamp.json, {N}.snapshot.json, {N}.targets.json, {N}.bins-{hex}.json (unversioned = latest)' })
   async metadata(@Param('file') file: string, @Res() res: Response): Promise<void> {
     const match = METADATA_FILE.exec(file);
     if (!match) throw new DistributionException(DistributionErrorCode.MetadataNotFound, `no metadata file ${file}`);
-    const role = match[2] as TopLevelRole;
+    const role = match[2]!;
     const signed = match[1] ? await this.tuf.byVersion(role, Number(match[1])) : await this.tuf.latest(role);
     // Versioned files never change; unversioned ones move with every publish.
     res.setHeader('Cache-Control', match[1] ? 'private, max-age=86400, immutable' : 'no-cache');

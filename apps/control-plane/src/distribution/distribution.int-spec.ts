@@ -12,6 +12,7 @@ import { hashSecret } from '../access/secret.js';
 import { apiClient, databaseBackends, startTestApp, type TestApp } from '../testing/test-app.fixture.js';
 import { roleKeyFromPrivate, type RoleKey } from './tuf-keys.js';
 import { TufRepositoryService } from './tuf-repository.service.js';
+import { binOf } from './tuf-bins.js';
 import { parseRoot, parseTargets, tufTime } from './tuf-signing.js';
 
 /** The device side: tuf-js with HTTP Basic on every request, as the agent does it. */
@@ -97,14 +98,25 @@ describe.each(databaseBackends())('distribution on %s', (backend) => {
       signed: { meta: Record<string, { version: number }> };
     };
     const targetsVersion = snapshot.signed.meta['targets.json']!.version;
-    const targets = (await (await get(`/api/v1/tuf/metadata/${targetsVersion}.targets.json`)).json()) as { signed: { targets: Record<string, unknown> } };
-    expect(targets.signed.targets['detector/1.0.0/model.onnx']).toEqual({
+    const targets = (await (await get(`/api/v1/tuf/metadata/${targetsVersion}.targets.json`)).json()) as {
+      signed: { targets: Record<string, unknown>; delegations: { succinct_roles: { bit_length: number; name_prefix: string } } };
+    };
+    // Top-level targets lists nothing itself: every path is in the hash bin its sha256 points at (TAP 15).
+    expect(targets.signed.targets).toEqual({});
+    expect(targets.signed.delegations.succinct_roles).toMatchObject({ bit_length: 8, name_prefix: 'bins' });
+    expect(Object.keys(snapshot.signed.meta).filter((f) => f.startsWith('bins-'))).toHaveLength(256);
+    const bin = binOf('detector/1.0.0/model.onnx', 8);
+    const binFile = (await (await get(`/api/v1/tuf/metadata/${snapshot.signed.meta[`${bin}.json`]!.version}.${bin}.json`)).json()) as {
+      signed: { targets: Record<string, unknown> };
+    };
+    expect(binFile.signed.targets['detector/1.0.0/model.onnx']).toEqual({
       length: artifact.length,
       hashes: { sha256 },
       custom: { model: 'detector', version: '1.0.0', runtime: 'onnx', framework: 'pytorch' },
     });
     expect((await get('/api/v1/tuf/metadata/999.targets.json')).status).toBe(404);
     expect((await get('/api/v1/tuf/metadata/evil.json')).status).toBe(404);
+    expect((await get(`/api/v1/tuf/metadata/999.${bin}.json`)).status).toBe(404);
 
     expect((await fetch(`${t.baseUrl}/api/v1/tuf/metadata/timestamp.json`)).status).toBe(401);
     expect((await fetch(`${t.baseUrl}/api/v1/tuf/metadata/timestamp.json`, { headers: { authorization: basic(DEVICE_ID, 'wrong') } })).status).toBe(401);
@@ -207,7 +219,7 @@ describe.each(databaseBackends())('distribution on %s', (backend) => {
     expect(await tuf.renewExpiring(soon)).toEqual(['timestamp']);
     expect(await tuf.renewExpiring(soon)).toEqual([]);
     const muchLater = new Date(Date.now() + 320 * 24 * 3600 * 1000);
-    expect(await tuf.renewExpiring(muchLater)).toEqual(['root', 'targets', 'snapshot', 'timestamp']);
+    expect(await tuf.renewExpiring(muchLater)).toEqual(['root', 'targets', 'bins', 'snapshot', 'timestamp']);
     expect((await get('/api/v1/tuf/metadata/2.root.json')).status).toBe(200);
 
     // A device that pinned root v1 walks to v2 and still verifies its download.
@@ -256,10 +268,10 @@ describe.each(databaseBackends())('distribution on %s', (backend) => {
       for (const s of signers) root.sign(s.sign);
       return root.toJSON();
     };
-    const nextTargets = async (signer: RoleKey, drop?: string): Promise<Record<string, unknown>> => {
+    const nextTargets = async (signer: RoleKey, withoutBins?: 'without-bins'): Promise<Record<string, unknown>> => {
       const latest = parseTargets((await tuf.latest('targets')).json);
-      const json = latest.signed.toJSON() as { targets: Record<string, unknown> };
-      if (drop) delete json.targets[drop];
+      const json = latest.signed.toJSON() as { targets: Record<string, unknown>; delegations?: unknown };
+      if (withoutBins) delete json.delegations;
       const targets = new Metadata(
         Targets.fromJSON({ ...json, version: latest.signed.version + 1, expires: tufTime(new Date(Date.now() + 90 * 86_400_000)) } as Parameters<
           typeof Targets.fromJSON
@@ -294,7 +306,7 @@ describe.each(databaseBackends())('distribution on %s', (backend) => {
         .digest('hex'),
     ).toBe(sha256);
 
-    // With the targets key offline, uploads cannot be published and leave nothing behind.
+    // Uploads go into the hash bins, signed by the bins key the (now offline-signed) targets still delegate to.
     const form = new FormData();
     form.append('version', '1.1.0');
     form.append('file', new Blob([randomBytes(100)]), 'model.onnx');
@@ -303,18 +315,25 @@ describe.each(databaseBackends())('distribution on %s', (backend) => {
       headers: { authorization: `Bearer ${t.adminKey}` },
       body: form,
     });
-    expect(upload.status).toBe(503);
-    expect(await upload.json()).toMatchObject({ code: 'signing-key-offline' });
-    expect((await admin.get('/api/v1/models/detector/versions/1.1.0')).status).toBe(404);
+    expect(upload.status).toBe(201);
+    tuf.forgetCached();
+    const afterUpload = await updater(await (await get('/api/v1/tuf/metadata/1.root.json')).text());
+    expect(await afterUpload.updater.getTargetInfo('detector/1.1.0/model.onnx')).toMatchObject({ length: 100 });
 
-    const dropping = await admin.put('/api/v1/tuf/admin/targets', await nextTargets(offlineTargets, 'detector/1.0.0/model.onnx'));
+    // Targets without the delegation would drop every published artifact (they live in the bins).
+    const dropping = await admin.put<{ code: string; details?: { missing: string[] } }>(
+      '/api/v1/tuf/admin/targets',
+      await nextTargets(offlineTargets, 'without-bins'),
+    );
     expect(dropping.status).toBe(400);
+    expect(JSON.stringify(dropping.body)).toContain('detector/1.0.0/model.onnx');
     expect((await admin.put('/api/v1/tuf/admin/targets', await nextTargets(oldRootKey))).status).toBe(400);
     const published = await admin.put<{ targetsVersion: number }>('/api/v1/tuf/admin/targets', await nextTargets(offlineTargets));
     expect(published.status).toBe(200);
     // One Updater refreshes once (tuf-js keeps its trusted set); a device starts a new one per check.
     const later = await updater(await (await get('/api/v1/tuf/metadata/1.root.json')).text());
     expect(await later.updater.getTargetInfo('detector/1.0.0/model.onnx')).toBeDefined();
+    expect(await later.updater.getTargetInfo('detector/1.1.0/model.onnx')).toBeDefined();
     expect(JSON.parse((await tuf.latest('targets')).json)).toMatchObject({ signed: { version: published.body.targetsVersion } });
   });
 });

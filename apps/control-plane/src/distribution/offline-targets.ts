@@ -1,4 +1,4 @@
-import type { Metadata, Targets } from '@tufjs/models';
+import type { Metadata, TargetFile, Targets } from '@tufjs/models';
 import type { AwaitingArtifact } from './tuf-metadata.repository.js';
 import { nextTargets, type TargetInput } from './tuf-signing.js';
 
@@ -66,8 +66,14 @@ export interface TargetsReview {
  * targets that drop a published artifact would break devices that run it, and an entry the server
  * has no artifact for can never be installed (usually a sign of signing the wrong file).
  */
-export function reviewTargets(targets: Metadata<Targets>, published: readonly KnownArtifact[], awaiting: readonly AwaitingArtifact[]): TargetsReview {
-  const listed = targets.signed.targets;
+export function reviewTargets(
+  targets: Metadata<Targets>,
+  published: readonly KnownArtifact[],
+  awaiting: readonly AwaitingArtifact[],
+  delegated: Readonly<Record<string, TargetFile>> = {},
+): TargetsReview {
+  // What a device can resolve: the entries of the targets itself plus those of the hash bins it delegates to.
+  const listed = { ...delegated, ...targets.signed.targets };
   const matches = (a: KnownArtifact): boolean => {
     const t = listed[a.targetPath];
     return t !== undefined && t.length === a.size && t.hashes['sha256'] === a.sha256;

@@ -59,6 +59,40 @@ export class TufKeyDirectory {
     return `${role}.next.key.pem`;
   }
 
+  /**
+   * The key hash bins are signed with (delegated by top-level targets, not by root; docs/tuf.md
+   * "Hash bins"). Online whenever bins are: it is used on every upload.
+   */
+  static readonly BINS_KEY_FILE = 'bins.key.pem';
+
+  /** A replacement bins key put here by the operator; the next start moves the bins to it (docs/tuf.md). */
+  static readonly BINS_NEXT_KEY_FILE = 'bins.next.key.pem';
+
+  async loadBinsKey(): Promise<RoleKey | undefined> {
+    return this.read(TufKeyDirectory.BINS_KEY_FILE);
+  }
+
+  async loadStagedBinsKey(): Promise<RoleKey | undefined> {
+    return this.read(TufKeyDirectory.BINS_NEXT_KEY_FILE);
+  }
+
+  async promoteStagedBinsKey(): Promise<void> {
+    await rename(join(this.dir, TufKeyDirectory.BINS_NEXT_KEY_FILE), join(this.dir, TufKeyDirectory.BINS_KEY_FILE));
+  }
+
+  async generateBinsKeyIfMissing(): Promise<RoleKey> {
+    await this.ensureDir();
+    const existing = await this.read(TufKeyDirectory.BINS_KEY_FILE);
+    if (existing) return existing;
+    try {
+      return await this.generate(TufKeyDirectory.BINS_KEY_FILE);
+    } catch (err) {
+      // Another replica generated it at the same moment: use that one.
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return (await this.read(TufKeyDirectory.BINS_KEY_FILE))!;
+      throw err;
+    }
+  }
+
   async load(): Promise<Map<TopLevelRole, RoleKey>> {
     const keys = new Map<TopLevelRole, RoleKey>();
     for (const role of TOP_LEVEL_ROLES) {

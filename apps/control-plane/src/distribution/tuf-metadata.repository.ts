@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource, type EntityManager } from 'typeorm';
-import type { TopLevelRole } from './tuf-keys.js';
+import { TOP_LEVEL_ROLES, type TopLevelRole } from './tuf-keys.js';
 import type { SignedMetadata } from './tuf-signing.js';
 
 /**
@@ -10,7 +10,7 @@ import type { SignedMetadata } from './tuf-signing.js';
 const TUF_WRITE_LOCK = 'fleetline.tuf-repository';
 
 interface Row {
-  role: TopLevelRole;
+  role: string;
   version: number;
   json: string;
   expires_at: Date | string;
@@ -35,12 +35,12 @@ function toSigned(row: Row | undefined): SignedMetadata | undefined {
 export class TufMetadataRepository {
   constructor(private readonly dataSource: DataSource) {}
 
-  async latest(role: TopLevelRole, manager: EntityManager = this.dataSource.manager): Promise<SignedMetadata | undefined> {
+  async latest(role: string, manager: EntityManager = this.dataSource.manager): Promise<SignedMetadata | undefined> {
     const rows: Row[] = await manager.query(`SELECT role, version, json, expires_at FROM tuf_metadata WHERE role = $1 ORDER BY version DESC LIMIT 1`, [role]);
     return toSigned(rows[0]);
   }
 
-  async byVersion(role: TopLevelRole, version: number): Promise<SignedMetadata | undefined> {
+  async byVersion(role: string, version: number): Promise<SignedMetadata | undefined> {
     const rows: Row[] = await this.dataSource.query(`SELECT role, version, json, expires_at FROM tuf_metadata WHERE role = $1 AND version = $2`, [
       role,
       version,
@@ -54,10 +54,46 @@ export class TufMetadataRepository {
     return rows.map((r) => toSigned(r)!);
   }
 
-  /** Latest version of every role, in one round trip. */
+  /** Latest version of every top-level role, in one round trip (bins are read by the versions snapshot lists). */
   async latestAll(manager: EntityManager = this.dataSource.manager): Promise<Map<TopLevelRole, SignedMetadata>> {
-    const rows: Row[] = await manager.query(`SELECT DISTINCT ON (role) role, version, json, expires_at FROM tuf_metadata ORDER BY role, version DESC`);
-    return new Map(rows.map((r) => [r.role, toSigned(r) as SignedMetadata]));
+    const rows: Row[] = await manager.query(
+      `SELECT DISTINCT ON (role) role, version, json, expires_at FROM tuf_metadata WHERE role = ANY($1::text[]) ORDER BY role, version DESC`,
+      [TOP_LEVEL_ROLES],
+    );
+    return new Map(rows.map((r) => [r.role as TopLevelRole, toSigned(r) as SignedMetadata]));
+  }
+
+  /** The given (role, version) pairs, one query: the bins a snapshot points at. */
+  async atVersions(manager: EntityManager, pairs: ReadonlyMap<string, number>): Promise<SignedMetadata[]> {
+    if (pairs.size === 0) return [];
+    const rows: Row[] = await manager.query(
+      `SELECT t.role, t.version, t.json, t.expires_at FROM tuf_metadata t
+         JOIN unnest($1::text[], $2::int[]) AS p(role, version) ON t.role = p.role AND t.version = p.version`,
+      [[...pairs.keys()], [...pairs.values()]],
+    );
+    return rows.map((r) => toSigned(r)!);
+  }
+
+  /** Of the given (role, version) pairs, those expiring before `before` (the bins due for renewal). */
+  async expiringAt(manager: EntityManager, pairs: ReadonlyMap<string, number>, before: Date): Promise<SignedMetadata[]> {
+    if (pairs.size === 0) return [];
+    const rows: Row[] = await manager.query(
+      `SELECT t.role, t.version, t.json, t.expires_at FROM tuf_metadata t
+         JOIN unnest($1::text[], $2::int[]) AS p(role, version) ON t.role = p.role AND t.version = p.version
+        WHERE t.expires_at < $3`,
+      [[...pairs.keys()], [...pairs.values()], before.toISOString()],
+    );
+    return rows.map((r) => toSigned(r)!);
+  }
+
+  /** Highest stored version of each of `roles` (absent: never signed), so a re-layout never reuses a version. */
+  async maxVersions(manager: EntityManager, roles: readonly string[]): Promise<Map<string, number>> {
+    if (roles.length === 0) return new Map();
+    const rows: { role: string; version: number }[] = await manager.query(
+      `SELECT role, max(version) AS version FROM tuf_metadata WHERE role = ANY($1::text[]) GROUP BY role`,
+      [roles],
+    );
+    return new Map(rows.map((r) => [r.role, Number(r.version)]));
   }
 
   async insert(manager: EntityManager, rows: readonly SignedMetadata[]): Promise<void> {

@@ -2,17 +2,21 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Inject, Injectable, Logger, type OnModuleInit } from '@nestjs/common';
-import type { Metadata, Root, Targets } from '@tufjs/models';
+import type { Metadata, Root, TargetFile, Targets } from '@tufjs/models';
 import { rootMatchesPin } from '@fleetline/protocol';
 import { DataSource, type EntityManager } from 'typeorm';
 import { APP_CONFIG, type AppConfig } from '../infra/config/app-config.js';
+import { DEFAULT_TUF_BIN_COUNT } from '../infra/config/config.schema.js';
 import { DistributionErrorCode, DistributionException } from './distribution.exception.js';
 import { pendingTargets, reviewTargets, type VersionRef } from './offline-targets.js';
+import { binNames, binVersionsOf, bitLengthOf, groupByBin, hasLayout, signAllBins, signDelegatingTargets, signNextBin, succinctRolesOf } from './tuf-bins.js';
 import { type RoleKey, TOP_LEVEL_ROLES, type TopLevelRole, TufKeyDirectory } from './tuf-keys.js';
 import { TufMetadataRepository } from './tuf-metadata.repository.js';
 import {
   needsRenewal,
   parseRoot,
+  RENEW_BEFORE_MS,
+  parseSnapshot,
   parseTargets,
   type SignedMetadata,
   signInitialRoot,
@@ -25,8 +29,12 @@ import {
 
 /** How long a replica reuses the latest metadata it read; devices poll timestamp.json often. */
 const LATEST_CACHE_MS = 2_000;
-/** Versioned metadata files kept in memory (oldest dropped first). */
-const VERSION_CACHE_ENTRIES = 64;
+/**
+ * Versioned metadata files kept in memory (oldest dropped first): every bin of a busy rollout plus
+ * the current snapshot and targets, within a memory budget (large catalogues have large bins).
+ */
+const VERSION_CACHE_ENTRIES = 4_200;
+const VERSION_CACHE_BYTES = 64 * 1024 * 1024;
 
 export interface TufUrls {
   metadataUrl: string;
@@ -58,8 +66,13 @@ export class TufRepositoryService implements OnModuleInit {
   private keys = new Map<TopLevelRole, RoleKey>();
   /** Version of the root `keys` were checked against; another version in the database means reload. */
   private keysRootVersion = 0;
-  private readonly latestCache = new Map<TopLevelRole, { value: SignedMetadata; at: number }>();
+  /** The bins key on this replica (online mode); top-level targets decides whether it is trusted. */
+  private binsKey: RoleKey | undefined;
+  /** Bit length of the hash-bin delegation this replica moves the repository to at start (TUF_BIN_COUNT). */
+  private readonly binBitLength: number;
+  private readonly latestCache = new Map<string, { value: SignedMetadata; at: number }>();
   private readonly versionCache = new Map<string, SignedMetadata>();
+  private versionCacheBytes = 0;
   private rootHashes: { upTo: number; roots: { sha256: string; json: string }[] } = { upTo: 0, roots: [] };
 
   constructor(
@@ -68,6 +81,7 @@ export class TufRepositoryService implements OnModuleInit {
     private readonly metadata: TufMetadataRepository,
   ) {
     this.keyDir = new TufKeyDirectory(join(config.dataDir, 'tuf-keys'));
+    this.binBitLength = bitLengthOf(config.tufBinCount ?? DEFAULT_TUF_BIN_COUNT);
   }
 
   async onModuleInit(): Promise<void> {
@@ -95,7 +109,10 @@ export class TufRepositoryService implements OnModuleInit {
         await this.promoteStagedKeys(parseRoot(root.json));
         this.keys = this.trustedKeys(await this.keyDir.load(), root);
         this.keysRootVersion = root.version;
-        if (offline) this.requireOnlineKeys(this.keys, root.version);
+        if (offline) {
+          this.requireOnlineKeys(this.keys, root.version);
+          await this.refuseOfflineBins(manager);
+        }
         return;
       }
       const imported = await this.readImport();
@@ -111,17 +128,128 @@ export class TufRepositoryService implements OnModuleInit {
         return;
       }
       const keys = await this.keyDir.generateMissing();
+      const binsKey = await this.keyDir.generateBinsKeyIfMissing();
       const all = Object.fromEntries(TOP_LEVEL_ROLES.map((r) => [r, keys.get(r)])) as Record<TopLevelRole, RoleKey>;
       const rootV1 = signInitialRoot(all, now);
-      const targets = signNextTargets(undefined, [], all.targets, now);
-      const snapshot = signNextSnapshot(0, targets.version, all.snapshot, now);
+      const targets = signDelegatingTargets(0, this.binBitLength, binsKey, all.targets, now);
+      const { bins, versions } = signAllBins([], this.binBitLength, new Map(), binsKey, now);
+      const snapshot = signNextSnapshot(0, targets.version, all.snapshot, now, versions);
       const timestamp = signNextTimestamp(0, snapshot, all.timestamp, now);
-      await this.metadata.insert(manager, [rootV1, targets, snapshot, timestamp]);
+      await this.metadata.insert(manager, [rootV1, targets, ...bins, snapshot, timestamp]);
       this.keys = keys;
       this.keysRootVersion = rootV1.version;
-      this.logger.log(`created TUF repository (root v1) with new keys in ${this.keyDir.dir}`);
+      this.logger.log(`created TUF repository (root v1, ${bins.length} hash bins) with new keys in ${this.keyDir.dir}`);
     });
+    if (!offline) await this.moveToBins(now);
     this.latestCache.clear();
+  }
+
+  /**
+   * Start-up step of online mode that brings the repository to the configured bin layout: a
+   * repository from before bins (every target in top-level targets), another TUF_BIN_COUNT or a
+   * replaced bins key. Signs every bin, a top-level targets delegating to them, snapshot and
+   * timestamp, in one transaction under the write lock; once the layout matches it does nothing.
+   * Root does not change, so devices keep their pinned root and just see newer versions.
+   */
+  private async moveToBins(now: Date): Promise<void> {
+    const binsKey = await this.binsKeyToSignWith();
+    this.binsKey = binsKey;
+    const moved = await this.dataSource.transaction(async (manager) => {
+      await this.metadata.lockForWrite(manager);
+      const latest = await this.metadata.latestAll(manager);
+      const keys = await this.keysOfRecord(latest);
+      const targetsRow = latest.get('targets');
+      const snapshotRow = latest.get('snapshot');
+      const timestampRow = latest.get('timestamp');
+      if (!targetsRow || !snapshotRow || !timestampRow) return undefined;
+      const top = parseTargets(targetsRow.json);
+      if (hasLayout(top, this.binBitLength, binsKey)) return undefined;
+      const targetsKey = keys.get('targets');
+      const snapshotKey = keys.get('snapshot');
+      const timestampKey = keys.get('timestamp');
+      if (!targetsKey || !snapshotKey || !timestampKey) {
+        this.logger.warn('the targets, snapshot or timestamp key is not on this server: the repository stays in its current layout');
+        return undefined;
+      }
+      const files = await this.allTargetFiles(manager, top, snapshotRow);
+      const names = binNames(this.binBitLength);
+      const { bins, versions } = signAllBins(files, this.binBitLength, await this.metadata.maxVersions(manager, names), binsKey, now);
+      const targets = signDelegatingTargets(targetsRow.version, this.binBitLength, binsKey, targetsKey, now);
+      const snapshot = signNextSnapshot(snapshotRow.version, targets.version, snapshotKey, now, versions);
+      const timestamp = signNextTimestamp(timestampRow.version, snapshot, timestampKey, now);
+      await this.metadata.insert(manager, [targets, ...bins, snapshot, timestamp]);
+      return { targets: files.length, bins: bins.length, targetsVersion: targets.version };
+    });
+    if (moved) {
+      this.latestCache.clear();
+      this.logger.log(`moved ${moved.targets} TUF targets into ${moved.bins} hash bins (targets v${moved.targetsVersion} delegates to them)`);
+    }
+    const staged = await this.keyDir.loadStagedBinsKey();
+    if (staged?.key.keyID === binsKey.key.keyID) {
+      await this.keyDir.promoteStagedBinsKey();
+      this.logger.log(`the staged bins key ${binsKey.key.keyID} is now in use`);
+    }
+  }
+
+  /**
+   * This replica's bins key if targets delegate to it. After another replica moved the bins to a
+   * replacement key, the key files are read again (as keysOfRecord does for root's keys).
+   */
+  private async delegatedBinsKey(keyIds: readonly string[]): Promise<RoleKey | undefined> {
+    if (this.binsKey && keyIds.includes(this.binsKey.key.keyID)) return this.binsKey;
+    if (this.config.tufKeys === 'offline') return undefined;
+    const found = [await this.keyDir.loadBinsKey(), await this.keyDir.loadStagedBinsKey()].find((k) => k !== undefined && keyIds.includes(k.key.keyID));
+    if (found) this.binsKey = found;
+    return found;
+  }
+
+  /**
+   * The bins key of record for this start: a staged replacement (`bins.next.key.pem`) if there
+   * is one, else `bins.key.pem`, generated only while no targets delegate to bins yet. A missing
+   * or different key once bins exist means replicas do not share their key files: moving the
+   * bins to this replica's own key would lock every other replica out of signing uploads.
+   */
+  private async binsKeyToSignWith(): Promise<RoleKey> {
+    const staged = await this.keyDir.loadStagedBinsKey();
+    if (staged) return staged;
+    const targets = await this.metadata.latest('targets');
+    const delegated = targets ? succinctRolesOf(parseTargets(targets.json))?.keyIDs : undefined;
+    const local = await this.keyDir.loadBinsKey();
+    if (!delegated) return local ?? this.keyDir.generateBinsKeyIfMissing();
+    if (!local || !delegated.includes(local.key.keyID)) {
+      throw new Error(
+        `targets v${targets!.version} delegates its hash bins to key ${delegated.join(', ')}, which is not ` +
+          `${join(this.keyDir.dir, TufKeyDirectory.BINS_KEY_FILE)}. Every replica must use the same tuf-keys directory; ` +
+          `to replace the bins key, put the new one in ${TufKeyDirectory.BINS_NEXT_KEY_FILE} (docs/tuf.md)`,
+      );
+    }
+    return local;
+  }
+
+  /** Every target the repository lists: top-level entries plus those of the bins the snapshot points at. */
+  private async allTargetFiles(manager: EntityManager, top: Metadata<Targets>, snapshotRow: SignedMetadata): Promise<TargetFile[]> {
+    const files = new Map<string, TargetFile>(Object.entries(top.signed.targets));
+    if (succinctRolesOf(top)) {
+      for (const bin of await this.metadata.atVersions(manager, binVersionsOf(parseSnapshot(snapshotRow.json).signed.meta))) {
+        for (const [path, file] of Object.entries(parseTargets(bin.json).signed.targets)) files.set(path, file);
+      }
+    }
+    return [...files.values()];
+  }
+
+  /**
+   * Bins are signed by an online key delegated from top-level targets; TUF_KEYS=offline promises
+   * that nothing on this server can sign what devices install, so it refuses a repository whose
+   * targets delegate to bins (fleetctl does not sign bins yet; docs/tuf.md "Hash bins").
+   */
+  private async refuseOfflineBins(manager: EntityManager): Promise<void> {
+    const targets = await this.metadata.latest('targets', manager);
+    if (targets && succinctRolesOf(parseTargets(targets.json))) {
+      throw new Error(
+        `TUF_KEYS=offline but targets v${targets.version} delegates to hash bins signed by an online key; ` +
+          'offline signing of bins is not supported yet: keep this repository in TUF_KEYS=online (docs/tuf.md "Hash bins")',
+      );
+    }
   }
 
   /** The current root.json text, which devices pin at enrollment. */
@@ -151,7 +279,7 @@ export class TufRepositoryService implements OnModuleInit {
     return base ? tufUrls(base) : undefined;
   }
 
-  async latest(role: TopLevelRole): Promise<SignedMetadata> {
+  async latest(role: string): Promise<SignedMetadata> {
     const cached = this.latestCache.get(role);
     if (cached && Date.now() - cached.at < LATEST_CACHE_MS) return cached.value;
     const value = await this.metadata.latest(role);
@@ -165,30 +293,71 @@ export class TufRepositoryService implements OnModuleInit {
    * cached for good: during a rollout every device fetches the same `N.snapshot.json` and
    * `N.targets.json`.
    */
-  async byVersion(role: TopLevelRole, version: number): Promise<SignedMetadata> {
+  async byVersion(role: string, version: number): Promise<SignedMetadata> {
     const key = `${role}:${version}`;
     const cached = this.versionCache.get(key);
     if (cached) return cached;
     const value = await this.metadata.byVersion(role, version);
     if (!value) throw new DistributionException(DistributionErrorCode.MetadataNotFound, `no ${role} metadata version ${version}`);
-    if (this.versionCache.size >= VERSION_CACHE_ENTRIES) this.versionCache.delete(this.versionCache.keys().next().value!);
+    while (
+      this.versionCache.size > 0 &&
+      (this.versionCache.size >= VERSION_CACHE_ENTRIES || this.versionCacheBytes + value.json.length > VERSION_CACHE_BYTES)
+    ) {
+      const [oldest, dropped] = this.versionCache.entries().next().value!;
+      this.versionCache.delete(oldest);
+      this.versionCacheBytes -= dropped.json.length;
+    }
     this.versionCache.set(key, value);
+    this.versionCacheBytes += value.json.length;
     return value;
   }
 
   /**
-   * Adds targets and signs new targets, snapshot and timestamp versions, inside the caller's
-   * transaction: when the caller rolls back (or this throws), nothing was published.
+   * Adds targets inside the caller's transaction: when the caller rolls back (or this throws),
+   * nothing was published. With hash bins, signs a new version of each bin the targets fall in
+   * (grouped first, one signature per bin however many targets it gets), then snapshot and
+   * timestamp; top-level targets does not change. A repository without bins gets a new
+   * top-level targets instead.
    */
   async publishTargets(manager: EntityManager, added: readonly TargetInput[], now = new Date()): Promise<{ targetsVersion: number }> {
     await this.metadata.lockForWrite(manager);
     const latest = await this.metadata.latestAll(manager);
     const keys = await this.keysOfRecord(latest);
+    const top = latest.get('targets');
+    const topTargets = top ? parseTargets(top.json) : undefined;
+    const roles = topTargets ? succinctRolesOf(topTargets) : undefined;
+    if (top && roles) {
+      const binsKey = await this.delegatedBinsKey(roles.keyIDs);
+      if (!binsKey) {
+        throw new DistributionException(
+          DistributionErrorCode.SigningKeyOffline,
+          `targets v${top.version} delegates its hash bins to key ${roles.keyIDs.join(', ')}, which is not ${join(this.keyDir.dir, TufKeyDirectory.BINS_KEY_FILE)} on this control plane; see docs/tuf.md`,
+        );
+      }
+      const snapshotKey = this.requireKey(keys, 'snapshot');
+      const timestampKey = this.requireKey(keys, 'timestamp');
+      const previousSnapshot = latest.get('snapshot') as SignedMetadata;
+      const versions = binVersionsOf(parseSnapshot(previousSnapshot.json).signed.meta);
+      const groups = groupByBin(added, roles.bitLength);
+      const touched = new Map([...groups.keys()].map((name) => [name, versions.get(name) ?? 0]));
+      const previousBins = new Map((await this.metadata.atVersions(manager, touched)).map((b) => [b.role, parseTargets(b.json)]));
+      const bins: SignedMetadata[] = [];
+      for (const [name, group] of groups) {
+        const previous = previousBins.get(name);
+        if (!previous) throw new Error(`snapshot v${previousSnapshot.version} lists no signed ${name} (version ${touched.get(name)})`);
+        const bin = signNextBin(name, previous, group, binsKey, now);
+        bins.push(bin);
+        versions.set(name, bin.version);
+      }
+      const snapshot = signNextSnapshot(previousSnapshot.version, top.version, snapshotKey, now, versions);
+      const timestamp = signNextTimestamp(latest.get('timestamp')?.version ?? 0, snapshot, timestampKey, now);
+      await this.metadata.insert(manager, [...bins, snapshot, timestamp]);
+      return { targetsVersion: top.version };
+    }
     const targetsKey = this.requireKey(keys, 'targets');
     const snapshotKey = this.requireKey(keys, 'snapshot');
     const timestampKey = this.requireKey(keys, 'timestamp');
-    const previousTargets = latest.get('targets');
-    const targets = signNextTargets(previousTargets ? parseTargets(previousTargets.json) : undefined, added, targetsKey, now);
+    const targets = signNextTargets(topTargets, added, targetsKey, now);
     const snapshot = signNextSnapshot(latest.get('snapshot')?.version ?? 0, targets.version, snapshotKey, now);
     const timestamp = signNextTimestamp(latest.get('timestamp')?.version ?? 0, snapshot, timestampKey, now);
     await this.metadata.insert(manager, [targets, snapshot, timestamp]);
@@ -203,9 +372,10 @@ export class TufRepositoryService implements OnModuleInit {
   /**
    * Re-signs every role whose metadata is close to expiry and whose key is online; a new
    * targets version implies a new snapshot, and a new snapshot a new timestamp (TUF spec §4.4-4.6).
-   * Returns the roles re-signed.
+   * Hash bins are renewed like targets (same lifetime), each due bin once. Returns the roles
+   * re-signed, `bins` standing for any number of bins.
    */
-  async renewExpiring(now = new Date()): Promise<TopLevelRole[]> {
+  async renewExpiring(now = new Date()): Promise<(TopLevelRole | 'bins')[]> {
     const renewed = await this.dataSource.transaction(async (manager) => {
       await this.metadata.lockForWrite(manager);
       const latest = await this.metadata.latestAll(manager);
@@ -229,9 +399,13 @@ export class TufRepositoryService implements OnModuleInit {
         targetsVersion = next.version;
         out.push(next);
       }
+      const binVersions = this.binsToCarry(latest);
+      const renewedBins = await this.renewBins(manager, targets, binVersions, now);
+      for (const bin of renewedBins) binVersions.set(bin.role, bin.version);
+      out.push(...renewedBins);
       let snapshot: SignedMetadata | undefined;
-      if ((out.some((m) => m.role === 'targets') || due('snapshot')) && keys.has('snapshot')) {
-        snapshot = signNextSnapshot(latest.get('snapshot')?.version ?? 0, targetsVersion, keys.get('snapshot') as RoleKey, now);
+      if ((out.some((m) => m.role === 'targets') || renewedBins.length > 0 || due('snapshot')) && keys.has('snapshot')) {
+        snapshot = signNextSnapshot(latest.get('snapshot')?.version ?? 0, targetsVersion, keys.get('snapshot') as RoleKey, now, binVersions);
         out.push(snapshot);
       }
       if ((snapshot || due('timestamp')) && keys.has('timestamp')) {
@@ -239,13 +413,40 @@ export class TufRepositoryService implements OnModuleInit {
         if (current) out.push(signNextTimestamp(latest.get('timestamp')?.version ?? 0, current, keys.get('timestamp') as RoleKey, now));
       }
       await this.metadata.insert(manager, out);
-      return out.map((m) => m.role);
+      return [...new Set(out.map((m) => (TOP_LEVEL_ROLES.includes(m.role as TopLevelRole) ? (m.role as TopLevelRole) : 'bins')))];
     });
     if (renewed.length > 0) {
       this.latestCache.clear();
       this.logger.log(`re-signed TUF metadata: ${renewed.join(', ')}`);
     }
     return renewed;
+  }
+
+  /** Bins the latest snapshot lists, when the latest targets delegate to bins (none otherwise). */
+  private binsToCarry(latest: ReadonlyMap<TopLevelRole, SignedMetadata>, targets?: Metadata<Targets>): Map<string, number> {
+    const top = targets ?? (latest.get('targets') ? parseTargets((latest.get('targets') as SignedMetadata).json) : undefined);
+    const snapshot = latest.get('snapshot');
+    if (!top || !snapshot || !succinctRolesOf(top)) return new Map();
+    return binVersionsOf(parseSnapshot(snapshot.json).signed.meta);
+  }
+
+  /** New versions of the bins close to expiry (same contents), signed by the bins key. */
+  private async renewBins(
+    manager: EntityManager,
+    targets: SignedMetadata | undefined,
+    binVersions: ReadonlyMap<string, number>,
+    now: Date,
+  ): Promise<SignedMetadata[]> {
+    if (!targets || binVersions.size === 0) return [];
+    const before = new Date(now.getTime() + RENEW_BEFORE_MS.targets);
+    const due = await this.metadata.expiringAt(manager, binVersions, before);
+    if (due.length === 0) return [];
+    const binsKey = await this.delegatedBinsKey(succinctRolesOf(parseTargets(targets.json))?.keyIDs ?? []);
+    if (!binsKey) {
+      this.logger.warn(`${due.length} hash bins expire soon and the bins key they are delegated to is not on this server`);
+      return [];
+    }
+    return due.map((bin) => signNextBin(bin.role, parseTargets(bin.json), [], binsKey, now));
   }
 
   /** Versions, expiries and whether each role's key is online on this replica. */
@@ -294,8 +495,10 @@ export class TufRepositoryService implements OnModuleInit {
       const keys = await this.keysTrustedBy(next);
       const out: SignedMetadata[] = [toStored('root', next)];
       let targetsVersion = (latest.get('targets') as SignedMetadata).version;
+      let binVersions = this.binsToCarry(latest);
       if (targetsJson !== undefined) {
         const targets = parseUploaded('targets', targetsJson, parseTargets);
+        binVersions = this.binsToCarry(latest, targets);
         verifyOrThrow(next, 'targets', targets, 'the new root');
         this.checkTargetsVersion(targets, targetsVersion);
         await this.acceptTargets(manager, targets);
@@ -321,7 +524,7 @@ export class TufRepositoryService implements OnModuleInit {
           `the new root must trust the snapshot and timestamp keys in ${this.keyDir.dir} (put the new key files there first)`,
         );
       }
-      const snapshot = signNextSnapshot((latest.get('snapshot') as SignedMetadata).version, targetsVersion, snapshotKey, now);
+      const snapshot = signNextSnapshot((latest.get('snapshot') as SignedMetadata).version, targetsVersion, snapshotKey, now, binVersions);
       out.push(snapshot, signNextTimestamp((latest.get('timestamp') as SignedMetadata).version, snapshot, timestampKey, now));
       await this.metadata.insert(manager, out);
       this.keys = keys;
@@ -350,7 +553,13 @@ export class TufRepositoryService implements OnModuleInit {
       if (targets.signed.isExpired(now)) throw new DistributionException(DistributionErrorCode.InvalidMetadata, `targets expired at ${targets.signed.expires}`);
       await this.acceptTargets(manager, targets);
       const keys = await this.keysOfRecord(latest);
-      const snapshot = signNextSnapshot((latest.get('snapshot') as SignedMetadata).version, targets.signed.version, this.requireKey(keys, 'snapshot'), now);
+      const snapshot = signNextSnapshot(
+        (latest.get('snapshot') as SignedMetadata).version,
+        targets.signed.version,
+        this.requireKey(keys, 'snapshot'),
+        now,
+        this.binsToCarry(latest, targets),
+      );
       const timestamp = signNextTimestamp((latest.get('timestamp') as SignedMetadata).version, snapshot, this.requireKey(keys, 'timestamp'), now);
       await this.metadata.insert(manager, [toStored('targets', targets), snapshot, timestamp]);
     });
@@ -373,7 +582,12 @@ export class TufRepositoryService implements OnModuleInit {
    * become distributable in the caller's transaction.
    */
   private async acceptTargets(manager: EntityManager, targets: Metadata<Targets>): Promise<VersionRef[]> {
-    const review = reviewTargets(targets, await this.metadata.publishedArtifacts(manager), await this.metadata.awaitingArtifacts(manager));
+    const review = reviewTargets(
+      targets,
+      await this.metadata.publishedArtifacts(manager),
+      await this.metadata.awaitingArtifacts(manager),
+      await this.delegatedTargets(manager, targets),
+    );
     if (review.missing.length > 0) {
       throw new DistributionException(DistributionErrorCode.InvalidMetadata, `targets metadata must list every uploaded artifact with its sha256 and length`, {
         missing: review.missing.slice(0, 100),
@@ -389,6 +603,28 @@ export class TufRepositoryService implements OnModuleInit {
     await this.metadata.markPublished(manager, review.published);
     if (review.published.length > 0) this.logger.log(`signed targets publish ${review.published.map((v) => `${v.model}@${v.version}`).join(', ')}`);
     return review.published;
+  }
+
+  /**
+   * Entries of the bins that uploaded targets delegate to. Targets signed elsewhere may keep the
+   * current hash-bin delegation (the bins stay as they are) or have none; a new delegation would
+   * need every bin signed along with it, which this endpoint does not take.
+   */
+  private async delegatedTargets(manager: EntityManager, targets: Metadata<Targets>): Promise<Record<string, TargetFile>> {
+    const roles = succinctRolesOf(targets);
+    if (!roles) return {};
+    const latest = await this.metadata.latestAll(manager);
+    const current = latest.get('targets');
+    const currentRoles = current ? succinctRolesOf(parseTargets(current.json)) : undefined;
+    if (!currentRoles?.equals(roles)) {
+      throw new DistributionException(
+        DistributionErrorCode.InvalidMetadata,
+        'targets metadata may keep the current hash-bin delegation or have none, not delegate to other bins or keys (docs/tuf.md "Hash bins")',
+      );
+    }
+    const files: Record<string, TargetFile> = {};
+    for (const bin of await this.metadata.atVersions(manager, this.binsToCarry(latest))) Object.assign(files, parseTargets(bin.json).signed.targets);
+    return files;
   }
 
   /**

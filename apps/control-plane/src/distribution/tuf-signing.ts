@@ -25,7 +25,8 @@ export const RENEW_BEFORE_MS: Record<TopLevelRole, number> = {
 
 /** One signed metadata file as stored in tuf_metadata and served verbatim. */
 export interface SignedMetadata {
-  role: TopLevelRole;
+  /** A top-level role, or a hash bin (`bins-0a`, docs/tuf.md "Hash bins"). */
+  role: string;
   version: number;
   json: string;
   expiresAt: Date;
@@ -45,11 +46,11 @@ export function tufTime(at: Date): string {
   return at.toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
 
-function expiry(role: TopLevelRole, now: Date): string {
+export function expiry(role: TopLevelRole, now: Date): string {
   return tufTime(new Date(now.getTime() + EXPIRY_MS[role]));
 }
 
-function seal(role: TopLevelRole, metadata: Metadata<Root | Targets | Snapshot | Timestamp>, key: RoleKey): SignedMetadata {
+export function seal(role: string, metadata: Metadata<Root | Targets | Snapshot | Timestamp>, key: RoleKey): SignedMetadata {
   metadata.sign(key.sign, false);
   return { role, version: metadata.signed.version, json: JSON.stringify(metadata.toJSON()), expiresAt: new Date(metadata.signed.expires) };
 }
@@ -94,10 +95,12 @@ export function nextTargets(previous: Metadata<Targets> | undefined, added: read
     targets: { ...(previous?.signed.targets ?? {}) },
     delegations: previous?.signed.delegations,
   });
-  for (const t of added) {
-    targets.addTarget(new TargetFile({ path: t.path, length: t.length, hashes: { sha256: t.sha256 }, unrecognizedFields: { custom: t.custom } }));
-  }
+  for (const t of added) targets.addTarget(targetFileOf(t));
   return new Metadata(targets);
+}
+
+export function targetFileOf(t: TargetInput): TargetFile {
+  return new TargetFile({ path: t.path, length: t.length, hashes: { sha256: t.sha256 }, unrecognizedFields: { custom: t.custom } });
 }
 
 /** Targets `previous.version + 1` (or v1) with `added` (re)placed and a new expiry. */
@@ -105,14 +108,20 @@ export function signNextTargets(previous: Metadata<Targets> | undefined, added: 
   return seal('targets', nextTargets(previous, added, now), key);
 }
 
-/** Snapshot `previous.version + 1` (or v1) pointing at targets version `targetsVersion`. */
-export function signNextSnapshot(previousVersion: number, targetsVersion: number, key: RoleKey, now: Date): SignedMetadata {
-  const snapshot = new Snapshot({
-    version: previousVersion + 1,
-    specVersion: '1.0.31',
-    expires: expiry('snapshot', now),
-    meta: { 'targets.json': new MetaFile({ version: targetsVersion }) },
-  });
+/**
+ * Snapshot `previous.version + 1` (or v1) pointing at targets version `targetsVersion` and at
+ * the version of every hash bin (by name), which clients need to fetch `{N}.{bin}.json`.
+ */
+export function signNextSnapshot(
+  previousVersion: number,
+  targetsVersion: number,
+  key: RoleKey,
+  now: Date,
+  bins: ReadonlyMap<string, number> = new Map(),
+): SignedMetadata {
+  const meta: Record<string, MetaFile> = { 'targets.json': new MetaFile({ version: targetsVersion }) };
+  for (const [name, version] of bins) meta[`${name}.json`] = new MetaFile({ version });
+  const snapshot = new Snapshot({ version: previousVersion + 1, specVersion: '1.0.31', expires: expiry('snapshot', now), meta });
   return seal('snapshot', new Metadata(snapshot), key);
 }
 

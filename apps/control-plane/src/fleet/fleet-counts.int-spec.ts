@@ -5,7 +5,7 @@ import semver from 'semver';
 import { DataSource, type EntityManager } from 'typeorm';
 import { type DeviceCredentials, encodePayload, PROTOCOL_VERSION, topics, type UpdateReport } from '@fleetline/protocol';
 import { DevicesRepository } from '../devices/devices.repository.js';
-import { rowsOf, toNumber } from '../devices/sql-values.js';
+import { rowsOf, toNumber } from '../infra/database/sql-values.js';
 import { apiClient, type ApiClient, databaseBackends, eventually, startTestApp, type TestApp, uploadTestVersion } from '../testing/test-app.fixture.js';
 import { type FleetCounts, FleetCountsRepository } from './fleet-counts.repository.js';
 import type { FleetSummary } from './fleet.service.js';

@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource, type EntityManager } from 'typeorm';
-import { rowsOf, toNumber } from '../devices/sql-values.js';
+import { rowsOf, toNumber } from '../infra/database/sql-values.js';
 
 /** Devices per presence state and per active version of each model, as the running counts say. */
 export interface FleetCounts {

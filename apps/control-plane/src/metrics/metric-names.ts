@@ -28,6 +28,7 @@ export const METRIC = {
   artifactStreamsBusy: 'fleetline_artifact_streams_refused_busy_total',
   brokerAuth: 'fleetline_broker_auth_total',
   rateLimited: 'fleetline_rate_limited_total',
+  rateLimitStoreErrors: 'fleetline_rate_limit_store_errors_total',
   auditRefusalsDropped: 'fleetline_audit_refusals_dropped_total',
   httpDuration: 'fleetline_http_request_duration_seconds',
   scrapeErrors: 'fleetline_metrics_scrape_errors_total',

@@ -328,6 +328,15 @@ export class MetricsService implements OnModuleInit {
         for (const [limit, count] of limits.limitedCounts()) this.inc({ limit }, count);
       },
     });
+    new Counter({
+      name: METRIC.rateLimitStoreErrors,
+      help: "Rate-limit checks the shared store (Redis, REDIS_URL) could not answer; each was answered from this replica's own buckets instead.",
+      registers,
+      collect(this: Counter) {
+        this.reset();
+        this.inc(limits.storeErrors);
+      },
+    });
     const refusals = this.refusalAudit;
     new Counter({
       name: METRIC.auditRefusalsDropped,

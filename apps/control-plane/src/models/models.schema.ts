@@ -1,4 +1,5 @@
 import { TufMetadata1764232000001 } from '../distribution/migrations/1764232000001-tuf-metadata.js';
+import { TufBins1764241100000 } from '../distribution/migrations/1764241100000-tuf-bins.js';
 import { TufMetadataEntity } from '../distribution/tuf-metadata.entity.js';
 import type { FeatureSchema } from '../infra/database/feature-schema.js';
 import { ArtifactEntity } from './artifact.entity.js';
@@ -14,5 +15,5 @@ import { ModelEntity } from './model.entity.js';
  */
 export const modelsSchema: FeatureSchema = {
   entities: [ModelEntity, ModelVersionEntity, ArtifactEntity, TufMetadataEntity],
-  migrations: [Models1764232000000, TufMetadata1764232000001, ArtifactVariants1764236400000, VersionStatus1764238000000],
+  migrations: [Models1764232000000, TufMetadata1764232000001, ArtifactVariants1764236400000, VersionStatus1764238000000, TufBins1764241100000],
 };

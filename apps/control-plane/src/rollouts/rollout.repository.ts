@@ -8,7 +8,9 @@ import { storedSpec } from './planning/rollout-definition.js';
 import { type ConflictResolution, RELEASED_REASON_PREFIX, releasedReason, type RolloutConflict, resolveConflicts } from './planning/conflicts.js';
 import { reportStateMapping } from './planning/device-state.js';
 import { nothingLeft } from './planning/nothing-left.js';
-import { type ResolvedRanges, SqlParams, targetWhereSql, versionsSatisfying } from './planning/target-filter.js';
+import { SqlParams } from '../infra/database/sql-params.js';
+import { affectedRows, rowsOf } from '../infra/database/sql-values.js';
+import { type ResolvedRanges, targetWhereSql, versionsSatisfying } from './planning/target-filter.js';
 import type { StateCounts } from './planning/wave-conditions.js';
 import { waveBoundaries, waveLowOrdinals, waveSizes } from './planning/wave-math.js';
 import { HOLDING_ROLLOUT_STATES, type RolloutOperation, sqlStates, targetOf, transitionOf } from './lifecycle/rollout-transitions.js';
@@ -107,8 +109,13 @@ export interface CreateRolloutResult {
 /** SQL for "this rollout still holds its devices" (conflicts are judged against these). */
 const HOLDING_ROLLOUT_SQL = `(r.state IN ${sqlStates(HOLDING_ROLLOUT_STATES)})`;
 const EXPLICIT_ID_CHUNK = 10_000;
+/** Unknown explicit ids listed by value (response, event); all are counted. */
+const UNKNOWN_IDS_SHOWN = 100;
 /** Skip reasons recorded in the event of a rollout that ended with nobody left (the most frequent). */
 const NOTHING_LEFT_REASONS = 20;
+/** A rollout ($1) has members and every one is skipped (two index probes). */
+const NOTHING_LEFT_SQL = `EXISTS (SELECT 1 FROM rollout_devices WHERE rollout_id = $1)
+                          AND NOT EXISTS (SELECT 1 FROM rollout_devices WHERE rollout_id = $1 AND state <> 'skipped')`;
 
 type Raw = Record<string, unknown>;
 
@@ -193,17 +200,6 @@ function dateOrNull(v: unknown): Date | null {
   return v === null || v === undefined ? null : new Date(v as string);
 }
 
-/** TypeORM returns [rows, count] for UPDATE ... RETURNING on postgres; normalise to rows. */
-function returnedRows(result: unknown): Raw[] {
-  if (Array.isArray(result) && result.length === 2 && Array.isArray(result[0]) && typeof result[1] === 'number') return result[0] as Raw[];
-  return Array.isArray(result) ? (result as Raw[]) : [];
-}
-
-function affected(result: unknown): number {
-  if (Array.isArray(result) && result.length === 2 && typeof result[1] === 'number') return result[1];
-  return Array.isArray(result) ? result.length : 0;
-}
-
 /** A stored device report, as the rollout rows need it. */
 export interface RolloutReport {
   deviceId: string;
@@ -234,44 +230,154 @@ export class RolloutRepository {
   async create(input: CreateRolloutInput): Promise<CreateRolloutResult> {
     return this.dataSource.transaction(async (em) => {
       await em.query(`SELECT pg_advisory_xact_lock(hashtext('fleetline.rollout-model:' || $1))`, [input.model]);
-      await em.query(
-        `INSERT INTO rollouts (id, model, version, state, action, priority, spec, start_at, end_at, created_by)
-         VALUES ($1, $2, $3, 'scheduled', $4, $5, $6::jsonb, $7, $8, $9)`,
-        [
+      await this.insertRollout(em, input, 'scheduled');
+      const explicitIdsTable = input.spec.target.deviceIds ? await this.stageExplicitIds(em, input.spec.target.deviceIds) : undefined;
+      const result = await this.materialise(em, input, explicitIdsTable);
+      await this.insertEvents(em, input.id, [
+        {
+          type: 'created',
+          message: `rollout of ${input.model} ${input.version} created for ${result.targetCount} devices (${result.skippedCount} skipped)`,
+          data: result.data,
+        },
+      ]);
+      return result;
+    });
+  }
+
+  /**
+   * Stores a rollout whose membership the engine materialises later (state `preparing`): the row
+   * and its raw explicit id list as ONE array value, so the request costs the same for 100 ids
+   * or 1,000,000. prepare() does the rest.
+   */
+  async createPreparing(input: CreateRolloutInput, deviceIds: readonly string[]): Promise<{ rollout: RolloutRow; event: RolloutEventRow }> {
+    // The answer is built from what this transaction wrote: a read after the commit could wait
+    // behind the preparation itself on a single-connection database (PGlite).
+    return this.dataSource.transaction(async (em) => {
+      await this.insertRollout(em, input, 'preparing');
+      await em.query(`INSERT INTO rollout_target_ids (rollout_id, device_ids) VALUES ($1, $2::text[])`, [input.id, deviceIds]);
+      const event = rowsOf(
+        await em.query(`INSERT INTO rollout_events (rollout_id, type, message, data) VALUES ($1, 'created', $2, $3::jsonb) RETURNING *`, [
           input.id,
-          input.model,
-          input.version,
-          input.action,
-          input.priority,
-          JSON.stringify(storedSpec(input.spec)),
-          input.startAt,
-          input.endAt,
-          input.createdBy,
-        ],
-      );
-      const ranges = await this.resolveRanges(em, input.spec.target);
-      let unknownDeviceIds: string[] = [];
-      let unknownDeviceCount = 0;
-      if (input.spec.target.deviceIds) {
-        ranges.explicitIdsTable = await this.stageExplicitIds(em, input.spec.target.deviceIds);
-        const unknown = returnedRows(
-          await em.query(
-            `SELECT t.device_id FROM ${ranges.explicitIdsTable} t
-             WHERE NOT EXISTS (SELECT 1 FROM devices d WHERE d.id = t.device_id AND d.decommissioned_at IS NULL) ORDER BY t.device_id`,
-          ),
-        );
-        unknownDeviceCount = unknown.length;
-        unknownDeviceIds = unknown.slice(0, 100).map((r) => r['device_id'] as string);
+          `rollout of ${input.model} ${input.version} created for ${deviceIds.length} explicit device ids; the engine prepares its membership`,
+          JSON.stringify({ deviceIdCount: deviceIds.length }),
+        ]),
+      )[0];
+      const rollout = rowsOf(await em.query(`SELECT * FROM rollouts WHERE id = $1`, [input.id]))[0];
+      if (!rollout || !event) throw new Error(`rollout ${input.id} vanished while it was created`);
+      return { rollout: toRollout(rollout), event: toEvent(event) };
+    });
+  }
+
+  /** Rollouts waiting for preparation, oldest first (rollouts_preparing_idx). */
+  async listPreparing(limit: number): Promise<RolloutRow[]> {
+    const rows = rowsOf(await this.dataSource.query(`SELECT * FROM rollouts WHERE state = 'preparing' ORDER BY created_at, id LIMIT $1`, [limit]));
+    return rows.map(toRollout);
+  }
+
+  /**
+   * Materialises a preparing rollout's membership exactly as create() does, and moves it to
+   * `scheduled` (op `prepared`), in ONE transaction that first locks the rollout row and
+   * re-checks `preparing`: a replica that dies half-way leaves nothing behind (the next driver
+   * starts over), and a rollout is never prepared twice nor after it was cancelled.
+   * Returns undefined when the rollout is no longer preparing. Throws RolloutException
+   * (conflict, invalid definition) for what an inline creation would have refused.
+   */
+  async prepare(rolloutId: string, artifacts: ArtifactRef[]): Promise<CreateRolloutResult | undefined> {
+    return this.dataSource.transaction(async (em) => {
+      const row = rowsOf(await em.query(`SELECT * FROM rollouts WHERE id = $1 AND state = 'preparing' FOR UPDATE`, [rolloutId]))[0];
+      if (!row) return undefined;
+      const r = toRollout(row);
+      const table = `rollout_ids_${randomBytes(6).toString('hex')}`;
+      await em.query(`CREATE TEMP TABLE ${table} (device_id text COLLATE "C" PRIMARY KEY) ON COMMIT DROP`);
+      const present = rowsOf(await em.query(`SELECT 1 FROM rollout_target_ids WHERE rollout_id = $1`, [rolloutId])).length > 0;
+      // Without its list the stored target would select the whole fleet: refuse rather than guess.
+      if (!present) throw new RolloutException(RolloutErrorCode.InvalidDefinition, 'the explicit device id list of this rollout is missing');
+      await em.query(`INSERT INTO ${table} (device_id) SELECT DISTINCT unnest(device_ids) FROM rollout_target_ids WHERE rollout_id = $1`, [rolloutId]);
+      await em.query(`ANALYZE ${table}`);
+      await em.query(`SELECT pg_advisory_xact_lock(hashtext('fleetline.rollout-model:' || $1))`, [r.model]);
+      const result = await this.materialise(em, { id: r.id, model: r.model, version: r.version, priority: r.priority, spec: r.spec, artifacts }, table);
+      await em.query(`UPDATE rollouts SET state = $2, state_reason = NULL, updated_at = now() WHERE id = $1`, [rolloutId, targetOf('prepared')]);
+      await em.query(`DELETE FROM rollout_target_ids WHERE rollout_id = $1`, [rolloutId]);
+      const events: NewEvent[] = [
+        {
+          type: 'prepared',
+          message: `membership prepared: ${result.targetCount} devices (${result.skippedCount} skipped, ${result.unknownDeviceCount} unknown ids)`,
+          data: result.data,
+        },
+      ];
+      if (result.unknownDeviceCount > 0) {
+        events.push({
+          type: 'unknown-devices',
+          message: `${result.unknownDeviceCount} of the explicit device ids are unknown or decommissioned and are not members`,
+          data: { count: result.unknownDeviceCount, deviceIds: result.unknownDeviceIds },
+        });
       }
-      const { incompatible, counts } = await this.judgeCompatibility(em, input.spec.target, input.model, ranges, input.artifacts, null);
-      const boundaries = waveBoundaries(input.spec.waves, counts.eligible);
-      const sizes = waveSizes(boundaries);
-      const params = new SqlParams([input.id, input.model, incompatible.keys, incompatible.reasons]);
-      const where = targetWhereSql(input.spec.target, input.model, ranges, params);
-      const lows = params.add(waveLowOrdinals(boundaries));
-      const last = params.add(input.spec.coverAll ? Number.MAX_SAFE_INTEGER : (boundaries[boundaries.length - 1] ?? 0));
-      await em.query(
-        `INSERT INTO rollout_devices (rollout_id, device_id, model, ordinal, wave, state, reason, from_version)
+      await this.insertEvents(em, rolloutId, events);
+      return result;
+    });
+  }
+
+  /** Drops the staged id lists of rollouts that are no longer preparing (cancelled meanwhile). */
+  async dropStaleTargetIds(): Promise<number> {
+    return affectedRows(
+      await this.dataSource.query(
+        `DELETE FROM rollout_target_ids t USING rollouts r WHERE r.id = t.rollout_id AND r.state <> 'preparing' RETURNING t.rollout_id`,
+      ),
+    );
+  }
+
+  private async insertRollout(em: EntityManager, input: CreateRolloutInput, state: RolloutState): Promise<void> {
+    await em.query(
+      `INSERT INTO rollouts (id, model, version, state, action, priority, spec, start_at, end_at, created_by)
+       VALUES ($1, $2, $3, $10, $4, $5, $6::jsonb, $7, $8, $9)`,
+      [
+        input.id,
+        input.model,
+        input.version,
+        input.action,
+        input.priority,
+        JSON.stringify(storedSpec(input.spec)),
+        input.startAt,
+        input.endAt,
+        input.createdBy,
+        state,
+      ],
+    );
+  }
+
+  /**
+   * The membership of a new rollout, set-based: target selection (explicit ids from the staged
+   * temp table), compatibility, wave slicing, waves, conflict check and release, totals. The
+   * caller holds the model's advisory lock and records the event with `data`.
+   */
+  private async materialise(
+    em: EntityManager,
+    input: Pick<CreateRolloutInput, 'id' | 'model' | 'version' | 'priority' | 'spec' | 'artifacts'>,
+    explicitIdsTable: string | undefined,
+  ): Promise<CreateRolloutResult & { data: Record<string, unknown> }> {
+    const ranges = await this.resolveRanges(em, input.spec.target);
+    let unknownDeviceIds: string[] = [];
+    let unknownDeviceCount = 0;
+    if (explicitIdsTable) {
+      ranges.explicitIdsTable = explicitIdsTable;
+      const unknown = rowsOf(
+        await em.query(
+          `SELECT t.device_id FROM ${explicitIdsTable} t
+           WHERE NOT EXISTS (SELECT 1 FROM devices d WHERE d.id = t.device_id AND d.decommissioned_at IS NULL) ORDER BY t.device_id`,
+        ),
+      );
+      unknownDeviceCount = unknown.length;
+      unknownDeviceIds = unknown.slice(0, UNKNOWN_IDS_SHOWN).map((r) => r['device_id'] as string);
+    }
+    const { incompatible, counts } = await this.judgeCompatibility(em, input.spec.target, input.model, ranges, input.artifacts, null);
+    const boundaries = waveBoundaries(input.spec.waves, counts.eligible);
+    const sizes = waveSizes(boundaries);
+    const params = new SqlParams([input.id, input.model, incompatible.keys, incompatible.reasons]);
+    const where = targetWhereSql(input.spec.target, input.model, ranges, params);
+    const lows = params.add(waveLowOrdinals(boundaries));
+    const last = params.add(input.spec.coverAll ? Number.MAX_SAFE_INTEGER : (boundaries[boundaries.length - 1] ?? 0));
+    await em.query(
+      `INSERT INTO rollout_devices (rollout_id, device_id, model, ordinal, wave, state, reason, from_version)
          SELECT $1::uuid, t.id, $2, t.rn, CASE WHEN t.reason IS NULL THEN width_bucket(t.rn::int, ${lows}::int[]) - 1 END,
                 CASE WHEN t.reason IS NULL THEN 'pending' ELSE 'skipped' END, t.reason, t.active_version
          FROM (
@@ -283,66 +389,64 @@ export class RolloutRepository {
            WHERE ${where}
          ) t
          WHERE t.reason IS NOT NULL OR t.rn <= ${last}`,
-        params.values,
-      );
-      for (let i = 0; i < input.spec.waves.length; i++) {
-        await em.query(`INSERT INTO rollout_waves (rollout_id, idx, size, spec) VALUES ($1, $2, $3, $4::jsonb)`, [
-          input.id,
-          i,
-          sizes[i] ?? 0,
-          JSON.stringify(input.spec.waves[i]),
-        ]);
-      }
-      const resolution = await this.checkConflicts(em, input.id, input.model, input.priority);
-      if (resolution.kind === 'blocked') {
-        throw new RolloutException(
-          RolloutErrorCode.Conflict,
-          `devices of this target are already in active rollouts of ${input.model} with the same or a higher priority: ${resolution.conflicts.map((c) => c.rolloutId).join(', ')}`,
-          { conflictingRolloutIds: resolution.conflicts.map((c) => c.rolloutId), conflicts: resolution.conflicts },
-        );
-      }
-      if (resolution.kind === 'release') await this.releaseTo(em, input.id, input.model, input.priority, resolution.conflicts);
-      const totals = returnedRows(
-        await em.query(
-          `SELECT count(*) FILTER (WHERE state <> 'skipped')::int AS members, count(*) FILTER (WHERE state = 'skipped')::int AS skipped FROM rollout_devices WHERE rollout_id = $1`,
-          [input.id],
-        ),
-      )[0];
-      const baseline = returnedRows(
-        await em.query(
-          `SELECT from_version FROM rollout_devices WHERE rollout_id = $1 AND state <> 'skipped' AND from_version IS NOT NULL AND from_version <> $2
-           GROUP BY from_version ORDER BY count(*) DESC, from_version LIMIT 1`,
-          [input.id, input.version],
-        ),
-      )[0];
-      const targetCount = Number(totals?.['members'] ?? 0);
-      const skippedCount = Number(totals?.['skipped'] ?? 0);
-      await em.query(`UPDATE rollouts SET target_count = $2, skipped_count = $3, baseline_version = $4 WHERE id = $1`, [
+      params.values,
+    );
+    for (let i = 0; i < input.spec.waves.length; i++) {
+      await em.query(`INSERT INTO rollout_waves (rollout_id, idx, size, spec) VALUES ($1, $2, $3, $4::jsonb)`, [
         input.id,
-        targetCount,
-        skippedCount,
-        (baseline?.['from_version'] as string | undefined) ?? null,
+        i,
+        sizes[i] ?? 0,
+        JSON.stringify(input.spec.waves[i]),
       ]);
-      const data = {
-        targetCount,
-        skippedCount,
-        incompatibleCount: counts.skipped,
-        waveSizes: sizes,
-        unknownDeviceCount,
-        released: resolution.kind === 'release' ? resolution.conflicts : [],
-      };
-      await this.insertEvents(em, input.id, [
-        { type: 'created', message: `rollout of ${input.model} ${input.version} created for ${targetCount} devices (${skippedCount} skipped)`, data },
-      ]);
-      return {
-        targetCount,
-        skippedCount,
-        unknownDeviceIds,
-        unknownDeviceCount,
-        released: resolution.kind === 'release' ? resolution.conflicts : [],
-        waveSizes: sizes,
-      };
-    });
+    }
+    const resolution = await this.checkConflicts(em, input.id, input.model, input.priority);
+    if (resolution.kind === 'blocked') {
+      throw new RolloutException(
+        RolloutErrorCode.Conflict,
+        `devices of this target are already in active rollouts of ${input.model} with the same or a higher priority: ${resolution.conflicts.map((c) => c.rolloutId).join(', ')}`,
+        { conflictingRolloutIds: resolution.conflicts.map((c) => c.rolloutId), conflicts: resolution.conflicts },
+      );
+    }
+    if (resolution.kind === 'release') await this.releaseTo(em, input.id, input.model, input.priority, resolution.conflicts);
+    const totals = rowsOf(
+      await em.query(
+        `SELECT count(*) FILTER (WHERE state <> 'skipped')::int AS members, count(*) FILTER (WHERE state = 'skipped')::int AS skipped FROM rollout_devices WHERE rollout_id = $1`,
+        [input.id],
+      ),
+    )[0];
+    const baseline = rowsOf(
+      await em.query(
+        `SELECT from_version FROM rollout_devices WHERE rollout_id = $1 AND state <> 'skipped' AND from_version IS NOT NULL AND from_version <> $2
+           GROUP BY from_version ORDER BY count(*) DESC, from_version LIMIT 1`,
+        [input.id, input.version],
+      ),
+    )[0];
+    const targetCount = Number(totals?.['members'] ?? 0);
+    const skippedCount = Number(totals?.['skipped'] ?? 0);
+    await em.query(`UPDATE rollouts SET target_count = $2, skipped_count = $3, baseline_version = $4 WHERE id = $1`, [
+      input.id,
+      targetCount,
+      skippedCount,
+      (baseline?.['from_version'] as string | undefined) ?? null,
+    ]);
+    const data = {
+      targetCount,
+      skippedCount,
+      incompatibleCount: counts.skipped,
+      waveSizes: sizes,
+      unknownDeviceCount,
+      unknownDeviceIds,
+      released: resolution.kind === 'release' ? resolution.conflicts : [],
+    };
+    return {
+      targetCount,
+      skippedCount,
+      unknownDeviceIds,
+      unknownDeviceCount,
+      released: resolution.kind === 'release' ? resolution.conflicts : [],
+      waveSizes: sizes,
+      data,
+    };
   }
 
   /** Explicit id lists of any size go into a transaction-scoped temp table in chunks (unnest), never one row per statement. */
@@ -359,16 +463,14 @@ export class RolloutRepository {
   private async resolveRanges(em: EntityManager, target: TargetSelector): Promise<ResolvedRanges> {
     const ranges: ResolvedRanges = {};
     if (target.inventory?.agentVersion !== undefined) {
-      const rows = returnedRows(
-        await em.query(`SELECT DISTINCT agent_version AS v FROM devices WHERE agent_version IS NOT NULL AND decommissioned_at IS NULL`),
-      );
+      const rows = rowsOf(await em.query(`SELECT DISTINCT agent_version AS v FROM devices WHERE agent_version IS NOT NULL AND decommissioned_at IS NULL`));
       ranges.agentVersions = versionsSatisfying(
         rows.map((r) => r['v'] as string),
         target.inventory.agentVersion,
       );
     }
     if (target.inventory?.runtime?.range !== undefined) {
-      const rows = returnedRows(
+      const rows = rowsOf(
         await em.query(
           `SELECT DISTINCT d.inventory->'runtimes'->>$1 AS v FROM devices d WHERE d.decommissioned_at IS NULL AND d.inventory->'runtimes'->>$1 IS NOT NULL`,
           [target.inventory.runtime.name],
@@ -397,7 +499,7 @@ export class RolloutRepository {
   ): Promise<{ incompatible: { keys: string[]; reasons: string[] }; counts: { eligible: number; skipped: number } }> {
     const params = new SqlParams();
     const where = targetWhereSql(target, model, ranges, params);
-    const rows = returnedRows(
+    const rows = rowsOf(
       await em.query(
         `SELECT CASE WHEN d.inventory IS NULL THEN NULL ELSE ${COMPATIBILITY_KEY_SQL} END AS k, count(*)::int AS n
          FROM devices d WHERE ${where}${
@@ -429,7 +531,7 @@ export class RolloutRepository {
   }
 
   private async checkConflicts(em: EntityManager, rolloutId: string, model: string, priority: number): Promise<ConflictResolution> {
-    const rows = returnedRows(
+    const rows = rowsOf(
       await em.query(
         `SELECT o.rollout_id, r.priority, count(*)::int AS devices
          FROM rollout_devices n
@@ -479,7 +581,7 @@ export class RolloutRepository {
       const params = new SqlParams([rollout.id, rollout.model, incompatible.keys, incompatible.reasons]);
       const where = targetWhereSql(rollout.spec.target, rollout.model, ranges, params);
       const lastWave = params.add(rollout.spec.waves.length - 1);
-      const rows = returnedRows(
+      const rows = rowsOf(
         await em.query(
           `INSERT INTO rollout_devices (rollout_id, device_id, model, ordinal, wave, state, reason, from_version)
            SELECT $1::uuid, t.id, $2, t.rn + (SELECT coalesce(max(ordinal), 0) FROM rollout_devices WHERE rollout_id = $1),
@@ -525,7 +627,7 @@ export class RolloutRepository {
   // ---------------------------------------------------------------- reads
 
   async find(id: string): Promise<RolloutRow | undefined> {
-    const row = returnedRows(await this.dataSource.query(`SELECT * FROM rollouts WHERE id = $1`, [id]))[0];
+    const row = rowsOf(await this.dataSource.query(`SELECT * FROM rollouts WHERE id = $1`, [id]))[0];
     return row ? toRollout(row) : undefined;
   }
 
@@ -543,7 +645,7 @@ export class RolloutRepository {
    * ends up saying what every device did rather than freezing at `notified`.
    */
   async listDriven(): Promise<RolloutRow[]> {
-    const rows = returnedRows(
+    const rows = rowsOf(
       await this.dataSource.query(
         `SELECT * FROM rollouts r
          WHERE r.state IN ${sqlStates(HOLDING_ROLLOUT_STATES)}
@@ -562,20 +664,20 @@ export class RolloutRepository {
     if (filter.model) clauses.push(`model = ${params.add(filter.model)}`);
     if (filter.after) clauses.push(`(created_at, id) < (${params.add(filter.after[0])}::timestamptz, ${params.add(filter.after[1])}::uuid)`);
     const where = clauses.length ? `WHERE ${clauses.join(' AND ')}` : '';
-    const rows = returnedRows(
+    const rows = rowsOf(
       await this.dataSource.query(`SELECT * FROM rollouts ${where} ORDER BY created_at DESC, id DESC LIMIT ${params.add(filter.limit)}`, params.values),
     );
     return rows.map(toRollout);
   }
 
   async waves(rolloutId: string): Promise<WaveRow[]> {
-    const rows = returnedRows(await this.dataSource.query(`SELECT * FROM rollout_waves WHERE rollout_id = $1 ORDER BY idx`, [rolloutId]));
+    const rows = rowsOf(await this.dataSource.query(`SELECT * FROM rollout_waves WHERE rollout_id = $1 ORDER BY idx`, [rolloutId]));
     return rows.map(toWave);
   }
 
   /** Device counts per wave and state (index-only over rollout_devices_wave_idx). `wave` narrows to one wave. */
   async waveCounts(rolloutId: string, wave?: number): Promise<Map<number | null, StateCounts>> {
-    const rows = returnedRows(
+    const rows = rowsOf(
       await this.dataSource.query(
         `SELECT wave, state, count(*)::int AS n FROM rollout_devices WHERE rollout_id = $1 ${wave === undefined ? '' : 'AND wave = $2'} GROUP BY wave, state`,
         wave === undefined ? [rolloutId] : [rolloutId, wave],
@@ -592,7 +694,7 @@ export class RolloutRepository {
   }
 
   async events(rolloutId: string, limit: number, beforeId?: string): Promise<RolloutEventRow[]> {
-    const rows = returnedRows(
+    const rows = rowsOf(
       await this.dataSource.query(
         `SELECT * FROM rollout_events WHERE rollout_id = $1 ${beforeId ? 'AND id < $3::bigint' : ''} ORDER BY id DESC LIMIT $2`,
         beforeId ? [rolloutId, limit, beforeId] : [rolloutId, limit],
@@ -607,7 +709,7 @@ export class RolloutRepository {
     if (filter.state) clauses.push(`state = ${params.add(filter.state)}`);
     if (filter.wave !== undefined) clauses.push(`wave = ${params.add(filter.wave)}`);
     if (filter.afterOrdinal !== undefined) clauses.push(`ordinal > ${params.add(filter.afterOrdinal)}`);
-    const rows = returnedRows(
+    const rows = rowsOf(
       await this.dataSource.query(
         `SELECT * FROM rollout_devices WHERE ${clauses.join(' AND ')} ORDER BY ordinal LIMIT ${params.add(filter.limit)}`,
         params.values,
@@ -641,7 +743,7 @@ export class RolloutRepository {
   ): Promise<boolean> {
     const to = targetOf(op, extra.to);
     return this.dataSource.transaction(async (em) => {
-      const rows = returnedRows(
+      const rows = rowsOf(
         await em.query(
           `UPDATE rollouts SET state = $2, state_reason = $3, updated_at = now()
              ${extra.finished ? ', finished_at = now()' : ''} ${extra.started ? ', started_at = coalesce(started_at, now())' : ''}
@@ -661,7 +763,7 @@ export class RolloutRepository {
    */
   async startWave(rolloutId: string, from: number, to: number, event: NewEvent, op: 'start' | 'next-wave' | 'advance'): Promise<boolean> {
     return this.dataSource.transaction(async (em) => {
-      const rows = returnedRows(
+      const rows = rowsOf(
         await em.query(
           `UPDATE rollouts SET current_wave = $3, state = $5, state_reason = NULL, started_at = coalesce(started_at, now()), updated_at = now()
            WHERE id = $1 AND current_wave = $2 AND state = ANY($4::text[]) RETURNING id`,
@@ -682,7 +784,7 @@ export class RolloutRepository {
   }
 
   async markSuccessSince(rolloutId: string, wave: number): Promise<Date> {
-    const row = returnedRows(
+    const row = rowsOf(
       await this.dataSource.query(
         `UPDATE rollout_waves SET success_since = coalesce(success_since, now()) WHERE rollout_id = $1 AND idx = $2 RETURNING success_since`,
         [rolloutId, wave],
@@ -714,7 +816,7 @@ export class RolloutRepository {
    */
   async syncReports(rolloutId: string, model: string): Promise<{ state: RolloutDeviceState; failureCode: string | null }[]> {
     const mapping = reportStateMapping();
-    const rows = returnedRows(
+    const rows = rowsOf(
       await this.dataSource.query(
         `UPDATE rollout_devices rd
          SET state = m.device_state,
@@ -746,7 +848,7 @@ export class RolloutRepository {
   async applyReports(reports: readonly RolloutReport[]): Promise<{ rolloutId: string; wave: number; state: RolloutDeviceState; failureCode: string | null }[]> {
     if (reports.length === 0) return [];
     const mapping = reportStateMapping();
-    const rows = returnedRows(
+    const rows = rowsOf(
       await this.dataSource.query(
         `UPDATE rollout_devices rd
          SET state = m.device_state,
@@ -785,7 +887,7 @@ export class RolloutRepository {
   /** Failed devices whose failure is transient and that have retries left go back to pending after a backoff. */
   async scheduleRetries(rolloutId: string, transientCodes: readonly string[], maxRetries: number, backoffSeconds: number): Promise<number> {
     if (maxRetries <= 0) return 0;
-    return affected(
+    return affectedRows(
       await this.dataSource.query(
         `UPDATE rollout_devices
          SET state = 'pending', reason = 'retry ' || attempts || '/' || $3 || ' after ' || failure_code,
@@ -799,7 +901,7 @@ export class RolloutRepository {
 
   /** Devices told longer than timeoutSeconds ago that have not finished are timed out (a failure). */
   async timeOut(rolloutId: string, timeoutSeconds: number): Promise<number> {
-    return affected(
+    return affectedRows(
       await this.dataSource.query(
         `UPDATE rollout_devices SET state = 'timed-out', reason = 'no terminal report within ' || $2 || ' s', updated_at = now()
          WHERE rollout_id = $1 AND state IN ('notified', 'downloading', 'installing') AND notified_at < now() - make_interval(secs => $2::float8)
@@ -811,7 +913,7 @@ export class RolloutRepository {
 
   /** Devices that were told and have not finished (for maxInFlight). */
   async inFlightCount(rolloutId: string): Promise<number> {
-    const row = returnedRows(
+    const row = rowsOf(
       await this.dataSource.query(
         `SELECT count(*)::int AS n FROM rollout_devices WHERE rollout_id = $1 AND state IN ('notified', 'downloading', 'installing')`,
         [rolloutId],
@@ -825,7 +927,7 @@ export class RolloutRepository {
    * `windowSeconds` (retries and install commands included; a row stamped again counts once).
    */
   async rampCounts(rolloutId: string, windowSeconds: number): Promise<{ notifiedEver: number; recentNotices: number }> {
-    const row = returnedRows(
+    const row = rowsOf(
       await this.dataSource.query(
         `SELECT count(*)::int AS ever, count(*) FILTER (WHERE notified_at > now() - make_interval(secs => $2::float8))::int AS recent
          FROM rollout_devices WHERE rollout_id = $1 AND notified_at IS NOT NULL`,
@@ -844,9 +946,9 @@ export class RolloutRepository {
    */
   async claimBatch(rolloutId: string, currentWave: number, limit: number): Promise<{ deviceId: string; ordinal: number }[]> {
     return this.dataSource.transaction(async (em) => {
-      const rollout = returnedRows(await em.query(`SELECT state, current_wave FROM rollouts WHERE id = $1 FOR UPDATE`, [rolloutId]))[0];
+      const rollout = rowsOf(await em.query(`SELECT state, current_wave FROM rollouts WHERE id = $1 FOR UPDATE`, [rolloutId]))[0];
       if (!rollout || rollout['state'] !== 'running' || Number(rollout['current_wave']) !== currentWave) return [];
-      const rows = returnedRows(
+      const rows = rowsOf(
         await em.query(
           // MATERIALIZED: the batch is chosen exactly once. As a plain subquery in UPDATE ... FROM the
           // planner may rescan it, and each rescan could pick further rows (more than LIMIT).
@@ -874,7 +976,7 @@ export class RolloutRepository {
     afterOrdinal: number,
     limit: number,
   ): Promise<{ deviceId: string; ordinal: number }[]> {
-    const rows = returnedRows(
+    const rows = rowsOf(
       await this.dataSource.query(
         `SELECT device_id, ordinal FROM rollout_devices WHERE rollout_id = $1 AND state = ANY($2::text[]) AND ordinal > $3 ORDER BY ordinal LIMIT $4`,
         [rolloutId, [...states], afterOrdinal, limit],
@@ -909,7 +1011,7 @@ export class RolloutRepository {
 
   /** Operator retry: failed and timed-out devices go back to pending with a fresh retry budget. */
   async resetFailed(rolloutId: string): Promise<number> {
-    return affected(
+    return affectedRows(
       await this.dataSource.query(
         `UPDATE rollout_devices SET state = 'pending', reason = 'retry requested', failure_code = NULL, attempts = 0, not_before = NULL, updated_at = now()
          WHERE rollout_id = $1 AND state IN ('failed', 'timed-out') RETURNING device_id`,
@@ -919,7 +1021,7 @@ export class RolloutRepository {
   }
 
   async requestInstall(rolloutId: string): Promise<boolean> {
-    const rows = returnedRows(
+    const rows = rowsOf(
       await this.dataSource.query(
         `UPDATE rollouts SET action = 'install', install_requested_at = now(), updated_at = now()
          WHERE id = $1 AND action = 'download-only' AND state = ANY($2::text[]) RETURNING id`,
@@ -935,7 +1037,7 @@ export class RolloutRepository {
    * switched yet keeps what it runs (active_version). NULL means it ran nothing: unassign.
    */
   async rollbackBatch(rolloutId: string, version: string, model: string, limit: number): Promise<{ deviceId: string; target: string | null }[]> {
-    const rows = returnedRows(
+    const rows = rowsOf(
       await this.dataSource.query(
         `SELECT rd.device_id,
                 CASE WHEN dm.active_version = $2 THEN coalesce(dm.previous_version, CASE WHEN rd.from_version <> $2 THEN rd.from_version END)
@@ -960,36 +1062,38 @@ export class RolloutRepository {
   }
 
   async countInState(rolloutId: string, state: RolloutDeviceState): Promise<number> {
-    const row = returnedRows(
+    const row = rowsOf(
       await this.dataSource.query(`SELECT count(*)::int AS n FROM rollout_devices WHERE rollout_id = $1 AND state = $2`, [rolloutId, state]),
     )[0];
     return Number(row?.['n'] ?? 0);
   }
 
+  /** Members exist and every one is `skipped` (two index probes, cheap enough for every tick). */
+  async hasNothingLeft(rolloutId: string): Promise<boolean> {
+    const probe = rowsOf(await this.dataSource.query(`SELECT ${NOTHING_LEFT_SQL} AS empty`, [rolloutId]))[0];
+    return probe?.['empty'] === true;
+  }
+
   /**
    * Ends an active rollout that has members but none left to act on (every one `skipped`: taken by
    * higher-priority rollouts, or fitting no build) as `cancelled`, with the reasons in its event.
-   * The check is two index probes, cheap enough for every tick; the change itself re-checks under
-   * the rollout's row lock, in one transaction with its event. Returns true when it ended it.
+   * Called once hasNothingLeft said so; re-checks under the rollout's row lock, in one transaction
+   * with its event. Returns true when it ended it.
    */
-  async cancelWhenNothingLeft(rolloutId: string): Promise<boolean> {
+  async cancelNothingLeft(rolloutId: string): Promise<boolean> {
     const from = transitionOf('nothing-left').from;
-    const NOTHING_LEFT = `EXISTS (SELECT 1 FROM rollout_devices WHERE rollout_id = $1)
-                          AND NOT EXISTS (SELECT 1 FROM rollout_devices WHERE rollout_id = $1 AND state <> 'skipped')`;
-    const probe = returnedRows(await this.dataSource.query(`SELECT ${NOTHING_LEFT} AS empty`, [rolloutId]))[0];
-    if (probe?.['empty'] !== true) return false;
     return this.dataSource.transaction(async (em) => {
-      const locked = returnedRows(
-        await em.query(`SELECT id FROM rollouts WHERE id = $1 AND state = ANY($2::text[]) AND ${NOTHING_LEFT} FOR UPDATE`, [rolloutId, [...from]]),
+      const locked = rowsOf(
+        await em.query(`SELECT id FROM rollouts WHERE id = $1 AND state = ANY($2::text[]) AND ${NOTHING_LEFT_SQL} FOR UPDATE`, [rolloutId, [...from]]),
       );
       if (locked.length === 0) return false;
-      const totals = returnedRows(
+      const totals = rowsOf(
         await em.query(
           `SELECT count(*)::int AS members, count(*) FILTER (WHERE starts_with(reason, $2))::int AS released FROM rollout_devices WHERE rollout_id = $1`,
           [rolloutId, RELEASED_REASON_PREFIX],
         ),
       )[0];
-      const reasons = returnedRows(
+      const reasons = rowsOf(
         await em.query(
           `SELECT reason, count(*)::int AS n FROM rollout_devices WHERE rollout_id = $1 GROUP BY reason ORDER BY n DESC, reason LIMIT ${NOTHING_LEFT_REASONS}`,
           [rolloutId],

@@ -2,11 +2,13 @@ import type { ShadowDirective } from '@fleetline/protocol';
 import type { GateSpec } from '../telemetry/gates/health-gate.contract.js';
 
 /**
- * Lifecycle of a rollout (its edges: lifecycle/rollout-transitions.ts). `scheduled`, `running` and `paused` are the active states;
+ * Lifecycle of a rollout (its edges: lifecycle/rollout-transitions.ts). `preparing` is a rollout
+ * with a large explicit id list whose membership the engine has not materialised yet (it holds no
+ * devices and notifies nobody). `scheduled`, `running` and `paused` are the active states;
  * `rolling-back` is the transient state of an abort while devices are reverted, which ends in
  * `rolled-back` (at least one device reverted) or `aborted` (nothing had to be reverted).
  */
-export const ROLLOUT_STATES = ['scheduled', 'running', 'paused', 'rolling-back', 'completed', 'cancelled', 'aborted', 'rolled-back'] as const;
+export const ROLLOUT_STATES = ['preparing', 'scheduled', 'running', 'paused', 'rolling-back', 'completed', 'cancelled', 'aborted', 'rolled-back'] as const;
 export type RolloutState = (typeof ROLLOUT_STATES)[number];
 
 /** Per-device state inside a rollout (protocol UpdateStates map onto these, see planning/device-state.ts). */

@@ -1,4 +1,5 @@
-import { Body, Controller, Get, HttpCode, type MessageEvent, Param, ParseUUIDPipe, Post, Query, Sse } from '@nestjs/common';
+import { Body, Controller, Get, HttpCode, HttpStatus, type MessageEvent, Param, ParseUUIDPipe, Post, Query, Res, Sse } from '@nestjs/common';
+import type { Response } from 'express';
 import { ApiBearerAuth, ApiOperation, ApiTags } from '@nestjs/swagger';
 import { concat, distinctUntilChanged, from, interval, map, merge, Observable, switchMap, takeWhile } from 'rxjs';
 import { CurrentPrincipal, RequireRole, type Principal } from '../access/access.decorators.js';
@@ -26,9 +27,19 @@ export class RolloutsController {
 
   @Post()
   @RequireRole('operator')
-  @ApiOperation({ summary: 'Start a staged rollout of a model version' })
-  create(@Body() dto: CreateRolloutDto, @CurrentPrincipal() principal: Principal | undefined): Promise<CreatedRollout> {
-    return this.rollouts.create(dto, principal);
+  @ApiOperation({
+    summary: 'Start a staged rollout of a model version',
+    description:
+      '201 with the materialised rollout; 202 with state `preparing` for an explicit id list of more than 1,000 ids, whose membership the engine materialises afterwards (poll the rollout; its `prepared` or `preparation-failed` event says how it went).',
+  })
+  async create(
+    @Body() dto: CreateRolloutDto,
+    @CurrentPrincipal() principal: Principal | undefined,
+    @Res({ passthrough: true }) response: Response,
+  ): Promise<CreatedRollout> {
+    const created = await this.rollouts.create(dto, principal);
+    if (created.state === 'preparing') response.status(HttpStatus.ACCEPTED);
+    return created;
   }
 
   @Get()

@@ -49,36 +49,112 @@ describe.each(databaseBackends())('rollout definitions on %s', (backend) => {
     }
   });
 
-  it('materialises 100,000 explicit device ids, deterministically sliced into cumulative waves', async () => {
+  it('answers a rollout of 100,000 explicit device ids at once as preparing; the engine materialises it and runs it', async () => {
     const ids = await seedDevices(t, 'bulk-', 100_000, { tags: { fleet: 'bulk' } });
+    // Seeding held this process's thread long enough for the server to drop the client's idle
+    // keep-alive socket: a first request may meet the reset; the timed one below gets a live socket.
+    await eventually(async () => ((await api.get('/healthz').catch(() => undefined))?.status === 200 ? true : undefined), 10_000, 'the API to answer');
+    const started = Date.now();
     const res = await api.post<CreatedRollout>('/api/v1/rollouts', {
       model: 'detector',
       version: '2.1.0',
       target: { deviceIds: [...ids, 'ghost-1', 'ghost-2'] },
       waves: WAVES,
       onFailure: 'pause',
-      startAt: FUTURE,
     });
-    expect(res.status).toBe(201);
-    expect(res.body).toMatchObject({
-      state: 'scheduled',
-      targetCount: 100_000,
-      skippedCount: 0,
-      unknownDeviceCount: 2,
-      unknownDeviceIds: ['ghost-1', 'ghost-2'],
-    });
+    const answeredMs = Date.now() - started;
+    expect(res.status).toBe(202);
+    expect(res.body).toMatchObject({ state: 'preparing', targetCount: 0, unknownDeviceCount: null, waveCount: 3, waves: [] });
     expect(res.body.spec.target).toEqual({ deviceIdCount: 100_002 });
-    expect(res.body.waves.map((w) => w.size)).toEqual([1_000, 9_000, 90_000]);
-    expect(res.body.waves.map((w) => w.counts.pending)).toEqual([1_000, 9_000, 90_000]);
-    expect(res.body.events.items[0]).toMatchObject({ type: 'created' });
+    // Issue #15: the target is 2 s (it was 6-19 s while the membership was materialised in the request). A control
+    // plane in its own process answers in 0.7-1.2 s on a loaded 2-core machine; here client and server share one
+    // process with jest, so the bound is looser, still far below inline materialisation. Judged on PostgreSQL only:
+    // PGlite runs every query on this process's one thread, so the preparation the engine starts at once can hold
+    // the answer up behind it (docs: rollouts/README.md, Preparation).
+    if (backend === 'postgres') expect(answeredMs).toBeLessThanOrEqual(5_000);
+
+    const running = await eventually(
+      async () => {
+        const r = (await api.get<RolloutDetail>(`/api/v1/rollouts/${res.body.id}`)).body;
+        return r.state === 'running' && (r.waves[0]?.counts.notified ?? 0) > 0 ? r : undefined;
+      },
+      90_000,
+      'the rollout to be prepared and to run',
+    );
+    expect(running).toMatchObject({ targetCount: 100_000, skippedCount: 0, currentWave: 0 });
+    expect(running.waves.map((w) => w.size)).toEqual([1_000, 9_000, 90_000]);
+    expect(running.waves.slice(1).map((w) => w.counts.pending)).toEqual([9_000, 90_000]);
+    const events = (await api.get<{ items: { type: string; data: Record<string, unknown> }[] }>(`/api/v1/rollouts/${res.body.id}/events?limit=100`)).body.items;
+    expect(events.filter((e) => e.type === 'prepared')).toHaveLength(1);
+    expect(events.find((e) => e.type === 'prepared')?.data).toMatchObject({ targetCount: 100_000, unknownDeviceCount: 2, waveSizes: [1_000, 9_000, 90_000] });
+    // Unknown ids are reported, not silently dropped.
+    expect(events.find((e) => e.type === 'unknown-devices')?.data).toEqual({ count: 2, deviceIds: ['ghost-1', 'ghost-2'] });
     // Wave 0 is the first slice of the md5 order: anyone can recompute it.
     const expected = orderMembers(res.body.id, ids).slice(0, 100);
     const page = await api.get<{ items: RolloutDeviceRow[]; next: string }>(`/api/v1/rollouts/${res.body.id}/devices?wave=0&limit=100`);
     expect(page.body.items.map((d) => d.deviceId)).toEqual(expected);
     const next = await api.get<{ items: RolloutDeviceRow[] }>(`/api/v1/rollouts/${res.body.id}/devices?wave=0&limit=100&after=${page.body.next}`);
     expect(next.body.items.map((d) => d.deviceId)).toEqual(orderMembers(res.body.id, ids).slice(100, 200));
+    const db = t.app.get(DataSource);
+    expect(await db.query(`SELECT rollout_id FROM rollout_target_ids WHERE rollout_id = $1`, [res.body.id])).toEqual([]);
     expect((await api.post(`/api/v1/rollouts/${res.body.id}/cancel`)).status).toBe(200);
-  }, 120_000);
+  }, 180_000);
+
+  it('materialises an explicit list of up to 1,000 ids in the request', async () => {
+    const ids = await seedDevices(t, 'small-', 1_000, { tags: { fleet: 'small' } });
+    const res = await api.post<CreatedRollout>('/api/v1/rollouts', {
+      model: 'detector',
+      version: '2.1.0',
+      target: { deviceIds: [...ids.slice(0, 999), 'ghost-3'] },
+      waves: [{ percent: 100 }],
+      startAt: FUTURE,
+    });
+    expect(res.status).toBe(201);
+    expect(res.body).toMatchObject({ state: 'scheduled', targetCount: 999, unknownDeviceCount: 1, unknownDeviceIds: ['ghost-3'] });
+    expect((await api.post(`/api/v1/rollouts/${res.body.id}/cancel`)).status).toBe(200);
+  });
+
+  it('ends a preparing rollout whose devices an equal-priority rollout holds as cancelled, with the conflict', async () => {
+    const ids = await seedDevices(t, 'held-', 1_500, { tags: { fleet: 'held' } });
+    const holder = await api.post<CreatedRollout>('/api/v1/rollouts', {
+      model: 'detector',
+      version: '2.1.0',
+      target: { tags: { fleet: 'held' } },
+      waves: [{ percent: 100 }],
+      startAt: FUTURE,
+    });
+    expect(holder.status).toBe(201);
+    const late = await api.post<CreatedRollout>('/api/v1/rollouts', {
+      model: 'detector',
+      version: '2.1.0',
+      target: { deviceIds: ids },
+      waves: [{ percent: 100 }],
+    });
+    expect([late.status, late.body.state]).toEqual([202, 'preparing']);
+    const ended = await eventually(
+      async () => {
+        const r = (await api.get<RolloutDetail>(`/api/v1/rollouts/${late.body.id}`)).body;
+        return r.state === 'preparing' ? undefined : r;
+      },
+      30_000,
+      'preparation to end',
+    );
+    expect(ended).toMatchObject({ state: 'cancelled', targetCount: 0, waves: [] });
+    expect(ended.finishedAt).not.toBeNull();
+    expect(ended.stateReason).toMatch(/^preparation failed: devices of this target are already in active rollouts/);
+    expect(ended.events.items.find((e) => e.type === 'preparation-failed')?.data).toMatchObject({
+      code: 'rollout-conflict',
+      conflictingRolloutIds: [holder.body.id],
+    });
+    const db = t.app.get(DataSource);
+    expect(await db.query(`SELECT count(*)::int AS n FROM rollout_devices WHERE rollout_id = $1`, [late.body.id])).toEqual([{ n: 0 }]);
+    await eventually(
+      async () => ((await db.query(`SELECT 1 FROM rollout_target_ids WHERE rollout_id = $1`, [late.body.id])) as unknown[]).length === 0 || undefined,
+      10_000,
+      'the staged ids to be dropped',
+    );
+    expect((await api.post(`/api/v1/rollouts/${holder.body.id}/cancel`)).status).toBe(200);
+  });
 
   it('skips devices incompatible with the version, with the reason, and never sends them', async () => {
     await seedDevices(t, 'rpi-', 5, { tags: { site: 'mixed' }, hardwareClass: 'rpi4' });

@@ -3,6 +3,7 @@ import { DevicesModule } from '../devices/devices.module.js';
 import { ModelsModule } from '../models/models.module.js';
 import { TelemetryModule } from '../telemetry/telemetry.module.js';
 import { DriverLease } from './driver-lease.js';
+import { RolloutPreparer } from './preparation/rollout-preparer.js';
 import { RolloutEngine } from './rollout-engine.js';
 import { RolloutReportFollower } from './rollout-report-follower.js';
 import { RolloutRepository } from './rollout.repository.js';
@@ -17,7 +18,7 @@ import { RolloutsService } from './rollouts.service.js';
 @Module({
   imports: [DevicesModule, ModelsModule, TelemetryModule],
   controllers: [RolloutsController],
-  providers: [RolloutRepository, DriverLease, RolloutReportFollower, RolloutEngine, RolloutsService],
+  providers: [RolloutRepository, DriverLease, RolloutReportFollower, RolloutPreparer, RolloutEngine, RolloutsService],
   exports: [RolloutsService, RolloutEngine],
 })
 export class RolloutsModule {}

@@ -57,9 +57,19 @@ export interface RolloutDetail extends RolloutSummary {
 }
 
 export interface CreatedRollout extends RolloutDetail {
+  /** The first 100 unknown or decommissioned explicit ids. Empty while `preparing`: the `unknown-devices` event lists them. */
   unknownDeviceIds: string[];
-  unknownDeviceCount: number;
+  /** null while `preparing` (the engine counts them: `prepared` event). */
+  unknownDeviceCount: number | null;
 }
+
+/**
+ * Explicit id lists longer than this are not materialised in the request: the rollout is stored
+ * as `preparing` with its raw list and the engine prepares it (preparation/rollout-preparer.ts),
+ * so creating a rollout of 1,000,000 ids answers as fast as one of 10. Shorter lists (and
+ * selector targets) are materialised in the request and refused there with 409 on a conflict.
+ */
+export const INLINE_EXPLICIT_IDS = 1_000;
 
 const DEFAULT_LIMIT = 100;
 const DETAIL_EVENTS = 20;
@@ -109,7 +119,7 @@ export class RolloutsService {
     }
     const artifacts = await this.artifactsOf(dto.model, dto.version);
     const id = randomUUID();
-    const result = await this.repo.create({
+    const input = {
       id,
       model: dto.model,
       version: dto.version,
@@ -120,7 +130,22 @@ export class RolloutsService {
       endAt: def.endAt,
       createdBy: principal ? `${principal.kind}:${principal.name}` : null,
       artifacts,
-    });
+    };
+    const deviceIds = def.spec.target.deviceIds;
+    if (deviceIds && deviceIds.length > INLINE_EXPLICIT_IDS) {
+      const { rollout, event } = await this.repo.createPreparing(input, deviceIds);
+      this.engine.wake();
+      return {
+        ...summary(rollout),
+        spec: rollout.spec,
+        counts: {},
+        waves: [],
+        events: { items: [event], next: null },
+        unknownDeviceIds: [],
+        unknownDeviceCount: null,
+      };
+    }
+    const result = await this.repo.create(input);
     this.engine.wake();
     return { ...(await this.describe(id)), unknownDeviceIds: result.unknownDeviceIds, unknownDeviceCount: result.unknownDeviceCount };
   }

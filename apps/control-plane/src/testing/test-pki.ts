@@ -57,6 +57,18 @@ export function issueServerCert(ca: TestCa, dir: string, name: string, sans = ['
   return { certFile, keyFile, pem: readFileSync(certFile, 'utf8') };
 }
 
+/** A device (client) certificate with subject CN `cn`, signed by `ca`. */
+export function issueClientCert(ca: TestCa, dir: string, name: string, cn: string): TestCert {
+  const certFile = join(dir, `${name}.pem`);
+  const keyFile = join(dir, `${name}.key`);
+  const csr = join(dir, `${name}.csr`);
+  const ext = join(dir, `${name}.ext`);
+  writeFileSync(ext, 'extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n');
+  openssl(['req', ...EC_KEY, '-keyout', keyFile, '-out', csr, '-subj', `/CN=${cn}`]);
+  openssl(['x509', '-req', '-in', csr, '-CA', ca.certFile, '-CAkey', ca.keyFile, '-CAcreateserial', '-out', certFile, '-days', '2', '-extfile', ext]);
+  return { certFile, keyFile, pem: readFileSync(certFile, 'utf8') };
+}
+
 export interface HttpsAnswer {
   status: number;
   body: string;

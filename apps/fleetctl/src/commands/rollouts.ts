@@ -67,7 +67,11 @@ Examples:
         return watchRollout(ctx, created.id, { intervalMs: 2000 });
       }
       if (ctx.out.json) return printJson(ctx.out, created);
-      ctx.out.write(`rollout ${created.id} created (${created.state})`);
+      ctx.out.write(
+        created.state === 'preparing'
+          ? `rollout ${created.id} created (preparing: the control plane materialises its membership; follow it with "fleetctl rollouts watch ${created.id}")`
+          : `rollout ${created.id} created (${created.state})`,
+      );
       const progress = normalizeRollout(created);
       if (progress) ctx.out.write(renderProgress(progress).slice(1).join('\n'));
     });
@@ -75,7 +79,7 @@ Examples:
   rollouts
     .command('list')
     .description('list rollouts, newest first')
-    .option('--state <state>', 'scheduled, running, paused, completed, cancelled, aborted or rolled-back')
+    .option('--state <state>', 'preparing, scheduled, running, paused, completed, cancelled, aborted or rolled-back')
     .option('--model <name>', 'only rollouts of this model')
     .option('--limit <n>', 'page size (1-1000)', '50')
     .option('--all', 'follow every page')

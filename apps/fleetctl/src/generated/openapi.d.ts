@@ -90,6 +90,24 @@ export interface paths {
         patch: operations["DevicesController_update"];
         trace?: never;
     };
+    "/api/v1/devices/{id}/client-certificate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** Register a device's MQTT client certificate (mTLS) */
+        put: operations["ClientCertificateController_register"];
+        post?: never;
+        /** Remove a device's MQTT client certificate */
+        delete: operations["ClientCertificateController_remove"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/devices/{id}/models/{model}": {
         parameters: {
             query?: never;
@@ -294,7 +312,10 @@ export interface paths {
         /** List rollouts */
         get: operations["RolloutsController_list"];
         put?: never;
-        /** Start a staged rollout of a model version */
+        /**
+         * Start a staged rollout of a model version
+         * @description 201 with the materialised rollout; 202 with state `preparing` for an explicit id list of more than 1,000 ids, whose membership the engine materialises afterwards (poll the rollout; its `prepared` or `preparation-failed` event says how it went).
+         */
         post: operations["RolloutsController_create"];
         delete?: never;
         options?: never;
@@ -683,7 +704,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** TUF metadata: {N}.root.json, timestamp.json, {N}.snapshot.json, {N}.targets.json (unversioned = latest) */
+        /** TUF metadata: {N}.root.json, timestamp.json, {N}.snapshot.json, {N}.targets.json, {N}.bins-{hex}.json (unversioned = latest) */
         get: operations["DistributionController_metadata"];
         put?: never;
         post?: never;
@@ -909,6 +930,10 @@ export interface components {
             growthFactor: number;
             /** @description Devices notified in the first minute */
             ratePerMinute: number;
+        };
+        RegisterClientCertificateDto: {
+            /** @description PEM client certificate issued by the client CA (MQTT_TLS_CLIENT_CA_FILE), naming the device id as CN or SAN */
+            certificate: string;
         };
         RetriesDto: {
             /** @default 30 */
@@ -1470,6 +1495,129 @@ export interface operations {
             };
             /** @description Conflicts with the resource's current state (it exists already, or the state does not allow this) */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    ClientCertificateController_register: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RegisterClientCertificateDto"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Invalid input: a parameter or the body failed validation */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, invalid or revoked credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The API key's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with the resource's current state (it exists already, or the state does not allow this) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    ClientCertificateController_remove: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Invalid input: a parameter or the body failed validation */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, invalid or revoked credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The API key's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such resource */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2267,7 +2415,7 @@ export interface operations {
                 after?: string;
                 limit?: number;
                 model?: string;
-                state?: "scheduled" | "running" | "paused" | "rolling-back" | "completed" | "cancelled" | "aborted" | "rolled-back";
+                state?: "preparing" | "scheduled" | "running" | "paused" | "rolling-back" | "completed" | "cancelled" | "aborted" | "rolled-back";
             };
             header?: never;
             path?: never;

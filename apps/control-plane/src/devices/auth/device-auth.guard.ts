@@ -33,7 +33,7 @@ export class DeviceAuthGuard implements CanActivate {
     const source = sourceAddress(request);
     // A source that used up its failed attempts (DEVICE_AUTH_FAILURES_*) is refused before its
     // credentials are looked at, good or bad, until its bucket refills.
-    const waitMs = this.limits.checkDeviceAuth(source, 'device_auth_http');
+    const waitMs = await this.limits.checkDeviceAuth(source, 'device_auth_http');
     if (waitMs > 0) {
       http.getResponse<Response>().setHeader('Retry-After', String(Math.ceil(waitMs / 1000)));
       throw new DeviceException(
@@ -47,7 +47,7 @@ export class DeviceAuthGuard implements CanActivate {
       return true;
     }
     // Only a presented credential is a guess worth counting.
-    if (credentials) this.limits.deviceAuthFailed(source);
+    if (credentials) await this.limits.deviceAuthFailed(source);
     http.getResponse<Response>().setHeader('WWW-Authenticate', 'Basic realm="fleetline-device", charset="UTF-8"');
     throw new DeviceException(DeviceErrorCode.DeviceUnauthenticated, 'device credentials missing or invalid (HTTP Basic deviceId:secret)');
   }

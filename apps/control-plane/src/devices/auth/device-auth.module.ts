@@ -1,5 +1,6 @@
 import { Global, Module } from '@nestjs/common';
 import { DeviceAuthGuard } from './device-auth.guard.js';
+import { DeviceCertificateVerifier } from './device-certificate-verifier.service.js';
 import { DeviceCredentialVerifier } from './device-credential-verifier.service.js';
 import { DeviceCredentialsRepository } from './device-credentials.repository.js';
 
@@ -10,7 +11,7 @@ import { DeviceCredentialsRepository } from './device-credentials.repository.js'
  */
 @Global()
 @Module({
-  providers: [DeviceCredentialsRepository, DeviceCredentialVerifier, DeviceAuthGuard],
-  exports: [DeviceCredentialVerifier, DeviceAuthGuard],
+  providers: [DeviceCredentialsRepository, DeviceCredentialVerifier, DeviceCertificateVerifier, DeviceAuthGuard],
+  exports: [DeviceCredentialsRepository, DeviceCredentialVerifier, DeviceCertificateVerifier, DeviceAuthGuard],
 })
 export class DeviceAuthModule {}

@@ -1,6 +1,7 @@
 import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
 import { type BrokerAuthenticator, MqttGateway } from '../../infra/mqtt/mqtt-gateway.js';
 import { SourceLimits } from '../../infra/rate-limit/source-limits.js';
+import { DeviceCertificateVerifier } from './device-certificate-verifier.service.js';
 import { DeviceCredentialVerifier } from './device-credential-verifier.service.js';
 
 /**
@@ -14,12 +15,13 @@ export class DeviceBrokerAuthenticator implements BrokerAuthenticator, OnModuleI
     @Inject(MqttGateway) private readonly gateway: MqttGateway,
     private readonly verifier: DeviceCredentialVerifier,
     private readonly limits: SourceLimits,
+    private readonly certificates: DeviceCertificateVerifier,
   ) {}
 
   /** Failed CONNECTs share the per-address failure bucket of HTTP device authentication (DEVICE_AUTH_FAILURES_*). */
   readonly connectLimit = {
-    check: (source: string): number => this.limits.checkDeviceAuth(source, 'device_auth_mqtt'),
-    failed: (source: string): void => this.limits.deviceAuthFailed(source),
+    check: (source: string): Promise<number> => this.limits.checkDeviceAuth(source, 'device_auth_mqtt'),
+    failed: (source: string): Promise<void> => this.limits.deviceAuthFailed(source),
   };
 
   onModuleInit(): void {
@@ -28,5 +30,9 @@ export class DeviceBrokerAuthenticator implements BrokerAuthenticator, OnModuleI
 
   authenticate(clientId: string, _username: string | undefined, password: Buffer | undefined): Promise<boolean> {
     return this.verifier.verify(clientId, password?.toString('utf8'));
+  }
+
+  authenticateCertificate(clientId: string, fingerprint: string): Promise<boolean> {
+    return this.certificates.verify(clientId, fingerprint);
   }
 }

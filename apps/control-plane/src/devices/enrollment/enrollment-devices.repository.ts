@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
 import type { NewDevice } from '../devices.repository.js';
-import { rowsOf } from '../sql-values.js';
+import { rowsOf } from '../../infra/database/sql-values.js';
 
 /** The device side of an enrollment batch: set-based statements over the whole batch. */
 @Injectable()
@@ -27,7 +27,7 @@ export class EnrollmentDevicesRepository {
          SELECT u.id, u.name, u.tags, u.credential_hash, u.token_id, u.inventory, u.inventory->>'hardwareClass', u.inventory->>'agentVersion'
            FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::text[], $5::uuid[], $6::jsonb[]) AS u(id, name, tags, credential_hash, token_id, inventory)
          ON CONFLICT (id) DO UPDATE SET
-           name = EXCLUDED.name, tags = EXCLUDED.tags, credential_hash = EXCLUDED.credential_hash,
+           name = EXCLUDED.name, tags = EXCLUDED.tags, credential_hash = EXCLUDED.credential_hash, client_cert_sha256 = NULL,
            enrollment_token_id = EXCLUDED.enrollment_token_id, inventory = EXCLUDED.inventory,
            hardware_class = EXCLUDED.hardware_class, agent_version = EXCLUDED.agent_version,
            enrolled_at = now(), decommissioned_at = NULL, online = false, last_seen_at = NULL,

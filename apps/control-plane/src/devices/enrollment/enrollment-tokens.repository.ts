@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource, type EntityManager } from 'typeorm';
 import type { Tags } from '@fleetline/protocol';
-import { toIso, toJson, toNumber, toNullableNumber, rowsOf } from '../sql-values.js';
+import { toIso, toJson, toNumber, toNullableNumber, rowsOf } from '../../infra/database/sql-values.js';
 
 export interface EnrollmentTokenView {
   id: string;

@@ -52,13 +52,13 @@ export class EnrollmentController {
   @Post('enroll')
   @ApiBody({ description: 'EnrollRequest (@fleetline/protocol enrollRequestSchema): { token, id?, name?, tags?, inventory? }' })
   @ApiOperation({ summary: 'Enroll a device with an enrollment token' })
-  enroll(
+  async enroll(
     @Body(new ZodBodyPipe(enrollRequestSchema)) body: EnrollRequest,
     @Req() request: Request,
     @Res({ passthrough: true }) response: Response,
   ): Promise<DeviceCredentials> {
-    // Per source address and replica (ENROLL_RATE_*): bounds the database work and token guessing one source can cause.
-    const waitMs = this.limits.takeEnroll(sourceAddress(request));
+    // Per source address (ENROLL_RATE_*), across replicas with REDIS_URL: bounds the database work and token guessing one source can cause.
+    const waitMs = await this.limits.takeEnroll(sourceAddress(request));
     if (waitMs > 0) {
       response.setHeader('Retry-After', String(Math.ceil(waitMs / 1000)));
       throw new DeviceException(DeviceErrorCode.RateLimited, `too many enrollments from this address; retry in ${Math.ceil(waitMs / 1000)} s`);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
-import { type ArtifactRef, decodePayload, desiredModelSchema } from '@fleetline/protocol';
+import { type ArtifactRef, decodePayload, desiredClearedSchema, desiredModelSchema } from '@fleetline/protocol';
 import { desiredMessage, type DesiredStateRow } from './desired-messages.js';
 
 const ref = (file: string, variant?: string): ArtifactRef => ({
@@ -50,5 +50,21 @@ describe('desiredMessage of a shadow assignment', () => {
     expect(d.ok && d.value).toMatchObject({ action: 'shadow', shadow, rolloutId: 'r-1' });
     const install = decodePayload(desiredModelSchema, desiredMessage({ ...row, shadow }, artifacts).payload);
     expect(install.ok && install.value.shadow).toBeUndefined();
+  });
+});
+
+describe('desiredMessage in a hello answer', () => {
+  const stored = { version: '1.0.0', revision: 4, state: 'committed' as const, activeVersion: '1.0.0', previousVersion: null };
+
+  it('carries the stored report when the row has one, and nothing otherwise', () => {
+    const d = decodePayload(desiredModelSchema, desiredMessage({ ...row, stored }, artifacts).payload);
+    expect(d.ok && d.value.stored).toEqual(stored);
+    expect(decode(null).stored).toBeUndefined();
+  });
+
+  it('carries it on a clear too', () => {
+    const removed = { ...stored, revision: 5, state: 'removed' as const, activeVersion: null };
+    const d = decodePayload(desiredClearedSchema, desiredMessage({ ...row, version: null, revision: 5, stored: removed }, []).payload);
+    expect(d.ok && d.value.stored).toEqual(removed);
   });
 });

@@ -7,6 +7,7 @@ import {
   encodePayload,
   PROTOCOL_VERSION,
   type ShadowDirective,
+  type StoredReport,
   topics,
   variantOf,
 } from '@fleetline/protocol';
@@ -27,6 +28,8 @@ export interface DesiredStateRow {
   /** The build chosen for the device (device_models.desired_variant); null: none chosen. */
   variant: string | null;
   assignedAt: string;
+  /** Hello answers only: the latest report stored for this device and model (StoredReport). */
+  stored?: StoredReport;
 }
 
 /**
@@ -50,12 +53,20 @@ export function desiredMessage(row: DesiredStateRow, artifacts: ArtifactRef[]): 
     ...(row.timeoutSeconds !== null ? { timeoutSeconds: row.timeoutSeconds } : {}),
     ...(build.length > 0 ? { variant: row.variant!, artifacts: build } : { artifacts }),
     assignedAt: row.assignedAt,
+    ...(row.stored ? { stored: row.stored } : {}),
   };
   return { topic: topics.desired(row.deviceId, row.model), payload: encodePayload(desiredModelSchema.parse(desired)), qos: 1, retain: false };
 }
 
 /** "No longer assigned", with the revision of the unassignment (an older desired state cannot revive it). */
-export function clearedMessage(row: Pick<DesiredStateRow, 'deviceId' | 'model' | 'revision' | 'assignedAt'>): OutboundMessage {
-  const cleared: DesiredCleared = { v: PROTOCOL_VERSION, model: row.model, revision: row.revision, cleared: true, at: row.assignedAt };
+export function clearedMessage(row: Pick<DesiredStateRow, 'deviceId' | 'model' | 'revision' | 'assignedAt' | 'stored'>): OutboundMessage {
+  const cleared: DesiredCleared = {
+    v: PROTOCOL_VERSION,
+    model: row.model,
+    revision: row.revision,
+    cleared: true,
+    at: row.assignedAt,
+    ...(row.stored ? { stored: row.stored } : {}),
+  };
   return { topic: topics.desired(row.deviceId, row.model), payload: encodePayload(desiredClearedSchema.parse(cleared)), qos: 1, retain: false };
 }

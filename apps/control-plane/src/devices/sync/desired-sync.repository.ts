@@ -1,7 +1,8 @@
 import { Injectable } from '@nestjs/common';
 import { shadowDirectiveSchema, type ShadowDirective } from '@fleetline/protocol';
 import { DataSource } from 'typeorm';
-import { rowsOf, toIso, toNumber } from '../sql-values.js';
+import { rowsOf, toIso, toNumber } from '../../infra/database/sql-values.js';
+import { REPORT_STATES, type ReportState } from '@fleetline/protocol';
 import type { DesiredStateRow } from './desired-messages.js';
 
 /** Reads what a batch of devices should run, for the hello answer: one query per batch. */
@@ -18,7 +19,8 @@ export class DesiredSyncRepository {
     const rows = rowsOf(
       await this.dataSource.query(
         `SELECT m.device_id, m.model, m.desired_version, m.desired_revision, m.desired_rollout_id, m.desired_action,
-                m.desired_timeout_seconds, m.desired_at, m.desired_variant, m.desired_shadow
+                m.desired_timeout_seconds, m.desired_at, m.desired_variant, m.desired_shadow,
+                m.report_version, m.report_revision, m.report_state, m.active_version, m.previous_version
            FROM device_models m
            JOIN devices d ON d.id = m.device_id AND d.decommissioned_at IS NULL
           WHERE m.device_id = ANY($1::text[])
@@ -38,6 +40,7 @@ export class DesiredSyncRepository {
       timeoutSeconds: r['desired_timeout_seconds'] === null ? null : toNumber(r['desired_timeout_seconds']),
       variant: r['desired_variant'] === null || r['desired_variant'] === undefined ? null : String(r['desired_variant']),
       assignedAt: toIso(r['desired_at']) ?? new Date().toISOString(),
+      ...storedReportOf(r),
     }));
   }
 
@@ -68,4 +71,22 @@ function shadowFromValue(value: unknown): ShadowDirective | null {
   }
   const r = shadowDirectiveSchema.safeParse(parsed);
   return r.success ? r.data : null;
+}
+
+/** The latest report stored for the row's device and model, when there is one (sent so the device need not repeat it). */
+function storedReportOf(r: Record<string, unknown>): Pick<DesiredStateRow, 'stored'> {
+  const state = r['report_state'];
+  const version = r['report_version'];
+  const revision = r['report_revision'];
+  if (typeof state !== 'string' || !(REPORT_STATES as readonly string[]).includes(state) || version === null || revision === null) return {};
+  const nullable = (v: unknown): string | null => (v === null || v === undefined ? null : String(v));
+  return {
+    stored: {
+      version: String(version),
+      revision: toNumber(revision),
+      state: state as ReportState,
+      activeVersion: nullable(r['active_version']),
+      previousVersion: nullable(r['previous_version']),
+    },
+  };
 }

@@ -21,6 +21,14 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ TUF_KEYS: 'hsm' })).toThrow(/TUF_KEYS: must be online or offline/);
   });
 
+  it('spreads TUF targets over 256 hash bins by default and takes any power of two from 2 to 65536', () => {
+    expect(loadConfig({}).tufBinCount).toBe(256);
+    expect(loadConfig({ TUF_BIN_COUNT: '4096' }).tufBinCount).toBe(4096);
+    for (const bad of ['1000', '1', '0', '131072', 'many']) {
+      expect(() => loadConfig({ TUF_BIN_COUNT: bad })).toThrow(/TUF_BIN_COUNT: must be a power of two between 2 and 65536/);
+    }
+  });
+
   it('names every bad variable', () => {
     let error: unknown;
     try {
@@ -37,8 +45,14 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ MQTT_PLAIN: 'false' })).toThrow(/MQTT_PLAIN: .*TLS_CERT_FILE/);
     expect(() => loadConfig({ MQTT_WSS_PORT: '8884' })).toThrow(/MQTT_WSS_PORT/);
     expect(() => loadConfig({ TLS_CA_FILE: '/etc/ca.pem' })).toThrow(/TLS_CA_FILE/);
+    expect(() => loadConfig({ MQTT_TLS_CLIENT_CA_FILE: '/etc/device-ca.pem' })).toThrow(/MQTT_TLS_CLIENT_CA_FILE: client certificates need TLS/);
     expect(() => loadConfig({ TLS_KEY_FILE: '/etc/key.pem' })).toThrow(/TLS_CERT_FILE: TLS needs both/);
     expect(() => loadConfig({ MQTT_PLAIN: 'maybe' })).toThrow(/MQTT_PLAIN: must be true or false/);
+  });
+
+  it('keeps the rate limits in Redis when REDIS_URL is set, in memory otherwise', () => {
+    expect(loadConfig({ REDIS_URL: 'redis://redis:6379' }).rateLimits.shared).toEqual({ redisUrl: 'redis://redis:6379' });
+    expect(loadConfig({}).rateLimits.shared).toBeUndefined();
   });
 
   it('fails at start-up on a TLS file that cannot be read, naming the variable', () => {

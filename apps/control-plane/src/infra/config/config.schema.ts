@@ -4,6 +4,9 @@ import { z } from 'zod';
 import { type TlsFiles, TlsMaterialError, readTlsMaterial } from '../tls/tls-material.js';
 import { LOG_LEVELS, type LogFormat, resolveLogFormat } from '../logging/log-format.js';
 
+/** Default TUF_BIN_COUNT; docs/tuf.md "Hash bins" has the bytes per device update it gives. */
+export const DEFAULT_TUF_BIN_COUNT = 256;
+
 const port = (fallback: number) =>
   z.coerce.number({ error: 'must be a port number' }).int('must be an integer').min(0, 'must be 0-65535').max(65535, 'must be 0-65535').default(fallback);
 
@@ -50,6 +53,12 @@ export const envSchema = z.object({
   TLS_KEY_FILE: optionalString,
   /** PEM CA bundle handed to devices at enrollment, to verify this server's certificate with. */
   TLS_CA_FILE: optionalString,
+  /**
+   * PEM CA bundle device client certificates must chain to. Set: the embedded broker's TLS
+   * listeners ask for a client certificate, and a device presenting one that chains to it, names its
+   * id (CN or SAN) and is registered for it is let in without its secret (docs/security.md).
+   */
+  MQTT_TLS_CLIENT_CA_FILE: optionalString,
   /** Milliseconds between checks of the TLS files for a change (0: reload on SIGHUP only). */
   TLS_WATCH_INTERVAL_MS: z.coerce.number().int().min(0).max(3_600_000).default(10_000),
   DATA_DIR: z.string().min(1).default('.data'),
@@ -87,7 +96,9 @@ export const envSchema = z.object({
   ),
   /**
    * Redis for several control-plane replicas with their own embedded brokers: messages to a device
-   * connected to another replica go through Redis pub/sub. Unset: one replica (or an external broker).
+   * connected to another replica go through Redis pub/sub, and the per-source rate limits
+   * (ENROLL_RATE_*, DEVICE_AUTH_FAILURES_*) are kept there, shared by all replicas. Unset: one
+   * replica (or an external broker).
    */
   REDIS_URL: z.preprocess((v) => (v === '' ? undefined : v), url(['redis:', 'rediss:']).optional()),
   /** Stable name of this replica (its devices are marked offline under it if it crashes). Default: host name + pid. */
@@ -231,6 +242,16 @@ export const envSchema = z.object({
    * uploaded versions wait for a targets signature (docs/tuf.md).
    */
   TUF_KEYS: z.enum(['online', 'offline'], { error: 'must be online or offline' }).default('online'),
+  /**
+   * Hash bins the targets are spread over (TAP 15 succinct delegation, docs/tuf.md "Hash bins"): a
+   * device update downloads the snapshot (about 30 bytes per bin) and one bin (the catalogue
+   * divided by this). Same value on every replica.
+   */
+  TUF_BIN_COUNT: z.coerce
+    .number({ error: 'must be a power of two between 2 and 65536' })
+    .int('must be a power of two between 2 and 65536')
+    .refine((n) => n >= 2 && n <= 65_536 && (n & (n - 1)) === 0, 'must be a power of two between 2 and 65536')
+    .default(DEFAULT_TUF_BIN_COUNT),
   LOG_LEVEL: z.preprocess((v) => (v === '' ? undefined : v), z.enum(LOG_LEVELS).default('log')),
   /** `json` (one object a line) or `pretty`; unset: json when NODE_ENV=production, pretty otherwise. */
   LOG_FORMAT: z.preprocess((v) => (v === '' ? undefined : v), z.enum(['json', 'pretty']).optional()),
@@ -289,8 +310,8 @@ export interface AppConfig {
   maxArtifactBytes: number;
   /** Request limits of the HTTP API (see HTTP_JSON_LIMIT_BYTES, HTTP_REQUEST_TIMEOUT_MS). */
   httpLimits: { jsonBytes: number; requestTimeoutMs: number; trustProxy?: string };
-  /** Per-source token buckets of this replica. */
-  rateLimits: { enroll: Bucket; deviceAuthFailures: Bucket; auditRefusals: Bucket };
+  /** Per-source token buckets; enroll and deviceAuthFailures are kept in `shared` when set (REDIS_URL), auditRefusals always per replica. */
+  rateLimits: { enroll: Bucket; deviceAuthFailures: Bucket; auditRefusals: Bucket; shared?: { redisUrl: string; keyPrefix?: string } };
   enrollmentTokenTtlSeconds: number;
   artifactAccess: 'assigned' | 'fleet';
   /** Bound on artifact streams (ARTIFACT_MAX_STREAMS, ARTIFACT_BUSY_RETRY_SECONDS); unset in tests that build a config by hand. */
@@ -306,6 +327,8 @@ export interface AppConfig {
   telemetryBatch?: { maxDelayMs: number; writers: number };
   /** offline: root and targets are signed by the operator (fleetctl), never on this server. */
   tufKeys: 'online' | 'offline';
+  /** TUF_BIN_COUNT; unset in tests that build a config by hand (DEFAULT_TUF_BIN_COUNT). */
+  tufBinCount?: number;
   logLevel: Env['LOG_LEVEL'];
   logFormat: LogFormat;
 }
@@ -330,6 +353,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
   const tls = tlsConfig(e);
   if (!e.MQTT_PLAIN && !tls) throw new ConfigError(['MQTT_PLAIN: false turns off the only MQTT listener; set TLS_CERT_FILE and TLS_KEY_FILE too']);
   if (e.MQTT_WSS_PORT !== undefined && !tls) throw new ConfigError(['MQTT_WSS_PORT: secure WebSocket needs TLS_CERT_FILE and TLS_KEY_FILE']);
+  if (e.MQTT_TLS_CLIENT_CA_FILE && e.MQTT_URL)
+    throw new ConfigError([
+      'MQTT_TLS_CLIENT_CA_FILE: client certificates are checked by the embedded broker; with MQTT_URL configure them on the external broker',
+    ]);
   const dataDir = isAbsolute(e.DATA_DIR) ? e.DATA_DIR : resolve(process.cwd(), e.DATA_DIR);
   return {
     http: { port: e.PORT, host: e.HOST, publicUrl: e.PUBLIC_URL },
@@ -367,6 +394,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       enroll: { perSecond: e.ENROLL_RATE_PER_SECOND, burst: e.ENROLL_RATE_BURST },
       deviceAuthFailures: { perSecond: e.DEVICE_AUTH_FAILURES_PER_SECOND, burst: e.DEVICE_AUTH_FAILURES_BURST },
       auditRefusals: { perSecond: e.AUDIT_REFUSALS_PER_SECOND, burst: e.AUDIT_REFUSALS_BURST },
+      ...(e.REDIS_URL ? { shared: { redisUrl: e.REDIS_URL } } : {}),
     },
     enrollmentTokenTtlSeconds: e.ENROLLMENT_TOKEN_TTL_SECONDS,
     artifactAccess: e.ARTIFACT_ACCESS,
@@ -384,6 +412,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       deviceWeightFactor: e.TELEMETRY_DEVICE_WEIGHT_FACTOR,
     },
     tufKeys: e.TUF_KEYS,
+    tufBinCount: e.TUF_BIN_COUNT,
     logLevel: e.LOG_LEVEL,
     logFormat: resolveLogFormat(e.LOG_FORMAT, e.NODE_ENV),
   };
@@ -396,6 +425,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
 function tlsConfig(e: Env): AppConfig['tls'] {
   if (!e.TLS_CERT_FILE && !e.TLS_KEY_FILE) {
     if (e.TLS_CA_FILE) throw new ConfigError(['TLS_CA_FILE: set TLS_CERT_FILE and TLS_KEY_FILE too (the CA is handed out only when TLS is on)']);
+    if (e.MQTT_TLS_CLIENT_CA_FILE) throw new ConfigError(['MQTT_TLS_CLIENT_CA_FILE: client certificates need TLS: set TLS_CERT_FILE and TLS_KEY_FILE too']);
     return undefined;
   }
   if (!e.TLS_CERT_FILE || !e.TLS_KEY_FILE)
@@ -404,6 +434,7 @@ function tlsConfig(e: Env): AppConfig['tls'] {
     certFile: resolve(process.cwd(), e.TLS_CERT_FILE),
     keyFile: resolve(process.cwd(), e.TLS_KEY_FILE),
     ...(e.TLS_CA_FILE ? { caFile: resolve(process.cwd(), e.TLS_CA_FILE) } : {}),
+    ...(e.MQTT_TLS_CLIENT_CA_FILE ? { clientCaFile: resolve(process.cwd(), e.MQTT_TLS_CLIENT_CA_FILE) } : {}),
   };
   try {
     readTlsMaterial(files);

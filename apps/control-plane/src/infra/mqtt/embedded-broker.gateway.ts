@@ -1,7 +1,7 @@
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
+import { createServer as createTlsServer, type Server as TlsServer, TLSSocket } from 'node:tls';
 import { Logger } from '@nestjs/common';
 import { Aedes, type AuthenticateError, type Client, type PublishPacket, type Subscription } from 'aedes';
 import { WebSocketServer, createWebSocketStream } from 'ws';
@@ -12,6 +12,7 @@ import { ConnectAdmission, HELLO_HOLD_MS } from './connect-admission.js';
 import type { DeviceRouter, RouterFrame } from './cluster/device-router.js';
 import { type BrokerAuthenticator, type ConnectionEvent, type MessageHandler, MqttGateway, type OutboundMessage, type PublishOptions } from './mqtt-gateway.js';
 import { guardPacketSize } from './packet-size-guard.js';
+import { type PeerCertificate, peerCertificate } from './client-certificate.js';
 import type { TransportSecurity } from '../tls/transport-security.js';
 import { runWithConcurrency } from './run-with-concurrency.js';
 import { matchesFilter } from './topic-filter.js';
@@ -118,48 +119,21 @@ export class EmbeddedBrokerGateway extends MqttGateway {
         const limit = authenticator.connectLimit;
         const refuse = (code: number, reason: string): void => {
           this.metrics.denied('connect', reason);
-          // Every refused CONNECT but a rate-limited one takes from the source's failure bucket.
-          if (code !== CONNACK_SERVER_UNAVAILABLE) limit?.failed(source);
           const error = Object.assign(new Error(reason), { returnCode: code }) as AuthenticateError;
-          done(error, false);
+          // Every refused CONNECT but a rate-limited one takes from the source's failure bucket,
+          // before the CONNACK goes out, so an immediate retry from the source sees it.
+          if (code !== CONNACK_SERVER_UNAVAILABLE && limit) void limit.failed(source).then(() => done(error, false));
+          else done(error, false);
         };
+        if (!limit) return this.admitConnect(client, username, password, authenticator, refuse, done);
         // "Server unavailable" is the refusal MQTT 3.1.1 has for "not now": clients back off and retry.
-        if (limit && limit.check(source) > 0) return refuse(CONNACK_SERVER_UNAVAILABLE, 'too many failed connects from this address');
-        // The client id is the device id: binding them here is what makes per-device ACLs sound.
-        if (!isValidDeviceId(client.id)) return refuse(CONNACK_BAD_CREDENTIALS, 'client id is not a device id');
-        if (username !== undefined && username !== client.id) return refuse(CONNACK_BAD_CREDENTIALS, 'username must equal the client id');
-        // The broker keeps no state for a device between connections: a persistent session would
-        // grow its memory with every device ever seen and could replay commands meant for a
-        // credential that no longer exists (MQTT 3.1.1 §3.1.2.4).
-        if (!(client as unknown as { clean: boolean }).clean)
-          return refuse(CONNACK_NOT_AUTHORIZED, 'persistent sessions are not kept: connect with clean session');
-        const will = (client as unknown as { _will?: { topic: string; retain?: boolean } })._will;
-        if (will) {
-          const decision = authorizeDeviceWill(client.id, will.topic, will.retain === true);
-          if (!decision.allowed) return refuse(CONNACK_NOT_AUTHORIZED, decision.reason);
-        }
-        // Only what passed the cheap checks above competes for a slot; a busy refusal is no failure of the source.
-        const release = this.admission.tryEnter();
-        if (!release) return refuse(CONNACK_SERVER_UNAVAILABLE, 'busy: too many connects in progress');
-        authenticator.authenticate(client.id, username, password ? Buffer.from(password) : undefined).then(
-          (ok) => {
-            if (ok) {
-              this.holdAdmission(client, release);
-              // aedes closes a live connection with the same client id once this one is accepted (§3.1.4 step 2).
-              const previous = this.localClient(client.id);
-              if (previous && previous !== client) this.closeCauses.set(previous, 'takeover');
-              done(null, true);
-            } else {
-              release();
-              refuse(CONNACK_BAD_CREDENTIALS, 'bad credentials');
-            }
-          },
-          (err: unknown) => {
-            release();
-            this.logger.error(`authentication failed for ${client.id}: ${String(err)}`);
-            refuse(CONNACK_NOT_AUTHORIZED, 'authentication unavailable');
-          },
-        );
+        void limit
+          .check(source)
+          .then((waitMs) =>
+            waitMs > 0
+              ? refuse(CONNACK_SERVER_UNAVAILABLE, 'too many failed connects from this address')
+              : this.admitConnect(client, username, password, authenticator, refuse, done),
+          );
       },
       authorizePublish: (client: Client | null, packet: PublishPacket, done: (error?: Error | null) => void) => {
         if (!client) return done(null); // the broker itself (wills are checked at connect)
@@ -239,7 +213,9 @@ export class EmbeddedBrokerGateway extends MqttGateway {
     }
     const security = this.options.security;
     if (security && this.options.tlsPort !== undefined) {
-      const tlsServer = createTlsServer(security.secureContextOptions(), (socket: TLSSocket) => {
+      // With a client CA a certificate is asked for, not required: devices with a secret only still connect.
+      const clientCerts = security.clientCertificates ? { requestCert: true, rejectUnauthorized: false } : {};
+      const tlsServer = createTlsServer({ ...security.mqttSecureContextOptions(), ...clientCerts }, (socket: TLSSocket) => {
         socket.setNoDelay(true);
         handleStream(socket, 'TLS');
       });
@@ -248,17 +224,20 @@ export class EmbeddedBrokerGateway extends MqttGateway {
         this.metrics.denied('tls', 'handshake failed');
         this.logger.debug(`TLS handshake: ${err.message}`);
       });
-      security.onChange((options) => tlsServer.setSecureContext(options));
+      security.onChange(() => tlsServer.setSecureContext(security.mqttSecureContextOptions()));
       this.tlsServer = tlsServer;
       this.boundTlsPort = await listen(tlsServer, this.options.tlsPort, host, 'MQTT_TLS_PORT');
     }
     if (security && this.options.wssPort !== undefined) {
-      const httpsServer = createHttpsServer(security.secureContextOptions());
+      const httpsServer = createHttpsServer({
+        ...security.mqttSecureContextOptions(),
+        ...(security.clientCertificates ? { requestCert: true, rejectUnauthorized: false } : {}),
+      });
       httpsServer.on('tlsClientError', (err) => {
         this.metrics.denied('tls', 'handshake failed');
         this.logger.debug(`TLS handshake (secure WebSocket): ${err.message}`);
       });
-      security.onChange((options) => httpsServer.setSecureContext(options));
+      security.onChange(() => httpsServer.setSecureContext(security.mqttSecureContextOptions()));
       this.httpsServer = httpsServer;
       this.wssServer = new WebSocketServer({ server: httpsServer, maxPayload: maxPacketBytes });
       this.wssServer.on('connection', (ws, req) => handleStream(createWebSocketStream(ws), 'secure WebSocket', req));
@@ -438,6 +417,59 @@ export class EmbeddedBrokerGateway extends MqttGateway {
     router.send(client.id, { kind: 'takeover', session }).catch((err: unknown) => this.logger.warn(`takeover of ${client.id}: ${String(err)}`));
   }
 
+  /** The checks of a CONNECT past the source's rate limit, then its credentials (aedes' authenticate). */
+  private admitConnect(
+    client: Client,
+    username: Readonly<string> | undefined,
+    password: Readonly<Buffer> | undefined,
+    authenticator: BrokerAuthenticator,
+    refuse: (code: number, reason: string) => void,
+    done: (error: AuthenticateError | null, success: boolean | null) => void,
+  ): void {
+    // The client id is the device id: binding them here is what makes per-device ACLs sound.
+    if (!isValidDeviceId(client.id)) return refuse(CONNACK_BAD_CREDENTIALS, 'client id is not a device id');
+    if (username !== undefined && username !== client.id) return refuse(CONNACK_BAD_CREDENTIALS, 'username must equal the client id');
+    // The broker keeps no state for a device between connections: a persistent session would
+    // grow its memory with every device ever seen and could replay commands meant for a
+    // credential that no longer exists (MQTT 3.1.1 §3.1.2.4).
+    if (!(client as unknown as { clean: boolean }).clean) return refuse(CONNACK_NOT_AUTHORIZED, 'persistent sessions are not kept: connect with clean session');
+    const will = (client as unknown as { _will?: { topic: string; retain?: boolean } })._will;
+    if (will) {
+      const decision = authorizeDeviceWill(client.id, will.topic, will.retain === true);
+      if (!decision.allowed) return refuse(CONNACK_NOT_AUTHORIZED, decision.reason);
+    }
+    // A presented client certificate is the credential (a secret alongside it is not looked at):
+    // it must chain to MQTT_TLS_CLIENT_CA_FILE and name the client id, or the CONNECT is refused.
+    const cert = clientCertificate(client);
+    if (cert.presented && !cert.trusted) return refuse(CONNACK_BAD_CREDENTIALS, `client certificate not trusted: ${cert.reason}`);
+    if (cert.presented && !cert.names.includes(client.id)) return refuse(CONNACK_BAD_CREDENTIALS, 'client certificate does not name the client id');
+    // Only what passed the cheap checks above competes for a slot; a busy refusal is no failure of the source.
+    const release = this.admission.tryEnter();
+    if (!release) return refuse(CONNACK_SERVER_UNAVAILABLE, 'busy: too many connects in progress');
+    const verdict = cert.presented
+      ? (authenticator.authenticateCertificate?.(client.id, cert.fingerprint) ?? Promise.resolve(false))
+      : authenticator.authenticate(client.id, username, password ? Buffer.from(password) : undefined);
+    verdict.then(
+      (ok) => {
+        if (ok) {
+          this.holdAdmission(client, release);
+          // aedes closes a live connection with the same client id once this one is accepted (§3.1.4 step 2).
+          const previous = this.localClient(client.id);
+          if (previous && previous !== client) this.closeCauses.set(previous, 'takeover');
+          done(null, true);
+        } else {
+          release();
+          refuse(CONNACK_BAD_CREDENTIALS, 'bad credentials');
+        }
+      },
+      (err: unknown) => {
+        release();
+        this.logger.error(`authentication failed for ${client.id}: ${String(err)}`);
+        refuse(CONNACK_NOT_AUTHORIZED, 'authentication unavailable');
+      },
+    );
+  }
+
   /** Keeps a connection's admission slot until its first message is stored (connect-admission.ts). */
   private holdAdmission(client: Client, release: () => void): void {
     const timer = setTimeout(() => this.releaseAdmission(client), HELLO_HOLD_MS);
@@ -528,6 +560,13 @@ function listen(server: Server, port: number, host: string, variable: string): P
 }
 
 /** The peer address of a connection (TCP socket, or the HTTP upgrade request of a WebSocket). */
+/** The client certificate of a connection over TLS (MQTT over TLS: the stream is the socket; secure WebSocket: the upgrade request's). */
+function clientCertificate(client: Client): PeerCertificate {
+  const c = client as unknown as { conn?: unknown; req?: { socket?: unknown } };
+  const socket = c.conn instanceof TLSSocket ? c.conn : c.req?.socket instanceof TLSSocket ? c.req.socket : undefined;
+  return socket ? peerCertificate(socket) : { presented: false };
+}
+
 function clientAddress(client: Client): string {
   const c = client as unknown as { conn?: { remoteAddress?: string }; req?: { socket?: { remoteAddress?: string } } };
   return c.conn?.remoteAddress ?? c.req?.socket?.remoteAddress ?? 'unknown';

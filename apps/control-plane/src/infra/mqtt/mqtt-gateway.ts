@@ -39,10 +39,16 @@ export interface ConnectionEvent {
 export interface BrokerAuthenticator {
   authenticate(clientId: string, username: string | undefined, password: Buffer | undefined): Promise<boolean>;
   /**
+   * A client whose TLS certificate chains to the client CA and names its client id: true when
+   * that certificate (its SHA-256, lowercase hex) is the one registered for the live device.
+   */
+  authenticateCertificate?(clientId: string, fingerprint: string): Promise<boolean>;
+  /**
    * Per-source limit of failed CONNECTs (optional): `check` answers 0 to go on or the
    * milliseconds the source must wait; `failed` records a refused CONNECT of the source.
+   * Neither rejects (the limits may live in Redis; SourceLimits answers from memory when it is away).
    */
-  connectLimit?: { check(source: string): number; failed(source: string): void };
+  connectLimit?: { check(source: string): Promise<number>; failed(source: string): Promise<void> };
 }
 
 export abstract class MqttGateway {

@@ -8,6 +8,8 @@ export interface TlsFiles {
   keyFile: string;
   /** CA bundle handed to devices at enrollment so they can verify this server. */
   caFile?: string;
+  /** CA bundle device client certificates must chain to (MQTT_TLS_CLIENT_CA_FILE); set: the MQTT TLS listeners ask for one. */
+  clientCaFile?: string;
 }
 
 /** What was read from TlsFiles, checked: the key matches the certificate, every PEM parses. */
@@ -15,6 +17,7 @@ export interface TlsMaterial {
   cert: string;
   key: string;
   ca?: string;
+  clientCa?: string;
   /** SHA-256 fingerprint of the leaf certificate (what a reload is logged and tested by). */
   fingerprint256: string;
   subject: string;
@@ -67,6 +70,7 @@ export function readTlsMaterial(files: TlsFiles): TlsMaterial {
   const cert = read(files.certFile, 'TLS_CERT_FILE');
   const key = read(files.keyFile, 'TLS_KEY_FILE');
   const ca = files.caFile ? read(files.caFile, 'TLS_CA_FILE') : undefined;
+  const clientCa = files.clientCaFile ? read(files.clientCaFile, 'MQTT_TLS_CLIENT_CA_FILE') : undefined;
   const [leaf] = parseCertificates(cert, files.certFile, 'TLS_CERT_FILE');
   let privateKey: KeyObject;
   try {
@@ -81,16 +85,30 @@ export function readTlsMaterial(files: TlsFiles): TlsMaterial {
     throw new TlsMaterialError('TLS_KEY_FILE', `${files.keyFile} does not match the certificate in ${files.certFile}`);
   }
   if (ca !== undefined && files.caFile) parseCertificates(ca, files.caFile, 'TLS_CA_FILE');
+  if (clientCa !== undefined && files.clientCaFile) parseCertificates(clientCa, files.clientCaFile, 'MQTT_TLS_CLIENT_CA_FILE');
   try {
     // What the listeners will do with it: catches what the checks above do not (e.g. an unusable key type).
     createSecureContext({ cert, key });
   } catch (err) {
     throw new TlsMaterialError('TLS_CERT_FILE', `OpenSSL refuses the certificate and key: ${err instanceof Error ? err.message : String(err)}`);
   }
-  return { cert, key, ...(ca !== undefined ? { ca } : {}), fingerprint256: leaf!.fingerprint256, subject: leaf!.subject, validTo: new Date(leaf!.validTo) };
+  return {
+    cert,
+    key,
+    ...(ca !== undefined ? { ca } : {}),
+    ...(clientCa !== undefined ? { clientCa } : {}),
+    fingerprint256: leaf!.fingerprint256,
+    subject: leaf!.subject,
+    validTo: new Date(leaf!.validTo),
+  };
 }
 
 /** Options for tls.createServer / setSecureContext. The CA file is for devices, not for the handshake. */
 export function secureContextOptions(material: TlsMaterial): SecureContextOptions {
   return { cert: material.cert, key: material.key };
+}
+
+/** Options of the broker's TLS listeners: with a client CA, the CAs client certificates are verified against. */
+export function mqttSecureContextOptions(material: TlsMaterial): SecureContextOptions {
+  return { cert: material.cert, key: material.key, ...(material.clientCa !== undefined ? { ca: material.clientCa } : {}) };
 }

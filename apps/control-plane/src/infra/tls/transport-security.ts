@@ -1,7 +1,7 @@
 import { type Stats, unwatchFile, watchFile } from 'node:fs';
 import type { SecureContextOptions } from 'node:tls';
 import { Logger } from '@nestjs/common';
-import { type TlsFiles, type TlsMaterial, readTlsMaterial, secureContextOptions } from './tls-material.js';
+import { type TlsFiles, type TlsMaterial, mqttSecureContextOptions, readTlsMaterial, secureContextOptions } from './tls-material.js';
 
 export interface TransportSecurityOptions extends TlsFiles {
   /** How often the files are polled for a change; 0: only SIGHUP (or reload()) re-reads them. */
@@ -40,6 +40,16 @@ export class TransportSecurity {
     return secureContextOptions(this.material);
   }
 
+  /** What the broker's TLS listeners use: the certificate, and the client CA when client certificates are on. */
+  mqttSecureContextOptions(): SecureContextOptions {
+    return mqttSecureContextOptions(this.material);
+  }
+
+  /** Client certificates are asked for (MQTT_TLS_CLIENT_CA_FILE). */
+  get clientCertificates(): boolean {
+    return this.options.clientCaFile !== undefined;
+  }
+
   /** The CA bundle devices are given at enrollment to verify this server (TLS_CA_FILE). */
   deviceCa(): string | undefined {
     return this.material.ca;
@@ -61,7 +71,7 @@ export class TransportSecurity {
       );
       return false;
     }
-    const changed = next.fingerprint256 !== this.material.fingerprint256 || next.ca !== this.material.ca;
+    const changed = next.fingerprint256 !== this.material.fingerprint256 || next.ca !== this.material.ca || next.clientCa !== this.material.clientCa;
     this.material = next;
     const options = secureContextOptions(next);
     for (const listener of this.listeners) listener(options);
@@ -97,6 +107,11 @@ export class TransportSecurity {
   }
 
   private files(): string[] {
-    return [this.options.certFile, this.options.keyFile, ...(this.options.caFile ? [this.options.caFile] : [])];
+    return [
+      this.options.certFile,
+      this.options.keyFile,
+      ...(this.options.caFile ? [this.options.caFile] : []),
+      ...(this.options.clientCaFile ? [this.options.clientCaFile] : []),
+    ];
   }
 }

@@ -1,7 +1,15 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from '@jest/globals';
 import { ROLLOUT_STATES } from '../rollout.types.js';
-import { ACTIVE_ROLLOUT_STATES, allows, HOLDING_ROLLOUT_STATES, ROLLOUT_TRANSITIONS, rolloutStateDiagram, targetOf } from './rollout-transitions.js';
+import {
+  ACTIVE_ROLLOUT_STATES,
+  allows,
+  HOLDING_ROLLOUT_STATES,
+  INITIAL_ROLLOUT_STATES,
+  ROLLOUT_TRANSITIONS,
+  rolloutStateDiagram,
+  targetOf,
+} from './rollout-transitions.js';
 
 const TERMINAL = ['completed', 'cancelled', 'aborted', 'rolled-back'] as const;
 
@@ -10,8 +18,8 @@ describe('ROLLOUT_TRANSITIONS', () => {
     for (const t of Object.values(ROLLOUT_TRANSITIONS)) for (const s of TERMINAL) expect(t.from).not.toContain(s);
   });
 
-  it('reaches every state from scheduled', () => {
-    const seen = new Set<string>(['scheduled']);
+  it('reaches every state from the states a rollout is created in', () => {
+    const seen = new Set<string>(INITIAL_ROLLOUT_STATES);
     for (let grew = true; grew;) {
       grew = false;
       for (const t of Object.values(ROLLOUT_TRANSITIONS))
@@ -30,6 +38,7 @@ describe('ROLLOUT_TRANSITIONS', () => {
       expect(allows('abort', s)).toBe(true);
     }
     expect(allows('finish-rollback', 'rolling-back')).toBe(true);
+    expect(allows('cancel', 'preparing')).toBe(true);
     expect(HOLDING_ROLLOUT_STATES).toEqual([...ACTIVE_ROLLOUT_STATES, 'rolling-back']);
   });
 
@@ -38,6 +47,14 @@ describe('ROLLOUT_TRANSITIONS', () => {
     expect(allows('pause', 'paused')).toBe(false);
     expect(allows('cancel', 'rolling-back')).toBe(false);
     expect(allows('install', 'scheduled')).toBe(false);
+  });
+
+  it('keeps a preparing rollout out of the engine and the conflict check until it is prepared', () => {
+    expect(ACTIVE_ROLLOUT_STATES).not.toContain('preparing');
+    expect(HOLDING_ROLLOUT_STATES).not.toContain('preparing');
+    expect(targetOf('prepared')).toBe('scheduled');
+    expect(targetOf('prepare-failed')).toBe('cancelled');
+    for (const op of ['pause', 'resume', 'advance', 'abort', 'retry', 'install', 'start'] as const) expect([op, allows(op, 'preparing')]).toEqual([op, false]);
   });
 
   it('resolves targets, and throws on an edge the table does not have', () => {

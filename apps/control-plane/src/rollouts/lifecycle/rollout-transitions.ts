@@ -18,6 +18,8 @@ export type RolloutOperation =
   | 'retry'
   | 'install'
   // engine
+  | 'prepared'
+  | 'prepare-failed'
   | 'start'
   | 'next-wave'
   | 'complete'
@@ -40,10 +42,15 @@ export const ROLLOUT_TRANSITIONS: { readonly [op in RolloutOperation]: RolloutTr
   pause: { by: 'operator', from: ['scheduled', 'running'], to: ['paused'] },
   resume: { by: 'operator', from: ['paused'], to: ['scheduled', 'running'] },
   advance: { by: 'operator', from: ACTIVE, to: ['running'] },
-  cancel: { by: 'operator', from: ACTIVE, to: ['cancelled'] },
+  // A preparing rollout holds no device yet: cancelling it just drops the staged id list.
+  cancel: { by: 'operator', from: ['preparing', ...ACTIVE], to: ['cancelled'] },
   abort: { by: 'operator', from: ACTIVE, to: ['rolling-back'] },
   retry: { by: 'operator', from: ACTIVE, to: [] },
   install: { by: 'operator', from: ['running', 'paused'], to: [] },
+  // Membership materialised; the same tick starts it when its start time is reached.
+  prepared: { by: 'engine', from: ['preparing'], to: ['scheduled'] },
+  // Preparation found what an inline creation answers with 409 (conflict) or 404 (version gone).
+  'prepare-failed': { by: 'engine', from: ['preparing'], to: ['cancelled'] },
   start: { by: 'engine', from: ['scheduled'], to: ['running'] },
   'next-wave': { by: 'engine', from: ['running'], to: ['running'] },
   complete: { by: 'engine', from: ['running'], to: ['completed'] },
@@ -58,6 +65,9 @@ export const ROLLOUT_TRANSITIONS: { readonly [op in RolloutOperation]: RolloutTr
 export const ACTIVE_ROLLOUT_STATES: readonly RolloutState[] = ACTIVE;
 /** States in which a rollout holds its devices (no other rollout of the model may take them). */
 export const HOLDING_ROLLOUT_STATES: readonly RolloutState[] = [...ACTIVE, 'rolling-back'];
+
+/** The states a rollout is created in: `preparing` when the engine materialises its membership later. */
+export const INITIAL_ROLLOUT_STATES: readonly RolloutState[] = ['preparing', 'scheduled'];
 
 export function transitionOf(op: RolloutOperation): RolloutTransition {
   return ROLLOUT_TRANSITIONS[op];
@@ -88,7 +98,7 @@ export function sqlStates(states: readonly RolloutState[]): string {
 
 /** A Mermaid state diagram of the table, as embedded in rollouts/README.md. */
 export function rolloutStateDiagram(): string {
-  const lines = ['stateDiagram-v2', '    [*] --> scheduled: create'];
+  const lines = ['stateDiagram-v2', '    [*] --> preparing: create (large id list)', '    [*] --> scheduled: create'];
   for (const [op, t] of Object.entries(ROLLOUT_TRANSITIONS) as [RolloutOperation, RolloutTransition][]) {
     // Operations that keep the state (retry, install, next-wave) are not edges of the diagram.
     for (const from of t.from) for (const to of t.to) if (to !== from) lines.push(`    ${mermaidId(from)} --> ${mermaidId(to)}: ${op} (${t.by})`);

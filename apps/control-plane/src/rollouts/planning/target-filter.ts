@@ -1,4 +1,5 @@
 import semver from 'semver';
+import type { SqlParams } from '../../infra/database/sql-params.js';
 import type { TargetSelector } from '../rollout.types.js';
 
 /**
@@ -15,20 +16,6 @@ export function versionsSatisfying(values: readonly string[], range: string): st
 
 export function isValidRange(range: string): boolean {
   return semver.validRange(range) !== null;
-}
-
-/** Parameterised SQL builder: `add(value)` returns the placeholder for it. */
-export class SqlParams {
-  readonly values: unknown[] = [];
-
-  constructor(initial: unknown[] = []) {
-    this.values.push(...initial);
-  }
-
-  add(value: unknown): string {
-    this.values.push(value);
-    return `$${this.values.length}`;
-  }
 }
 
 /** Pre-computed, range-resolved parts of a selector (see versionsSatisfying). */

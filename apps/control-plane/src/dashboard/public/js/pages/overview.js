@@ -47,7 +47,7 @@ export async function render(view, _params, ctx) {
   // Active rollouts: the list, then the detail (with device counts) of the first few.
   const loadRollouts = async () => {
     try {
-      const lists = await Promise.all(['running', 'paused', 'scheduled'].map((state) => api.get('rollouts', { state, limit: 10 })));
+      const lists = await Promise.all(['running', 'paused', 'scheduled', 'preparing'].map((state) => api.get('rollouts', { state, limit: 10 })));
       const items = lists.flatMap((l) => l.items ?? []);
       const detailed = await Promise.all(items.slice(0, 5).map((r) => api.get(`rollouts/${encodeURIComponent(r.id)}`).catch(() => r)));
       if (ctx.isCurrent()) renderRollouts(rollouts, [...detailed, ...items.slice(5)]);
@@ -116,7 +116,7 @@ function renderRollouts(el, items) {
           h('td', fmtAgo(r.startedAt ?? r.createdAt)),
         ),
       ),
-      { empty: 'No rollout is running, paused or scheduled.' },
+      { empty: 'No rollout is running, paused, scheduled or preparing.' },
     ),
   );
 }

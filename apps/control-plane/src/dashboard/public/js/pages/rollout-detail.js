@@ -195,7 +195,12 @@ function renderSummary(el, r) {
       ]),
       h(
         'div',
-        h('h3', `${fmtInt(r.targetCount)} devices targeted${r.skippedCount ? ` · ${fmtInt(r.skippedCount)} skipped` : ''}`),
+        h(
+          'h3',
+          r.state === 'preparing'
+            ? `Preparing the membership of ${fmtInt(r.spec?.target?.deviceIdCount ?? 0)} explicit device ids…`
+            : `${fmtInt(r.targetCount)} devices targeted${r.skippedCount ? ` · ${fmtInt(r.skippedCount)} skipped` : ''}`,
+        ),
         stateBar(r.counts, { total: r.targetCount, label: 'all waves' }),
         h('p.muted.small', `${fmtInt(committed)} of ${fmtInt(r.targetCount)} committed`),
       ),

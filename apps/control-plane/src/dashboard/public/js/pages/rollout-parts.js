@@ -44,6 +44,8 @@ export function stateBar(counts, { total, legend = true, label } = {}) {
 
 /** Progress of a rollout: a device-state bar when counts are known (detail), else the wave position. */
 export function rolloutProgressBar(rollout) {
+  // The engine has not materialised its membership yet: nothing to count.
+  if (rollout.state === 'preparing') return h('span.muted.small', `preparing membership · ${rollout.waveCount} waves`);
   const remaining = (rollout.waveCount ?? 0) - 1 - rollout.currentWave;
   const waves =
     rollout.currentWave < 0
@@ -59,6 +61,7 @@ export function rolloutProgressBar(rollout) {
 }
 
 const STATE_TONES = {
+  preparing: 'idle',
   running: '',
   scheduled: 'idle',
   paused: 'warn',

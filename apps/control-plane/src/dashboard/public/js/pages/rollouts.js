@@ -5,7 +5,7 @@ import { shortId } from './overview.js';
 import { keysetPager } from './pager.js';
 import { rolloutProgressBar, stateBadge } from './rollout-parts.js';
 
-const STATES = ['', 'scheduled', 'running', 'paused', 'completed', 'cancelled', 'aborted', 'rolled-back'];
+const STATES = ['', 'preparing', 'scheduled', 'running', 'paused', 'completed', 'cancelled', 'aborted', 'rolled-back'];
 
 /** Rollouts list: filter by state and model, newest first, keyset pages. */
 export async function render(view, _params, ctx) {

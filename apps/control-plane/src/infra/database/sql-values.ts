@@ -23,5 +23,11 @@ export function toJson<T>(value: unknown): T {
  */
 export function rowsOf(result: unknown): Record<string, unknown>[] {
   if (Array.isArray(result) && result.length === 2 && Array.isArray(result[0]) && typeof result[1] === 'number') return result[0] as Record<string, unknown>[];
-  return result as Record<string, unknown>[];
+  return Array.isArray(result) ? (result as Record<string, unknown>[]) : [];
+}
+
+/** Rows an UPDATE or DELETE touched (the `[rows, rowCount]` answer), or the rows a SELECT returned. */
+export function affectedRows(result: unknown): number {
+  if (Array.isArray(result) && result.length === 2 && typeof result[1] === 'number') return result[1];
+  return Array.isArray(result) ? result.length : 0;
 }
