@@ -10,6 +10,7 @@ import { ArtifactAccessPolicy } from './artifact-access.js';
 import { decideRange } from './byte-range.js';
 import { DistributionErrorCode, DistributionException } from './distribution.exception.js';
 import { HotArtifacts } from './hot-artifacts.js';
+import { isBinName } from './tuf-bins.js';
 import { TufRepositoryService } from './tuf-repository.service.js';
 
 /** Top-level roles and hash bins (`bins-0a`, TAP 15; docs/tuf.md "Hash bins"). */
@@ -22,7 +23,8 @@ const HASH_PREFIXED = /^([0-9a-f]{64})\.(.+)$/;
  * metadata chain and the target files it signs. Devices verify everything against the root
  * they pinned at enrollment, so this controller only has to serve bytes faithfully, to the
  * devices that may have them (ArtifactAccessPolicy). The signed metadata is one repository for
- * the whole fleet: it names every target (paths, hashes, sizes), only the bytes are restricted.
+ * the whole fleet; its hash bins, which list the targets, are served like the bytes: to the devices
+ * that have a target in them.
  */
 @ApiTags('distribution')
 @ApiBasicAuth()
@@ -42,10 +44,18 @@ export class DistributionController {
 
   @Get('metadata/:file')
   @ApiOperation({ summary: 'TUF metadata: {N}.root.json, timestamp.json, {N}.snapshot.json, {N}.targets.json, {N}.bins-{hex}.json (unversioned = latest)' })
-  async metadata(@Param('file') file: string, @Res() res: Response): Promise<void> {
+  async metadata(@Param('file') file: string, @Req() req: Request, @Res() res: Response): Promise<void> {
     const match = METADATA_FILE.exec(file);
     if (!match) throw new DistributionException(DistributionErrorCode.MetadataNotFound, `no metadata file ${file}`);
     const role = match[2]!;
+    if (isBinName(role)) {
+      const deviceId = (req as Request & RequestWithDevice).device?.id ?? '';
+      if (!(await this.access.mayReadBin(deviceId, role)))
+        throw new DistributionException(
+          DistributionErrorCode.TargetNotAssigned,
+          `device ${deviceId} has no assigned target in ${role} (ARTIFACT_ACCESS=assigned)`,
+        );
+    }
     const signed = match[1] ? await this.tuf.byVersion(role, Number(match[1])) : await this.tuf.latest(role);
     // Versioned files never change; unversioned ones move with every publish.
     res.setHeader('Cache-Control', match[1] ? 'private, max-age=86400, immutable' : 'no-cache');

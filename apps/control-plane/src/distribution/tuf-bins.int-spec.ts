@@ -10,7 +10,7 @@ import { DataSource } from 'typeorm';
 import { hashSecret } from '../access/secret.js';
 import { APP_CONFIG, type AppConfig } from '../infra/config/app-config.js';
 import { apiClient, databaseBackends, startTestApp, type TestApp } from '../testing/test-app.fixture.js';
-import { binOf, binVersionsOf, succinctRolesOf } from './tuf-bins.js';
+import { binNames, binOf, binVersionsOf, succinctRolesOf } from './tuf-bins.js';
 import { roleKeyFromPrivate } from './tuf-keys.js';
 import { TufMetadataRepository } from './tuf-metadata.repository.js';
 import { TufRepositoryService } from './tuf-repository.service.js';
@@ -74,7 +74,8 @@ describe.each(databaseBackends())('TUF hash bins on %s', (backend) => {
   }
 
   beforeAll(async () => {
-    t = await startTestApp(backend, { TUF_BIN_COUNT: String(2 ** BIN_BITS) });
+    // Bin mechanics with any path: ARTIFACT_ACCESS=fleet; what `assigned` lets a device read is its own test.
+    t = await startTestApp(backend, { TUF_BIN_COUNT: String(2 ** BIN_BITS), ARTIFACT_ACCESS: 'fleet' });
     tuf = t.app.get(TufRepositoryService);
     await t.app.get(DataSource).query(`INSERT INTO devices (id, credential_hash) VALUES ($1, $2)`, [DEVICE_ID, hashSecret(DEVICE_SECRET)]);
     expect((await apiClient(t.baseUrl, t.adminKey).post('/api/v1/models', { name: 'detector' })).status).toBe(201);
@@ -83,6 +84,9 @@ describe.each(databaseBackends())('TUF hash bins on %s', (backend) => {
     form.append('file', new Blob([randomBytes(256)]), 'model.onnx');
     const res = await fetch(`${t.baseUrl}/api/v1/models/detector/versions`, { method: 'POST', headers: { authorization: `Bearer ${t.adminKey}` }, body: form });
     expect(res.status).toBe(201);
+    await t.app
+      .get(DataSource)
+      .query(`INSERT INTO device_models (device_id, model, desired_version, desired_revision) VALUES ($1, 'detector', '1.0.0', 1)`, [DEVICE_ID]);
     tuf.forgetCached();
   });
   afterAll(async () => {
@@ -106,6 +110,22 @@ describe.each(databaseBackends())('TUF hash bins on %s', (backend) => {
       `${binVersion}.${bin}.json`,
     ]);
     expect(await updater.getTargetInfo('detector/9.9.9/model.onnx')).toBeUndefined();
+  });
+
+  it('serves a device only the bins its assigned versions have targets in (ARTIFACT_ACCESS=assigned)', async () => {
+    const config = t.app.get<AppConfig>(APP_CONFIG);
+    config.artifactAccess = 'assigned';
+    const own = binOf('detector/1.0.0/model.onnx', BIN_BITS);
+    const other = binNames(BIN_BITS).find((b) => b !== own)!;
+    const get = (file: string): Promise<Response> => fetch(`${t.baseUrl}/api/v1/tuf/metadata/${file}`, { headers: { authorization: AUTH } });
+    expect((await get(`${own}.json`)).status).toBe(200);
+    const refused = await get(`${other}.json`);
+    expect(refused.status).toBe(403);
+    expect(((await refused.json()) as { code: string }).code).toBe('target-not-assigned');
+    // The top-level roles stay readable: they list no target.
+    for (const role of ['timestamp', 'snapshot', 'targets']) expect((await get(`${role}.json`)).status).toBe(200);
+    config.artifactAccess = 'fleet';
+    expect((await get(`${other}.json`)).status).toBe(200);
   });
 
   it('publishing many targets at once signs each touched bin once, then snapshot and timestamp; top-level targets stays', async () => {
