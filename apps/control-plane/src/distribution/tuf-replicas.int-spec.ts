@@ -98,6 +98,8 @@ describe.each(databaseBackends())('TUF signing keys across replicas on %s', (bac
     await a.app.get(DataSource).query(`INSERT INTO devices (id, credential_hash) VALUES ($1, $2)`, [DEVICE_ID, hashSecret(DEVICE_SECRET)]);
     expect((await apiClient(a.baseUrl, a.adminKey).post('/api/v1/models', { name: 'detector' })).status).toBe(201);
     await uploadVersion(a, 'detector', '1.0.0');
+    // ARTIFACT_ACCESS=assigned: the device reads the hash bin of what it was given.
+    await a.app.get(DataSource).query(`INSERT INTO device_models (device_id, model, desired_version) VALUES ($1, 'detector', '1.0.0')`, [DEVICE_ID]);
   });
   afterAll(async () => {
     await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
