@@ -132,6 +132,7 @@ describe.each(databaseBackends())('TUF signing keys across replicas on %s', (bac
         const rotated = await rotateOnlineKeys(a);
         // B signs new targets, snapshot and timestamp for an upload it serves.
         await uploadVersion(b, 'detector', '1.1.0');
+        await a.app.get(DataSource).query(`UPDATE device_models SET desired_version = '1.1.0', active_version = '1.0.0' WHERE device_id = $1`, [DEVICE_ID]);
         const snapshot = parseSnapshot((await b.app.get(TufRepositoryService).latest('snapshot')).json);
         expect(Object.keys(snapshot.signatures)).toEqual([rotated.snapshot.key.keyID]);
         const updater = await deviceRefresh(b.baseUrl, pinned);
