@@ -216,7 +216,7 @@ describe.each(databaseBackends())('TUF hash bins on %s', (backend) => {
     expect(await updater.getTargetInfo(input(3).path)).toBeDefined();
   });
 
-  it('refuses to start a replica whose bins key is not the one targets delegate to', async () => {
+  it('starts a replica whose bins key is not the one targets delegate to, which then refuses to sign uploads and moves nothing', async () => {
     const config = t.app.get<AppConfig>(APP_CONFIG);
     const otherDir = await mkdtemp(join(tmpdir(), 'fleetline-bins-replica-'));
     dirs.push(otherDir);
@@ -225,7 +225,11 @@ describe.each(databaseBackends())('TUF hash bins on %s', (backend) => {
       await copyFile(join(t.dataDir, 'tuf-keys', `${role}.key.pem`), join(otherDir, 'tuf-keys', `${role}.key.pem`));
     }
     const replica = new TufRepositoryService({ ...config, dataDir: otherDir }, t.app.get(DataSource), new TufMetadataRepository(t.app.get(DataSource)));
-    await expect(replica.initialise()).rejects.toThrow(/delegates its hash bins to key .* Every replica must use the same tuf-keys directory/);
+    const before = await rowCount();
+    await replica.initialise();
+    expect(await rowCount()).toBe(before);
+    await expect(t.app.get(DataSource).transaction((m) => replica.publishTargets(m, [input(90)]))).rejects.toMatchObject({ code: 'signing-key-offline' });
+    expect(await rowCount()).toBe(before);
   });
 
   it('refuses to start in TUF_KEYS=offline on a repository whose targets delegate to bins', async () => {

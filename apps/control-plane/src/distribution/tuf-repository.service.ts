@@ -154,6 +154,7 @@ export class TufRepositoryService implements OnModuleInit {
   private async moveToBins(now: Date): Promise<void> {
     const binsKey = await this.binsKeyToSignWith();
     this.binsKey = binsKey;
+    if (!binsKey) return;
     const moved = await this.dataSource.transaction(async (manager) => {
       await this.metadata.lockForWrite(manager);
       const latest = await this.metadata.latestAll(manager);
@@ -206,10 +207,12 @@ export class TufRepositoryService implements OnModuleInit {
   /**
    * The bins key of record for this start: a staged replacement (`bins.next.key.pem`) if there
    * is one, else `bins.key.pem`, generated only while no targets delegate to bins yet. A missing
-   * or different key once bins exist means replicas do not share their key files: moving the
-   * bins to this replica's own key would lock every other replica out of signing uploads.
+   * or different key once bins exist means this replica does not share the others' key files:
+   * moving the bins to its own key would lock every other replica out of signing uploads, so it
+   * keeps the layout, serves metadata and answers uploads with `signing-key-offline` (like a
+   * replica without the targets key) until it has the key.
    */
-  private async binsKeyToSignWith(): Promise<RoleKey> {
+  private async binsKeyToSignWith(): Promise<RoleKey | undefined> {
     const staged = await this.keyDir.loadStagedBinsKey();
     if (staged) return staged;
     const targets = await this.metadata.latest('targets');
@@ -217,11 +220,12 @@ export class TufRepositoryService implements OnModuleInit {
     const local = await this.keyDir.loadBinsKey();
     if (!delegated) return local ?? this.keyDir.generateBinsKeyIfMissing();
     if (!local || !delegated.includes(local.key.keyID)) {
-      throw new Error(
+      this.logger.warn(
         `targets v${targets!.version} delegates its hash bins to key ${delegated.join(', ')}, which is not ` +
-          `${join(this.keyDir.dir, TufKeyDirectory.BINS_KEY_FILE)}. Every replica must use the same tuf-keys directory; ` +
-          `to replace the bins key, put the new one in ${TufKeyDirectory.BINS_NEXT_KEY_FILE} (docs/tuf.md)`,
+          `${join(this.keyDir.dir, TufKeyDirectory.BINS_KEY_FILE)}: this replica cannot sign uploads. Every replica must use the same ` +
+          `tuf-keys directory; to replace the bins key, put the new one in ${TufKeyDirectory.BINS_NEXT_KEY_FILE} (docs/tuf.md)`,
       );
+      return undefined;
     }
     return local;
   }
