@@ -24,7 +24,7 @@ export interface GateRequest {
   minSamples?: number;
 }
 
-/** The metrics the control plane gates on (GATE_METRICS of its health-gate contract). */
+/** The metrics the control plane gates install waves on (GATE_METRICS of its health-gate contract, less the shadow-wave ones). */
 export const GATE_METRICS = ['latency_p50', 'latency_p95', 'latency_p99', 'error_rate', 'psi'] as const;
 export type GateMetric = (typeof GATE_METRICS)[number];
 const GATE_BOUNDS = ['maxRatio', 'maxIncrease', 'max', 'minSamples'] as const;
