@@ -35,8 +35,10 @@ export class ShadowIngestRepository {
                 x.mirrored, x.dropped, x.count, x.errors, x.latency_buckets::int[], x.latency_sum_ms, x.predictions::jsonb, x.label_compared, x.agreed,
                 x.diff_buckets::int[], x.active_count, x.active_errors, x.active_latency_buckets::int[], x.active_predictions::jsonb, x.ended
            FROM x
-           -- Compared as text: a rollout id a device made up must not fail the batch on a uuid cast.
-           JOIN rollout_devices rd ON rd.rollout_id::text = x.rollout_id AND rd.device_id = x.device_id AND rd.model = x.model AND rd.wave IS NOT NULL
+           -- A rollout id a device made up must not fail the batch on a uuid cast, so only well-formed ids are cast;
+           -- the cast is on the claimed side, which keeps rollout_devices' primary key usable.
+           JOIN rollout_devices rd ON rd.rollout_id = (CASE WHEN x.rollout_id ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN x.rollout_id::uuid END)
+                                  AND rd.device_id = x.device_id AND rd.model = x.model AND rd.wave IS NOT NULL
            JOIN rollouts r ON r.id = rd.rollout_id AND r.version = x.candidate_version
           WHERE EXISTS (SELECT 1 FROM telemetry_samples s
                          WHERE s.device_id = x.device_id AND s.interval_end = x.interval_end AND s.seq = x.seq AND s.model = x.model
